@@ -1,0 +1,32 @@
+"""Helpers to run code inside the MicroPython Unix port from pytest."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+MICROPYTHON = str(VENV_BIN / "micropython")
+FIRMWARE = ROOT / "firmware"
+BUILD_LIB = ROOT / "build" / "lib"
+
+
+def micropypath(*extra: Path) -> str:
+    """MICROPYPATH for firmware code: our tree, fetched umqtt, frozen modules (ssl, asyncio)."""
+    parts = [str(p) for p in extra] + [str(FIRMWARE), str(BUILD_LIB), ".frozen"]
+    return ":".join(parts)
+
+
+def env(*extra: Path) -> dict:
+    e = dict(os.environ)
+    e["MICROPYPATH"] = micropypath(*extra)
+    return e
+
+
+def run(script: Path | str, *args: str, heap: str = "64K", timeout: float = 300,
+        extra: tuple = ()) -> subprocess.CompletedProcess:
+    cmd = [MICROPYTHON, "-X", f"heapsize={heap}", str(script), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env=env(*extra), cwd=str(ROOT))
