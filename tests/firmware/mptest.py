@@ -33,9 +33,19 @@ def raises(exc, fn, *args, **kw):
 
 def no_alloc(fn, *args):
     """Run fn with the heap locked: any allocation raises MemoryError."""
+    # Dispatch by arity: a star-call would itself allocate the argument array.
+    n = len(args)
     micropython.heap_lock()
     try:
-        return fn(*args)
+        if n == 0:
+            return fn()
+        if n == 1:
+            return fn(args[0])
+        if n == 2:
+            return fn(args[0], args[1])
+        if n == 3:
+            return fn(args[0], args[1], args[2])
+        return fn(args[0], args[1], args[2], args[3])
     finally:
         micropython.heap_unlock()
 

@@ -6,7 +6,7 @@ class ConfigError(ValueError):
     args[1] what is wrong with it."""
 
     def __init__(self, field, problem):
-        ValueError.__init__(self, field, problem)
+        super().__init__(field, problem)
         self.field = field
         self.problem = problem
 

@@ -1,0 +1,22 @@
+# Board entry point (and the Unix port's: `otlink node run` passes --config/--state).
+import sys
+
+from otlink import app
+
+
+def _args():
+    a = {"config": "/config.json", "state": None, "board": None, "boards": "boards"}
+    argv = sys.argv[1:]
+    i = 0
+    while i < len(argv) - 1:
+        k = argv[i]
+        if k.startswith("--") and k[2:] in a:
+            a[k[2:]] = argv[i + 1]
+            i += 2
+        else:
+            raise SystemExit("otlink: unknown argument %s" % k)
+    return a
+
+
+if __name__ == "__main__":
+    sys.exit(app.main(_args()))

@@ -1,0 +1,191 @@
+# Wiring: the one module that knows every layer. Builds the board HAL, the flash queue,
+# the sources (Modbus poller, sensors), the uplink and the publisher from the validated
+# config, then runs them as asyncio tasks under one supervisor.
+#
+#   sources --reading record--> Queue (flash, group commit) --batches--> Publisher
+#     --CBOR--> Uplink (umqtt.simple, QoS1) --> broker ; ack (PUBACK or consumer) --> Queue.ack
+import asyncio
+import sys
+
+from otlink import VERSION
+from otlink.core import config as config_mod
+
+_DEBUG = False
+
+
+def log(*a):
+    print("otlink:", *a)
+
+
+def make_board(cfg, args):
+    name = args.get("board") or cfg["board"]
+    if name == "unix":
+        from otlink.hal import unix
+
+        state = args.get("state") or "state"
+        image = cfg["flash"]["image"] or (state + "/flash.img")
+        return unix.Board(unix.load_board("unix", args.get("boards") or "boards"), image)
+    if name == "esp32":
+        from otlink.hal import esp32
+
+        return esp32.Board(cfg)
+    if name == "pico_w":
+        from otlink.hal import rp2
+
+        return rp2.Board(cfg)
+    raise ValueError("unknown board %r" % name)
+
+
+def _point_attr(p, k, default=None):
+    if isinstance(p, dict):
+        return p.get(k, default)
+    return getattr(p, k, default)
+
+
+def birth_points(cfg):
+    """The point table the birth message carries: what a consumer needs to read values."""
+    from otlink.sensors import driver_scale
+
+    out = []
+    for p in cfg["points"]:
+        out.append({
+            "id": _point_attr(p, "id"), "name": _point_attr(p, "name"),
+            "unit": _point_attr(p, "unit") or "", "type": _point_attr(p, "type"),
+            "scale": _point_attr(p, "scale", 1.0), "offset": _point_attr(p, "offset", 0.0),
+            "source": "modbus:%d:%s:%d" % (_point_attr(p, "slave"), _point_attr(p, "table"),
+                                           _point_attr(p, "address")),
+        })
+    for s in cfg["sensors"]:
+        for p in s["points"]:
+            sc, off = driver_scale(s, p)
+            out.append({"id": p["id"], "name": p["name"], "unit": p["unit"], "type": "uint16",
+                        "scale": sc, "offset": off,
+                        "source": "%s:%s:0x%02x:%s" % (s["driver"], s["bus"], s["address"],
+                                                      p["channel"])})
+    return out
+
+
+class App:
+    def __init__(self, cfg, cfg_text, board):
+        from otlink.core.queue import Queue
+
+        self.cfg = cfg
+        self.board = board
+        clock = self.clock = board.clock
+        qc = cfg["queue"]
+        kw = {"commit_count": qc["commit_count"], "commit_ms": qc["commit_ms"],
+              "policy": qc["policy"]}
+        if qc["capacity"]:
+            kw["capacity"] = qc["capacity"]
+        self.queue = Queue(board.queue_device(), clock, **kw)
+        self.birth = {
+            "node": cfg["node"]["id"], "site": cfg["node"]["site"], "fw": VERSION,
+            "config_hash": config_mod.config_hash(cfg_text), "boot": self.queue.boot,
+            "points": birth_points(cfg),
+        }
+        self.tasks = []
+        self.task_errors = 0
+        self.poller = None
+        if cfg["points"]:
+            from otlink.modbus_poller import Poller
+
+            uart = board.uart(cfg["serial"])
+            self.poller = Poller(uart, clock, cfg["serial"], cfg["points"], self.sink)
+            self.tasks.append(("modbus", self.poller.run))
+        self.sensors = []
+        if cfg["sensors"]:
+            from otlink.sensors import SensorTask, make_driver
+
+            for s in cfg["sensors"]:
+                t = SensorTask(s, make_driver(s, board.i2c(s["bus"])), clock, self.sink,
+                               cfg["groups"][s["group"]]["interval_ms"])
+                self.sensors.append(t)
+                self.tasks.append(("sensor:" + s["name"], t.run))
+        from otlink.uplink import Uplink
+        from otlink.publisher import Publisher
+
+        self.uplink = Uplink(cfg["mqtt"], cfg["node"], clock)
+        self.publisher = Publisher(self.queue, self.uplink, clock, cfg["mqtt"], self.birth,
+                                   self.state)
+        self.tasks.append(("publisher", self.publisher.run))
+        self.tasks.append(("queue", self._commit_loop))
+
+    def sink(self, rec, n):
+        """Every source hands its readings here: into the flash queue, no allocation."""
+        self.queue.append(rec, n)
+
+    async def _commit_loop(self):
+        # Group commit by time: at most commit_ms of readings are ever at risk.
+        period = self.cfg["queue"]["commit_ms"] // 4 or 10
+        while True:
+            self.queue.tick(self.clock.ticks_ms())
+            await asyncio.sleep_ms(period)
+
+    def state(self):
+        """Fields of the state/health message."""
+        st = {"uptime_s": self.clock.uptime_ms() // 1000, "free_heap": self.board.free_heap(),
+              "reset_cause": self.board.reset_cause(), "task_errors": self.task_errors}
+        q = self.queue.stats()
+        for k in q:
+            st["q_" + k] = q[k]
+        if self.poller is not None:
+            st["slaves"] = self.poller.stats()
+        if self.sensors:
+            st["sensor_errors"] = sum(s.errors for s in self.sensors)
+        return st
+
+    async def _supervise(self, name, fn):
+        # A crashed task is reported, counted and restarted after a pause: one bad
+        # component never stops the node.
+        pause = 1000
+        while True:
+            try:
+                await fn()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the one place that catches everything
+                self.task_errors += 1
+                log("task %s failed:" % name)
+                sys.print_exception(e)
+                await asyncio.sleep_ms(pause)
+                pause = min(pause * 2, 60000)
+
+    async def run(self):
+        await asyncio.gather(*[self._supervise(n, f) for n, f in self.tasks])
+
+    def close(self):
+        try:
+            self.queue.commit()
+        except Exception:
+            pass
+        try:
+            self.uplink.close()
+        except Exception:
+            pass
+
+
+def main(args):
+    path = args["config"]
+    try:
+        with open(path) as f:
+            text = f.read()
+        cfg = config_mod.loads(text)
+    except OSError as e:
+        print("otlink: cannot read config %s: %s" % (path, e))
+        return 2
+    except config_mod.ConfigError as e:
+        print("otlink: %s: %s" % (path, e))
+        return 2
+    board = make_board(cfg, args)
+    app = App(cfg, text, board)
+    log("node %s/%s fw %s boot %d, %d points, broker %s:%d" % (
+        cfg["node"]["site"], cfg["node"]["id"], VERSION, app.queue.boot,
+        len(app.birth["points"]), cfg["mqtt"]["host"], cfg["mqtt"]["port"]))
+    try:
+        asyncio.run(app.run())
+    except KeyboardInterrupt:
+        log("stopping")
+    finally:
+        app.close()
+    return 0

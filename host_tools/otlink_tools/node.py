@@ -1,0 +1,92 @@
+"""`otlink node run|validate`: run the agent on the Unix port, check a config file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from otlink_tools import paths
+from otlink_tools.errors import CommandError
+
+
+def validate_file(path: str) -> dict:
+    """Validate a node config with the firmware's own schema; CommandError names the field."""
+    paths.firmware_import_path()
+    from otlink.core import config  # the firmware module, run on CPython
+    from otlink.core.errors import ConfigError
+
+    try:
+        return config.load(path)
+    except ConfigError as e:
+        raise CommandError(f"{path}: {e}") from None
+
+
+def agent_command(config: str, state: str, heap: str = "256K",
+                  board: str = "unix", mpy_dir: str | None = None) -> tuple[list[str], dict]:
+    """The command line and environment that run the agent on the Unix port."""
+    env = dict(os.environ)
+    first = [mpy_dir] if mpy_dir else []
+    env["MICROPYPATH"] = paths.micropypath(*first)
+    cmd = [paths.micropython(), "-X", f"heapsize={heap}", str(paths.FIRMWARE / "main.py"),
+           "--config", str(config), "--state", str(state), "--board", board,
+           "--boards", str(paths.BOARDS)]
+    return cmd, env
+
+
+def start_agent(config: str, state: str, heap: str = "256K", log=None,
+                mpy_dir: str | None = None) -> subprocess.Popen:
+    cmd, env = agent_command(config, state, heap, mpy_dir=mpy_dir)
+    Path(state).mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(cmd, env=env, stdout=log or subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    cfg = validate_file(args.config)
+    npts = len(cfg["points"]) + sum(len(s["points"]) for s in cfg["sensors"])
+    print(f"{args.config}: ok (node {cfg['node']['site']}/{cfg['node']['id']}, "
+          f"{npts} points, broker {cfg['mqtt']['host']}:{cfg['mqtt']['port']}"
+          f"{' TLS' if cfg['mqtt']['tls'] else ''})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    validate_file(args.config)  # fail on the laptop with a clear message, before starting
+    cmd, env = agent_command(args.config, args.state, args.heap)
+    Path(args.state).mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return 130
+
+
+def register(sub) -> None:
+    p = sub.add_parser("node", help="run the agent on this machine, or check a node config")
+    nsub = p.add_subparsers(dest="node_cmd", required=True)
+    r = nsub.add_parser("run", help="run the agent on the MicroPython Unix port")
+    r.add_argument("--config", required=True, help="node config file (JSON, docs/config.md)")
+    r.add_argument("--state", default="state", help="folder for the emulated flash image")
+    r.add_argument("--heap", default="256K", help="MicroPython heap cap (default 256K)")
+    r.set_defaults(func=cmd_run)
+    v = nsub.add_parser("validate", help="check a node config file")
+    v.add_argument("config")
+    v.set_defaults(func=cmd_validate)
+
+
+def dump_json(obj) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True)
+
+
+if __name__ == "__main__":
+    sys.exit(0)
