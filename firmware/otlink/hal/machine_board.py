@@ -1,0 +1,96 @@
+# What ESP32 and Pico W boards share: machine.UART/Pin/I2C, network.WLAN, NTP, reset
+# cause. Only hal/ imports machine and network. Board specifics live in esp32.py / rp2.py.
+import gc
+import json
+import time
+
+import machine
+import network
+
+from otlink.hal.clock import Clock
+from otlink.hal.region import Region
+
+_RESET_CAUSES = {}
+
+
+def load_board(name):
+    with open("/boards/%s.json" % name) as f:
+        return json.load(f)
+
+
+class MachineBoard:
+    name = "?"
+
+    def __init__(self, cfg, defn):
+        self.cfg = cfg
+        self.defn = defn
+        self.clock = Clock(synced=False)  # set by NTP once the network is up
+        self._wlan = None
+        self._i2c = {}
+        self._cause = machine.reset_cause()
+        self._flash = self.flash_device()
+        fs_blocks, q_first, q_blocks = self.layout()
+        self._fs_dev = Region(self._flash, 0, fs_blocks)
+        self._q_dev = Region(self._flash, q_first, q_blocks)
+
+    # subclasses: flash_device() -> block device of the whole data area; layout()
+
+    def layout(self):
+        """(fs blocks, first queue block, queue blocks): the queue takes the tail."""
+        total = self._flash.ioctl(4, 0)
+        q_blocks = self.defn["flash"]["regions"]["queue"]["size"] // 4096
+        return total - q_blocks, total - q_blocks, q_blocks
+
+    def queue_device(self):
+        return self._q_dev
+
+    def fs_device(self):
+        return self._fs_dev
+
+    def uart(self, serial_cfg):
+        from otlink.hal.uart_machine import open_uart
+
+        u = self.defn["uart"]["rs485"]
+        return open_uart(serial_cfg, self.clock, u["id"], u["tx"], u["rx"], u["de_pin"])
+
+    def i2c(self, bus_name):
+        bus = self._i2c.get(bus_name)
+        if bus is None:
+            d = self.defn["i2c"][bus_name]
+            bus = machine.I2C(d["id"], scl=machine.Pin(d["scl"]), sda=machine.Pin(d["sda"]),
+                              freq=d.get("freq", 100000))
+            self._i2c[bus_name] = bus
+        return bus
+
+    def network_up(self, wifi_cfg, timeout_ms=15000):
+        """Join the configured WiFi; True once connected. Never waits past timeout_ms."""
+        if self._wlan is None:
+            self._wlan = network.WLAN(network.STA_IF)
+            self._wlan.active(True)
+        if self._wlan.isconnected():
+            return True
+        self._wlan.connect(wifi_cfg["ssid"], wifi_cfg.get("password") or "")
+        t0 = time.ticks_ms()
+        while not self._wlan.isconnected():
+            if time.ticks_diff(time.ticks_ms(), t0) > timeout_ms:
+                return False
+            time.sleep_ms(100)
+        return True
+
+    def sync_time(self):
+        try:
+            import ntptime
+
+            ntptime.settime()
+        except Exception:
+            return False  # readings stay flagged untimed until a later sync succeeds
+        self.clock.sync()
+        return True
+
+    def reset_cause(self):
+        return {machine.PWRON_RESET: "power-on", machine.HARD_RESET: "hard",
+                machine.WDT_RESET: "watchdog", machine.DEEPSLEEP_RESET: "deepsleep",
+                machine.SOFT_RESET: "soft"}.get(self._cause, str(self._cause))
+
+    def free_heap(self):
+        return gc.mem_free()
