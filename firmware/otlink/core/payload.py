@@ -1,0 +1,398 @@
+# On-wire payloads published by the agent (docs/payload.md is the spec; version 1).
+#
+#   topic  <prefix>/<site>/<node>/<kind>    kind: birth, data, state, ack, cmd
+#   data   {"v":1, "b":boot, "s":first seq, "e":last seq, "f":flags, "t":base ms, "r":[...]}
+#   birth  {"v":1, "node":..., "fw":..., "cfg":..., "boot":..., "pts":[[id,name,unit,type,
+#           scale,offset,source], ...]}
+#   state  {"v":1, <field>: <value>, ...}
+#   ack    {"v":1, "b":boot, "s":highest contiguous seq stored}
+#
+# The data stream "r" is flat: a reading is `pid value`; a negative integer -d before a
+# reading advances the time of that reading and the ones after it by d ms (readings from one
+# poll cycle share one timestamp and pay nothing for it). An integer value is absolute the
+# first time its point appears in the batch and a difference from that point's previous
+# integer value after that (energy counters and slow registers then take one byte). Floats are
+# the shortest exact CBOR float, text a text string, an error a CBOR simple value (the code).
+from otlink.core import reading
+from otlink.core.cbor import BufferFull, Writer, head_size  # noqa: F401 (BufferFull re-exported)
+from otlink.core.compat import const
+
+VERSION = const(1)
+
+FLAG_HISTORICAL = const(1)  # replayed from the backlog, not live
+FLAG_UNTIMED = const(2)  # timestamps are uptime ms: the clock was not set
+
+SEQ_MASK = const(0xFFFFFFFF)
+
+# Error codes (docs/payload.md, "Error codes"). CBOR simple values 20..31 are false, true,
+# null, undefined and reserved, so codes never use them.
+ERR_TIMEOUT = const(1)
+ERR_CRC = const(2)
+ERR_FRAME = const(3)
+ERR_ECHO = const(4)
+ERR_SENSOR = const(16)
+ERR_SENSOR_CRC = const(17)
+ERR_OFFLINE = const(32)
+ERR_MODBUS_EXC = const(0x80)  # | Modbus exception code (0x81 illegal function, ...)
+
+KINDS = ("birth", "data", "state", "ack", "cmd")
+
+_HDR_MAX = const(48)  # largest data header: 7-entry map with 9-byte base time
+_READING_MAX = const(21)  # time advance (9) + pid (3) + int or float value (9)
+_TEXT_MAX = const(12)  # time advance (9) + pid (3); + text head and bytes
+
+_K_V = const(0x76)  # "v"
+_K_B = const(0x62)  # "b"
+_K_S = const(0x73)  # "s"
+_K_E = const(0x65)  # "e"
+_K_F = const(0x66)  # "f"
+_K_T = const(0x74)  # "t"
+_K_R = const(0x72)  # "r"
+
+
+def seq_after(a, b):
+    """True when sequence number a comes after b (RFC 1982 serial arithmetic, 32 bits)."""
+    d = (a - b) & SEQ_MASK
+    return d != 0 and d < 0x80000000
+
+
+def _check_segment(s, what):
+    if not s or "/" in s or "+" in s or "#" in s or "\0" in s:
+        raise ValueError("topic %s %r: empty or contains / + # NUL" % (what, s))
+
+
+def topic(prefix, site, node, kind):
+    """Topic of one message kind for a node: otlink/<site>/<node>/<kind>."""
+    if not prefix or "+" in prefix or "#" in prefix or prefix[0] == "/" or prefix[-1] == "/":
+        raise ValueError("topic prefix %r" % (prefix,))
+    _check_segment(site, "site")
+    _check_segment(node, "node")
+    if kind not in KINDS:
+        raise ValueError("topic kind %r" % (kind,))
+    return "%s/%s/%s/%s" % (prefix, site, node, kind)
+
+
+def _i64(rec, o):
+    # Little-endian i64 from a record without struct.unpack_from (which allocates a tuple).
+    # Values within +-2**62 stay small ints on 64-bit ports: no allocation.
+    i = o + 7
+    if rec[i] & 0x80:  # negative: two's complement, built from the inverted bytes
+        v = 0
+        while i >= o:
+            v = (v << 8) | (rec[i] ^ 0xFF)
+            i -= 1
+        return -1 - v
+    v = 0
+    while i >= o:
+        v = (v << 8) | rec[i]
+        i -= 1
+    return v
+
+
+class DataEncoder:
+    """Builds one data batch at a time in a buffer allocated here, once.
+
+    start() begins a batch; add() appends one reading record and returns False (writing
+    nothing) when the reading cannot join this batch: buffer or count full, sequence not
+    contiguous, time running backwards, timed/untimed mix, or too many distinct integer
+    points. The caller then publishes finish() and starts the next batch with that reading.
+    add() allocates nothing (for values within +-2**62); finish() allocates one memoryview.
+    """
+
+    def __init__(self, capacity_bytes, max_count=0, int_points=64):
+        if capacity_bytes < _HDR_MAX + _READING_MAX:
+            raise ValueError("DataEncoder capacity too small")
+        self._buf = bytearray(capacity_bytes)
+        self._mv = memoryview(self._buf)
+        self._w = Writer(self._buf, _HDR_MAX)
+        self._hdr = bytearray(_HDR_MAX)
+        self._hw = Writer(self._hdr)
+        self._max = max_count
+        # Last integer value per point in this batch, for differences (see module comment).
+        self._pids = [0] * int_points
+        self._last = [0] * int_points
+        self._nslots = 0
+        self._hint = 0
+        self.boot = 0
+        self.historical = False
+        self.first_seq = 0
+        self.last_seq = 0
+        self.count = 0
+        self._untimed = 0
+        self._t0 = 0
+        self._t = 0
+        self._nitems = 0
+
+    def start(self, boot, historical=False):
+        if boot < 0 or boot > SEQ_MASK:
+            raise ValueError("boot counter out of u32 range")
+        self.boot = boot
+        self.historical = bool(historical)
+        self.count = 0
+        self.first_seq = self.last_seq = 0
+        self._nslots = 0
+        self._hint = 0
+        self._nitems = 0
+        self._w.reset(_HDR_MAX)
+
+    def add(self, seq, rec, n):
+        count = self.count
+        if self._max and count >= self._max:
+            return False
+        kind = rec[2]
+        untimed = rec[3] & reading.FLAG_UNTIMED
+        t = _i64(rec, 4)
+        if count:
+            if seq != (self.last_seq + 1) & SEQ_MASK:
+                return False
+            if untimed != self._untimed:
+                return False
+            dt = t - self._t
+            if dt < 0:
+                return False
+        else:
+            if seq < 0 or seq > SEQ_MASK:
+                raise ValueError("seq out of u32 range")
+            dt = 0
+        w = self._w
+        if kind == reading.KIND_TEXT:
+            tl = n - reading.HEADER
+            if tl < 0 or tl > reading.MAX_TEXT:
+                raise ValueError("text record length")
+            need = _TEXT_MAX + head_size(tl) + tl
+        elif kind == reading.KIND_INT or kind == reading.KIND_FLOAT or kind == reading.KIND_ERR:
+            if n != reading.SIZE:
+                raise ValueError("reading record length")
+            need = _READING_MAX
+        else:
+            raise ValueError("reading record kind")
+        if w.end - w.pos < need:
+            return False
+        pid = rec[0] | rec[1] << 8
+        slot = -1
+        if kind == reading.KIND_INT:
+            pids = self._pids
+            ns = self._nslots
+            h = self._hint
+            if h < ns and pids[h] == pid:
+                slot = h
+            else:
+                i = 0
+                while i < ns:
+                    if pids[i] == pid:
+                        slot = i
+                        break
+                    i += 1
+            if slot < 0:
+                if ns >= len(pids):
+                    return False
+        elif kind == reading.KIND_ERR:
+            code = rec[12]
+            if (rec[13] | rec[14] | rec[15] | rec[16] | rec[17] | rec[18] | rec[19]
+                    or 20 <= code < 32):
+                raise ValueError("reading error code")
+        # Commit point: from here on the reading is written completely.
+        if count == 0:
+            self.first_seq = seq
+            self._untimed = untimed
+            self._t0 = t
+        elif dt:
+            w.head(0x20, dt - 1)  # CBOR negative integer -dt: advance time by dt ms
+            self._nitems += 1
+        self._t = t
+        w.head(0, pid)
+        if kind == reading.KIND_INT:
+            v = _i64(rec, 12)
+            if slot < 0:
+                slot = self._nslots
+                self._pids[slot] = pid
+                self._nslots = slot + 1
+                w.int(v)
+            else:
+                w.int(v - self._last[slot])
+            self._last[slot] = v
+            self._hint = slot + 1
+        elif kind == reading.KIND_FLOAT:
+            w.f64le(rec, 12)
+        elif kind == reading.KIND_ERR:
+            w.simple(rec[12])
+        else:
+            w.raw_from(0x60, rec, reading.HEADER, n)
+        self.last_seq = seq
+        self.count = count + 1
+        self._nitems += 2
+        return True
+
+    def finish(self):
+        """The encoded batch as a memoryview into this encoder's buffer (valid until the next
+        start()). Raises ValueError on an empty batch."""
+        if not self.count:
+            raise ValueError("empty data batch")
+        h = self._hw
+        h.reset()
+        h.map_head(7)
+        self._key(h, _K_V)
+        h.uint(VERSION)
+        self._key(h, _K_B)
+        h.uint(self.boot)
+        self._key(h, _K_S)
+        h.uint(self.first_seq)
+        self._key(h, _K_E)
+        h.uint(self.last_seq)
+        self._key(h, _K_F)
+        h.uint((FLAG_HISTORICAL if self.historical else 0)
+               | (FLAG_UNTIMED if self._untimed else 0))
+        self._key(h, _K_T)
+        h.int(self._t0)
+        self._key(h, _K_R)
+        h.array_head(self._nitems)
+        hn = h.pos
+        start = _HDR_MAX - hn
+        b = self._buf
+        hb = self._hdr
+        i = 0
+        while i < hn:
+            b[start + i] = hb[i]
+            i += 1
+        return self._mv[start:self._w.pos]
+
+    def _key(self, h, k):
+        h._byte(0x61)  # text string of length 1
+        h._byte(k)
+
+
+def encode_birth(buf, node_id, fw_version, config_hash, boot, points, t_ms=None):
+    """Birth message into buf; returns its length. points: dicts with id, name, unit, type,
+    scale, offset, source (scale/offset default 1 and 0, unit/source default None)."""
+    w = Writer(buf)
+    w.map_head(6 if t_ms is None else 7)
+    w.text("v")
+    w.uint(VERSION)
+    w.text("node")
+    w.text(node_id)
+    w.text("fw")
+    w.text(fw_version)
+    w.text("cfg")
+    w.obj(config_hash)
+    w.text("boot")
+    w.uint(boot)
+    if t_ms is not None:
+        w.text("t")
+        w.int(t_ms)
+    w.text("pts")
+    w.array_head(len(points))
+    for p in points:
+        w.array_head(7)
+        pid = p["id"]
+        if not isinstance(pid, int) or pid < 0 or pid > 0xFFFF:
+            raise ValueError("birth point id %r" % (pid,))
+        w.uint(pid)
+        w.text(p["name"])
+        w.obj(p.get("unit"))
+        w.text(p["type"])
+        w.obj(p.get("scale", 1))
+        w.obj(p.get("offset", 0))
+        w.obj(p.get("source"))
+    return w.n
+
+
+# State fields and their types (docs/payload.md, "state"). Unknown fields are refused so a
+# typo cannot reach the wire; add new ones here and in the doc.
+STATE_FIELDS = {
+    "online": bool,  # False in the last will (the death state)
+    "boot": int,
+    "uptime_s": int,
+    "t": int,  # node clock, ms since epoch (absent when unset)
+    "queue_depth": int,
+    "oldest_unsent_s": int,
+    "drops": int,
+    "free_heap": int,
+    "reset_cause": str,
+    "slave_errors": dict,  # slave address -> error count
+    "mqtt_reconnects": int,
+    "clock_set": bool,
+}
+
+
+def encode_state(buf, fields):
+    """State/health message into buf; returns its length. fields: see STATE_FIELDS."""
+    w = Writer(buf)
+    w.map_head(len(fields) + 1)
+    w.text("v")
+    w.uint(VERSION)
+    for k in fields:
+        typ = STATE_FIELDS.get(k)
+        if typ is None:
+            raise ValueError("state field %r unknown" % (k,))
+        v = fields[k]
+        if typ is int and (isinstance(v, bool) or not isinstance(v, int)):
+            raise ValueError("state field %s: int wanted" % k)
+        if typ is not int and not isinstance(v, typ):
+            raise ValueError("state field %s: %s wanted" % (k, typ.__name__))
+        w.text(k)
+        if typ is dict:
+            w.map_head(len(v))
+            for a in v:
+                w.uint(a)
+                w.uint(v[a])
+        else:
+            w.obj(v)
+    return w.n
+
+
+def encode_ack(buf, boot, seq):
+    """Ack message: the consumer has stored everything up to seq of boot."""
+    w = Writer(buf)
+    w.map_head(3)
+    w.text("v")
+    w.uint(VERSION)
+    w.text("b")
+    w.uint(boot)
+    w.text("s")
+    w.uint(seq)
+    return w.n
+
+
+def _uint_at(b, o, end):
+    # (value, next offset) of an unsigned integer at b[o]; ValueError otherwise.
+    if o >= end:
+        raise ValueError("ack: truncated")
+    ib = b[o]
+    if ib & 0xE0:
+        raise ValueError("ack: integer wanted")
+    ai = ib & 0x1F
+    if ai < 24:
+        return ai, o + 1
+    size = {24: 1, 25: 2, 26: 4, 27: 8}.get(ai)
+    if size is None or o + 1 + size > end:
+        raise ValueError("ack: bad integer")
+    v = 0
+    for i in range(size):
+        v = (v << 8) | b[o + 1 + i]
+    return v, o + 1 + size
+
+
+def decode_ack(payload):
+    """(boot, seq) from an ack payload. Raises ValueError naming what is wrong."""
+    b = payload
+    end = len(b)
+    if end < 1 or b[0] & 0xE0 != 0xA0 or b[0] & 0x1F >= 24:
+        raise ValueError("ack: map wanted")
+    n = b[0] & 0x1F
+    o = 1
+    got = {}
+    for _ in range(n):
+        if o + 2 > end or b[o] != 0x61:
+            raise ValueError("ack: one-letter key wanted")
+        k = b[o + 1]
+        v, o = _uint_at(b, o + 2, end)
+        got[k] = v
+    if o != end:
+        raise ValueError("ack: trailing bytes")
+    if got.get(_K_V) != VERSION:
+        raise ValueError("ack: version")
+    if _K_B not in got or _K_S not in got:
+        raise ValueError("ack: b and s required")
+    if got[_K_B] > SEQ_MASK or got[_K_S] > SEQ_MASK:
+        raise ValueError("ack: out of u32 range")
+    return got[_K_B], got[_K_S]
