@@ -1,0 +1,88 @@
+# A reading queue held in RAM with the flash queue's interface (otlink.core.queue.Queue):
+# the "no durability" side of the durability-cost benchmark, and a stand-in in uplink tests.
+# Fixed ring of slots allocated once; append/peek/ack do not allocate. Lost on reset.
+from otlink.core.compat import const
+from otlink.core.reading import MAX_SIZE
+
+_MASK = const(0xFFFFFFFF)
+
+
+class RamQueue:
+    def __init__(self, clock, capacity=4096, boot=1, first_seq=1, slot=MAX_SIZE):
+        self.clock = clock
+        self.capacity = capacity
+        self.boot = boot
+        self._slot = slot
+        self._buf = bytearray(capacity * slot)
+        self._mv = memoryview(self._buf)
+        self._len = bytearray(capacity)  # record lengths (<= 255)
+        self._boots = [boot] * capacity
+        self._t = [0] * capacity  # append time (ticks) for oldest-age
+        self._head = 0  # slot of the oldest unacknowledged record
+        self._n = 0
+        self._seq0 = first_seq & _MASK  # seq of the record in slot _head
+        self.drops = 0
+        self.appended = 0
+
+    def append(self, rec, n):
+        if self._n == self.capacity:  # full: drop the oldest (policy drop_oldest)
+            self._head = (self._head + 1) % self.capacity
+            self._seq0 = (self._seq0 + 1) & _MASK
+            self._n -= 1
+            self.drops += 1
+        i = (self._head + self._n) % self.capacity
+        o = i * self._slot
+        self._mv[o:o + n] = rec[:n] if n != len(rec) else rec
+        self._len[i] = n
+        self._boots[i] = self.boot
+        self._t[i] = self.clock.ticks_ms()
+        seq = (self._seq0 + self._n) & _MASK
+        self._n += 1
+        self.appended += 1
+        return seq
+
+    def tick(self, now_ms=None):
+        pass
+
+    def commit(self):
+        pass
+
+    def peek(self, max_n, start=None):
+        """(seq, boot, rec, n) oldest unacknowledged first; from `start` when given (a seq
+        inside the queue; nothing when it is past the tail). rec is a view into the ring."""
+        skip = 0
+        if start is not None:
+            skip = ((start - self._seq0) & _MASK)
+            if skip >= self._n:
+                return
+        cap = self.capacity
+        k = skip
+        while k < self._n and k - skip < max_n:
+            i = (self._head + k) % cap
+            o = i * self._slot
+            yield (self._seq0 + k) & _MASK, self._boots[i], self._mv[o:o + self._len[i]], self._len[i]
+            k += 1
+
+    def ack(self, seq):
+        """Acknowledge everything up to seq (serial arithmetic); older/unknown seqs ignored."""
+        k = ((seq - self._seq0) & _MASK) + 1
+        if k > self._n:
+            return
+        self._head = (self._head + k) % self.capacity
+        self._seq0 = (self._seq0 + k) & _MASK
+        self._n -= k
+
+    @property
+    def first_seq(self):
+        return self._seq0
+
+    @property
+    def depth(self):
+        return self._n
+
+    def stats(self):
+        age = 0
+        if self._n:
+            age = self.clock.ticks_diff(self.clock.ticks_ms(), self._t[self._head])
+        return {"depth": self._n, "oldest_age_ms": age, "drops": self.drops, "boot": self.boot,
+                "bytes_used": self._n * self._slot, "next_seq": (self._seq0 + self._n) & _MASK}
