@@ -1,0 +1,351 @@
+"""Decode otlink payloads (docs/payload.md, version 1) on the host.
+
+`decode_message(topic, payload)` turns one MQTT message into a plain dict. Any payload that
+is not a valid otlink message raises `PayloadError` with a message naming what is wrong; no
+other exception escapes (the monitor must survive whatever a broker delivers).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import cbor2
+
+VERSION = 1
+KINDS = ("birth", "data", "state", "ack", "cmd")
+SEQ_MOD = 1 << 32
+FLAG_HISTORICAL = 1
+FLAG_UNTIMED = 2
+
+#: Error codes carried in place of a value (docs/payload.md, "Error codes").
+ERROR_CODES: dict[int, str] = {
+    1: "timeout",
+    2: "CRC error",
+    3: "bad or garbled frame",
+    4: "wrong slave or function in the reply",
+    16: "sensor error",
+    17: "sensor CRC error",
+    32: "slave offline (skipped during backoff)",
+    0x81: "Modbus exception 1: illegal function",
+    0x82: "Modbus exception 2: illegal data address",
+    0x83: "Modbus exception 3: illegal data value",
+    0x84: "Modbus exception 4: slave device failure",
+    0x85: "Modbus exception 5: acknowledge",
+    0x86: "Modbus exception 6: slave device busy",
+    0x88: "Modbus exception 8: memory parity error",
+    0x8A: "Modbus exception 10: gateway path unavailable",
+    0x8B: "Modbus exception 11: gateway target failed to respond",
+}
+
+#: State fields and the Python types their values must have.
+STATE_FIELDS: dict[str, type] = {
+    "online": bool,
+    "boot": int,
+    "uptime_s": int,
+    "t": int,
+    "queue_depth": int,
+    "oldest_unsent_s": int,
+    "drops": int,
+    "free_heap": int,
+    "reset_cause": str,
+    "slave_errors": dict,
+    "mqtt_reconnects": int,
+    "clock_set": bool,
+}
+
+_MAX_PAYLOAD = 1 << 20  # far above anything a node sends; refuses absurd inputs early
+
+
+class PayloadError(ValueError):
+    """A payload or topic is not a valid otlink message; str() says what is wrong."""
+
+
+def error_name(code: int) -> str:
+    """Human-readable name of a per-point error code."""
+    if code in ERROR_CODES:
+        return ERROR_CODES[code]
+    if code & 0x80:
+        return f"Modbus exception {code & 0x7F}"
+    return f"error {code}"
+
+
+# -- topics -------------------------------------------------------------------------------
+
+
+def _check_segment(value: str, what: str) -> None:
+    if not value or any(c in value for c in "/+#\0"):
+        raise PayloadError(f"topic {what} {value!r}: empty or contains / + # NUL")
+
+
+def topic(prefix: str, site: str, node: str, kind: str) -> str:
+    """Topic of one message kind: `<prefix>/<site>/<node>/<kind>` (prefix usually "otlink")."""
+    if (not prefix or prefix.startswith("/") or prefix.endswith("/")
+            or any(c in prefix for c in "+#\0")):
+        raise PayloadError(f"topic prefix {prefix!r}")
+    _check_segment(site, "site")
+    _check_segment(node, "node")
+    if kind not in KINDS:
+        raise PayloadError(f"topic kind {kind!r}: one of {', '.join(KINDS)} wanted")
+    return f"{prefix}/{site}/{node}/{kind}"
+
+
+def parse_topic(t: str) -> tuple[str, str, str, str]:
+    """(prefix, site, node, kind) of a topic; the prefix may itself contain slashes."""
+    if not isinstance(t, str):
+        raise PayloadError("topic: str wanted")
+    parts = t.split("/")
+    if len(parts) < 4 or not all(parts):
+        raise PayloadError(f"topic {t!r}: <prefix>/<site>/<node>/<kind> wanted")
+    kind = parts[-1]
+    if kind not in KINDS:
+        raise PayloadError(f"topic {t!r}: unknown kind {kind!r}")
+    return "/".join(parts[:-3]), parts[-3], parts[-2], kind
+
+
+# -- CBOR ---------------------------------------------------------------------------------
+
+
+def _loads(payload: bytes) -> Any:
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise PayloadError("payload: bytes wanted")
+    payload = bytes(payload)
+    if not payload:
+        raise PayloadError("payload is empty")
+    if len(payload) > _MAX_PAYLOAD:
+        raise PayloadError(f"payload of {len(payload)} bytes is too large")
+    fp = io.BytesIO(payload)
+    try:
+        obj = cbor2.CBORDecoder(fp).decode()
+    except cbor2.CBORDecodeEOF:
+        raise PayloadError("payload truncated: CBOR item ends past the payload") from None
+    except Exception as e:  # cbor2 raises several types on garbage; report them all as one
+        raise PayloadError(f"payload is not valid CBOR: {e}") from None
+    if fp.tell() != len(payload):
+        raise PayloadError(f"payload has {len(payload) - fp.tell()} trailing bytes after the "
+                           "CBOR item")
+    return obj
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _uint(m: dict, key: str, what: str, limit: int = SEQ_MOD) -> int:
+    if key not in m:
+        raise PayloadError(f"{what}: field {key!r} missing")
+    v = m[key]
+    if not _is_int(v) or v < 0 or v >= limit:
+        raise PayloadError(f"{what}: field {key!r} must be an integer in 0..{limit - 1}, "
+                           f"got {v!r}")
+    return v
+
+
+def _map(obj: Any, what: str) -> dict:
+    if not isinstance(obj, dict):
+        raise PayloadError(f"{what}: CBOR map wanted, got {type(obj).__name__}")
+    for k in obj:
+        if not isinstance(k, str):
+            raise PayloadError(f"{what}: keys must be text, got {k!r}")
+    v = obj.get("v")
+    if v is None:
+        raise PayloadError(f"{what}: version field 'v' missing")
+    if v != VERSION or not _is_int(v):
+        raise PayloadError(f"{what}: unsupported version {v!r} (this decoder reads {VERSION})")
+    return obj
+
+
+# -- messages -----------------------------------------------------------------------------
+
+
+def decode_data(obj: Any) -> dict:
+    """Data batch dict from a decoded CBOR object (see decode_message)."""
+    m = _map(obj, "data")
+    boot = _uint(m, "b", "data")
+    first = _uint(m, "s", "data")
+    last = _uint(m, "e", "data")
+    flags = _uint(m, "f", "data", 256)
+    if flags & ~(FLAG_HISTORICAL | FLAG_UNTIMED):
+        raise PayloadError(f"data: unknown flags 0x{flags:02x}")
+    if "t" not in m or not _is_int(m["t"]):
+        raise PayloadError("data: base time 't' must be an integer (ms)")
+    t = m["t"]
+    r = m.get("r")
+    if not isinstance(r, list):
+        raise PayloadError("data: readings 'r' must be an array")
+    untimed = bool(flags & FLAG_UNTIMED)
+    readings = []
+    last_int: dict[int, int] = {}
+    i = 0
+    n = len(r)
+    while i < n:
+        x = r[i]
+        if _is_int(x) and x < 0:  # time advance of -x ms
+            if i + 1 >= n:
+                raise PayloadError(f"data: r[{i}]: time advance at the end of the readings")
+            if _is_int(r[i + 1]) and r[i + 1] < 0:
+                raise PayloadError(f"data: r[{i}]: two time advances in a row")
+            t -= x
+            i += 1
+            continue
+        if not _is_int(x) or x > 0xFFFF:
+            raise PayloadError(f"data: r[{i}]: point id (0..65535) wanted, got {x!r}")
+        if i + 1 >= n:
+            raise PayloadError(f"data: r[{i}]: point {x} has no value")
+        v = r[i + 1]
+        seq = (first + len(readings)) % SEQ_MOD
+        rd: dict[str, Any] = {"seq": seq, "pid": x, "t_ms": t, "untimed": untimed,
+                              "value": None, "err": None}
+        if _is_int(v):
+            if x in last_int:
+                v = last_int[x] + v
+            last_int[x] = v
+            rd["value"] = v
+        elif isinstance(v, float):
+            rd["value"] = v
+        elif isinstance(v, str):
+            rd["value"] = v
+        elif isinstance(v, cbor2.CBORSimpleValue):
+            rd["err"] = int(v.value)
+        else:
+            raise PayloadError(f"data: r[{i + 1}]: value of point {x} has unsupported type "
+                               f"{type(v).__name__}")
+        readings.append(rd)
+        i += 2
+    if not readings:
+        raise PayloadError("data: batch holds no readings")
+    span = (last - first) % SEQ_MOD + 1
+    if span != len(readings):
+        raise PayloadError(f"data: sequence range {first}..{last} covers {span} readings "
+                           f"but the batch holds {len(readings)}")
+    return {"kind": "data", "v": VERSION, "boot": boot, "seq_first": first, "seq_last": last,
+            "historical": bool(flags & FLAG_HISTORICAL), "untimed": untimed, "t_base": m["t"],
+            "readings": readings}
+
+
+def _opt_text(p: list, i: int, what: str) -> str | None:
+    v = p[i]
+    if v is not None and not isinstance(v, str):
+        raise PayloadError(f"{what}: text or null wanted, got {v!r}")
+    return v
+
+
+def _number(v: Any, what: str) -> int | float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise PayloadError(f"{what}: number wanted, got {v!r}")
+    return v
+
+
+def decode_birth(obj: Any) -> dict:
+    """Birth dict from a decoded CBOR object (see decode_message)."""
+    m = _map(obj, "birth")
+    for key in ("node", "fw"):
+        if not isinstance(m.get(key), str):
+            raise PayloadError(f"birth: field {key!r} must be text")
+    cfg = m.get("cfg")
+    if isinstance(cfg, bytes):
+        cfg = cfg.hex()
+    if not isinstance(cfg, str):
+        raise PayloadError("birth: field 'cfg' (config hash) must be text or bytes")
+    boot = _uint(m, "boot", "birth")
+    pts = m.get("pts")
+    if not isinstance(pts, list):
+        raise PayloadError("birth: field 'pts' (point table) must be an array")
+    points = []
+    seen = set()
+    for j, p in enumerate(pts):
+        what = f"birth: pts[{j}]"
+        if not isinstance(p, list) or len(p) != 7:
+            raise PayloadError(f"{what}: array of 7 wanted (id, name, unit, type, scale, "
+                               "offset, source)")
+        pid = p[0]
+        if not _is_int(pid) or not 0 <= pid <= 0xFFFF:
+            raise PayloadError(f"{what}: id must be 0..65535, got {pid!r}")
+        if pid in seen:
+            raise PayloadError(f"{what}: id {pid} appears twice")
+        seen.add(pid)
+        if not isinstance(p[1], str) or not isinstance(p[3], str):
+            raise PayloadError(f"{what}: name and type must be text")
+        points.append({"id": pid, "name": p[1], "unit": _opt_text(p, 2, what + ".unit"),
+                       "type": p[3], "scale": _number(p[4], what + ".scale"),
+                       "offset": _number(p[5], what + ".offset"),
+                       "source": _opt_text(p, 6, what + ".source")})
+    out = {"kind": "birth", "v": VERSION, "node": m["node"], "fw": m["fw"],
+           "config_hash": cfg, "boot": boot, "points": points}
+    if "t" in m:
+        if not _is_int(m["t"]):
+            raise PayloadError("birth: field 't' must be an integer (ms)")
+        out["t"] = m["t"]
+    return out
+
+
+def decode_state(obj: Any) -> dict:
+    """State dict from a decoded CBOR object: {"kind": "state", "v": 1, <fields>}."""
+    m = _map(obj, "state")
+    out: dict[str, Any] = {"kind": "state", "v": VERSION}
+    for k, v in m.items():
+        if k == "v":
+            continue
+        typ = STATE_FIELDS.get(k)
+        if typ is None:
+            out[k] = v  # a newer node may add fields; keep them visible
+            continue
+        if typ is int:
+            ok = _is_int(v)
+        elif typ is dict:
+            ok = isinstance(v, dict) and all(_is_int(a) and _is_int(c) for a, c in v.items())
+        else:
+            ok = isinstance(v, typ)
+        if not ok:
+            raise PayloadError(f"state: field {k!r} must be {typ.__name__}, got {v!r}")
+        out[k] = dict(v) if typ is dict else v
+    return out
+
+
+def decode_ack(obj: Any) -> dict:
+    """Ack dict: {"kind": "ack", "v": 1, "boot": int, "seq": int}."""
+    m = _map(obj, "ack")
+    return {"kind": "ack", "v": VERSION, "boot": _uint(m, "b", "ack"),
+            "seq": _uint(m, "s", "ack")}
+
+
+def encode_ack(boot: int, seq: int) -> bytes:
+    """Ack payload a consumer publishes: it has stored every reading of `boot` up to `seq`."""
+    if not (0 <= boot < SEQ_MOD and 0 <= seq < SEQ_MOD):
+        raise ValueError("ack: boot and seq must be u32")
+    return cbor2.dumps({"v": VERSION, "b": boot, "s": seq})
+
+
+_DECODERS = {"data": decode_data, "birth": decode_birth, "state": decode_state,
+             "ack": decode_ack}
+
+
+def decode_message(topic: str, payload: bytes) -> dict:
+    """Decode one message. The kind comes from the topic's last segment; the result also
+    carries "site" and "node" from the topic. Raises PayloadError only."""
+    prefix, site, node, kind = parse_topic(topic)
+    obj = _loads(payload)
+    if kind == "cmd":
+        return {"kind": "cmd", "site": site, "node": node, "body": obj}
+    try:
+        out = _DECODERS[kind](obj)
+    except PayloadError:
+        raise
+    except Exception as e:  # a decoder bug must still not kill the monitor
+        raise PayloadError(f"{kind}: cannot decode: {type(e).__name__}: {e}") from None
+    out["site"] = site
+    out["node"] = node
+    return out
+
+
+def apply_scale(reading: dict, point: dict) -> int | float | str | None:
+    """Engineering value of a reading: raw * scale + offset from the birth point table.
+    Integers stay integers when scale is 1 and offset an integer; errors give None."""
+    v = reading.get("value")
+    if reading.get("err") is not None or v is None or isinstance(v, str):
+        return v if reading.get("err") is None else None
+    scale = point.get("scale", 1)
+    offset = point.get("offset", 0)
+    if scale == 1 and isinstance(v, int) and isinstance(offset, int):
+        return v + offset
+    return v * scale + offset
