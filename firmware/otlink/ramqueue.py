@@ -50,6 +50,9 @@ class RamQueue:
     def peek(self, max_n, start=None):
         """(seq, boot, rec, n) oldest unacknowledged first; from `start` when given (a seq
         inside the queue; nothing when it is past the tail). rec is a view into the ring."""
+        return self.peek_from(start, max_n)
+
+    def peek_from(self, start, max_n):
         skip = 0
         if start is not None:
             skip = ((start - self._seq0) & _MASK)
@@ -76,7 +79,6 @@ class RamQueue:
     def first_seq(self):
         return self._seq0
 
-    @property
     def depth(self):
         return self._n
 

@@ -1,0 +1,404 @@
+# The publisher task: queue -> CBOR data batches -> MQTT, and acknowledgements back into the
+# queue. It is the supervisor of the uplink session (connects, counts, backs off).
+#
+# Delivery modes (docs/uplink.md):
+#   "broker"   the queue advances when the broker's PUBACK for a batch arrives;
+#   "consumer" the queue advances only when the consumer's ack message says it stored the
+#              batch (highest contiguous seq per boot), so a broker crash loses nothing.
+# Backlog: what is in the queue when a session starts is replayed oldest first, flagged
+# historical and rate-capped (replay_rate batches/s) while live readings keep going out,
+# when the queue can read from a given seq (peek_from); otherwise strictly in order.
+# Untimed readings of this boot are re-timed once the clock is set.
+#
+# Blocking: each step does at most one MQTT operation, each bounded by the uplink's
+# deadline, then yields to the other tasks.
+import asyncio
+import time
+
+from otlink.core import reading
+from otlink.core.compat import const
+from otlink.core.payload import DataEncoder, decode_ack, encode_birth, encode_state, \
+    STATE_FIELDS, BufferFull
+
+_M32 = const(0xFFFFFFFF)
+_IDLE_MS = const(20)  # sleep when there is nothing to send
+_ACK_TIMEOUT_MS = const(10000)  # consumer mode: resend from the oldest unacked after this
+_INFLIGHT_MAX = const(8)  # consumer mode: batches sent and not yet acknowledged
+
+
+def sdiff(a, b):
+    d = (a - b) & _M32
+    return d - 0x100000000 if d & 0x80000000 else d
+
+
+class Publisher:
+    def __init__(self, queue, uplink, clock, mqtt_cfg, birth_info, state_fn=None,
+                 time_sync=None):
+        mode = mqtt_cfg.get("ack", "broker")
+        if mode not in ("broker", "consumer"):
+            raise ValueError("mqtt.ack %r: want 'broker' or 'consumer'" % (mode,))
+        self.q = queue
+        self.up = uplink
+        self.clock = clock
+        self.mode = mode
+        self.qos = mqtt_cfg.get("qos", 1)
+        self.batch_max = mqtt_cfg.get("batch_max", 50)
+        self.linger_ms = mqtt_cfg.get("linger_ms", 200)
+        rate = mqtt_cfg.get("replay_rate", 20)
+        self.replay_gap_ms = 1000 // rate if rate else 0
+        self.state_ms = mqtt_cfg.get("state_interval_s", 60) * 1000
+        self.ack_timeout_ms = mqtt_cfg.get("ack_timeout_ms", _ACK_TIMEOUT_MS)
+        self.inflight_max = mqtt_cfg.get("inflight_max", _INFLIGHT_MAX)
+        self.state_fn = state_fn
+        self.time_sync = time_sync
+        self.enc = DataEncoder(mqtt_cfg.get("batch_bytes", 1024), self.batch_max)
+        self._rec = bytearray(reading.MAX_SIZE)  # re-timed copy of an untimed record
+        self._sbuf = bytearray(512)
+        self._can_seek = hasattr(queue, "peek_from")
+        self.info = birth_info
+        self.birth = self._encode_birth(birth_info)
+        n = encode_state(self._sbuf, {"online": False, "boot": queue.boot})
+        self.will = bytes(self._sbuf[:n])
+        uplink.on_ack = self._on_ack
+        uplink.on_cmd = self._on_cmd
+        # stream cursors (seqs); None: from the oldest unacknowledged
+        self._next = None  # next seq of the live / single stream
+        self._hist = None  # next backlog seq, None when there is no backlog
+        self._hist_end = 0  # last backlog seq
+        self._live_done = None  # broker mode while replaying: live delivered up to here
+        self._inflight = []  # consumer mode: [last_seq, boot, sent_ticks]
+        self._hold_until = None  # live: partial batch seen, wait for linger
+        self._has_backlog = False
+        self._replay_ok = clock.ticks_ms()
+        self._state_at = clock.ticks_ms()
+        self.running = True
+        # counters
+        self.batches = 0
+        self.readings = 0
+        self.hist_batches = 0
+        self.acks = 0
+        self.ack_timeouts = 0
+        self.bad_records = 0
+        self.bad_acks = 0
+        self.cmds = 0
+        self.retimed = 0
+        self.last_cmd = None
+
+    def _encode_birth(self, b):
+        size = 1024
+        while True:
+            buf = bytearray(size)
+            try:
+                n = encode_birth(buf, b["node"], b["fw"], b["config_hash"], b["boot"],
+                                 b["points"])
+                return bytes(buf[:n])
+            except BufferFull:
+                size *= 4
+                if size > 65536:
+                    raise
+
+    # --- acknowledgements and commands (called from inside MQTT reads) -------------------
+    def _on_ack(self, msg):
+        if self.mode != "consumer":
+            return
+        try:
+            boot, seq = decode_ack(msg)
+        except ValueError:
+            self.bad_acks += 1
+            return
+        fl = self._inflight
+        done = None
+        while fl and fl[0][1] == boot and sdiff(seq, fl[0][0]) >= 0:
+            done = fl.pop(0)[0]
+        if done is not None:
+            self.q.ack(done)
+            self.acks += 1
+            if fl:
+                fl[0][2] = self.clock.ticks_ms()  # the next one's wait starts now
+
+    def _on_cmd(self, msg):
+        self.cmds += 1
+        self.last_cmd = bytes(msg)
+
+    # --- session ----------------------------------------------------------------------
+    def _session_start(self):
+        """A new session: whatever is queued now is backlog (historical)."""
+        q = self.q
+        self._inflight = []
+        self._hold_until = None
+        self._live_done = None
+        depth = q.depth()
+        self._hist = None
+        self._next = None
+        self._has_backlog = False
+        if depth:
+            first = None
+            for seq, _b, _r, _n in q.peek(1):
+                first = seq
+            if first is not None:
+                self._hist_end = (first + depth - 1) & _M32
+                if self._can_seek and self.mode == "broker":
+                    self._hist = first
+                    self._next = (self._hist_end + 1) & _M32
+                else:
+                    self._hist = None  # single stream: the flag comes from _hist_end
+                    self._next = None
+                self._has_backlog = True
+        self._publish_state()
+
+    def _records(self, start, n):
+        q = self.q
+        if start is None:
+            return q.peek(n)
+        if self._can_seek:
+            return q.peek_from(start, n)
+        return self._skip_to(start, n)
+
+    def _skip_to(self, start, n):
+        # A queue without peek_from: read from the oldest and skip what is in flight.
+        skip = 0
+        for seq, _b, _r, _n in self.q.peek(1):
+            skip = sdiff(start, seq)
+        if skip < 0:
+            skip = 0
+        for item in self.q.peek(skip + n):
+            if sdiff(item[0], start) >= 0:
+                yield item
+
+    def _fill(self, start, historical, stop_seq):
+        """Encode one batch from `start`; stop at a boot change, at stop_seq (inclusive,
+        None: no limit) or when the encoder is full. Returns (count, full)."""
+        enc = self.enc
+        clock = self.clock
+        retime = clock.is_set()
+        qboot = self.q.boot
+        boot = None
+        full = False
+        for seq, b, rec, n in self._records(start, self.batch_max):
+            if stop_seq is not None and sdiff(seq, stop_seq) > 0:
+                full = True
+                break
+            if boot is None:
+                boot = b
+                enc.start(b, historical)
+            elif b != boot:
+                full = True
+                break
+            if rec[3] & reading.FLAG_UNTIMED and retime and b == qboot:
+                r = self._rec
+                r[0:n] = rec[0:n] if n == len(rec) else memoryview(rec)[0:n]
+                t = 0
+                for k in range(11, 3, -1):
+                    t = (t << 8) | r[k]
+                t = clock.to_epoch(t)
+                for k in range(4, 12):
+                    r[k] = t & 0xFF
+                    t >>= 8
+                r[3] &= ~reading.FLAG_UNTIMED
+                rec = r
+                self.retimed += 1
+            try:
+                ok = enc.add(seq, rec, n)
+            except ValueError:
+                if enc.count:
+                    full = True
+                    break
+                # an unencodable record at the head: skip it rather than wedge the queue
+                self.bad_records += 1
+                return -1, seq
+            if not ok:
+                full = True
+                break
+        if boot is None:
+            return 0, False
+        if enc.count >= self.batch_max:
+            full = True
+        return enc.count, full
+
+    def _send(self, historical):
+        self.up.publish(self.up.t_data, self.enc.finish(), self.qos, False)
+        self.batches += 1
+        self.readings += self.enc.count
+        if historical:
+            self.hist_batches += 1
+
+    # --- one step ---------------------------------------------------------------------
+    def step(self):
+        """Send at most one batch. Returns True when something was sent. Raises OSError
+        when the session dropped (the uplink is then down and backing off)."""
+        now = self.clock.ticks_ms()
+        if self.mode == "consumer":
+            fl = self._inflight
+            if fl and self.clock.ticks_diff(now, fl[0][2]) > self.ack_timeout_ms:
+                # The consumer did not confirm: send again from the oldest unacknowledged.
+                self.ack_timeouts += 1
+                self._inflight = []
+                self._next = None
+                return False
+            if len(fl) >= self.inflight_max:
+                return False
+        # live (or single) stream first, unless it is lingering on a partial batch
+        hold = self._hold_until
+        if hold is None or self.clock.ticks_diff(now, hold) >= 0:
+            hist_flag = False
+            stop = None
+            if self._hist is None and self._has_backlog:
+                # single stream still inside the backlog: flag it and split at its end
+                if self._next is None or sdiff(self._next, self._hist_end) <= 0:
+                    hist_flag = True
+                    stop = self._hist_end
+                else:
+                    self._has_backlog = False
+            cnt, full = self._fill(self._next, hist_flag, stop)
+            if cnt < 0:  # skipped a bad record
+                self._delivered(full, None)
+                return True
+            if cnt:
+                if full or hist_flag or hold is not None or self.linger_ms == 0:
+                    self._hold_until = None
+                    self._send(hist_flag)
+                    self._delivered(self.enc.last_seq, self.enc.boot)
+                    return True
+                self._hold_until = self.clock.ticks_add(now, self.linger_ms)
+            else:
+                self._hold_until = None
+        # backlog replay, rate-capped, between live batches
+        if self._hist is not None:
+            if self.replay_gap_ms and self.clock.ticks_diff(now, self._replay_ok) < 0:
+                return False
+            cnt, full = self._fill(self._hist, True, self._hist_end)
+            if cnt < 0:
+                self._hist_delivered(full)
+                return True
+            if cnt == 0:
+                self._hist_delivered(self._hist_end)
+                return False
+            self._send(True)
+            self._replay_ok = self.clock.ticks_add(now, self.replay_gap_ms)
+            self._hist_delivered(self.enc.last_seq)
+            return True
+        return False
+
+    def _delivered(self, last, boot):
+        """The live/single stream published up to `last`."""
+        nxt = (last + 1) & _M32
+        if self.mode == "consumer" and boot is not None:
+            self._inflight.append([last, boot, self.clock.ticks_ms()])
+            self._next = nxt
+            return
+        if self.mode == "consumer":  # a skipped bad record: only when it is the oldest
+            if not self._inflight:
+                self.q.ack(last)
+            self._next = nxt
+            return
+        if self._hist is None:
+            self.q.ack(last)  # PUBACK received (or qos 0): the oldest records are out
+            self._next = None
+        else:
+            self._live_done = last  # cannot ack past the unsent backlog yet
+            self._next = nxt
+
+    def _hist_delivered(self, last):
+        self.q.ack(last)
+        if sdiff(last, self._hist_end) >= 0:
+            self._hist = None  # backlog done: one stream again
+            self._has_backlog = False
+            if self._live_done is not None:
+                self.q.ack(self._live_done)
+                self._live_done = None
+        else:
+            self._hist = (last + 1) & _M32
+
+    # --- state ------------------------------------------------------------------------
+    def state_fields(self, online=True):
+        st = {}
+        if self.state_fn is not None:
+            try:
+                extra = self.state_fn()
+            except Exception:  # a broken state source must not stop delivery
+                extra = {}
+            for k in extra:
+                if k in STATE_FIELDS:
+                    st[k] = extra[k]
+            sl = extra.get("slaves")
+            if isinstance(sl, dict):
+                se = {}
+                for a in sl:
+                    v = sl[a]
+                    if isinstance(v, dict):
+                        v = v.get("errors", 0)
+                    if isinstance(a, int) and isinstance(v, int):
+                        se[a] = v
+                st["slave_errors"] = se
+        q = self.q
+        qs = q.stats()
+        st["online"] = online
+        st["boot"] = q.boot
+        st["queue_depth"] = qs.get("depth", 0)
+        st["drops"] = qs.get("drops", 0)
+        age = qs.get("oldest_age_ms")
+        if age is None and qs.get("oldest_t_ms") is not None and self.clock.is_set():
+            age = self.clock.now_ms() - qs["oldest_t_ms"]
+        st["oldest_unsent_s"] = (age or 0) // 1000
+        st["uptime_s"] = self.clock.uptime_ms() // 1000
+        st["clock_set"] = self.clock.is_set()
+        if self.clock.is_set():
+            st["t"] = self.clock.now_ms()
+        st["mqtt_reconnects"] = self.up.connects - 1 if self.up.connects else 0
+        return st
+
+    def _publish_state(self):
+        st = self.state_fields()
+        try:
+            n = encode_state(self._sbuf, st)
+        except (ValueError, BufferFull):
+            for k in ("slave_errors", "reset_cause"):
+                st.pop(k, None)
+            n = encode_state(self._sbuf, st)
+        self.up.publish(self.up.t_state, memoryview(self._sbuf)[:n], 1, True)
+        self._state_at = self.clock.ticks_ms()
+
+    # --- the task ---------------------------------------------------------------------
+    async def run(self):
+        up = self.up
+        clock = self.clock
+        while self.running:
+            if not up.connected:
+                if up.due():
+                    if not clock.is_set() and self.time_sync is not None:
+                        try:
+                            self.time_sync()
+                        except Exception:  # NTP is best effort; readings stay flagged
+                            pass
+                    if up.connect(self.birth, self.will):
+                        try:
+                            self._session_start()
+                        except OSError:
+                            pass
+                        await asyncio.sleep_ms(0)
+                        continue
+                w = up.wait_ms()
+                await asyncio.sleep_ms(w if 0 < w < 100 else 100 if w else _IDLE_MS)
+                continue
+            sent = False
+            try:
+                up.poll()
+                sent = self.step()
+                if clock.ticks_diff(clock.ticks_ms(), self._state_at) >= self.state_ms:
+                    self._publish_state()
+            except OSError:
+                # the uplink dropped the session and scheduled a retry; start over then
+                self._inflight = []
+                continue
+            await asyncio.sleep_ms(0 if sent else _IDLE_MS)
+
+    def stop(self, death=True):
+        """Publish the death state (the broker drops the will on a clean DISCONNECT) and
+        close the session."""
+        self.running = False
+        if self.up.connected and death:
+            try:
+                self.up.publish(self.up.t_state, self.will, 1, True)
+            except OSError:
+                pass
+        self.up.close()

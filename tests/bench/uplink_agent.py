@@ -1,0 +1,139 @@
+# The agent pipeline for uplink tests and benchmarks, run by the MicroPython Unix port:
+# synthetic source -> queue (flash on an emulated NOR file, or RAM) -> Publisher (CBOR) ->
+# Uplink (umqtt.simple) -> broker. Usage: micropython uplink_agent.py '<json options>'.
+# Prints one JSON line of results at the end ("RESULT {...}").
+#
+# options: host, port, node, site, ack (broker|consumer), qos, queue (ram|flash), flash (path),
+#   total (readings to produce, 0: none), rate (readings/s, 0: as fast as possible),
+#   backlog (readings queued before the first connect), seconds (run limit),
+#   batch_max, linger_ms, replay_rate, until_acked (stop when everything is acknowledged),
+#   untimed (readings start untimed; the clock is set after clock_after_ms).
+import asyncio
+import json
+import sys
+import time
+
+from otlink.core import reading
+from otlink.hal.clock import Clock
+from otlink.publisher import Publisher
+from otlink.ramqueue import RamQueue
+from otlink.uplink import Uplink
+
+o = json.loads(sys.argv[1])
+clock = Clock(synced=not o.get("untimed"))
+NPTS = 10
+
+if o.get("queue", "ram") == "flash":
+    from otlink.core.queue import Queue
+    from otlink.hal.norflash import NorFlash
+
+    nor = NorFlash(o["flash"], o.get("flash_size", 1 << 20))
+    q = Queue(nor.region(0, o.get("flash_size", 1 << 20)), clock,
+              commit_count=o.get("commit_count", 64), commit_ms=o.get("commit_ms", 1000))
+else:
+    q = RamQueue(clock, capacity=o.get("capacity", 4096), boot=o.get("boot", 1))
+
+mqtt = {"host": o.get("host", "127.0.0.1"), "port": o["port"], "ack": o.get("ack", "broker"),
+        "qos": o.get("qos", 1), "keepalive_s": o.get("keepalive_s", 30),
+        "batch_max": o.get("batch_max", 50), "batch_bytes": o.get("batch_bytes", 1024),
+        "linger_ms": o.get("linger_ms", 50), "replay_rate": o.get("replay_rate", 20),
+        "state_interval_s": o.get("state_interval_s", 60), "backoff_ms": o.get("backoff_ms", [100, 1000]),
+        "ack_timeout_ms": o.get("ack_timeout_ms", 3000)}
+if o.get("tls"):
+    mqtt["tls"] = o["tls"]
+node = {"id": o.get("node", "n1"), "site": o.get("site", "s1")}
+points = [{"id": i, "name": "p%d" % i, "unit": "V", "type": "int32" if i % 2 else "float32",
+           "scale": 0.1 if i % 2 else 1.0, "offset": 0, "source": "synthetic"}
+          for i in range(1, NPTS + 1)]
+up = Uplink(mqtt, node, clock)
+birth = {"node": node["id"], "fw": "bench", "config_hash": "0" * 8, "boot": q.boot,
+         "points": points}
+pub = Publisher(q, up, clock, mqtt, birth, lambda: {"free_heap": 0, "reset_cause": "power"})
+
+buf = bytearray(reading.SIZE)
+produced = 0
+
+
+def make(i):
+    # Reading i: point 1 + i % NPTS; odd points integers (a counter), even points floats.
+    # Readings of one "poll cycle" (NPTS readings) share one timestamp.
+    pid = 1 + i % NPTS
+    flags = 0 if clock.is_set() else reading.FLAG_UNTIMED
+    t = clock.now_ms()
+    if pid % 2:
+        reading.pack_int(buf, pid, t, 1000 + i, flags)
+    else:
+        reading.pack_float(buf, pid, t, i * 0.5, flags)
+    q.append(buf, reading.SIZE)
+
+
+for i in range(o.get("backlog", 0)):
+    make(produced)
+    produced += 1
+q.commit()
+
+t_start = time.ticks_ms()
+t_first_live = None
+done = False
+
+
+async def source():
+    global produced, done
+    total = o.get("total", 0)
+    rate = o.get("rate", 0)
+    t0 = time.ticks_ms()
+    base = produced
+    while produced < total:
+        if rate:
+            due = base + rate * time.ticks_diff(time.ticks_ms(), t0) // 1000
+            while produced < due and produced < total:
+                make(produced)
+                produced += 1
+            await asyncio.sleep_ms(5)
+        else:
+            k = 0
+            if q.depth() > o.get("capacity", 4096) // 2:  # backpressure: measure capacity
+                await asyncio.sleep_ms(1)
+                continue
+            while k < 200 and produced < total:
+                make(produced)
+                produced += 1
+                k += 1
+            await asyncio.sleep_ms(0)
+    done = True
+
+
+async def ticker():
+    while True:
+        q.tick(clock.ticks_ms())
+        if o.get("untimed") and not clock.is_set():
+            if time.ticks_diff(time.ticks_ms(), t_start) >= o.get("clock_after_ms", 500):
+                clock.sync()
+        await asyncio.sleep_ms(10)
+
+
+async def main():
+    asyncio.create_task(pub.run())
+    asyncio.create_task(source())
+    asyncio.create_task(ticker())
+    limit = o.get("seconds", 30) * 1000
+    while time.ticks_diff(time.ticks_ms(), t_start) < limit:
+        await asyncio.sleep_ms(10)
+        if o.get("until_acked") and produced >= o.get("total", 0) + o.get("backlog", 0):
+            q.commit()
+            if q.depth() == 0:
+                break
+
+
+asyncio.run(main())
+elapsed = time.ticks_diff(time.ticks_ms(), t_start)
+pub.stop()
+import gc  # noqa: E402
+
+gc.collect()
+print("RESULT " + json.dumps({
+    "produced": produced, "depth": q.depth(), "elapsed_ms": elapsed, "batches": pub.batches,
+    "readings": pub.readings, "hist_batches": pub.hist_batches, "acks": pub.acks,
+    "ack_timeouts": pub.ack_timeouts, "connects": up.connects, "failures": up.failures,
+    "last_error": up.last_error, "retimed": pub.retimed, "boot": q.boot,
+    "nodelay": True, "mem_free": gc.mem_free(), "drops": q.stats().get("drops", 0)}))
