@@ -1,0 +1,265 @@
+# Store-and-forward queue of reading records on a raw flash region (design: docs/queue.md,
+# bytes: docs/queue.md "On-flash format"). Pure core: the region is any object with
+# MicroPython's extended block protocol (readblocks(n, buf, off), writeblocks(n, buf, off),
+# ioctl(4|5|6)): esp32.Partition, rp2.Flash, or hal.norflash regions on the Unix port.
+#
+# Commit point: a group of readings is committed when the last byte of its CRC-protected group
+# entry has been programmed; recovery returns exactly the groups whose CRC verifies.
+#
+# Allocation contract: append() does not allocate unless it commits; a commit allocates a few
+# small memoryview objects for the flash write. peek() yields a reused record buffer.
+import gc
+from array import array
+from binascii import crc32
+
+from otlink.core.queue_fmt import (
+    M32, SHDR, GHDR, ACK_SIZE, T_GROUP, T_ACK, MASKED, CMP, MAX_REC, MAX_ENC, POLICIES, sdiff,
+    put32,
+)
+from otlink.core.queue_ring import QueueRing
+
+
+class QueueError(Exception):
+    pass
+
+
+class Queue(QueueRing):
+    def __init__(self, dev, clock, commit_count=64, commit_ms=1000, capacity=None,
+                 policy="drop_oldest", group_bytes=512):
+        if policy not in POLICIES:
+            raise ValueError("queue policy %r: want one of %s" % (policy, ", ".join(POLICIES)))
+        if commit_count < 1 or commit_count > 255:
+            raise ValueError("queue commit_count %r: want 1..255" % (commit_count,))
+        if commit_ms < 0:
+            raise ValueError("queue commit_ms %r: want >= 0" % (commit_ms,))
+        S = dev.ioctl(5, 0)
+        n = dev.ioctl(4, 0)
+        if capacity is not None:
+            if capacity < 2 * S:
+                raise ValueError("queue capacity %r: want at least 2 sectors (%d bytes)"
+                                 % (capacity, 2 * S))
+            n = min(n, capacity // S)
+        if n < 2:
+            raise ValueError("queue region has %d sectors: want at least 2" % n)
+        if group_bytes < GHDR + MAX_ENC or group_bytes > S - SHDR:
+            raise ValueError("queue group_bytes %r: want %d..%d" % (group_bytes, GHDR + MAX_ENC,
+                                                                   S - SHDR))
+        self._dev = dev
+        self._clock = clock
+        self._S = S
+        self._n = n
+        self.commit_count = commit_count
+        self.commit_ms = commit_ms
+        self.policy = policy
+        # buffers, allocated once (the biggest first, after a collection: boot-time only)
+        gc.collect()
+        self._g = bytearray(group_bytes)  # staging: group header + encoded records
+        self._gmv = memoryview(self._g)
+        self._rb = bytearray(group_bytes)  # one group entry read back from flash
+        self._rmv = memoryview(self._rb)
+        self._rgen = 0  # bumped whenever _rb is reloaded
+        self._hb = bytearray(SHDR)  # a sector header, or the first bytes of an entry
+        self._hmv = memoryview(self._hb)
+        self._cb = bytearray(64)  # scanning chunk
+        self._cmv = memoryview(self._cb)
+        # per-sector state (RAM mirror of the sector headers)
+        self._sseq = array("I", (0 for _ in range(n)))  # sector sequence, serial
+        self._lo = array("I", (0 for _ in range(n)))  # first seq committed into the sector
+        self._erases = array("I", (0 for _ in range(n)))  # persisted erase count
+        self._valid = bytearray(n)  # 1: the sector belongs to the log
+        self._prev = bytearray(CMP)  # previous record of the staged group (mask encoding)
+        self._e = bytearray(SHDR)  # small entries (sector header, ack, boot)
+        self._emv = memoryview(self._e)
+        # staging state
+        self._cnt = 0
+        self._blen = 0
+        self._t0 = 0
+        # counters
+        self.drops = 0
+        self.corrupt = 0  # unacknowledged readings lost to damage found at recovery
+        self.damaged = 0  # damaged entries or sectors skipped
+        self.torn = 0  # uncommitted tails found at recovery (power cut mid-write)
+        self.read_errors = 0
+        self.erases_run = 0
+        self.commits = 0
+        self._recover()
+
+    # ---------------- append / commit ----------------
+
+    def append(self, rec, n):
+        """Stage one reading record (n bytes, 12..76); return its sequence number.
+
+        Commits first when the group is full. Does not allocate (except in that commit).
+        """
+        if n > MAX_REC or n < 1:
+            raise ValueError("reading record length %d: want 1..%d" % (n, MAX_REC))
+        if self._cnt >= self.commit_count or self._blen + MAX_ENC > len(self._g) - GHDR:
+            self.commit()
+        g = self._g
+        o = GHDR + self._blen
+        prev = self._prev
+        m = n if n < CMP else CMP
+        mask = 0
+        diff = 0
+        for k in range(m):
+            if rec[k] != prev[k]:
+                mask |= 1 << k
+                diff += 1
+        if diff + 3 < m:
+            g[o] = MASKED | n
+            g[o + 1] = mask & 0xFF
+            g[o + 2] = (mask >> 8) & 0xFF
+            g[o + 3] = mask >> 16
+            o += 4
+            for k in range(m):
+                if mask & (1 << k):
+                    g[o] = rec[k]
+                    o += 1
+            for k in range(m, n):
+                g[o] = rec[k]
+                o += 1
+        else:
+            g[o] = n
+            o += 1
+            if n == len(rec):
+                g[o:o + n] = rec
+            else:
+                for k in range(n):
+                    g[o + k] = rec[k]
+            o += n
+        for k in range(m):
+            prev[k] = rec[k]
+        if self._cnt == 0:
+            self._t0 = self._clock.ticks_ms()
+        seq = (self._wseq + self._cnt) & M32
+        self._cnt += 1
+        self._blen = o - GHDR
+        if self._cnt >= self.commit_count:
+            self.commit()
+        return seq
+
+    @property
+    def staged(self):
+        """Readings appended but not yet committed (lost if power fails now)."""
+        return self._cnt
+
+    def tick(self, now_ms):
+        """Group commit when the oldest staged reading has waited commit_ms. Call often."""
+        if self._cnt and self._clock.ticks_diff(now_ms, self._t0) >= self.commit_ms:
+            self.commit()
+
+    def commit(self):
+        """Write the staged readings as one group; returns how many were committed."""
+        cnt = self._cnt
+        if not cnt:
+            return 0
+        size = GHDR + self._blen
+        if self._sealed or self._off + size > self._S:
+            if not self._advance():
+                # drop_newest and the flash is full of unacknowledged readings
+                self.drops += cnt
+                self._reset_stage()
+                return 0
+        g = self._g
+        g[0] = T_GROUP
+        g[1] = cnt
+        g[2] = self._blen & 0xFF
+        g[3] = self._blen >> 8
+        put32(g, 4, self._wseq)
+        put32(g, 8, self.boot)
+        c = crc32(self._gmv[GHDR:size], crc32(self._gmv[0:12]))
+        put32(g, 12, c)
+        self._dev.writeblocks(self._head, self._gmv[0:size], self._off)
+        self._off += size
+        self._wseq = (self._wseq + cnt) & M32
+        self.commits += 1
+        self._reset_stage()
+        return cnt
+
+    def _reset_stage(self):
+        self._cnt = 0
+        self._blen = 0
+        p = self._prev
+        for k in range(CMP):
+            p[k] = 0
+
+    # ---------------- acknowledge ----------------
+
+    def ack(self, seq):
+        """Acknowledge every committed reading up to seq (delivery confirmed); persisted."""
+        seq &= M32
+        if sdiff(seq, self._ack) <= 0:
+            return
+        last = (self._wseq - 1) & M32
+        if sdiff(seq, last) > 0:
+            raise ValueError("ack %d beyond the last committed reading %d" % (seq, last))
+        if self._sealed or self._off + ACK_SIZE > self._S:
+            # No room in the head: the next sector's header records the ack. With drop_newest
+            # and a ring full of unacknowledged readings there is no next sector yet: the ack
+            # then lives in RAM until one opens (a reboot before that re-delivers, never loses).
+            self._ack = seq
+            self._advance()
+            return
+        else:
+            e = self._e
+            e[0] = T_ACK
+            put32(e, 4, seq)
+            c = crc32(self._emv[4:8])
+            e[1] = c & 0xFF
+            e[2] = (c >> 8) & 0xFF
+            e[3] = (c >> 16) & 0xFF
+            self._dev.writeblocks(self._head, self._emv[0:ACK_SIZE], self._off)
+            self._off += ACK_SIZE
+        self._ack = seq
+
+    # ---------------- sector management ----------------
+
+    def depth(self):
+        """Committed, unacknowledged readings."""
+        d = sdiff(self._wseq, (self._ack + 1) & M32)
+        return d if d > 0 else 0
+
+    def stats(self):
+        depth = self.depth()
+        t = None
+        for seq, boot, rec, n in self.peek(1):
+            t = 0
+            for k in range(7, -1, -1):
+                t = (t << 8) | rec[4 + k]
+            if t >= 1 << 63:
+                t -= 1 << 64
+        used = 0
+        s = self._head
+        nvalid = 0
+        for i in range(self._n):
+            if self._valid[i]:
+                nvalid += 1
+        used = (nvalid - 1) * self._S + self._off
+        er = self._erases
+        emax = max(er)
+        emean = sum(er) / len(er)
+        st = {
+            "depth": depth,
+            "staged": self._cnt,
+            "oldest_t_ms": t,
+            "bytes_used": used,
+            "bytes_total": self._n * self._S,
+            "drops": self.drops,
+            "corrupt_skipped": self.corrupt,
+            "damaged": self.damaged,
+            "torn": self.torn,
+            "read_errors": self.read_errors,
+            "erases_run": self.erases_run,
+            "erase_max": emax,
+            "erase_mean": emean,
+            "commits": self.commits,
+            "boot": self.boot,
+            "next_seq": self._wseq,
+            "acked": self._ack,
+        }
+        if t is not None:
+            try:
+                st["oldest_age_ms"] = self._clock.now_ms() - t
+            except Exception:
+                st["oldest_age_ms"] = None
+        return st

@@ -1,0 +1,41 @@
+# On-flash format constants and byte helpers of the store-and-forward queue (docs/queue.md,
+# "On-flash format"). Split from queue.py so each module compiles inside a 64 KiB heap.
+from otlink.core.compat import const
+
+MAGIC = 0x3151544F  # "OTQ1" little endian: sector header magic
+M32 = 0xFFFFFFFF
+
+SHDR = const(32)  # sector header: magic, sseq, erases, boot, next_seq, ack, drops, crc
+GHDR = const(16)  # group header: type, count, body_len u16, first_seq, boot, crc
+ACK_SIZE = const(8)  # type, crc24, seq
+BOOT_SIZE = const(12)  # type, 0, 0, 0, boot, crc
+T_GROUP = const(0x47)  # 'G'
+T_ACK = const(0x41)  # 'A'
+T_BOOT = const(0x42)  # 'B'
+MASKED = const(0x80)  # record length byte: bit 7 = bytes equal to the previous record omitted
+CMP = const(20)  # leading bytes of a record eligible for masking (the numeric record size)
+MAX_REC = const(76)  # reading.MAX_SIZE
+MAX_ENC = const(77)  # worst-case encoded record: length byte + raw bytes
+
+POLICIES = ("drop_oldest", "drop_newest")
+
+
+def sdiff(a, b):
+    """a - b in 32-bit serial arithmetic (RFC 1982): negative when a is older than b."""
+    d = (a - b) & M32
+    return d - 0x100000000 if d & 0x80000000 else d
+
+
+def u16(b, o):
+    return b[o] | (b[o + 1] << 8)
+
+
+def u32(b, o):
+    return b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)
+
+
+def put32(b, o, v):
+    b[o] = v & 0xFF
+    b[o + 1] = (v >> 8) & 0xFF
+    b[o + 2] = (v >> 16) & 0xFF
+    b[o + 3] = (v >> 24) & 0xFF
