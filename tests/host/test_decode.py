@@ -1,0 +1,195 @@
+"""Host decoder: exact decoding, clear PayloadError on every kind of bad input, fuzz."""
+
+from __future__ import annotations
+
+import random
+
+import cbor2
+import pytest
+
+from otlink_tools.decode import (PayloadError, apply_scale, decode_message, encode_ack,
+                                 error_name, parse_topic, topic)
+
+T0 = 1795000000000
+DATA_T = "otlink/site1/node1/data"
+
+
+def data(**over) -> dict:
+    m = {"v": 1, "b": 3, "s": 10, "e": 14, "f": 0, "t": T0,
+         "r": [1, 230.5, 2, 1000, -1000, 1, 231.0, 2, -3, -5, 3, cbor2.CBORSimpleValue(0x82)]}
+    m.update(over)
+    return m
+
+
+def dec(m, t: str = DATA_T) -> dict:
+    return decode_message(t, cbor2.dumps(m))
+
+
+def test_data_exact():
+    d = dec(data())
+    assert d["kind"] == "data" and d["v"] == 1 and d["boot"] == 3
+    assert (d["seq_first"], d["seq_last"], d["historical"]) == (10, 14, False)
+    rs = [(r["seq"], r["pid"], r["t_ms"], r["value"], r["err"]) for r in d["readings"]]
+    assert rs == [(10, 1, T0, 230.5, None), (11, 2, T0, 1000, None),
+                  (12, 1, T0 + 1000, 231.0, None), (13, 2, T0 + 1000, 997, None),
+                  (14, 3, T0 + 1005, None, 0x82)]
+    assert d["site"] == "site1" and d["node"] == "node1"
+    assert not any(r["untimed"] for r in d["readings"])
+
+
+def test_flags_and_wrap():
+    d = dec(data(s=2**32 - 2, e=2, f=3))
+    assert d["historical"] and all(r["untimed"] for r in d["readings"])
+    assert [r["seq"] for r in d["readings"]] == [2**32 - 2, 2**32 - 1, 0, 1, 2]
+
+
+@pytest.mark.parametrize("over,needle", [
+    ({"v": 2}, "unsupported version 2"),
+    ({"v": None}, "version field 'v' missing"),
+    ({"v": 1.0}, "unsupported version"),
+    ({"b": -1}, "field 'b'"),
+    ({"b": 2**32}, "field 'b'"),
+    ({"s": "x"}, "field 's'"),
+    ({"e": 11}, "sequence range 10..11 covers 2 readings but the batch holds 5"),
+    ({"f": 4}, "unknown flags"),
+    ({"t": 1.5}, "base time"),
+    ({"r": {}}, "readings 'r' must be an array"),
+    ({"r": []}, "no readings"),
+    ({"r": [1]}, "point 1 has no value"),
+    ({"r": [1, 2, -5]}, "time advance at the end"),
+    ({"r": [-5, -5, 1, 2]}, "two time advances"),
+    ({"r": [70000, 1]}, "point id"),
+    ({"r": [1.5, 1]}, "point id"),
+    ({"r": [1, None]}, "unsupported type NoneType"),
+    ({"r": [1, True]}, "unsupported type bool"),
+    ({"r": [1, b"x"]}, "unsupported type bytes"),
+])
+def test_data_errors(over, needle):
+    m = data()
+    m.update(over)
+    if m["v"] is None:
+        del m["v"]
+    with pytest.raises(PayloadError) as ei:
+        dec(m)
+    assert needle in str(ei.value), str(ei.value)
+
+
+def test_missing_fields():
+    for key in ("b", "s", "e", "f", "t"):
+        m = data()
+        del m[key]
+        with pytest.raises(PayloadError) as ei:
+            dec(m)
+        assert repr(key) in str(ei.value) or key in str(ei.value)
+
+
+def test_bad_cbor():
+    good = cbor2.dumps(data())
+    cases = {
+        b"": "empty",
+        good[:-1]: "truncated",
+        good + b"\x00": "1 trailing bytes",
+        b"\xff": "not valid CBOR",
+        b"\xf8\x18": "not valid CBOR",
+        b"\x9b\xff\xff\xff\xff\xff\xff\xff\xff": "truncated",
+        b"\x1c": "not valid CBOR",
+        cbor2.dumps([1, 2]): "CBOR map wanted",
+        cbor2.dumps({1: 2}): "keys must be text",
+    }
+    for payload, needle in cases.items():
+        with pytest.raises(PayloadError) as ei:
+            decode_message(DATA_T, payload)
+        assert needle in str(ei.value), (payload, str(ei.value))
+    with pytest.raises(PayloadError, match="bytes wanted"):
+        decode_message(DATA_T, "text")  # type: ignore[arg-type]
+
+
+def test_topics():
+    assert topic("otlink", "s", "n", "birth") == "otlink/s/n/birth"
+    assert parse_topic("otlink/s/n/state") == ("otlink", "s", "n", "state")
+    assert parse_topic("plant/a/otlink/s/n/ack") == ("plant/a/otlink", "s", "n", "ack")
+    for bad in ("otlink/s/n", "otlink/s/n/foo", "otlink//n/data", "/s/n/data", 5):
+        with pytest.raises(PayloadError):
+            parse_topic(bad)  # type: ignore[arg-type]
+    for args in (("otlink", "a/b", "n", "data"), ("otlink", "s", "#", "data"),
+                 ("otlink", "s", "n", "nope"), ("/x", "s", "n", "data")):
+        with pytest.raises(PayloadError):
+            topic(*args)
+
+
+def test_birth_state_ack():
+    b = {"v": 1, "node": "n1", "fw": "0.1.0", "cfg": bytes.fromhex("ab12"), "boot": 9,
+         "pts": [[1, "voltage", "V", "f32", 1, 0, "mb:1:h:0"],
+                 [2, "freq", "Hz", "i16", 0.1, 0, None]]}
+    d = decode_message("otlink/s/n1/birth", cbor2.dumps(b))
+    assert d["config_hash"] == "ab12" and d["boot"] == 9
+    assert d["points"][1] == {"id": 2, "name": "freq", "unit": "Hz", "type": "i16",
+                              "scale": 0.1, "offset": 0, "source": None}
+    for bad, needle in [({"pts": [[1, "x"]]}, "array of 7"),
+                        ({"pts": [[1, "a", None, "u16", 1, 0, None]] * 2}, "appears twice"),
+                        ({"pts": [[1, "a", None, "u16", "1", 0, None]]}, "scale"),
+                        ({"node": 5}, "'node'"), ({"cfg": 5}, "config hash")]:
+        with pytest.raises(PayloadError) as ei:
+            decode_message("otlink/s/n1/birth", cbor2.dumps({**b, **bad}))
+        assert needle in str(ei.value)
+    s = decode_message("otlink/s/n1/state",
+                       cbor2.dumps({"v": 1, "queue_depth": 4, "slave_errors": {1: 3},
+                                    "online": False, "new_field": 1}))
+    assert s["queue_depth"] == 4 and s["slave_errors"] == {1: 3} and s["online"] is False
+    assert s["new_field"] == 1
+    with pytest.raises(PayloadError, match="'drops' must be int"):
+        decode_message("otlink/s/n1/state", cbor2.dumps({"v": 1, "drops": "7"}))
+    a = decode_message("otlink/s/n1/ack", encode_ack(9, 2**32 - 1))
+    assert (a["boot"], a["seq"]) == (9, 2**32 - 1)
+    with pytest.raises(PayloadError, match="field 's'"):
+        decode_message("otlink/s/n1/ack", cbor2.dumps({"v": 1, "b": 1}))
+
+
+def test_apply_scale_and_error_names():
+    assert apply_scale({"value": 2301, "err": None}, {"scale": 0.1, "offset": 0}) == \
+        pytest.approx(230.1)
+    assert apply_scale({"value": 5, "err": None}, {"scale": 1, "offset": -2}) == 3
+    assert apply_scale({"value": None, "err": 1}, {"scale": 2, "offset": 0}) is None
+    assert apply_scale({"value": "on", "err": None}, {"scale": 2, "offset": 0}) == "on"
+    assert error_name(0x82) == "Modbus exception 2: illegal data address"
+    assert error_name(0x8F) == "Modbus exception 15"
+
+
+def _mutate(rng: random.Random, b: bytes) -> bytes:
+    a = bytearray(b)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(4)
+        if op == 0 and a:
+            a[rng.randrange(len(a))] = rng.randrange(256)
+        elif op == 1 and a:
+            del a[rng.randrange(len(a)):][: rng.randint(1, 8)]
+        elif op == 2:
+            a.insert(rng.randrange(len(a) + 1), rng.randrange(256))
+        elif a:
+            i = rng.randrange(len(a))
+            a[i] ^= 1 << rng.randrange(8)
+    return bytes(a)
+
+
+def test_fuzz_never_crashes():
+    rng = random.Random(6)
+    seeds = [cbor2.dumps(data()), cbor2.dumps(data(s=2**32 - 2, e=2, f=3)),
+             encode_ack(1, 2),
+             cbor2.dumps({"v": 1, "node": "n", "fw": "1", "cfg": "x", "boot": 1,
+                          "pts": [[1, "a", "V", "f32", 1, 0, "s"]]}),
+             cbor2.dumps({"v": 1, "queue_depth": 1, "slave_errors": {1: 2}})]
+    kinds = ["data", "birth", "state", "ack", "cmd"]
+    ok = bad = 0
+    for i in range(6000):
+        if i % 3 == 0:
+            payload = rng.randbytes(rng.randint(0, 64))
+        else:
+            payload = _mutate(rng, rng.choice(seeds))
+        t = f"otlink/s/n/{rng.choice(kinds)}"
+        try:
+            decode_message(t, payload)
+            ok += 1
+        except PayloadError as e:
+            assert str(e)
+            bad += 1
+    assert bad > 3000 and ok > 100, (ok, bad)
