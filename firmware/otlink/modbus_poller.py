@@ -1,0 +1,442 @@
+# Modbus RTU master: asyncio scheduler over the planner's requests, with per-slave offline
+# detection and backoff, a write path, and a pipelined decode.
+#
+# Timing (Modbus over Serial Line §2.5.1.1): a request goes out only after t3.5 of silence; a
+# response is complete after t3.5 of silence following its last byte (bytes running on past the
+# expected length make it a framing error). The poller never blocks the event loop for more than
+# about one millisecond: it waits in uart.wait() slices of at most _SLICE_MS and yields to the
+# loop after each, and busy-polls only the last ~1.1 ms of a deadline for sub-ms precision.
+#
+# Pipelining: the response to request k is checked as soon as it is complete, request k+1 is
+# sent, and request k's points are decoded and handed to the sink while request k+1 is on the
+# wire. Two response buffers alternate for that.
+#
+# Allocation contract: after the first cycle, polling allocates nothing (heap-lock tested), as
+# long as the sink does not and the points are of the non-allocating kinds (core/points.py).
+import time
+
+try:
+    import asyncio
+except ImportError:  # pragma: no cover
+    import uasyncio as asyncio
+
+from otlink.core import modbus, planner
+from otlink.core.compat import const
+from otlink.core.points import pack_error, pack_reading, parse_serial
+from otlink.core.reading import FLAG_UNTIMED, MAX_SIZE
+
+_SLICE_MS = const(1)  # longest single wait inside a transaction before yielding
+_SPIN_US = const(1100)  # below this, busy-poll instead of poll(1) (poll rounds up to >= 1 ms)
+
+# per-slave counters, index into Poller._cnt[slave_index * _NC + k]
+_C_OK = const(0)
+_C_TIMEOUT = const(1)
+_C_CRC = const(2)
+_C_FRAME = const(3)
+_C_EXC = const(4)
+_C_WRONG = const(5)  # wrong slave / wrong function / write mismatch / echo
+_C_OFFLINE = const(6)  # times the slave went offline
+_C_SKIPPED = const(7)  # requests not sent because the slave was in backoff
+_C_RETRY = const(8)
+_NC = const(9)
+_ST_IDLE = const(0)
+_ST_GAP = const(1)
+_ST_RX = const(2)
+_NAMES = ("ok", "timeouts", "crc", "frame", "exceptions", "wrong", "offline", "skipped", "retries")
+
+
+class Poller:
+    """Poll the configured points forever; write on request.
+
+    Poller(uart, clock, serial_cfg, points, sink): serial_cfg is the "serial" config section,
+    with the poll groups in serial_cfg["groups"]; points come from parse_points(); sink(rec, n)
+    receives every reading record (core/reading.py layout) - values and error readings."""
+
+    def __init__(self, uart, clock, serial_cfg, points, sink, merge=True):
+        self.uart = uart
+        self.clock = clock
+        self.ser = parse_serial(serial_cfg)
+        self.sink = sink
+        self.points = points
+        self.groups = planner.plan(points, self.ser, merge)
+        self.rtu = modbus.Rtu()
+        self._rxa = self.rtu.rx
+        self._rxb = bytearray(modbus.MAX_ADU)
+        self.rec = bytearray(MAX_SIZE)
+        self._timeout_us = self.ser["timeout_ms"] * 1000
+        self._echo = self.ser["echo"]
+        self._retries = self.ser["retries"]
+        self._offline_after = self.ser["offline_after"]
+        self._bo_first, self._bo_max = self.ser["backoff_ms"]
+        slaves = sorted(set([p.slave for p in points]))
+        self.slaves = slaves
+        self._si = {}
+        for i, s in enumerate(slaves):
+            self._si[s] = i
+        n = len(slaves)
+        self._cnt = [0] * (n * _NC)
+        self._fails = [0] * n  # consecutive timeouts
+        self._offline = [False] * n
+        self._probe_at = [0] * n  # ticks_ms of the next probe while offline
+        self._backoff = [self._bo_first] * n
+        self.codes = {}
+        for c in modbus.ERROR_NAMES:
+            self.codes[c] = 0
+        self.cycles = 0
+        self.bus_errors = 0
+        # pipelined decode: the last completed request and its result
+        self._pend = None
+        self._pend_code = 0
+        self._pend_rx = None
+        self._wq = []  # pending writes: [slave, fc, addr, values, count, event, result]
+        self._running = False
+        self.on_cycle = None  # on_cycle(poller) after each cycle (tests: heap lock)
+        self._st = _ST_IDLE
+        self._got = 0
+        self._tries = 0
+
+    # ---- statistics -------------------------------------------------------------------------
+
+    def stats(self):
+        """{slave: {ok, timeouts, crc, frame, exceptions, wrong, offline, skipped, retries,
+        online}} plus "codes": {error name: count} and "cycles". Allocates."""
+        out = {}
+        for i, s in enumerate(self.slaves):
+            d = {}
+            for k, name in enumerate(_NAMES):
+                d[name] = self._cnt[i * _NC + k]
+            d["online"] = not self._offline[i]
+            out[s] = d
+        out["codes"] = dict((modbus.error_name(c), v) for c, v in self.codes.items() if v)
+        out["cycles"] = self.cycles
+        return out
+
+    def _count(self, si, code):
+        c = self._cnt
+        b = si * _NC
+        if code == 0:
+            c[b + _C_OK] += 1
+            return
+        if code in self.codes:
+            self.codes[code] += 1
+        else:
+            self.codes[code] = 1
+        if code == modbus.ERR_TIMEOUT:
+            c[b + _C_TIMEOUT] += 1
+        elif code == modbus.ERR_CRC:
+            c[b + _C_CRC] += 1
+        elif code == modbus.ERR_FRAME:
+            c[b + _C_FRAME] += 1
+        elif code < 256:
+            c[b + _C_EXC] += 1
+        else:
+            c[b + _C_WRONG] += 1
+
+    # ---- one transaction: a state machine pumped by one coroutine ----------------------------
+    # Calling a coroutine allocates its generator, so the hot path never does: run() calls the
+    # plain methods _begin()/_pump() and awaits only asyncio.sleep_ms(0), which does not allocate.
+
+    def _begin(self, adu, n, rx, broadcast):
+        self._adu = adu
+        self._n = n
+        self._rx = rx
+        self._bc = broadcast
+        self._st = _ST_GAP
+
+    def _pump(self):
+        """Advance the transaction; True while it is still running (the caller yields to the
+        event loop, then calls again). Blocks at most about one millisecond per call."""
+        u = self.uart
+        if self._st == _ST_GAP:
+            # t3.5 of silence before a request; bytes arriving now are stray and are dropped.
+            while u.read_byte() >= 0:
+                pass
+            rem = time.ticks_diff(time.ticks_add(u.last_us, u.t35_us), u.now_us())
+            if rem > 0:
+                if rem > _SPIN_US:
+                    u.wait(_SLICE_MS)
+                return True
+            adu = self._adu
+            n = self._n
+            u.write(adu, n)
+            if self._pend is not None:
+                self._flush()  # decode the previous response while this request is on the wire
+            self._echo_left = n if self._echo else 0
+            self._echo_bad = False
+            self._got = 0
+            tx_end = u.tx_end_us()
+            wait = self.ser["turnaround_ms"] * 1000 if self._bc else self._timeout_us
+            self._first = time.ticks_add(tx_end, wait)
+            self._st = _ST_RX
+        adu = self._adu
+        n = self._n
+        rx = self._rx
+        t35 = u.t35_us
+        got = self._got
+        while True:
+            u.tx_done()
+            b = u.read_byte()
+            if b >= 0:
+                if self._echo_left:
+                    if b != adu[n - self._echo_left]:
+                        self._echo_bad = True
+                    self._echo_left -= 1
+                    if not self._echo_left:
+                        self._first = time.ticks_add(u.now_us(), self._timeout_us)
+                    continue
+                if got < modbus.MAX_ADU:
+                    rx[got] = b
+                got += 1
+                continue
+            now = u.now_us()
+            if got == 0 or self._echo_left:
+                rem = time.ticks_diff(self._first, now)
+            else:
+                rem = time.ticks_diff(time.ticks_add(u.last_us, t35), now)
+            if rem <= 0:
+                break
+            if rem > _SPIN_US:
+                self._got = got
+                u.wait(_SLICE_MS)
+                return True
+        while not u.tx_done():
+            pass
+        if self._echo_bad or self._echo_left:
+            got = -1
+        elif got > modbus.MAX_ADU:
+            got = modbus.MAX_ADU + 1
+        self._got = got
+        self._st = _ST_IDLE
+        return False
+
+    async def _transact(self, adu, n, rx, broadcast=False):
+        # For the write path (allocates its generator; fine off the hot path).
+        self._begin(adu, n, rx, broadcast)
+        while self._pump():
+            await asyncio.sleep_ms(0)
+        return self._got
+
+    def _result(self, got):
+        if got < 0:
+            return modbus.ERR_ECHO
+        if got > modbus.MAX_ADU:
+            return modbus.ERR_FRAME
+        return self.rtu.check(got)
+
+    # ---- decode (pipelined) -----------------------------------------------------------------
+
+    def _flush(self):
+        req = self._pend
+        self._pend = None
+        code = self._pend_code
+        rx = self._pend_rx
+        clock = self.clock
+        t = clock.now_ms()
+        flags = 0 if clock.is_set() else FLAG_UNTIMED
+        rec = self.rec
+        sink = self.sink
+        pts = req.points
+        offs = req.offs
+        for i in range(len(pts)):
+            if code:
+                n = pack_error(pts[i], code, rec, t, flags)
+            else:
+                n = pack_reading(pts[i], rx, offs[i], rec, t, flags)
+            if n:
+                sink(rec, n)
+
+    def _emit(self, req, code, rx):
+        if self._pend is not None:
+            self._flush()
+        self._pend = req
+        self._pend_code = code
+        self._pend_rx = rx
+
+    # ---- offline / backoff ------------------------------------------------------------------
+
+    def _may_ask(self, si, now):
+        if not self._offline[si]:
+            return True
+        return time.ticks_diff(now, self._probe_at[si]) >= 0
+
+    def _outcome(self, si, code):
+        if code == modbus.ERR_TIMEOUT:
+            self._fails[si] += 1
+            if self._offline[si]:
+                # failed probe: wait longer
+                b = self._backoff[si] * 2
+                self._backoff[si] = b if b < self._bo_max else self._bo_max
+                self._probe_at[si] = time.ticks_add(time.ticks_ms(), self._backoff[si])
+            elif self._fails[si] >= self._offline_after:
+                self._offline[si] = True
+                self._cnt[si * _NC + _C_OFFLINE] += 1
+                self._backoff[si] = self._bo_first
+                self._probe_at[si] = time.ticks_add(time.ticks_ms(), self._bo_first)
+        else:
+            # any answer (even an exception or a bad CRC) means the slave is alive
+            self._fails[si] = 0
+            if self._offline[si]:
+                self._offline[si] = False
+                self._backoff[si] = self._bo_first
+
+    # ---- polling ----------------------------------------------------------------------------
+
+    def _prepare(self, req):
+        """Set up a read of req; False when its slave is in backoff (an offline reading is
+        emitted instead)."""
+        si = self._si[req.slave]
+        if not self._may_ask(si, time.ticks_ms()):
+            self._cnt[si * _NC + _C_SKIPPED] += 1
+            self._emit(req, modbus.ERR_OFFLINE, None)
+            return False
+        rtu = self.rtu
+        # alternate response buffers so the pending decode keeps its bytes
+        rx = self._rxb if self._pend_rx is self._rxa else self._rxa
+        rtu.rx = rx
+        rtu.slave = req.slave
+        rtu.fc = req.fc
+        rtu.addr = req.start
+        rtu.count = req.count
+        self._tries = self._retries + 1
+        self._begin(req.adu, 8, rx, False)
+        return True
+
+    def _finish(self, req):
+        """Judge the response; True when done with req, False to retry it."""
+        si = self._si[req.slave]
+        code = self._result(self._got)
+        self._count(si, code)
+        self._tries -= 1
+        if code and code >= 256 and code != modbus.ERR_ECHO and self._tries > 0:
+            self._cnt[si * _NC + _C_RETRY] += 1
+            self._begin(req.adu, 8, self.rtu.rx, False)
+            return False
+        self._outcome(si, code)
+        self._emit(req, code, self.rtu.rx)
+        return True
+
+    async def poll_once(self):
+        """Poll every group once, ignoring intervals (tests, benchmarks)."""
+        await self.run(cycles=1)
+
+    async def run(self, cycles=0):
+        """Poll each group at its interval, forever (cancellable). With cycles > 0, poll every
+        group back to back that many times and return (tests, benchmarks)."""
+        self._running = True
+        try:
+            now = time.ticks_ms()
+            for g in self.groups:
+                g.due = now
+            left = cycles
+            while True:
+                ran = False
+                for g in self.groups:
+                    if cycles or time.ticks_diff(time.ticks_ms(), g.due) >= 0:
+                        try:
+                            for req in g.requests:
+                                if self._wq:
+                                    await self._serve_writes()
+                                if not self._prepare(req):
+                                    continue
+                                while True:
+                                    while self._pump():
+                                        await asyncio.sleep_ms(0)
+                                    if self._finish(req):
+                                        break
+                            if self._pend is not None:
+                                self._flush()
+                        except OSError:
+                            # the port itself failed (adapter unplugged): count, pause, go on
+                            self.bus_errors += 1
+                            self._pend = None
+                            await asyncio.sleep_ms(100)
+                        g.due = time.ticks_add(g.due, g.interval_ms)
+                        if time.ticks_diff(time.ticks_ms(), g.due) > 0:
+                            g.due = time.ticks_ms()  # overrun: no catch-up burst
+                        ran = True
+                if ran:
+                    self.cycles += 1
+                    if self.on_cycle is not None:
+                        self.on_cycle(self)
+                if cycles:
+                    left -= 1
+                    if left <= 0:
+                        return
+                    continue
+                if self._wq:
+                    await self._serve_writes()
+                    continue
+                if not ran:
+                    wait = 1000
+                    now = time.ticks_ms()
+                    for g in self.groups:
+                        d = time.ticks_diff(g.due, now)
+                        if d < wait:
+                            wait = d
+                    await asyncio.sleep_ms(wait if wait > 0 else 0)
+        finally:
+            self._running = False
+
+    # ---- writes -----------------------------------------------------------------------------
+
+    async def write(self, slave, table, address, values):
+        """Write coils (05/15) or holding registers (06/16). values: a list of ints (register
+        values 0..65535 or -32768..32767) or of bools (coils). Returns 0 or an error code.
+        Slave 0 broadcasts: no answer, the turnaround delay is waited instead. Allocates."""
+        if table == "coil":
+            fc = modbus.FC_WRITE_COIL if len(values) == 1 else modbus.FC_WRITE_COILS
+            lim = modbus.MAX_WRITE_BITS
+        elif table == "holding":
+            fc = modbus.FC_WRITE_REGISTER if len(values) == 1 else modbus.FC_WRITE_REGISTERS
+            lim = modbus.MAX_WRITE_REGS
+            for v in values:
+                if v < -32768 or v > 65535:
+                    raise ValueError("register value %r out of 16 bits" % (v,))
+        else:
+            raise ValueError("table %r is read-only (write coil or holding)" % (table,))
+        if not values or len(values) > lim:
+            raise ValueError("1..%d values per write" % lim)
+        if slave < 0 or slave > 247 or address < 0 or address + len(values) > 65536:
+            raise ValueError("slave 0..247, address 0..65535")
+        job = [slave, fc, address, values, asyncio.Event(), 0]
+        if not self._running:
+            await self._do_write(job)
+            return job[5]
+        self._wq.append(job)
+        await job[4].wait()
+        return job[5]
+
+    async def _serve_writes(self):
+        while self._wq:
+            job = self._wq.pop(0)
+            try:
+                await self._do_write(job)
+            except OSError:
+                self.bus_errors += 1
+                job[5] = modbus.ERR_TIMEOUT
+            job[4].set()
+
+    async def _do_write(self, job):
+        slave, fc, addr, values = job[0], job[1], job[2], job[3]
+        if self._pend is not None:
+            self._flush()
+        rtu = self.rtu
+        rtu.rx = self._rxa
+        if fc == modbus.FC_WRITE_COIL or fc == modbus.FC_WRITE_REGISTER:
+            n = rtu.build_write_single(slave, fc, addr, values[0])
+        else:
+            n = rtu.build_write_multiple(slave, fc, addr, values, len(values))
+        si = self._si.get(slave)
+        tries = self._retries + 1
+        while True:
+            got = await self._transact(rtu.tx, n, rtu.rx, slave == 0)
+            if slave == 0:
+                job[5] = 0 if got == 0 else modbus.ERR_FRAME
+                return
+            code = self._result(got)
+            if si is not None:
+                self._count(si, code)
+            tries -= 1
+            if code == 0 or code < 256 or tries <= 0:
+                break
+        job[5] = code

@@ -1,0 +1,129 @@
+# MicroPython-side driver for the Modbus host tests and benchmarks (not a pytest module: it
+# defines no tests and does nothing when imported by CPython).
+#
+# micropython test_modbus_mp_agent.py JOB.json OUT.json
+# JOB: {"serial": {...}, "points": [...], "cycles": n, "warmup": n, "merge": true,
+#       "heap_lock": false, "expect": {pid: value} (optional), "writes": [[slave, table,
+#       address, [values]], ...] (optional, done before polling), "run_ms": 0}
+# OUT: {"stats", "last": {pid: [kind, value]}, "cycle_us", "cycles", "records",
+#       "wrong": n (records that disagree with "expect"), "heap_locked_cycles", "de": [...]}
+import sys
+
+
+def main():
+    import json
+    import time
+
+    import asyncio
+    import micropython
+
+    from otlink.core import reading
+    from otlink.core.points import parse_points
+    from otlink.hal.clock import Clock
+    from otlink.hal.unix_uart import open_uart
+    from otlink.modbus_poller import Poller
+
+    with open(sys.argv[1]) as f:
+        job = json.load(f)
+    ser = job["serial"]
+    points = parse_points(job["points"], ser)
+    clock = Clock()
+    uart = open_uart(ser, clock)
+    expect = {}
+    for k, v in job.get("expect", {}).items():
+        expect[int(k)] = v
+    last = {}
+    cnt = [0, 0, 0]  # records, wrong values, error records
+    keep = [job.get("keep", True)]
+    exp_int = {}
+    exp_bits = {}
+    for pid in expect:
+        v = expect[pid]
+        if isinstance(v, float):
+            import struct
+
+            exp_bits[pid] = struct.unpack("<II", struct.pack("<d", v))
+        elif isinstance(v, int):
+            exp_int[pid] = v
+
+    import struct as st
+
+    def sink(rec, n):
+        cnt[0] += 1
+        pid = rec[0] | (rec[1] << 8)
+        kind = rec[2]
+        if kind == reading.KIND_ERR:
+            cnt[2] += 1
+        elif kind == reading.KIND_INT:
+            if pid in exp_int:
+                lo = rec[12] | rec[13] << 8 | rec[14] << 16 | rec[15] << 24
+                want = exp_int[pid]
+                if (want & 0xFFFFFFFF) != lo:
+                    cnt[1] += 1
+        elif kind == reading.KIND_FLOAT:
+            if pid in exp_bits:
+                lo = rec[12] | rec[13] << 8 | rec[14] << 16 | rec[15] << 24
+                hi = rec[16] | rec[17] << 8 | rec[18] << 16 | rec[19] << 24
+                w = exp_bits[pid]
+                if lo != w[0] or hi != w[1]:
+                    cnt[1] += 1
+        if keep[0]:
+            last[pid] = reading.unpack(rec, n)
+
+    poller = Poller(uart, clock, ser, points, sink, merge=job.get("merge", True))
+    out = {}
+
+    async def go():
+        for w in job.get("writes", []):
+            out.setdefault("write_codes", []).append(await poller.write(w[0], w[1], w[2], w[3]))
+        warm = job.get("warmup", 2)
+        if warm:
+            await poller.run(cycles=warm)
+        keep[0] = job.get("keep", True)
+        n = job.get("cycles", 1)
+        locked = [0]
+        if job.get("heap_lock"):
+            # lock the heap for the measured cycles: any allocation in the poller raises
+            def hook(p):
+                locked[0] += 1
+            poller.on_cycle = hook
+            keep[0] = False
+            micropython.heap_lock()
+        t0 = time.ticks_us()
+        try:
+            await poller.run(cycles=n)
+        finally:
+            if job.get("heap_lock"):
+                micropython.heap_unlock()
+        out["cycle_us"] = time.ticks_diff(time.ticks_us(), t0) / n
+        out["heap_locked_cycles"] = locked[0]
+        if job.get("run_ms"):
+            task = asyncio.create_task(poller.run())
+            await asyncio.sleep_ms(job["run_ms"])
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    asyncio.run(go())
+    st_ = poller.stats()
+    out["stats"] = dict((str(k), v) for k, v in st_.items())
+    out["cycles"] = poller.cycles
+    out["records"] = cnt[0]
+    out["wrong"] = cnt[1]
+    out["errors"] = cnt[2]
+    out["last"] = dict((str(k), [v[1], v[4] if not isinstance(v[4], bytes) else v[4].decode()])
+                       for k, v in last.items())
+    out["de"] = uart.de.transitions()
+    out["char_us"] = uart.char_us
+    out["t35_us"] = uart.t35_us
+    out["tx_bytes"] = uart.tx_bytes
+    out["rx_bytes"] = uart.rx_bytes
+    uart.close()
+    with open(sys.argv[2], "w") as f:
+        json.dump(out, f)
+
+
+if __name__ == "__main__":
+    main()
