@@ -8,6 +8,7 @@ other exception escapes (the monitor must survive whatever a broker delivers).
 from __future__ import annotations
 
 import io
+import struct
 from typing import Any
 
 import cbor2
@@ -333,6 +334,9 @@ def decode_message(topic: str, payload: bytes) -> dict:
         raise
     except Exception as e:  # a decoder bug must still not kill the monitor
         raise PayloadError(f"{kind}: cannot decode: {type(e).__name__}: {e}") from None
+    if kind == "birth" and out["node"] != node:
+        raise PayloadError(f"birth: node {out['node']!r} does not match the topic's node "
+                           f"{node!r}")
     out["site"] = site
     out["node"] = node
     return out
@@ -349,3 +353,62 @@ def apply_scale(reading: dict, point: dict) -> int | float | str | None:
     if scale == 1 and isinstance(v, int) and isinstance(offset, int):
         return v + offset
     return v * scale + offset
+
+
+# -- annotated hex dump (docs/payload.md examples, `otlink monitor --hex`) -----------------
+
+_MT_NAMES = ("uint", "nint", "bytes", "text", "array", "map", "tag", "simple/float")
+
+
+def annotate(payload: bytes) -> list[str]:
+    """One line per CBOR head: its bytes in hex, indented by nesting, and what it is.
+    Raises PayloadError on malformed input (same checks as decoding)."""
+    _loads(payload)  # validates well-formedness first: the walk below may then trust lengths
+    b = bytes(payload)
+    lines: list[str] = []
+    pos = 0
+    stack: list[int] = []  # items left in each open container
+
+    def item_done() -> None:
+        while stack:
+            stack[-1] -= 1
+            if stack[-1] > 0:
+                return
+            stack.pop()
+
+    while pos < len(b):
+        start = pos
+        ib = b[pos]
+        mt, ai = ib >> 5, ib & 0x1F
+        pos += 1
+        size = {24: 1, 25: 2, 26: 4, 27: 8}.get(ai, 0)
+        arg = int.from_bytes(b[pos:pos + size], "big") if size else ai
+        pos += size
+        depth = len(stack)
+        if mt in (2, 3):
+            content = b[pos:pos + arg]
+            pos += arg
+            what = repr(content.decode()) if mt == 3 else "h'" + content.hex() + "'"
+            desc = f"{_MT_NAMES[mt]}({arg}) {what}"
+        elif mt == 0:
+            desc = f"uint {arg}"
+        elif mt == 1:
+            desc = f"nint {-1 - arg}"
+        elif mt in (4, 5):
+            desc = f"{_MT_NAMES[mt]}({arg})"
+        elif mt == 6:
+            desc = f"tag {arg}"
+        elif ai in (25, 26, 27):
+            fmt = {25: ">e", 26: ">f", 27: ">d"}[ai]
+            desc = f"float{size * 8} {struct.unpack(fmt, b[start + 1:pos])[0]!r}"
+        else:
+            desc = {20: "false", 21: "true", 22: "null", 23: "undefined"}.get(
+                arg, f"simple({arg})")
+        lines.append(f"{'  ' * depth}{b[start:pos].hex(' ')}".ljust(40) + f" # {desc}")
+        if mt in (4, 5) and arg:
+            stack.append(arg * (2 if mt == 5 else 1))
+        elif mt == 6:
+            pass  # the tagged item follows and completes the parent
+        else:
+            item_done()
+    return lines

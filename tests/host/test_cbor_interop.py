@@ -4,6 +4,7 @@ decoding every produced byte with cbor2 (and otlink's decoder) on the host."""
 from __future__ import annotations
 
 import json
+import re
 import math
 import random
 import struct
@@ -11,7 +12,7 @@ import struct
 import cbor2
 import pytest
 
-from mp import run
+from mp import ROOT, run
 from otlink_tools.decode import decode_message
 
 # Runs in MicroPython: reads cases from argv[1], writes one hex payload per line to argv[2].
@@ -70,6 +71,64 @@ for b in cases["batches"]:
 out.close()
 print("done")
 '''
+
+
+# The docs/payload.md examples, made by the firmware encoders: "name hex" lines.
+MP_EXAMPLES = r'''
+# Doc examples for docs/payload.md, made by the firmware encoders. Prints "name hex" lines.
+import binascii
+import struct
+from otlink.core import reading
+from otlink.core.payload import DataEncoder, encode_ack, encode_birth, encode_state
+
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+T = 1795000000000  # 2026-11-18T07:06:40Z
+enc = DataEncoder(256)
+enc.start(12, False)
+rec = bytearray(reading.SIZE)
+seq = 1000
+rows = [
+    ("f", 1, T, f32(230.1)), ("f", 2, T, f32(5.234)), ("i", 4, T, 1234567), ("i", 5, T, 500),
+    ("e", 6, T, 0x82), ("i", 8, T + 480, 215),
+    ("f", 1, T + 1003, f32(230.2)), ("f", 2, T + 1003, f32(5.25)), ("i", 4, T + 1003, 1234568),
+    ("i", 5, T + 1003, 499),
+]
+for kind, pid, t, v in rows:
+    if kind == "f":
+        reading.pack_float(rec, pid, t, v)
+    elif kind == "i":
+        reading.pack_int(rec, pid, t, v)
+    else:
+        reading.pack_err(rec, pid, t, v)
+    enc.add(seq, rec, reading.SIZE)
+    seq += 1
+print("data", binascii.hexlify(enc.finish()).decode())
+buf = bytearray(512)
+pts = [
+    {"id": 1, "name": "voltage_l1", "unit": "V", "type": "f32", "scale": 1, "offset": 0,
+     "source": "mb:1:i:0"},
+    {"id": 4, "name": "energy_import", "unit": "Wh", "type": "u32", "scale": 1, "offset": 0,
+     "source": "mb:1:h:72"},
+    {"id": 5, "name": "frequency", "unit": "Hz", "type": "i16", "scale": 0.1, "offset": 0,
+     "source": "mb:1:h:70"},
+]
+n = encode_birth(buf, "meter-7", "0.3.0", "9f2c51d0", 12, pts)
+print("birth", binascii.hexlify(buf[:n]).decode())
+n = encode_state(buf, {"online": True, "boot": 12, "uptime_s": 3600, "queue_depth": 42,
+                       "oldest_unsent_s": 7, "drops": 0, "free_heap": 61440,
+                       "reset_cause": "power_on", "slave_errors": {1: 0, 2: 17}})
+print("state", binascii.hexlify(buf[:n]).decode())
+n = encode_state(buf, {"online": False, "boot": 12})
+print("death", binascii.hexlify(buf[:n]).decode())
+n = encode_ack(buf, 12, 1009)
+print("ack", binascii.hexlify(buf[:n]).decode())
+'''
+
+DOC = ROOT / "docs" / "payload.md"
 
 
 def fhex(x: float) -> list:
@@ -222,3 +281,30 @@ def test_batches_decode_to_exact_readings(encoded):
     first = decoded[0]
     assert len(first) > 1, "the wrapped batch spans several messages (512-byte buffer)"
     assert any(m["seq_first"] > m["seq_last"] for m in first), "one message spans the wrap"
+
+
+def _doc_blocks() -> list[tuple[str, bytes]]:
+    text = DOC.read_text()
+    out = []
+    for topic_, body in re.findall(r"```cbor (\S+)\n(.*?)```", text, re.S):
+        hexes = "".join(line.split("#")[0] for line in body.splitlines())
+        out.append((topic_, bytes.fromhex(hexes.replace(" ", ""))))
+    return out
+
+
+def test_doc_examples_are_encoder_output_and_decode(tmp_path):
+    script = tmp_path / "examples.py"
+    script.write_text(MP_EXAMPLES)
+    res = run(script, heap="128K")
+    assert res.returncode == 0, res.stdout + res.stderr
+    made = [bytes.fromhex(line.split()[1]) for line in res.stdout.splitlines() if line.strip()]
+    blocks = _doc_blocks()
+    assert len(blocks) == len(made) == 5
+    for (topic_, payload), fresh in zip(blocks, made):
+        assert payload == fresh, f"docs/payload.md example for {topic_} is stale"
+        d = decode_message(topic_, payload)
+        assert d["kind"] == topic_.rsplit("/", 1)[1]
+    data = decode_message(*blocks[0])
+    assert [r["value"] for r in data["readings"]][-2:] == [1234568, 499]
+    assert data["readings"][4]["err"] == 0x82
+    assert data["readings"][5]["t_ms"] == 1795000000480
