@@ -1,0 +1,402 @@
+"""`otlink monitor`: subscribe to nodes, decode their CBOR messages and write them out.
+
+Formats: a readable table, JSON lines, CSV or Influx line protocol. Readings are
+deduplicated by (node, boot, seq); holes in a node's sequence are reported (and reported
+again when a replay fills them). `--group NAME` joins an MQTT shared subscription
+($share/NAME/...) so several monitors split one fleet's data. `--ack` is consumer
+acknowledgement: after the rows of a batch are written and flushed, the monitor publishes
+(retained, QoS 1) the highest contiguous seq it has stored for that node and boot on the
+node's ack topic; the node's queue advances only then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import csv
+import io
+import json
+import os
+import ssl
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from typing import IO, Any
+
+import paho.mqtt.client as mqtt
+
+from otlink_tools.decode import PayloadError, apply_scale, decode_message, encode_ack, \
+    error_name, parse_topic
+
+FORMATS = ("table", "jsonl", "csv", "influx")
+CSV_FIELDS = ["time", "site", "node", "boot", "seq", "point", "pid", "value", "unit", "raw",
+              "err", "historical", "untimed"]
+
+
+class Seen:
+    """Sequence numbers stored for one (node, boot): sorted disjoint [first, last] runs."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def has(self, seq: int) -> bool:
+        i = bisect.bisect_right(self.starts, seq) - 1
+        return i >= 0 and seq <= self.ends[i]
+
+    def add(self, seq: int) -> None:
+        """Record seq (must not be present): extend or merge neighbouring runs."""
+        i = bisect.bisect_right(self.starts, seq) - 1
+        left = i >= 0 and self.ends[i] == seq - 1
+        right = i + 1 < len(self.starts) and self.starts[i + 1] == seq + 1
+        if left and right:
+            self.ends[i] = self.ends[i + 1]
+            del self.starts[i + 1], self.ends[i + 1]
+        elif left:
+            self.ends[i] = seq
+        elif right:
+            self.starts[i + 1] = seq
+        else:
+            self.starts.insert(i + 1, seq)
+            self.ends.insert(i + 1, seq)
+
+    def contiguous(self) -> int | None:
+        """Highest seq of the run that starts at the lowest seq seen."""
+        return self.ends[0] if self.ends else None
+
+    def holes(self) -> list[tuple[int, int]]:
+        return [(self.ends[i] + 1, self.starts[i + 1] - 1) for i in range(len(self.starts) - 1)]
+
+
+def _iso(t_ms: int) -> str:
+    return datetime.fromtimestamp(t_ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _influx_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ").replace("=", "\\=")
+
+
+class Monitor:
+    """Subscribe, decode, dedupe, write out and (optionally) acknowledge.
+
+    out/err: text streams for rows and for notices (gaps, bad payloads, connection).
+    Usable from tests: start(); wait(count=..., seconds=...); stop().
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 1883, prefix: str = "otlink",
+                 site: str = "+", node: str = "+", fmt: str = "table",
+                 out: IO[str] | None = None, err: IO[str] | None = None,
+                 group: str | None = None, ack: bool = False,
+                 cafile: str | None = None, cert: str | None = None, key: str | None = None,
+                 tls_hostname: str | None = None, user: str | None = None,
+                 password: str | None = None, client_id: str = "", keepalive: int = 30,
+                 fsync: bool = False) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"format {fmt!r}: one of {', '.join(FORMATS)}")
+        if (cert is None) != (key is None):
+            raise ValueError("--cert and --key go together")
+        self.host, self.port, self.prefix = host, port, prefix
+        self.site, self.node, self.fmt, self.group, self.ack = site, node, fmt, group, ack
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.fsync = fsync
+        self.cafile, self.cert, self.key, self.tls_hostname = cafile, cert, key, tls_hostname
+        self.user, self.password = user, password
+        self.keepalive = keepalive
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv311)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+        self.births: dict[tuple[str, str], dict] = {}
+        self.states: dict[tuple[str, str], dict] = {}
+        self.seen: dict[tuple[str, str, int], Seen] = {}
+        self.acked: dict[tuple[str, str, int], int] = {}
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.connected = threading.Event()
+        self.connect_error: str | None = None
+        # counters
+        self.messages = 0
+        self.batches = 0
+        self.written = 0
+        self.duplicates = 0
+        self.bad = 0
+        self.gaps: list[tuple[str, int, int, int]] = []
+        self.acks_sent = 0
+        self._csv: Any = None
+        self._header = False
+
+    # --- topics -------------------------------------------------------------------------
+    def _topic(self, kind: str) -> str:
+        return f"{self.prefix}/{self.site}/{self.node}/{kind}"
+
+    def subscriptions(self) -> list[str]:
+        data = self._topic("data")
+        if self.group:
+            data = f"$share/{self.group}/{data}"
+        # births and states stay ordinary subscriptions: every member needs the point tables
+        # (and shared subscriptions get no retained messages).
+        return [data, self._topic("birth"), self._topic("state")]
+
+    # --- connection -----------------------------------------------------------------------
+    def start(self, timeout: float = 10.0) -> "Monitor":
+        c = self.client
+        if self.user is not None:
+            c.username_pw_set(self.user, self.password)
+        if self.cafile or self.cert:
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.cafile)
+            if self.cert:
+                ctx.load_cert_chain(self.cert, self.key)
+            c.tls_set_context(ctx)
+        try:
+            c.connect(self.host, self.port, self.keepalive)
+        except ssl.SSLCertVerificationError as e:
+            raise ConnectionError(f"TLS: broker certificate refused: {e.verify_message}") from None
+        except (OSError, ssl.SSLError) as e:
+            raise ConnectionError(f"cannot connect to {self.host}:{self.port}: {e}") from None
+        c.loop_start()
+        if not self.connected.wait(timeout):
+            c.loop_stop()
+            raise ConnectionError(self.connect_error
+                                  or f"no CONNACK from {self.host}:{self.port} in {timeout} s")
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.out.flush()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.connect_error = f"broker refused the connection: {reason_code}"
+            return
+        for t in self.subscriptions():
+            client.subscribe(t, qos=1)
+        self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code != 0:
+            self._note(f"disconnected from broker ({reason_code}); reconnecting")
+
+    def _note(self, text: str) -> None:
+        print(f"otlink monitor: {text}", file=self.err, flush=True)
+
+    # --- messages -------------------------------------------------------------------------
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            self.handle(msg.topic, msg.payload)
+        except Exception as e:  # the monitor reports and carries on, whatever arrives
+            self.bad += 1
+            self._note(f"error handling {msg.topic}: {type(e).__name__}: {e}")
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        """Decode and process one message (the paho callback; also callable directly)."""
+        with self.cond:
+            self.messages += 1
+            try:
+                m = decode_message(topic, payload)
+            except PayloadError as e:
+                self.bad += 1
+                self._note(f"bad payload on {topic}: {e}")
+                return
+            key = (m.get("site", ""), m.get("node", ""))
+            kind = m["kind"]
+            if kind == "birth":
+                self.births[key] = m
+            elif kind == "state":
+                self.states[key] = m
+            elif kind == "data":
+                self._data(key, m)
+            self.cond.notify_all()
+
+    def _data(self, key: tuple[str, str], m: dict) -> None:
+        self.batches += 1
+        skey = (key[0], key[1], m["boot"])
+        seen = self.seen.get(skey)
+        if seen is None:
+            seen = self.seen[skey] = Seen()
+        before = set(seen.holes())
+        rows = []
+        for r in m["readings"]:
+            if seen.has(r["seq"]):
+                self.duplicates += 1
+                continue
+            seen.add(r["seq"])
+            rows.append(r)
+        after = seen.holes()
+        for h in after:
+            if h not in before:
+                self.gaps.append((key[1], m["boot"], h[0], h[1]))
+                self._note(f"gap: {key[1]} boot {m['boot']} missing seq {h[0]}..{h[1]} "
+                           f"({h[1] - h[0] + 1} readings)")
+        if rows:
+            self._write(key, m, rows)
+        if self.ack:
+            top = seen.contiguous()
+            if top is not None and self.acked.get(skey) != top:
+                self.acked[skey] = top
+                t = f"{self.prefix}/{key[0]}/{key[1]}/ack"
+                self.client.publish(t, encode_ack(m["boot"], top), qos=1, retain=True)
+                self.acks_sent += 1
+
+    # --- output ---------------------------------------------------------------------------
+    def _row(self, key: tuple[str, str], m: dict, r: dict) -> dict:
+        birth = self.births.get(key)
+        point = None
+        if birth is not None:
+            for p in birth.get("points", []):
+                if p.get("id") == r["pid"]:
+                    point = p
+                    break
+        value = apply_scale(r, point) if point else r.get("value")
+        return {
+            "time": None if r["untimed"] else _iso(r["t_ms"]), "t_ms": r["t_ms"],
+            "site": key[0], "node": key[1], "boot": m["boot"], "seq": r["seq"],
+            "point": point.get("name") if point else f"#{r['pid']}", "pid": r["pid"],
+            "value": value, "unit": (point.get("unit") if point else None) or "",
+            "raw": r.get("value"), "err": r.get("err"),
+            "historical": m["historical"], "untimed": r["untimed"],
+        }
+
+    def _write(self, key: tuple[str, str], m: dict, readings: list[dict]) -> None:
+        out = self.out
+        rows = [self._row(key, m, r) for r in readings]
+        if self.fmt == "jsonl":
+            for row in rows:
+                out.write(json.dumps(row) + "\n")
+        elif self.fmt == "csv":
+            if self._csv is None:
+                self._csv = csv.DictWriter(out, CSV_FIELDS, extrasaction="ignore")
+                self._csv.writeheader()
+            self._csv.writerows(rows)
+        elif self.fmt == "influx":
+            for row in rows:
+                out.write(self._influx(row) + "\n")
+        else:
+            if not self._header:
+                out.write(f"{'time':24} {'node':12} {'point':16} {'value':>14} {'unit':6} "
+                          f"{'seq':>8}  note\n")
+                self._header = True
+            now = time.time() * 1000
+            for row in rows:
+                if row["untimed"]:
+                    when = f"uptime+{row['t_ms'] / 1000:.1f}s"
+                else:
+                    when = row["time"][11:23] + f" ({(now - row['t_ms']) / 1000:.0f}s ago)"
+                note = []
+                if row["historical"]:
+                    note.append("historical")
+                if row["err"] is not None:
+                    note.append(f"error {row['err']}: {error_name(row['err'])}")
+                v = row["value"]
+                vs = "-" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+                out.write(f"{when:24} {row['node'][:12]:12} {row['point'][:16]:16} {vs:>14} "
+                          f"{row['unit'][:6]:6} {row['seq']:>8}  {', '.join(note)}\n")
+        out.flush()
+        if self.fsync:
+            try:
+                os.fsync(out.fileno())
+            except (OSError, io.UnsupportedOperation, AttributeError):
+                pass
+        self.written += len(rows)
+
+    @staticmethod
+    def _influx(row: dict) -> str:
+        tags = (f"otlink,site={_influx_escape(row['site'])},node={_influx_escape(row['node'])},"
+                f"point={_influx_escape(str(row['point']))}")
+        if row["unit"]:
+            tags += f",unit={_influx_escape(row['unit'])}"
+        if row["untimed"]:
+            tags += ",untimed=true"
+        v = row["value"]
+        fields = []
+        if row["err"] is not None:
+            fields.append(f"err={row['err']}i")
+        elif isinstance(v, bool):
+            fields.append(f"value={'true' if v else 'false'}")
+        elif isinstance(v, int):
+            fields.append(f"value={v}i")
+        elif isinstance(v, float):
+            fields.append(f"value={v!r}")
+        elif isinstance(v, str):
+            fields.append('value="' + v.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        fields += [f"seq={row['seq']}i", f"boot={row['boot']}i"]
+        if row["historical"]:
+            fields.append("historical=true")
+        line = tags + " " + ",".join(fields)
+        if not row["untimed"]:
+            line += f" {row['t_ms'] * 1_000_000}"
+        return line
+
+    # --- waiting --------------------------------------------------------------------------
+    def wait(self, count: int | None = None, seconds: float | None = None,
+             cond=None) -> bool:
+        """Block until `count` readings were written, `cond(self)` holds, or `seconds`
+        passed (None: forever). Returns True when the count/condition was reached."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        with self.cond:
+            while True:
+                if count is not None and self.written >= count:
+                    return True
+                if cond is not None and cond(self):
+                    return True
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self.cond.wait(0.5 if left is None else min(left, 0.5))
+
+
+# --- CLI -------------------------------------------------------------------------------------
+def register(sub) -> None:
+    p = sub.add_parser("monitor", help="decode what nodes publish (table, JSON lines, CSV, Influx)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=None, help="default 1883, 8883 with TLS")
+    p.add_argument("--prefix", default="otlink")
+    p.add_argument("--site", default="+", help="site to follow (default all)")
+    p.add_argument("--node", default="+", help="node to follow (default all)")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--group", help="join shared subscription group NAME ($share/NAME/...)")
+    p.add_argument("--ack", action="store_true",
+                   help="consumer acknowledgement: ack what has been written out")
+    p.add_argument("--fsync", action="store_true", help="fsync the output before each ack")
+    p.add_argument("--cafile", help="CA certificate to verify the broker (enables TLS)")
+    p.add_argument("--cert", help="client certificate (with --key)")
+    p.add_argument("--key", help="client private key")
+    p.add_argument("--user")
+    p.add_argument("--password", help="or set OTLINK_MQTT_PASSWORD (preferred)")
+    p.add_argument("--client-id", default="")
+    p.add_argument("--count", type=int, help="exit after writing N readings")
+    p.add_argument("--seconds", type=float, help="exit after S seconds")
+    p.add_argument("-o", "--output", help="write rows to this file (default stdout)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from otlink_tools.errors import CommandError
+
+    password = args.password or os.environ.get("OTLINK_MQTT_PASSWORD")
+    tls = bool(args.cafile or args.cert)
+    port = args.port or (8883 if tls else 1883)
+    out = open(args.output, "a", encoding="utf-8") if args.output else sys.stdout
+    try:
+        mon = Monitor(args.host, port, prefix=args.prefix, site=args.site, node=args.node,
+                      fmt=args.format, out=out, group=args.group, ack=args.ack,
+                      cafile=args.cafile, cert=args.cert, key=args.key, user=args.user,
+                      password=password, client_id=args.client_id, fsync=args.fsync)
+        mon.start()
+    except (ValueError, ConnectionError) as e:
+        raise CommandError(str(e)) from None
+    try:
+        mon.wait(count=args.count, seconds=args.seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        mon.stop()
+        print(f"otlink monitor: {mon.written} readings written, {mon.duplicates} duplicates "
+              f"dropped, {len(mon.gaps)} gaps, {mon.bad} bad messages", file=sys.stderr)
+        if args.output:
+            out.close()
+    return 0

@@ -1,0 +1,157 @@
+"""End to end with real mosquitto: agent (MicroPython) -> broker -> Monitor (host)."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+
+from otlink_tools.broker import Broker
+from otlink_tools.monitor import Monitor
+from uplink_helpers import expected_raw, result, start_agent
+
+
+@pytest.fixture
+def broker():
+    b = Broker().start()
+    yield b
+    b.stop()
+
+
+def rows(out: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in out.getvalue().splitlines() if line]
+
+
+def test_exact_values_broker_ack(broker):
+    out = io.StringIO()
+    mon = Monitor(port=broker.port, fmt="jsonl", out=out).start()
+    try:
+        agent = start_agent({"port": broker.port, "total": 1000, "until_acked": True,
+                             "seconds": 30})
+        assert mon.wait(count=1000, seconds=30), f"got {mon.written}"
+        res = result(agent)
+    finally:
+        mon.stop()
+    assert res["depth"] == 0 and res["produced"] == 1000 and res["readings"] == 1000
+    got = rows(out)
+    assert [r["seq"] for r in got] == list(range(1, 1001))
+    for r in got:
+        pid, raw = expected_raw(r["seq"])
+        assert r["pid"] == pid and r["raw"] == raw and r["point"] == f"p{pid}"
+        # scale from the retained birth: odd points x0.1
+        assert r["value"] == pytest.approx(raw * 0.1 if pid % 2 else raw)
+        assert r["boot"] == 1 and r["err"] is None and not r["untimed"]
+        assert abs(r["t_ms"] - time.time() * 1000) < 60_000
+    assert mon.duplicates == 0 and mon.gaps == [] and mon.bad == 0
+    st = mon.states[("s1", "n1")]
+    assert st["online"] is False  # the agent published its death state when it stopped
+
+
+@pytest.mark.parametrize("sig", ["kill", "stop"])
+def test_consumer_ack_survives_broker_restart(broker, sig):
+    """Consumer acknowledgement: nothing is lost when the broker dies mid-stream."""
+    out = io.StringIO()
+    mon = Monitor(port=broker.port, fmt="jsonl", out=out, ack=True).start()
+    total = 4000
+    try:
+        agent = start_agent({"port": broker.port, "total": total, "rate": 2000, "ack": "consumer",
+                             "until_acked": True, "seconds": 40, "ack_timeout_ms": 1000,
+                             "capacity": 8192})
+        assert mon.wait(count=1000, seconds=20)
+        broker.kill() if sig == "kill" else broker.stop()
+        time.sleep(0.5)
+        broker.start()
+        assert mon.wait(count=total, seconds=40), f"got {mon.written} of {total}"
+        res = result(agent)
+    finally:
+        mon.stop()
+    seqs = sorted(r["seq"] for r in rows(out))
+    assert seqs == list(range(1, total + 1))  # every reading, exactly once after dedupe
+    assert res["depth"] == 0 and res["connects"] >= 2
+    for r in rows(out):
+        assert r["raw"] == expected_raw(r["seq"])[1]
+
+
+@pytest.mark.parametrize("sig", ["kill", "stop"])
+def test_broker_ack_reconnects_after_restart(broker, sig):
+    """Broker acknowledgement: the agent reconnects and carries on; what the broker held
+    for the subscriber when it died may be gone (PUBACK is not durability)."""
+    out = io.StringIO()
+    mon = Monitor(port=broker.port, fmt="jsonl", out=out).start()
+    total = 4000
+    try:
+        agent = start_agent({"port": broker.port, "total": total, "rate": 2000,
+                             "until_acked": True, "seconds": 30, "capacity": 8192})
+        assert mon.wait(count=1000, seconds=20)
+        broker.kill() if sig == "kill" else broker.stop()
+        time.sleep(0.5)
+        broker.start()
+        res = result(agent)
+        time.sleep(0.5)
+    finally:
+        mon.stop()
+    seqs = [r["seq"] for r in rows(out)]
+    assert res["connects"] >= 2 and res["depth"] == 0
+    assert seqs and max(seqs) == total  # data kept flowing after the restart
+    assert len(set(seqs)) == len(seqs)  # duplicates (resends) were dropped
+    for r in rows(out):
+        assert r["raw"] == expected_raw(r["seq"])[1]
+
+
+def test_backlog_replayed_historical_with_live_interleaved(broker):
+    out = io.StringIO()
+    mon = Monitor(port=broker.port, fmt="jsonl", out=out).start()
+    backlog, live = 3000, 1000
+    try:
+        agent = start_agent({"port": broker.port, "backlog": backlog, "total": live,
+                             "rate": 500, "replay_rate": 20, "until_acked": True,
+                             "seconds": 30, "capacity": 8192, "linger_ms": 100})
+        assert mon.wait(count=backlog + live, seconds=30)
+        res = result(agent)
+    finally:
+        mon.stop()
+    got = rows(out)
+    assert sorted(r["seq"] for r in got) == list(range(1, backlog + live + 1))
+    for r in got:
+        assert r["historical"] == (r["seq"] <= backlog), r
+    order = [r["seq"] for r in got]
+    first_live = next(i for i, s in enumerate(order) if s > backlog)
+    last_hist = max(i for i, s in enumerate(order) if s <= backlog)
+    assert first_live < last_hist  # live readings went out while the backlog drained
+    hist = [s for s in order if s <= backlog]
+    assert hist == sorted(hist)  # backlog oldest first
+    assert res["hist_batches"] == backlog // 50
+
+
+def test_untimed_readings_retimed_once_clock_set(broker):
+    out = io.StringIO()
+    mon = Monitor(port=broker.port, fmt="jsonl", out=out).start()
+    try:
+        agent = start_agent({"port": broker.port, "untimed": True, "clock_after_ms": 300,
+                             "backlog": 200, "total": 200, "rate": 400, "until_acked": True,
+                             "seconds": 20, "linger_ms": 20})
+        assert mon.wait(count=400, seconds=20)
+        res = result(agent)
+    finally:
+        mon.stop()
+    got = rows(out)
+    now = time.time() * 1000
+    assert res["retimed"] > 0
+    timed = [r for r in got if not r["untimed"]]
+    assert timed and all(abs(r["t_ms"] - now) < 60_000 for r in timed)
+    for r in got:
+        if r["untimed"]:  # only what was sent before the clock was set
+            assert r["t_ms"] < 60_000
+
+
+def test_monitor_bad_payloads_reported_never_crash(broker):
+    out, err = io.StringIO(), io.StringIO()
+    mon = Monitor(port=broker.port, fmt="table", out=out, err=err)
+    cases = [b"", b"\xff\xff", b"\xa1\x61v\x02", b"\x9f" * 50, bytes(range(256))]
+    for p in cases:
+        mon.handle("otlink/s/n/data", p)
+    mon.handle("not/a/topic", b"\xa0")
+    assert mon.bad == len(cases) + 1 and mon.written == 0
+    assert "bad payload on otlink/s/n/data" in err.getvalue()
