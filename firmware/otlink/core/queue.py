@@ -16,14 +16,14 @@ from otlink.core.queue_fmt import (
     M32, SHDR, GHDR, ACK_SIZE, T_GROUP, T_ACK, MASKED, CMP, MAX_REC, MAX_ENC, POLICIES, sdiff,
     put32,
 )
-from otlink.core.queue_ring import QueueRing
+from otlink.core.queue_stats import QueueStats
 
 
 class QueueError(Exception):
     pass
 
 
-class Queue(QueueRing):
+class Queue(QueueStats):
     def __init__(self, dev, clock, commit_count=64, commit_ms=1000, capacity=None,
                  policy="drop_oldest", group_bytes=512):
         if policy not in POLICIES:
@@ -213,53 +213,3 @@ class Queue(QueueRing):
         self._ack = seq
 
     # ---------------- sector management ----------------
-
-    def depth(self):
-        """Committed, unacknowledged readings."""
-        d = sdiff(self._wseq, (self._ack + 1) & M32)
-        return d if d > 0 else 0
-
-    def stats(self):
-        depth = self.depth()
-        t = None
-        for seq, boot, rec, n in self.peek(1):
-            t = 0
-            for k in range(7, -1, -1):
-                t = (t << 8) | rec[4 + k]
-            if t >= 1 << 63:
-                t -= 1 << 64
-        used = 0
-        s = self._head
-        nvalid = 0
-        for i in range(self._n):
-            if self._valid[i]:
-                nvalid += 1
-        used = (nvalid - 1) * self._S + self._off
-        er = self._erases
-        emax = max(er)
-        emean = sum(er) / len(er)
-        st = {
-            "depth": depth,
-            "staged": self._cnt,
-            "oldest_t_ms": t,
-            "bytes_used": used,
-            "bytes_total": self._n * self._S,
-            "drops": self.drops,
-            "corrupt_skipped": self.corrupt,
-            "damaged": self.damaged,
-            "torn": self.torn,
-            "read_errors": self.read_errors,
-            "erases_run": self.erases_run,
-            "erase_max": emax,
-            "erase_mean": emean,
-            "commits": self.commits,
-            "boot": self.boot,
-            "next_seq": self._wseq,
-            "acked": self._ack,
-        }
-        if t is not None:
-            try:
-                st["oldest_age_ms"] = self._clock.now_ms() - t
-            except Exception:
-                st["oldest_age_ms"] = None
-        return st

@@ -1,0 +1,151 @@
+# heapsize: 64K
+# The store-and-forward flash queue (issue 4) under the 64K heap target, on a file-backed
+# emulated NOR flash (no flash image in the heap): append/peek/ack, group commit by count and
+# time, boot counter and sequence numbers across reboots, capacity policies, corruption.
+import gc
+import os
+import sys
+
+import mptest
+from otlink.core import reading
+from otlink.core.queue import Queue
+from otlink.core.queue_fmt import sdiff, M32
+from otlink.hal.norflash import NorFlash
+
+DIR = sys.argv[1] if len(sys.argv) > 1 else "/tmp"
+T0 = 1700000000000
+BUF = bytearray(reading.MAX_SIZE)
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0
+
+    def ticks_ms(self):
+        return self.t
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+    def now_ms(self):
+        return T0 + self.t
+
+
+def flash(name, sectors=8):
+    p = DIR + "/" + name
+    try:
+        os.remove(p)
+    except OSError:
+        pass
+    gc.collect()
+    return NorFlash(p, sectors * 4096, cache=False)
+
+
+def put(q, i):
+    return q.append(BUF, reading.pack_int(BUF, i % 10, T0 + i * 100, i))
+
+
+def values(q, n=100000):
+    return [reading.unpack(rec, k)[4] for seq, boot, rec, k in q.peek(n)]
+
+
+def test_append_commit_peek_ack_reboot():
+    nor = flash("q1")
+    dev = nor.region(0, nor.size)
+    c = Clock()
+    q = Queue(dev, c, commit_count=8, commit_ms=1000)
+    mptest.eq(q.boot, 1, "first boot")
+    seqs = [put(q, i) for i in range(20)]
+    mptest.eq(seqs, list(range(1, 21)), "sequence numbers")
+    mptest.eq(q.staged, 4, "two groups of 8 committed by count, 4 staged")
+    mptest.eq(values(q), list(range(16)), "peek shows committed readings only")
+    c.t = 999
+    q.tick(c.t)
+    mptest.eq(q.staged, 4, "not yet: the window is 1000 ms")
+    c.t = 1000
+    q.tick(c.t)
+    mptest.eq(q.staged, 0, "time window commit")
+    mptest.eq([s for s, b, r, n in q.peek(3)], [1, 2, 3], "peek is idempotent and bounded")
+    q.ack(5)
+    mptest.eq(values(q, 2), [5, 6], "after ack 5")
+    mptest.raises(ValueError, q.ack, 21)  # nothing beyond the last committed reading
+    put(q, 20)  # staged, lost at the reboot below
+    q2 = Queue(dev, c)
+    mptest.eq(q2.boot, 2, "boot counter bumped and persisted")
+    mptest.eq(values(q2), list(range(5, 20)), "resumes at the first unacknowledged")
+    mptest.eq([b for s, b, r, n in q2.peek(1)], [1], "boot of the stored readings")
+    mptest.eq(put(q2, 21), 21, "seq continues after the last committed (20 was lost)")
+    q2.commit()
+    st = q2.stats()
+    mptest.eq(st["depth"], 16, "depth")
+    mptest.eq(st["oldest_t_ms"], T0 + 500, "oldest reading time")
+    mptest.eq(st["boot"], 2, "stats boot")
+    mptest.eq(st["drops"], 0, "drops")
+    nor.close()
+
+
+def test_append_does_not_allocate():
+    nor = flash("q2")
+    q = Queue(nor.region(0, nor.size), Clock(), commit_count=200, commit_ms=60000)
+    n = reading.pack_int(BUF, 7, T0, 123456)
+    q.append(BUF, n)
+
+    def many():
+        for _ in range(10):
+            q.append(BUF, n)
+    mptest.no_alloc(many)
+    nor.close()
+
+
+def test_text_and_float_round_trip():
+    nor = flash("q3")
+    q = Queue(nor.region(0, nor.size), Clock())
+    b = bytearray(reading.MAX_SIZE)
+    recs = []
+    for i in range(30):
+        if i % 3 == 0:
+            n = reading.pack_text(b, i, T0 + i, b"x" * (i * 2 % 65))
+        elif i % 3 == 1:
+            n = reading.pack_float(b, i, T0 + i, i / 7)
+        else:
+            n = reading.pack_err(b, i, T0, -i)
+        recs.append(bytes(b[0:n]))
+        q.append(b, n)
+    q.commit()
+    got = [bytes(r[0:n]) for s, bt, r, n in q.peek(100)]
+    mptest.eq(got, recs, "records byte for byte")
+    nor.close()
+
+
+def test_bad_arguments_are_named():
+    nor = flash("q4")
+    dev = nor.region(0, nor.size)
+    e = mptest.raises(ValueError, Queue, dev, Clock(), policy="drop_random")
+    mptest.true("policy" in str(e), str(e))
+    e = mptest.raises(ValueError, Queue, dev, Clock(), capacity=4096)
+    mptest.true("capacity" in str(e), str(e))
+    q = Queue(dev, Clock())
+    e = mptest.raises(ValueError, q.append, BUF, 90)
+    mptest.true("length" in str(e), str(e))
+    nor.close()
+
+
+def test_serial_arithmetic_wraps():
+    mptest.eq(sdiff(1, M32), 2, "1 is after 0xffffffff")
+    mptest.eq(sdiff(M32, 1), -2, "0xffffffff is before 1")
+    nor = flash("q8")
+    dev = nor.region(0, nor.size)
+    q = Queue(dev, Clock(), commit_count=4)
+    q._wseq = M32 - 5  # as if 4 billion readings had gone by (white-box: no faster way)
+    q._ack = M32 - 6
+    seqs = [put(q, i) for i in range(12)]
+    mptest.eq(seqs[6], 0, "wraps to 0")
+    q.ack(seqs[7])
+    mptest.eq(values(q), [8, 9, 10, 11], "ack across the wrap")
+    q2 = Queue(dev, Clock())
+    mptest.eq(values(q2), [8, 9, 10, 11], "after reboot")
+    mptest.eq(put(q2, 12), 6, "next seq after the wrap")
+    nor.close()
+
+
+mptest.main(globals())

@@ -1,0 +1,241 @@
+# heapsize: 2M
+# Power-cut sweep of the flash queue (issue 4 item 6). A scripted workload - readings at
+# 10/s with group commit, batches read and acknowledged, clean reboots - runs on an emulated
+# NOR flash; power is cut at program/erase operation i, for every i in turn (full sweep:
+# `make sweep`) or every STRIDE-th (here). After each cut: reboot, recover, and assert what
+# must hold at any cut: the flash mounts, no committed reading is missing, none is garbled,
+# order and (seq, boot) are preserved, nothing acknowledged comes back, no drops.
+# The heap cap is for the emulated 64 KiB flash image and the model; the queue alone runs
+# under 64K (test_queue.py).
+# Usage as a script for the bench: micropython test_queue_sweep.py DIR full [readings] [step]
+import sys
+from array import array
+
+import mptest
+from otlink.core import reading
+from otlink.core.queue import Queue
+from otlink.hal.norflash import NorFlash, PowerCut
+
+SIZE = 64 * 1024  # 16 sectors: the log wraps several times in 10,000 readings
+T0 = 1700000000000
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0
+
+    def ticks_ms(self):
+        return self.t
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+    def now_ms(self):
+        return T0 + self.t
+
+
+def make(buf, i):
+    # reading i: 10 points polled together each second, one text point every 50 readings
+    t = T0 + (i // 10) * 1000
+    if i % 50 == 49:
+        return reading.pack_text(buf, 99, t, b"txt%d" % i)
+    if i % 10 == 3:
+        return reading.pack_float(buf, 3, t, i * 0.5)
+    return reading.pack_int(buf, i % 10, t, i * 7)
+
+
+class Model:
+    """What the workload knows for sure: state per reading index."""
+
+    def __init__(self, total):
+        self.seq = array("I", (0 for _ in range(total)))
+        self.boot = array("I", (0 for _ in range(total)))
+        self.st = bytearray(total)  # 0 staged/lost, 1 committed, 2 acked
+        self.appended = 0  # readings appended so far
+        self.committed = 0  # readings 0..committed-1 are committed or lost-at-reboot
+        self.inflight_ack = -1  # index whose ack was in flight at the cut
+
+    def copy(self):
+        m = Model(0)
+        m.seq = array("I", self.seq)
+        m.boot = array("I", self.boot)
+        m.st = bytearray(self.st)
+        m.appended = self.appended
+        m.committed = self.committed
+        return m
+
+
+def run(nor, total, model, cut_at, reboots_every=1000, ack_every=15, batch=50, ckpt=None):
+    """Drive the workload from model.appended to total; return True if power was cut.
+
+    ckpt: a list that receives (flash image, model, ops) at every scripted reboot, so a sweep
+    can restart from the last reboot before its cut instead of from the beginning.
+    """
+    clock = Clock()
+    clock.t = model.appended * 100
+    dev = nor.region(0, SIZE)
+    buf = bytearray(reading.MAX_SIZE)
+    if cut_at is not None:
+        nor.cut_after(cut_at - nor.ops)
+    q = None
+    try:
+        q = Queue(dev, clock, commit_ms=1000)
+        i = model.appended
+        while i < total:
+            n = make(buf, i)
+            seq = q.append(buf, n)
+            model.seq[i] = seq
+            model.boot[i] = q.boot
+            i += 1
+            model.appended = i
+            clock.t += 100
+            q.tick(clock.t)
+            if q.staged == 0:
+                for k in range(model.committed, i):
+                    model.st[k] = 1
+                model.committed = i
+            # uplink outages: no acknowledgement for 1,200 readings of every 2,500 (a backlog
+            # over several sectors), then batches of 50 drain it
+            if i % ack_every == 0 and i % 2500 >= 1200:
+                last = -1
+                for seq, boot, rec, n in q.peek(batch):
+                    last = seq
+                if last >= 0:
+                    k = index_of(model, last, boot)
+                    model.inflight_ack = k
+                    q.ack(last)
+                    for j in range(k + 1):
+                        if model.st[j] == 1:
+                            model.st[j] = 2
+                    model.inflight_ack = -1
+            if i % reboots_every == 0:
+                # clean reboot: staged readings are lost (they were never committed)
+                for k in range(model.committed, i):
+                    model.st[k] = 0
+                model.committed = i
+                if ckpt is not None:
+                    ckpt.append((bytes(nor.mem), model.copy(), nor.ops))
+                q = Queue(dev, clock, commit_ms=1000)
+        q.commit()
+        for k in range(model.committed, total):
+            model.st[k] = 1
+        model.committed = total
+        return False
+    except PowerCut:
+        return True
+
+
+def index_of(model, seq, boot):
+    # the reading with this (seq, boot): search back from the newest
+    for k in range(model.appended - 1, -1, -1):
+        if model.seq[k] == seq and model.boot[k] == boot:
+            return k
+    raise mptest.Fail("no reading has seq %d boot %d" % (seq, boot))
+
+
+def verify(nor, model, what):
+    """Reboot after a cut and check the recovered queue against the model."""
+    nor.power_on()
+    clock = Clock()
+    q = Queue(nor.region(0, SIZE), clock)  # must mount: any exception fails the sweep
+    buf = bytearray(reading.MAX_SIZE)
+    got = []
+    for seq, boot, rec, n in q.peek(100000):
+        k = index_of(model, seq, boot) if model.appended else -1
+        m = make(buf, k)
+        if m != n or bytes(rec[0:n]) != bytes(buf[0:n]):
+            raise mptest.Fail("%s: garbled reading seq %d (index %d)" % (what, seq, k))
+        got.append(k)
+    st = q.stats()
+    if st["drops"] or st["corrupt_skipped"]:
+        raise mptest.Fail("%s: drops %d corrupt %d" % (what, st["drops"], st["corrupt_skipped"]))
+    for a in range(1, len(got)):
+        if got[a] <= got[a - 1]:
+            raise mptest.Fail("%s: order broken at %d" % (what, got[a]))
+    have = set(got)
+    last_committed = model.committed
+    for k in range(model.appended):
+        s = model.st[k]
+        if s == 2 and k in have and k > model.inflight_ack:
+            raise mptest.Fail("%s: acknowledged reading %d came back" % (what, k))
+        if s == 1 and k not in have:
+            if model.inflight_ack >= k:
+                continue  # its ack was being written when the power went
+            raise mptest.Fail("%s: committed reading %d is missing" % (what, k))
+        if s == 0 and k in have and k < last_committed:
+            raise mptest.Fail("%s: reading %d lost at a reboot came back" % (what, k))
+    return q, got
+
+
+def adopt(model, q, got):
+    """After recovery, the model continues: recovered readings are committed, the rest lost."""
+    have = set(got)
+    for k in range(model.appended):
+        if k in have:
+            model.st[k] = 1
+        elif model.st[k] == 1 and model.inflight_ack >= k:
+            model.st[k] = 2
+        elif model.st[k] != 2:
+            model.st[k] = 0
+    model.committed = model.appended
+    model.inflight_ack = -1
+
+
+def sweep(total, step, start=0, tail=300):
+    """Cut at ops start, start+step, ...; returns (cuts, ops)."""
+    nor = NorFlash(None, SIZE)
+    ckpt = [(bytes(nor.mem), Model(total), 0)]
+    run(nor, total, Model(total), None, ckpt=ckpt)
+    ops = nor.ops
+    cuts = 0
+    c = 0
+    for cut in range(start, ops, step):
+        while c + 1 < len(ckpt) and ckpt[c + 1][2] <= cut:
+            c += 1
+        image, m0, ops0 = ckpt[c]
+        nor = NorFlash(None, SIZE)
+        nor.mem[:] = image
+        nor.ops = ops0
+        model = m0.copy()
+        what = "cut at op %d of %d" % (cut, ops)
+        if not run(nor, total, model, cut):
+            raise mptest.Fail(what + ": the workload finished without a cut")
+        q, got = verify(nor, model, what)
+        adopt(model, q, got)
+        # the queue keeps working after recovery: finish a short tail, reboot, check again
+        end = min(total, model.appended + tail)
+        if run(nor, end, model, None):
+            raise mptest.Fail(what + ": power cut without a cut armed")
+        verify(nor, model, what + " (after recovery)")
+        cuts += 1
+    return cuts, ops
+
+
+def test_sweep_subset():
+    # every 7th operation of a 3,000-reading workload (the full sweep is `make sweep`)
+    cuts, ops = sweep(3000, 7, tail=100)
+    mptest.true(cuts >= 50, "sweep made %d cuts of %d ops" % (cuts, ops))
+
+
+def test_no_cut_delivers_everything():
+    total = 1400
+    nor = NorFlash(None, SIZE)
+    model = Model(total)
+    mptest.eq(run(nor, total, model, None), False, "cut")
+    q, got = verify(nor, model, "no cut")
+    # everything not acknowledged and not lost at a reboot comes back, in order
+    want = [k for k in range(total) if model.st[k] == 1]
+    mptest.eq(got, want, "recovered readings")
+    mptest.true(len(want) > 100, "backlog of %d readings at the end" % len(want))
+
+
+if len(sys.argv) > 2 and sys.argv[2] == "full":
+    import time
+    total = int(sys.argv[3]) if len(sys.argv) > 3 else 10000
+    step = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    t = time.ticks_ms()
+    cuts, ops = sweep(total, step, tail=100)
+    print("SWEEP readings=%d ops=%d cuts=%d losses=0 ms=%d"
+          % (total, ops, cuts, time.ticks_diff(time.ticks_ms(), t)))
+else:
+    mptest.main(globals())
