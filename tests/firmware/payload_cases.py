@@ -144,3 +144,4 @@ def test_topic():
     for args in (("otlink", "a/b", "n", "data"), ("otlink", "s", "+", "data"),
                  ("otlink", "s", "n", "foo"), ("", "s", "n", "data"), ("otlink", "", "n", "ack")):
         mptest.raises(ValueError, topic, *args)
+

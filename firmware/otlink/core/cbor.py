@@ -42,9 +42,8 @@ class BufferFull(Exception):
     """The item does not fit in the space left in the buffer."""
 
 
-def _low_zero(s, nbits):
-    # True when the low nbits bits of the little-endian bytes s[0..] are all zero.
-    i = 0
+def _low_zero(s, i, nbits):
+    # True when the low nbits bits of the little-endian bytes s[i..] are all zero.
     while nbits >= 8:
         if s[i]:
             return False
@@ -79,7 +78,7 @@ class Writer:
         self.end = len(buf) if end is None else end
         if self.end > len(buf) or offset > self.end or offset < 0:
             raise ValueError("cbor: bad buffer bounds")
-        # Scratch for float bit work; a float is packed here once, then read byte by byte.
+        # Scratch for float(): the value is packed here, then read byte by byte.
         self._s = bytearray(8)
 
     @property
@@ -193,59 +192,56 @@ class Writer:
     def float(self, x):
         s = self._s
         struct.pack_into("<d", s, 0, x)
-        self._f64(s)
+        self._f64(s, 0)
 
     def f64le(self, src, off):
         """Encode the IEEE 754 double stored little endian at src[off:off+8], shortest exact
         form. Reads bytes only: no float object is created."""
-        s = self._s
-        i = 0
-        while i < 8:
-            s[i] = src[off + i]
-            i += 1
-        self._f64(s)
+        self._f64(src, off)
 
-    def _f64(self, s):
-        # s: 8 little-endian bytes of a double. Exponent 11 bits, fraction 52 bits.
-        sign = s[7] & 0x80
-        e = ((s[7] & 0x7F) << 4) | (s[6] >> 4)
+    def _f64(self, s, o):
+        # s[o:o+8]: little-endian bytes of a double. Exponent 11 bits, fraction 52 bits.
+        b7 = s[o + 7]
+        b6 = s[o + 6]
+        sign = b7 & 0x80
+        e = ((b7 & 0x7F) << 4) | (b6 >> 4)
         if e == 0x7FF:  # inf / NaN: always half precision
-            if (s[6] & 0x0F) or not _low_zero(s, 48):
+            if (b6 & 0x0F) or not _low_zero(s, o, 48):
                 self._f16(0x7E00)
             else:
                 self._f16(0xFC00 if sign else 0x7C00)
             return
         if e == 0:
-            if (s[6] & 0x0F) == 0 and _low_zero(s, 48):
+            if (b6 & 0x0F) == 0 and _low_zero(s, o, 48):
                 self._f16(0x8000 if sign else 0)
                 return
-            self._double(s)  # a double subnormal is below every narrower format
+            self._double(s, o)  # a double subnormal is below every narrower format
             return
         e -= 1023
-        # Top 23 fraction bits (all a single can hold): 4 from s[6], s[5], s[4], 3 from s[3].
-        top = ((s[6] & 0x0F) << 19) | (s[5] << 11) | (s[4] << 3) | (s[3] >> 5)
+        # Top 23 fraction bits (all a single can hold): 4 from b6, s[5], s[4], 3 from s[3].
+        top = ((b6 & 0x0F) << 19) | (s[o + 5] << 11) | (s[o + 4] << 3) | (s[o + 3] >> 5)
         hs = 0x8000 if sign else 0
         # half: normal exponents -14..15, subnormals down to 2**-24 (10 fraction bits)
         if -14 <= e <= 15:
-            if _low_zero(s, 42):
+            if _low_zero(s, o, 42):
                 self._f16(hs | ((e + 15) << 10) | (top >> 13))
                 return
         elif -24 <= e < -14:
             k = e + 24  # fraction bits kept by the subnormal
-            if _low_zero(s, 52 - k):
+            if _low_zero(s, o, 52 - k):
                 self._f16(hs | (1 << k) | (top >> (23 - k)))
                 return
         # single: normal exponents -126..127, subnormals down to 2**-149 (23 fraction bits)
         if -126 <= e <= 127:
-            if _low_zero(s, 29):
+            if _low_zero(s, o, 29):
                 self._f32(sign, e + 127, top)
                 return
         elif -149 <= e < -126:
             k = e + 149
-            if _low_zero(s, 52 - k):
+            if _low_zero(s, o, 52 - k):
                 self._f32(sign, 0, (1 << k) | (top >> (23 - k)))
                 return
-        self._double(s)
+        self._double(s, o)
 
     def _f16(self, bits):
         o = self.pos
@@ -270,17 +266,18 @@ class Writer:
         b[o + 4] = frac & 0xFF
         self.pos = o + 5
 
-    def _double(self, s):
+    def _double(self, s, so):
         o = self.pos
         if o + 9 > self.end:
             raise BufferFull()
         b = self.buf
         b[o] = _F64
-        i = 0
-        while i < 8:
-            b[o + 1 + i] = s[7 - i]
-            i += 1
-        self.pos = o + 9
+        i = 7
+        while i >= 0:
+            o += 1
+            b[o] = s[so + i]
+            i -= 1
+        self.pos = o + 1
 
     # -- strings
 

@@ -13,7 +13,6 @@
 # first time its point appears in the batch and a difference from that point's previous
 # integer value after that (energy counters and slow registers then take one byte). Floats are
 # the shortest exact CBOR float, text a text string, an error a CBOR simple value (the code).
-from otlink.core import reading
 from otlink.core.cbor import BufferFull, Writer, head_size  # noqa: F401 (BufferFull re-exported)
 from otlink.core.compat import const
 
@@ -40,6 +39,18 @@ KINDS = ("birth", "data", "state", "ack", "cmd")
 _HDR_MAX = const(48)  # largest data header: 7-entry map with 9-byte base time
 _READING_MAX = const(21)  # time advance (9) + pid (3) + int or float value (9)
 _TEXT_MAX = const(12)  # time advance (9) + pid (3); + text head and bytes
+
+# Reading record layout (core/reading.py), repeated here because const() folds only names
+# defined in the same module: reading.KIND_INT would be two dict lookups per use in add().
+# tests/firmware/payload_cases.py checks they match.
+_KIND_INT = const(0)
+_KIND_FLOAT = const(1)
+_KIND_ERR = const(2)
+_KIND_TEXT = const(3)
+_REC_UNTIMED = const(1)
+_REC_HEADER = const(12)
+_REC_SIZE = const(20)
+_REC_MAX_TEXT = const(64)
 
 _K_V = const(0x76)  # "v"
 _K_B = const(0x62)  # "b"
@@ -75,18 +86,16 @@ def topic(prefix, site, node, kind):
 def _i64(rec, o):
     # Little-endian i64 from a record without struct.unpack_from (which allocates a tuple).
     # Values within +-2**62 stay small ints on 64-bit ports: no allocation.
-    i = o + 7
-    if rec[i] & 0x80:  # negative: two's complement, built from the inverted bytes
+    h = rec[o + 7]
+    if h & 0x80:  # negative: two's complement, built from the inverted bytes
+        i = o + 7
         v = 0
         while i >= o:
             v = (v << 8) | (rec[i] ^ 0xFF)
             i -= 1
         return -1 - v
-    v = 0
-    while i >= o:
-        v = (v << 8) | rec[i]
-        i -= 1
-    return v
+    return (rec[o] | rec[o + 1] << 8 | rec[o + 2] << 16 | rec[o + 3] << 24 | rec[o + 4] << 32
+            | rec[o + 5] << 40 | rec[o + 6] << 48 | h << 56)
 
 
 class DataEncoder:
@@ -140,7 +149,7 @@ class DataEncoder:
         if self._max and count >= self._max:
             return False
         kind = rec[2]
-        untimed = rec[3] & reading.FLAG_UNTIMED
+        untimed = rec[3] & _REC_UNTIMED
         t = _i64(rec, 4)
         if count:
             if seq != (self.last_seq + 1) & SEQ_MASK:
@@ -155,13 +164,13 @@ class DataEncoder:
                 raise ValueError("seq out of u32 range")
             dt = 0
         w = self._w
-        if kind == reading.KIND_TEXT:
-            tl = n - reading.HEADER
-            if tl < 0 or tl > reading.MAX_TEXT:
+        if kind == _KIND_TEXT:
+            tl = n - _REC_HEADER
+            if tl < 0 or tl > _REC_MAX_TEXT:
                 raise ValueError("text record length")
             need = _TEXT_MAX + head_size(tl) + tl
-        elif kind == reading.KIND_INT or kind == reading.KIND_FLOAT or kind == reading.KIND_ERR:
-            if n != reading.SIZE:
+        elif kind == _KIND_INT or kind == _KIND_FLOAT or kind == _KIND_ERR:
+            if n != _REC_SIZE:
                 raise ValueError("reading record length")
             need = _READING_MAX
         else:
@@ -170,7 +179,7 @@ class DataEncoder:
             return False
         pid = rec[0] | rec[1] << 8
         slot = -1
-        if kind == reading.KIND_INT:
+        if kind == _KIND_INT:
             pids = self._pids
             ns = self._nslots
             h = self._hint
@@ -186,7 +195,7 @@ class DataEncoder:
             if slot < 0:
                 if ns >= len(pids):
                     return False
-        elif kind == reading.KIND_ERR:
+        elif kind == _KIND_ERR:
             code = rec[12]
             if (rec[13] | rec[14] | rec[15] | rec[16] | rec[17] | rec[18] | rec[19]
                     or 20 <= code < 32):
@@ -201,7 +210,7 @@ class DataEncoder:
             self._nitems += 1
         self._t = t
         w.head(0, pid)
-        if kind == reading.KIND_INT:
+        if kind == _KIND_INT:
             v = _i64(rec, 12)
             if slot < 0:
                 slot = self._nslots
@@ -212,12 +221,12 @@ class DataEncoder:
                 w.int(v - self._last[slot])
             self._last[slot] = v
             self._hint = slot + 1
-        elif kind == reading.KIND_FLOAT:
+        elif kind == _KIND_FLOAT:
             w.f64le(rec, 12)
-        elif kind == reading.KIND_ERR:
+        elif kind == _KIND_ERR:
             w.simple(rec[12])
         else:
-            w.raw_from(0x60, rec, reading.HEADER, n)
+            w.raw_from(0x60, rec, _REC_HEADER, n)
         self.last_seq = seq
         self.count = count + 1
         self._nitems += 2
