@@ -210,19 +210,19 @@ class Rtu:
         b = self.rx
         if n == 0:
             return ERR_TIMEOUT
-        if n >= 2 and b[1] == (self.fc | 0x80):
-            if n != 5:
-                return ERR_FRAME
-            if crc16(b, 3) != (b[3] | (b[4] << 8)):
-                return ERR_CRC
-            if b[0] != self.slave:
-                return ERR_WRONG_SLAVE
-            return b[2] if b[2] else ERR_FRAME
         want = response_len(self.fc, self.count)
         if n != want:
-            # A frame of the right length with a corrupted byte is a CRC error; a frame that
-            # ended early or ran on is a framing error even if its CRC happens to match.
+            if n == 5 and b[1] == (self.fc | 0x80):
+                # exception response (application protocol §7)
+                if crc16(b, 3) != (b[3] | (b[4] << 8)):
+                    return ERR_CRC
+                if b[0] != self.slave:
+                    return ERR_WRONG_SLAVE
+                return b[2] if b[2] else ERR_FRAME
+            # ended early or ran on: a framing error even if some CRC happened to match
             return ERR_FRAME
+        # The frame has the expected length: any corrupted byte, whatever it hit (address,
+        # function, count, data), is a CRC error.
         if crc16(b, n - 2) != (b[n - 2] | (b[n - 1] << 8)):
             return ERR_CRC
         if b[0] != self.slave:

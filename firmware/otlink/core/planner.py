@@ -47,12 +47,12 @@ class Group:
 
 
 def plan(points, ser, merge=True):
-    """Groups (declaration order of ser["groups"]) each with its merged Requests.
+    """Groups (fastest first, ties by name) each with its merged Requests.
 
     ser is parse_serial()'s output. With merge=False every point gets its own request."""
     rtu = modbus.Rtu()
     groups = []
-    for name in ser["groups"]:
+    for name in sorted(ser["groups"], key=lambda n: (ser["groups"][n], n)):
         g = Group(name, ser["groups"][name])
         mine = [p for p in points if p.group == name]
         mine.sort(key=lambda p: (p.slave, p.fc, p.address, p.words))

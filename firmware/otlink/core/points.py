@@ -115,9 +115,9 @@ def _u16(data, off, bswap):
     return (data[off] << 8) | data[off + 1]
 
 
-def _f32_to_f64(bits):
-    """IEEE 754 binary32 bit pattern -> (hi, lo) 32-bit words of the equal binary64, by
-    integer arithmetic so no float object is boxed."""
+def _f32_to_f64(bits, out):
+    """IEEE 754 binary32 bit pattern -> out[0], out[1] = hi, lo 32-bit words of the equal
+    binary64, by integer arithmetic so no float object (nor tuple) is allocated."""
     s = bits >> 31
     e = (bits >> 23) & 0xFF
     m = bits & 0x7FFFFF
@@ -125,7 +125,9 @@ def _f32_to_f64(bits):
         e64 = 0x7FF
     elif e == 0:
         if m == 0:
-            return s << 31, 0
+            out[0] = s << 31
+            out[1] = 0
+            return
         e = 1  # subnormal: normalise, binary64 has the range
         while not m & 0x800000:
             m <<= 1
@@ -135,7 +137,11 @@ def _f32_to_f64(bits):
     else:
         e64 = e - 127 + 1023
     # 23-bit mantissa into the top of 52 bits: 20 go to hi, 3 to the top of lo.
-    return (s << 31) | (e64 << 20) | (m >> 3), (m & 7) << 29
+    out[0] = (s << 31) | (e64 << 20) | (m >> 3)
+    out[1] = (m & 7) << 29
+
+
+_W = [0, 0]
 
 
 def _float_of(hi, lo):
@@ -207,7 +213,9 @@ def pack_reading(p, data, off, rec, t, flags):
         return HEADER + n
     # 64-bit integers and floats: work on two 32-bit halves, no big ints.
     if typ == T_FLOAT32:
-        hi, lo = _f32_to_f64(_u32(data, off, 0, p.wswap, p.bswap, 2))
+        _f32_to_f64(_u32(data, off, 0, p.wswap, p.bswap, 2), _W)
+        hi = _W[0]
+        lo = _W[1]
         kind = KIND_FLOAT
     else:
         hi = _u32(data, off, 0, p.wswap, p.bswap, 4)
@@ -338,13 +346,13 @@ def parse_points(points_cfg, serial_cfg):
     """Validate the points list against the serial section; return a list of Point.
 
     Poll groups are read from serial_cfg["groups"] ({name: {"interval_ms": n}}); a point
-    without "group" joins the first group declared. Raises ConfigError(field, problem)."""
+    without "group" joins "default" if declared, else the fastest group (ties: first name).
+    Raises ConfigError(field, problem)."""
     ser = parse_serial(serial_cfg)
     groups = ser["groups"]
-    first_group = None
-    for name in groups:
-        first_group = name
-        break
+    first_group = DEFAULT_GROUP
+    if first_group not in groups:
+        first_group = sorted(groups, key=lambda n: (groups[n], n))[0]
     if not isinstance(points_cfg, list):
         raise ConfigError("points", "must be a list")
     out = []

@@ -1,0 +1,221 @@
+# heapsize: 192K
+# Points: config validation, decoding of every type x order, deadband, planner merging.
+import struct
+
+import mptest
+from mptest import eq, no_alloc, raises, true
+
+from otlink.core import planner, reading
+from otlink.core.errors import ConfigError
+from otlink.core.points import ORDERS, pack_error, pack_reading, parse_points, parse_serial
+
+SER = {"baud": 9600, "groups": {"fast": {"interval_ms": 1000}, "slow": {"interval_ms": 60000}}}
+FMT = {"int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "float32": ">f",
+       "int64": ">q", "uint64": ">Q", "float64": ">d"}
+VALUES = {"int16": (-12345, 0, 32767), "uint16": (0, 54321, 65535),
+          "int32": (-123456789, 2147483647, -1), "uint32": (4000000000, 7, 0x01020304),
+          "float32": (230.5, -0.15625, 1e-40), "int64": (-1234567890123, 2 ** 61 + 5, -1),
+          "uint64": (2 ** 40 + 3, 12345, 2 ** 62 - 1), "float64": (49.99, -1e300, 0.1)}
+
+
+def wire(value_bytes, order):
+    """Big-endian value bytes -> register bytes on the wire for an order (test oracle)."""
+    words = [value_bytes[i:i + 2] for i in range(0, len(value_bytes), 2)]
+    if order in ("CDAB", "DCBA"):
+        words.reverse()
+    if order in ("BADC", "DCBA"):
+        words = [bytes((w[1], w[0])) for w in words]
+    return b"".join(words)
+
+
+def one(cfg):
+    base = {"id": 7, "slave": 1, "table": "holding", "address": 0, "group": "fast"}
+    base.update(cfg)
+    return parse_points([base], SER)[0]
+
+
+def frame_with(data):
+    # a response ADU body: slave, fc, count, data... (CRC not needed for decoding)
+    return bytearray(b"\x01\x03" + bytes((len(data),)) + data + b"\0\0")
+
+
+def test_every_type_and_order():
+    rec = bytearray(reading.MAX_SIZE)
+    for typ in FMT:
+        for order in ORDERS:
+            for v in VALUES[typ]:
+                p = one({"type": typ, "order": order})
+                data = frame_with(wire(struct.pack(FMT[typ], v), order))
+                n = pack_reading(p, data, 3, rec, 1000, 0)
+                pid, kind, flags, t, got = reading.unpack(rec, n)
+                if typ == "float32":
+                    v = struct.unpack(">f", struct.pack(">f", v))[0]  # binary32 exactly
+                eq(got, v, "%s %s %r" % (typ, order, v))
+                eq(pid, 7, "pid")
+                eq(kind, reading.KIND_FLOAT if typ.startswith("float") else reading.KIND_INT,
+                   "kind")
+
+
+def test_float32_special_values():
+    rec = bytearray(reading.MAX_SIZE)
+    for bits in (0x7F800000, 0xFF800000, 0x00000001, 0x80000000, 0x007FFFFF):
+        p = one({"type": "float32"})
+        n = pack_reading(p, frame_with(struct.pack(">I", bits)), 3, rec, 0, 0)
+        got = reading.unpack(rec, n)[4]
+        want = struct.unpack(">f", struct.pack(">I", bits))[0]
+        eq(struct.pack(">d", got), struct.pack(">d", want), "bits %08x" % bits)
+
+
+def test_uint64_beyond_int64_is_float():
+    rec = bytearray(reading.MAX_SIZE)
+    p = one({"type": "uint64"})
+    n = pack_reading(p, frame_with(struct.pack(">Q", 2 ** 63 + 2 ** 40)), 3, rec, 0, 0)
+    _, kind, _, _, got = reading.unpack(rec, n)
+    eq(kind, reading.KIND_FLOAT, "kind")
+    eq(got, float(2 ** 63 + 2 ** 40), "value")
+
+
+def test_bits_strings_bools():
+    rec = bytearray(reading.MAX_SIZE)
+    p = one({"type": "bit", "bit": 9})
+    n = pack_reading(p, frame_with(b"\x02\x00"), 3, rec, 0, 0)
+    eq(reading.unpack(rec, n)[4], 1, "bit 9 of 0x0200")
+    p = one({"type": "bit", "bit": 9, "order": "BADC"})
+    n = pack_reading(p, frame_with(b"\x00\x02"), 3, rec, 0, 0)
+    eq(reading.unpack(rec, n)[4], 1, "bit 9, byte-swapped register")
+    p = one({"type": "string", "length": 4})
+    n = pack_reading(p, frame_with(b"AB-123\0\0"), 3, rec, 0, 0)
+    eq(reading.unpack(rec, n)[4], b"AB-123", "string, NUL padded")
+    p = one({"type": "string", "length": 2, "order": "BADC"})
+    n = pack_reading(p, frame_with(b"BADC"), 3, rec, 0, 0)
+    eq(reading.unpack(rec, n)[4], b"ABCD", "byte-swapped string")
+    c = one({"table": "coil"})
+    data = bytearray(b"\x01\x01\x02\xCD\x01\0\0")
+    for bit, want in ((0, 1), (1, 0), (2, 1), (8, 1), (9, 0)):
+        c.reset()
+        n = pack_reading(c, data, bit, rec, 0, 0)
+        eq(reading.unpack(rec, n)[4], want, "coil bit %d" % bit)
+
+
+def test_report_on_change_and_deadband():
+    rec = bytearray(reading.MAX_SIZE)
+    p = one({"type": "int16", "scale": 0.1, "deadband": 0.5})  # 0.5 scaled = 5 raw
+    d = lambda v: frame_with(struct.pack(">h", v))  # noqa: E731
+    true(pack_reading(p, d(100), 3, rec, 0, 0) > 0, "first value reported")
+    eq(pack_reading(p, d(104), 3, rec, 0, 0), 0, "0.4 < deadband")
+    true(pack_reading(p, d(105), 3, rec, 0, 0) > 0, "0.5 >= deadband")
+    eq(pack_reading(p, d(105), 3, rec, 0, 0), 0, "unchanged")
+    true(pack_error(p, 2, rec, 0, 0) > 0, "error reported")
+    eq(reading.unpack(rec, reading.SIZE)[1:], (reading.KIND_ERR, 0, 0, 2), "error record")
+    eq(pack_error(p, 2, rec, 0, 0), 0, "same error not repeated")
+    true(pack_reading(p, d(105), 3, rec, 0, 0) > 0, "value after an error is reported")
+    f = one({"type": "float32", "deadband": 1.0})
+    fd = lambda v: frame_with(struct.pack(">f", v))  # noqa: E731
+    true(pack_reading(f, fd(230.0), 3, rec, 0, 0) > 0, "float first")
+    eq(pack_reading(f, fd(230.5), 3, rec, 0, 0), 0, "float inside deadband")
+    true(pack_reading(f, fd(231.0), 3, rec, 0, 0) > 0, "float at deadband")
+    s = one({"type": "string", "length": 2})
+    true(pack_reading(s, frame_with(b"ABCD"), 3, rec, 0, 0) > 0, "string first")
+    eq(pack_reading(s, frame_with(b"ABCD"), 3, rec, 0, 0), 0, "string unchanged")
+    true(pack_reading(s, frame_with(b"ABCE"), 3, rec, 0, 0) > 0, "string changed")
+
+
+def test_decode_does_not_allocate():
+    rec = bytearray(reading.MAX_SIZE)
+    cases = []
+    for typ in ("int16", "uint32", "int32", "float32", "float64", "int64"):
+        for order in ORDERS:
+            cases.append((one({"type": typ, "order": order}),
+                          frame_with(wire(struct.pack(FMT[typ], VALUES[typ][0]), order))))
+    cases.append((one({"type": "string", "length": 4}), frame_with(b"METER-01")))
+    cases.append((one({"type": "bit", "bit": 3}), frame_with(b"\x00\x08")))
+
+    def hot():
+        total = 0
+        for p, data in cases:
+            p.reset()
+            total += pack_reading(p, data, 3, rec, 1700000000000, 0)
+            total += pack_error(p, 257, rec, 1700000000000, 0)
+        return total
+
+    hot()
+    true(no_alloc(hot) > 0, "decoded under heap lock")
+
+
+def test_config_errors_name_the_field():
+    e = raises(ConfigError, parse_points, [{"id": 1, "slave": 1, "table": "holding",
+                                           "address": 0, "type": "flaot32"}], SER)
+    eq(e.field, "points[0].type", "field")
+    true("flaot32" in e.problem and "float32" in e.problem, e.problem)
+    bad = [
+        ({"type": "int16", "table": "holdng"}, "points[0].table"),
+        ({"type": "int16", "order": "ABDC"}, "points[0].order"),
+        ({"type": "bit"}, "points[0].bit"),
+        ({"type": "bit", "bit": 16}, "points[0].bit"),
+        ({"type": "string"}, "points[0].length"),
+        ({"type": "string", "length": 33}, "points[0].length"),
+        ({"type": "int16", "slave": 0}, "points[0].slave"),
+        ({"type": "int16", "slave": 248}, "points[0].slave"),
+        ({"type": "int32", "address": 65535}, "points[0].address"),
+        ({"type": "int16", "scale": 0}, "points[0].scale"),
+        ({"type": "int16", "deadband": -1}, "points[0].deadband"),
+        ({"type": "int16", "group": "medium"}, "points[0].group"),
+        ({"type": "int16", "scael": 2}, "points[0].scael"),
+        ({"type": "int16", "table": "coil"}, "points[0].type"),
+        ({"type": "bool"}, "points[0].type"),
+    ]
+    for extra, field in bad:
+        cfg = {"id": 1, "slave": 1, "table": "holding", "address": 0, "group": "fast"}
+        cfg.update(extra)
+        e = raises(ConfigError, parse_points, [cfg], SER)
+        eq(e.field, field, repr(extra))
+    two = [{"id": 1, "slave": 1, "table": "coil", "address": 0},
+           {"id": 1, "slave": 1, "table": "coil", "address": 1}]
+    eq(raises(ConfigError, parse_points, two, SER).field, "points[1].id", "duplicate id")
+    eq(raises(ConfigError, parse_serial, {"parity": "X"}).field, "serial.parity", "parity")
+    eq(raises(ConfigError, parse_serial, {"backoff_ms": [5, 1]}).field, "serial.backoff_ms", "bo")
+    eq(raises(ConfigError, parse_serial, {"max_regs": 126}).field, "serial.max_regs", "max")
+
+
+def _pts(specs):
+    cfg = []
+    for i, s in enumerate(specs):
+        c = {"id": i + 1, "slave": 1, "table": "holding", "type": "uint16", "group": "fast"}
+        c.update(s)
+        cfg.append(c)
+    return parse_points(cfg, SER)
+
+
+def test_planner_merges_near_contiguous():
+    ser = parse_serial(SER)
+    pts = _pts([{"address": 0}, {"address": 1, "type": "float32"}, {"address": 10},
+                {"address": 30}, {"address": 0, "slave": 2}, {"address": 5, "table": "input"},
+                {"address": 3, "group": "slow"}])
+    g = planner.plan(pts, ser)
+    fast = g[0].requests
+    eq([(r.slave, r.fc, r.start, r.count) for r in fast],
+       [(1, 3, 0, 11), (1, 3, 30, 1), (1, 4, 5, 1), (2, 3, 0, 1)], "fast plan")
+    eq(fast[0].offs, [3, 5, 23], "byte offsets of points in the response")
+    eq([(r.start, r.count) for r in g[1].requests], [(3, 1)], "slow group apart")
+    naive = planner.plan(pts, ser, merge=False)
+    eq(len(naive[0].requests), 6, "one request per point")
+
+
+def test_planner_respects_caps():
+    ser = parse_serial({"max_regs": 20, "max_gap_regs": 3, "groups": SER["groups"]})
+    pts = _pts([{"address": a} for a in range(0, 40, 2)])
+    reqs = planner.plan(pts, ser)[0].requests
+    for r in reqs:
+        true(r.count <= 20, "cap")
+    eq(sum(len(r.points) for r in reqs), 20, "every point planned once")
+    eq(len(reqs), 2, "40 registers / 20")
+    ser = parse_serial({"max_gap_regs": 3, "groups": SER["groups"]})
+    reqs = planner.plan(_pts([{"address": 0}, {"address": 4}, {"address": 9}]), ser)[0].requests
+    eq([(r.start, r.count) for r in reqs], [(0, 5), (9, 1)], "gap 3 merges, gap 4 does not")
+    coils = _pts([{"table": "coil", "type": "bool", "address": a} for a in (0, 1, 2000, 2100)])
+    reqs = planner.plan(coils, parse_serial(SER))[0].requests
+    eq([(r.fc, r.start, r.count) for r in reqs], [(1, 0, 2), (1, 2000, 1), (1, 2100, 1)], "bits")
+    eq(reqs[0].offs, [0, 1], "bit offsets")
+
+
+mptest.main(globals())
