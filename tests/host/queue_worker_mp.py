@@ -1,0 +1,56 @@
+# MicroPython worker for tests/host/test_queue_sigkill.py: opens the queue on a file-backed
+# emulated NOR flash, prints what it recovered, then appends and acknowledges until killed.
+# Lines: "R seq boot value" (recovered), "S start boot", "C v" (all appended up to v are
+# committed), "a v" (ack of v about to be written), "A v" (ack of v persisted).
+import sys
+
+from otlink.core import reading
+from otlink.core.queue import Queue
+from otlink.hal.norflash import NorFlash
+
+T0 = 1700000000000
+
+
+class Clock:
+    t = 0
+
+    def ticks_ms(self):
+        return self.t
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+    def now_ms(self):
+        return T0 + self.t
+
+
+nor = NorFlash(sys.argv[1], 128 * 1024, cache=True)
+clock = Clock()
+q = Queue(nor.region(0, nor.size), clock, commit_ms=1000)
+start = int(sys.argv[2])
+for seq, boot, rec, n in q.peek(100000):
+    pid, kind, flags, t, v = reading.unpack(rec, n)
+    if pid != v % 1000 or t != T0 + v:
+        print("GARBLED", seq, boot, pid, t, v)
+    print("R", seq, boot, v)
+    if v + 1 > start:
+        start = v + 1
+print("S", start, q.boot, q.stats()["drops"], q.stats()["corrupt_skipped"])
+buf = bytearray(reading.MAX_SIZE)
+i = start
+while True:
+    q.append(buf, reading.pack_int(buf, i % 1000, T0 + i, i))
+    clock.t += 100
+    q.tick(clock.t)
+    if q.staged == 0:
+        print("C", i)
+    i += 1
+    if i % 15 == 0 and (i // 600) % 3:  # every third stretch of 600: uplink down
+        last = -1
+        for seq, boot, rec, n in q.peek(40):
+            last = seq
+            v = reading.unpack(rec, n)[4]
+        if last >= 0:
+            print("a", v)
+            q.ack(last)
+            print("A", v)
