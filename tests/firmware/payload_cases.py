@@ -101,7 +101,7 @@ def _fill(e, recs):
     e.start(7, False)
     i = 0
     for r in recs:
-        e.add(100 + i, r, 20)
+        e.add(100 + i, r, len(r))
         i += 1
     return e.count
 
@@ -115,9 +115,15 @@ def test_add_does_not_allocate():
         recs.append(rec_int(5, t, -5 - k))
         recs.append(rec_float(6, t, 21.5))
         recs.append(rec_int(7, t + 1, 0x7FFFFFFFFFFF))
+    er = bytearray(reading.SIZE)
+    reading.pack_err(er, 9, T0 + 20000, 0x84)
+    tx = bytearray(reading.HEADER + 5)
+    reading.pack_text(tx, 10, T0 + 20000, b"fault")
+    recs.append(er)
+    recs.append(tx)
     e = DataEncoder(1024)
     n = mptest.no_alloc(_fill, e, recs)
-    mptest.eq(n, 50, "all added")
+    mptest.eq(n, 52, "all added")
 
 
 def test_birth_state_ack():

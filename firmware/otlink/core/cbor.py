@@ -293,7 +293,10 @@ class Writer:
     def text(self, s):
         """A text string from a str (one memoryview allocated) or from UTF-8 bytes."""
         if isinstance(s, str):
-            s = memoryview(s)
+            try:
+                s = memoryview(s)  # MicroPython: the str's own UTF-8 bytes, no copy
+            except TypeError:
+                s = s.encode()  # CPython (host tools, tests)
         self.text_bytes(s)
 
     def text_bytes(self, data):
