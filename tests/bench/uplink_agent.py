@@ -79,7 +79,7 @@ done = False
 
 async def source():
     global produced, done
-    total = o.get("total", 0)
+    total = o.get("total", 0) + o.get("backlog", 0)
     rate = o.get("rate", 0)
     t0 = time.ticks_ms()
     base = produced

@@ -64,8 +64,13 @@ class Tls:
             raise TlsError("TLS: mqtt.tls.cert_file and key_file go together (client certificate)")
         self.cert = _load(cert, "cert_file") if cert else None
         self.key = _load(key, "key_file") if key else None
+        self._ctx = None
 
     def context(self):
+        # Built once and kept: one context per session lifetime, and (measured on the Unix
+        # port) collecting a context that holds a client key can crash the interpreter.
+        if self._ctx is not None:
+            return self._ctx
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.verify_mode = ssl.CERT_REQUIRED
         try:
@@ -77,6 +82,7 @@ class Tls:
                 ctx.load_cert_chain(self.cert, self.key)
             except ValueError as e:
                 raise TlsError("TLS: client cert_file/key_file rejected: %s" % _text(e))
+        self._ctx = ctx
         return ctx
 
     def wrap(self, raw, timeout_ms):
