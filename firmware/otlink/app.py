@@ -36,12 +36,6 @@ def make_board(cfg, args):
     raise ValueError("unknown board %r" % name)
 
 
-def _point_attr(p, k, default=None):
-    if isinstance(p, dict):
-        return p.get(k, default)
-    return getattr(p, k, default)
-
-
 def birth_points(cfg):
     """The point table the birth message carries: what a consumer needs to read values."""
     from otlink.sensors import driver_scale
@@ -49,11 +43,9 @@ def birth_points(cfg):
     out = []
     for p in cfg["points"]:
         out.append({
-            "id": _point_attr(p, "id"), "name": _point_attr(p, "name"),
-            "unit": _point_attr(p, "unit") or "", "type": _point_attr(p, "type"),
-            "scale": _point_attr(p, "scale", 1.0), "offset": _point_attr(p, "offset", 0.0),
-            "source": "modbus:%d:%s:%d" % (_point_attr(p, "slave"), _point_attr(p, "table"),
-                                           _point_attr(p, "address")),
+            "id": p.id, "name": p.name, "unit": p.unit or "", "type": p.type_name(),
+            "scale": p.scale, "offset": p.offset,
+            "source": "modbus:%d:%s:%d" % (p.slave, p.table, p.address),
         })
     for s in cfg["sensors"]:
         for p in s["points"]:

@@ -159,7 +159,7 @@ def _queue(d):
     _keys(d, p, ("commit_ms", "commit_count", "policy", "capacity"))
     return {
         "commit_ms": _int(d, "commit_ms", p, 1000, 0, 60000),
-        "commit_count": _int(d, "commit_count", p, 64, 1, 4096),
+        "commit_count": _int(d, "commit_count", p, 64, 1, 255),
         "policy": _str(d, "policy", p, "drop_oldest", choices=POLICIES),
         "capacity": _int(d, "capacity", p, 0, 0),  # 0: the whole flash region
     }
@@ -253,7 +253,7 @@ def validate(cfg):
         out["points"] = parse_points(points, serial)
         out["serial"] = serial
         for i, p in enumerate(out["points"]):
-            pid = p.id if hasattr(p, "id") else p["id"]
+            pid = p.id
             if pid in ids:
                 raise ConfigError("points[%d].id" % i, "point id %d is used twice" % pid)
             ids[pid] = "points[%d]" % i
