@@ -1,0 +1,91 @@
+"""Flash queue benchmarks (issue 4 item 7), side by side with the naive littlefs baseline.
+
+Both run in the same MicroPython process on the same emulated NOR flash with the same
+workload (tests/bench/queue_bench_mp.py). The power-cut sweep runs too: every 10th flash
+operation normally, every operation when ctx["sweep"] is true (`make sweep`).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+CYCLES = 100_000
+SECTORS_1MIB = 256
+YEAR_S = 365.25 * 24 * 3600
+
+
+def _mp(root: Path, script: Path, *args: str, heap: str = "4M", timeout: float = 1800) -> str:
+    env = {"MICROPYPATH": f"{root / 'tests' / 'firmware'}:{root / 'firmware'}:"
+                          f"{root / 'build' / 'lib'}:.frozen", "PATH": "/usr/bin:/bin"}
+    res = subprocess.run([str(root / ".venv" / "bin" / "micropython"), "-X", f"heapsize={heap}",
+                          str(script), *args], capture_output=True, text=True, timeout=timeout,
+                         env=env, cwd=str(root))
+    if res.returncode != 0:
+        raise RuntimeError(f"{script.name} failed: {res.stdout[-2000:]}{res.stderr[-2000:]}")
+    return res.stdout
+
+
+def _life_years(erases_per_reading: float, spread: float, rate: float) -> float:
+    """Years until the most-worn sector of a 1 MiB region reaches CYCLES erases."""
+    per_sector_per_s = erases_per_reading * rate / SECTORS_1MIB * spread
+    return CYCLES / per_sector_per_s / YEAR_S if per_sector_per_s else float("inf")
+
+
+def _row(name, value, unit, baseline, target, met, note=""):
+    return {"name": name, "value": value, "unit": unit, "baseline": baseline,
+            "baseline_name": "littlefs append+flush per reading" if baseline is not None else "",
+            "target": target, "met": met, "note": note}
+
+
+def run(ctx: dict) -> list[dict]:
+    root = Path(ctx["root"])
+    quick = ctx.get("quick")
+    out = _mp(root, root / "tests" / "bench" / "queue_bench_mp.py",
+              "20000" if quick else "200000", "500" if quick else "1500")
+    k = {m.group(1): float(m.group(2)) for m in re.finditer(r"^K (\w+) (\S+)$", out, re.M)}
+    wa_q = k["queue_bytes_programmed"] / k["queue_payload_bytes"]
+    wa_l = k["lfs_bytes_programmed"] / k["lfs_payload_bytes"]
+    epr_q = k["queue_erases"] / k["queue_readings"]
+    epr_l = k["lfs_erases"] / k["lfs_readings"]
+    sp_q, sp_l = k["queue_spread"], k["lfs_spread"]
+    rows = [
+        _row("queue appends per second", k["queue_appends_per_s"], "1/s",
+             k["lfs_appends_per_s"], "", None, "append + tick incl. group commits, Unix port"),
+        _row("queue write amplification", wa_q, "x", wa_l, "<= 1.2", wa_q <= 1.2,
+             "bytes programmed / reading bytes; 10 readings/s, 1 s commit window, ack each s"),
+        _row("queue erases per 1000 readings", epr_q * 1000, "erases", epr_l * 1000, "", None),
+        _row("queue wear spread (max/mean erases per sector)", sp_q, "x", sp_l, "<= 1.5",
+             sp_q <= 1.5, "128 KiB region after many wraps"),
+    ]
+    for rate in (1, 10):
+        yq = _life_years(epr_q, sp_q, rate)
+        yl = _life_years(epr_l, sp_l, rate)
+        rows.append(_row(f"queue projected life, 1 MiB, {rate} reading/s", yq, "years", yl,
+                         ">= 15" if rate == 10 else "", yq >= 15 if rate == 10 else None,
+                         "100k cycles per sector, most-worn sector"))
+    rows.append(_row("queue RAM", k["queue_ram_bytes"], "bytes", None, "", None,
+                     "Queue object + buffers on a 32-sector region (grows 9 B per sector)"))
+    rows.append(_row("queue heap allocations per append", 0 if k["queue_append_no_alloc"] else 1,
+                     "allocs", None, "0", bool(k["queue_append_no_alloc"]),
+                     "append under heap_lock; a group commit allocates %.0f B of memoryviews"
+                     % k["queue_commit_alloc_bytes"]))
+    sweep = bool(ctx.get("sweep"))
+    step = "1" if sweep else ("50" if quick else "10")
+    sw = _mp(root, root / "tests" / "firmware" / "test_queue_sweep.py", str(ctx.get("build", root)),
+             "full", "10000", step, timeout=3600)
+    m = re.search(r"SWEEP readings=(\d+) ops=(\d+) cuts=(\d+) losses=(\d+) ms=(\d+)", sw)
+    assert m, sw
+    rows.append(_row("queue power-cut sweep: losses", int(m.group(4)), "readings", None, "0",
+                     int(m.group(4)) == 0,
+                     f"{m.group(3)} cuts of {m.group(2)} flash ops (every {step}), "
+                     f"{m.group(1)} readings, {int(m.group(5)) / 1000:.0f} s"))
+    return rows
+
+
+if __name__ == "__main__":
+    import json
+    here = Path(__file__).resolve().parents[2]
+    for r in run({"root": here, "build": here / "build", "sweep": False, "quick": False}):
+        print(json.dumps(r))
