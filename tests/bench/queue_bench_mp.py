@@ -74,7 +74,7 @@ def bench_queue():
         alloc += micropython.mem_total() - a
         if i % 10 == 9:  # the uplink delivers and acks each second's batch
             last = -1
-            for seq, boot, rec, k in q.peek(64):
+            for seq, _boot, _rec, _k in q.peek(64):
                 last = seq
             if last >= 0:
                 q.ack(last)
@@ -88,7 +88,7 @@ def bench_queue():
     n = make(buf, 1)
     micropython.heap_lock()
     try:
-        for i in range(50):
+        for _i in range(50):
             q2.append(buf, n)
         ok = 1
     except MemoryError:
@@ -134,8 +134,8 @@ def bench_alloc():
     buf = bytearray(reading.MAX_SIZE)
     n = make(buf, 0)
     tot = 0
-    for c in range(100):
-        for i in range(10):
+    for _c in range(100):
+        for _i in range(10):
             q.append(buf, n)  # append itself is proven allocation-free under heap_lock
         a = micropython.mem_total()
         q.commit()

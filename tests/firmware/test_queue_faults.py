@@ -50,7 +50,7 @@ def scan(q):
     cnt = 0
     first = last = -1
     gaps = 0
-    for seq, boot, rec, k in q.peek(100000):
+    for _seq, _boot, rec, k in q.peek(100000):
         v = reading.unpack(rec, k)[4]
         if cnt == 0:
             first = v

@@ -98,7 +98,7 @@ def run(nor, total, model, cut_at, reboots_every=1000, ack_every=15, batch=50, c
             # over several sectors), then batches of 50 drain it
             if i % ack_every == 0 and i % 2500 >= 1200:
                 last = -1
-                for seq, boot, rec, n in q.peek(batch):
+                for seq, boot, _rec, _n in q.peek(batch):  # noqa: B007 (boot used below)
                     last = seq
                 if last >= 0:
                     k = index_of(model, last, boot)

@@ -47,7 +47,7 @@ while True:
     i += 1
     if i % 15 == 0 and (i // 600) % 3:  # every third stretch of 600: uplink down
         last = -1
-        for seq, boot, rec, n in q.peek(40):
+        for seq, _boot, rec, n in q.peek(40):
             last = seq
             v = reading.unpack(rec, n)[4]
         if last >= 0:

@@ -59,7 +59,7 @@ class QueueRing(QueueScan):
                 if expect >= 0 and sdiff(lo, expect) > 0:
                     gaps.append((expect, lo))
                 expect = lo
-                for o, size in self._walk(s, S):
+                for _o, _size in self._walk(s, S):
                     b = hb
                     t = b[0]
                     if t == T_GROUP:

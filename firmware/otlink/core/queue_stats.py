@@ -13,14 +13,12 @@ class QueueStats(QueueRing):
     def stats(self):
         depth = self.depth()
         t = None
-        for seq, boot, rec, n in self.peek(1):
+        for _seq, _boot, rec, _n in self.peek(1):
             t = 0
             for k in range(7, -1, -1):
                 t = (t << 8) | rec[4 + k]
             if t >= 1 << 63:
                 t -= 1 << 64
-        used = 0
-        s = self._head
         nvalid = 0
         for i in range(self._n):
             if self._valid[i]:

@@ -82,7 +82,7 @@ class NorFlash:
 
     # ---- test hooks ----
     def cut_after(self, n, tear=True):
-        """Let n more program/erase operations complete; the next one is torn and raises PowerCut."""
+        """Let n more program/erase operations complete; the next is torn, raises PowerCut."""
         if n is None:
             self._cut = -1
         else:

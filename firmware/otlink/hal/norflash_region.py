@@ -12,7 +12,7 @@ class NorRegion:
 
     def __init__(self, nor, offset, size):
         if offset % nor.sector or size % nor.sector or offset < 0 or offset + size > nor.size:
-            raise ValueError("region 0x%x+0x%x not sector-aligned inside the flash" % (offset, size))
+            raise ValueError("region 0x%x+0x%x not sector-aligned in the flash" % (offset, size))
         self.nor = nor
         self.offset = offset
         self.size = size
