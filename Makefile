@@ -7,11 +7,11 @@ BUILD := build
 LIB   := $(BUILD)/lib
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup venv umqtt mosquitto test test-firmware test-host demo bench sweep clean mpy lint
+.PHONY: all setup venv umqtt stubs mosquitto test demo bench sweep clean distclean mpy lint
 
 all: test
 
-setup: venv umqtt mosquitto
+setup: venv umqtt stubs mosquitto
 
 $(STAMP): requirements.txt host_tools/pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,6 +25,18 @@ $(LIB)/umqtt/simple.py: tools/fetch_umqtt.py | $(STAMP)
 	$(PY) tools/fetch_umqtt.py $(LIB)
 
 umqtt: $(LIB)/umqtt/simple.py
+
+# Board API stubs for the portability check (kept apart: both define `machine`).
+STUBS := $(BUILD)/stubs
+$(STUBS)/.installed: requirements-stubs.txt | $(STAMP)
+	rm -rf $(STUBS)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target $(STUBS)/esp32 \
+		$$(grep esp32 requirements-stubs.txt)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target $(STUBS)/rp2 \
+		$$(grep rp2 requirements-stubs.txt)
+	touch $@
+
+stubs: $(STUBS)/.installed
 
 mosquitto:
 	@bash tools/ensure_mosquitto.sh
@@ -42,7 +54,11 @@ sweep: setup
 	$(PY) -m otlink_tools.bench --sweep
 
 mpy: setup
-	$(PY) tools/build_mpy.py firmware $(BUILD)/mpy
+	$(VENV)/bin/otlink deploy --board esp32 --dry-run --out $(BUILD)/mpy/esp32
+	$(VENV)/bin/otlink deploy --board pico_w --dry-run --out $(BUILD)/mpy/pico_w
+
+lint: setup
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(BUILD) .pytest_cache
