@@ -101,6 +101,7 @@ class App:
                                    self.state)
         self.tasks.append(("publisher", self.publisher.run))
         self.tasks.append(("queue", self._commit_loop))
+        self.tasks.append(("network", self._network_loop))
 
     def sink(self, rec, n):
         """Every source hands its readings here: into the flash queue, no allocation."""
@@ -112,6 +113,17 @@ class App:
         while True:
             self.queue.tick(self.clock.ticks_ms())
             await asyncio.sleep_ms(period)
+
+    async def _network_loop(self):
+        # Keep the link up and the wall clock set. Nothing here waits without a bound:
+        # WiFi joins in the background, NTP has its own 1 s socket timeout.
+        board = self.board
+        while True:
+            if not board.network_ok():
+                board.network_start(self.cfg.get("wifi"))
+            elif not self.clock.is_set():
+                board.sync_time()
+            await asyncio.sleep_ms(1000 if board.network_ok() else 5000)
 
     def state(self):
         """Fields of the state/health message."""

@@ -2,7 +2,6 @@
 # cause. Only hal/ imports machine and network. Board specifics live in esp32.py / rp2.py.
 import gc
 import json
-import time
 
 import machine
 import network
@@ -62,20 +61,16 @@ class MachineBoard:
             self._i2c[bus_name] = bus
         return bus
 
-    def network_up(self, wifi_cfg, timeout_ms=15000):
-        """Join the configured WiFi; True once connected. Never waits past timeout_ms."""
+    def network_start(self, wifi_cfg):
+        """Begin joining the configured WiFi; returns at once (the app polls network_ok)."""
         if self._wlan is None:
             self._wlan = network.WLAN(network.STA_IF)
             self._wlan.active(True)
-        if self._wlan.isconnected():
-            return True
-        self._wlan.connect(wifi_cfg["ssid"], wifi_cfg.get("password") or "")
-        t0 = time.ticks_ms()
-        while not self._wlan.isconnected():
-            if time.ticks_diff(time.ticks_ms(), t0) > timeout_ms:
-                return False
-            time.sleep_ms(100)
-        return True
+        if not self._wlan.isconnected():
+            self._wlan.connect(wifi_cfg["ssid"], wifi_cfg.get("password") or "")
+
+    def network_ok(self):
+        return self._wlan is not None and self._wlan.isconnected()
 
     def sync_time(self):
         try:

@@ -62,8 +62,11 @@ class Board:
             self._i2c[bus_name] = bus
         return bus
 
-    def network_up(self, wifi_cfg=None, timeout_ms=0):
-        return True  # the host's network is always there
+    def network_start(self, wifi_cfg=None):
+        pass  # the host's network is always there
+
+    def network_ok(self):
+        return True
 
     def sync_time(self):
         self.clock.sync()
