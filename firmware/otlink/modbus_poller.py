@@ -65,6 +65,9 @@ class Poller:
         self.rec = bytearray(MAX_SIZE)
         self._timeout_us = self.ser["timeout_ms"] * 1000
         self._echo = self.ser["echo"]
+        ct = self.ser["char_timeout_ms"] * 1000
+        self._char_timeout_us = ct if ct > uart.t35_us else uart.t35_us
+        self._want = 8
         self._retries = self.ser["retries"]
         self._offline_after = self.ser["offline_after"]
         self._bo_first, self._bo_max = self.ser["backoff_ms"]
@@ -136,7 +139,8 @@ class Poller:
     # Calling a coroutine allocates its generator, so the hot path never does: run() calls the
     # plain methods _begin()/_pump() and awaits only asyncio.sleep_ms(0), which does not allocate.
 
-    def _begin(self, adu, n, rx, broadcast):
+    def _begin(self, adu, n, rx, broadcast, want=8):
+        self._want = want  # expected response length (a 5-byte exception is recognised too)
         self._adu = adu
         self._n = n
         self._rx = rx
@@ -192,7 +196,12 @@ class Poller:
             if got == 0 or self._echo_left:
                 rem = time.ticks_diff(self._first, now)
             else:
-                rem = time.ticks_diff(time.ticks_add(u.last_us, t35), now)
+                # Complete: the frame ends after t3.5 of silence. Still short: allow the
+                # lenient inter-character timeout (FIFO chunking, a busy host) before calling
+                # it truncated - a longer wait only on the error path.
+                short = got < self._want and not (got >= 2 and rx[1] & 0x80 and got >= 5)
+                gap = self._char_timeout_us if short else t35
+                rem = time.ticks_diff(time.ticks_add(u.last_us, gap), now)
             if rem <= 0:
                 break
             if rem > _SPIN_US:
@@ -298,7 +307,7 @@ class Poller:
         rtu.addr = req.start
         rtu.count = req.count
         self._tries = self._retries + 1
-        self._begin(req.adu, 8, rx, False)
+        self._begin(req.adu, 8, rx, False, req.resp_len)
         return True
 
     def _finish(self, req):
@@ -309,7 +318,7 @@ class Poller:
         self._tries -= 1
         if code and code >= 256 and code != modbus.ERR_ECHO and self._tries > 0:
             self._cnt[si * _NC + _C_RETRY] += 1
-            self._begin(req.adu, 8, self.rtu.rx, False)
+            self._begin(req.adu, 8, self.rtu.rx, False, req.resp_len)
             return False
         self._outcome(si, code)
         self._emit(req, code, self.rtu.rx)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import math
 import os
 import random
@@ -109,6 +110,7 @@ class Meter:
         self._ctx = None
         self._loop = None
         self._pending: list = []
+        self._faults: dict[tuple[int, int], int] = {}
         if device_port is None:
             a_m, a_s = os.openpty()
             d_m, d_s = os.openpty()
@@ -151,7 +153,24 @@ class Meter:
         bits, regs = DataType.BITS, DataType.REGISTERS
         # four separate tables per slave; bits packed 16 to a register (bit addressing)
         return [SimDevice(id=s, simdata=(block(bits), block(bits), block(regs), block(regs)),
-                          use_bit_addressing=True) for s in self.slaves]
+                          use_bit_addressing=True, action=functools.partial(self._action, s))
+                for s in self.slaves]
+
+    async def _action(self, slave, func_code, start_address, address, count, registers,
+                      set_values):
+        from pymodbus.constants import ExcCodes
+
+        for (s, a), code in self._faults.items():
+            if s == slave and address <= a < address + count:
+                return ExcCodes(code)
+        return None
+
+    def fail(self, slave: int, address: int, code: int | None) -> None:
+        """Make requests covering address answer with exception code (None: stop)."""
+        if code is None:
+            self._faults.pop((slave, address), None)
+        else:
+            self._faults[(slave, address)] = code
 
     def _fill(self) -> None:
         if self.reference_map:

@@ -81,20 +81,30 @@ def main():
             await poller.run(cycles=warm)
         keep[0] = job.get("keep", True)
         n = job.get("cycles", 1)
-        locked = [0]
+        locked = [0, 0]
         if job.get("heap_lock"):
-            # lock the heap for the measured cycles: any allocation in the poller raises
+            # lock the heap from the end of the first measured cycle to the end of the last:
+            # any allocation in the poll loop in between raises MemoryError
+            seen = [0]
+
             def hook(p):
-                locked[0] += 1
+                seen[0] += 1
+                if seen[0] == 1:
+                    micropython.heap_lock()
+                    locked[1] = 1
+                elif seen[0] == n:
+                    micropython.heap_unlock()  # lock depth is a counter: unlock once only
+                    locked[1] = 0
+                    locked[0] = n - 1
             poller.on_cycle = hook
             keep[0] = False
-            micropython.heap_lock()
         t0 = time.ticks_us()
         try:
             await poller.run(cycles=n)
         finally:
-            if job.get("heap_lock"):
+            if locked[1]:
                 micropython.heap_unlock()
+            poller.on_cycle = None
         out["cycle_us"] = time.ticks_diff(time.ticks_us(), t0) / n
         out["heap_locked_cycles"] = locked[0]
         if job.get("run_ms"):
