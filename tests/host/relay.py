@@ -67,6 +67,8 @@ class Line:
         self.req_delivered = None  # time the last request byte reached the device
         self.awaiting = False
         self.turn: list[float] = []
+        self.idle: list[float] = []
+        self.resp_done = None  # due time of the last response byte delivered to the master
         self.count = {k: 0 for k in FAULT_KINDS}
         self.count.update(requests=0, responses=0, req_corrupted=0, resp_corrupted=0,
                           silenced=0, req_chars=0, resp_chars=0, echo_chars=0)
@@ -96,6 +98,10 @@ class Line:
         """A complete request frame from the master."""
         self.count["requests"] += 1
         self.count["req_chars"] += len(data)
+        if self.resp_done is not None:
+            # silence the master left after the last response byte reached it
+            self.idle.append(now - self.resp_done)
+            self.resp_done = None
         if self.echo:
             self._schedule(self.a_m, bytes(data), now, count=False)
             self.count["echo_chars"] += len(data)
@@ -158,6 +164,8 @@ class Line:
                         os.write(fd, bytes(b for _, b in q[:i]))
                         if fd == d and i == len(q) and self.awaiting:
                             self.req_delivered = q[i - 1][0]
+                        if fd == a and i == len(q):
+                            self.resp_done = q[i - 1][0]
                         del q[:i]
                     if q:
                         nxt = min(nxt, q[0][0])
@@ -208,6 +216,9 @@ class Line:
         turn = sorted(self.turn)
         out = dict(self.count)
         out["turnarounds"] = len(turn)
+        idle = sorted(self.idle)
+        out["master_idle_mean_s"] = sum(idle) / len(idle) if idle else 0.0
+        out["master_idle_median_s"] = idle[len(idle) // 2] if idle else 0.0
         out["turnaround_mean_s"] = sum(turn) / len(turn) if turn else 0.0
         out["turnaround_median_s"] = turn[len(turn) // 2] if turn else 0.0
         out["turnaround_p95_s"] = turn[int(len(turn) * 0.95)] if turn else 0.0

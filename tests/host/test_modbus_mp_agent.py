@@ -98,6 +98,26 @@ def main():
                     locked[0] = n - 1
             poller.on_cycle = hook
             keep[0] = False
+        if job.get("measure_alloc"):
+            import gc
+
+            # heap bytes allocated between the end of the first measured cycle and the end of
+            # the last, with the collector off so nothing is reclaimed in between
+            marks = [0, 0, 0, 0]
+            seen2 = [0]
+            cnt = poller._cnt
+
+            def hook2(p):
+                seen2[0] += 1
+                if seen2[0] == 1:
+                    marks[0] = gc.mem_alloc()
+                    marks[2] = sum(cnt)
+                elif seen2[0] == n:
+                    marks[1] = gc.mem_alloc()
+                    marks[3] = sum(cnt)
+            gc.collect()
+            gc.disable()
+            poller.on_cycle = hook2
         t0 = time.ticks_us()
         try:
             await poller.run(cycles=n)
@@ -106,6 +126,10 @@ def main():
                 micropython.heap_unlock()
             poller.on_cycle = None
         out["cycle_us"] = time.ticks_diff(time.ticks_us(), t0) / n
+        if job.get("measure_alloc"):
+            gc.enable()
+            out["alloc_bytes"] = marks[1] - marks[0]
+            out["alloc_tx"] = marks[3] - marks[2]
         out["heap_locked_cycles"] = locked[0]
         if job.get("run_ms"):
             task = asyncio.create_task(poller.run())

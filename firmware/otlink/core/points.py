@@ -312,6 +312,7 @@ def parse_serial(serial_cfg):
     out["timeout_ms"] = _int(serial_cfg, "timeout_ms", w, 1, 60000, 200)
     out["turnaround_ms"] = _int(serial_cfg, "turnaround_ms", w, 0, 60000, 100)
     out["char_timeout_ms"] = _int(serial_cfg, "char_timeout_ms", w, 0, 1000, 5)
+    out["frame_gap_us"] = _int(serial_cfg, "frame_gap_us", w, 0, 1000000, 0)
     out["retries"] = _int(serial_cfg, "retries", w, 0, 10, 0)
     out["offline_after"] = _int(serial_cfg, "offline_after", w, 1, 1000000, 2)
     bo = serial_cfg.get("backoff_ms", [1000, 30000])
