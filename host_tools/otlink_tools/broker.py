@@ -59,10 +59,11 @@ class Broker:
             "max_queued_messages 100000",
         ]
         if self.persistence:
-            lines += ["persistence true", f"persistence_location {self.dir}/", "autosave_interval 1"]
+            lines += ["persistence true", f"persistence_location {self.dir}/",
+                      "autosave_interval 1"]
         return "\n".join(lines) + "\n" + self.extra_conf + "\n"
 
-    def start(self, timeout: float = 10.0) -> "Broker":
+    def start(self, timeout: float = 10.0) -> Broker:
         conf = self.dir / "mosquitto.conf"
         conf.write_text(self.conf_text())
         self.log = open(self.dir / "mosquitto.log", "ab")
@@ -94,7 +95,7 @@ class Broker:
         """SIGKILL: the broker loses whatever it held in memory."""
         self.stop(signal.SIGKILL)
 
-    def __enter__(self) -> "Broker":
+    def __enter__(self) -> Broker:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -147,7 +148,7 @@ class TlsMaterial:
                       "-CAkey", str(self.ca_key), "-CAcreateserial", "-days", str(self.days),
                       "-sha256", "-extfile", str(extfile), "-out", str(cert))
 
-    def generate(self, ca_cn: str = "otlink test CA") -> "TlsMaterial":
+    def generate(self, ca_cn: str = "otlink test CA") -> TlsMaterial:
         self._key(self.ca_key)
         self._openssl("req", "-x509", "-new", "-key", str(self.ca_key), "-sha256",
                       "-days", str(self.days), "-subj", f"/CN={ca_cn}",

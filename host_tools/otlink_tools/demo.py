@@ -95,7 +95,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # SIGTERM (e.g. from a supervisor) cleans up like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        cfg = stack.start()
+        stack.start()
         print(f"otlink demo: broker 127.0.0.1:{stack.broker.port}, meter on "
               f"{stack.meter.agent_port}, agent log {work / 'agent.log'}; Ctrl-C stops")
         from otlink_tools.cli import main as cli_main

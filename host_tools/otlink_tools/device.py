@@ -60,7 +60,8 @@ def _mpremote(port: str, *args: str) -> None:
     cmd = [str(Path(sys.executable).parent / "mpremote"), "connect", port, *args]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode:
-        raise CommandError(f"mpremote {' '.join(args[:2])}: {res.stderr.strip() or res.stdout.strip()}")
+        why = res.stderr.strip() or res.stdout.strip()
+        raise CommandError(f"mpremote {' '.join(args[:2])}: {why}")
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:

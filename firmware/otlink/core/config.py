@@ -24,7 +24,8 @@ def _keys(d, path, allowed, required=()):
         raise ConfigError(path or "(top level)", "must be an object")
     for k in d:
         if k not in allowed:
-            raise ConfigError(_join(path, k), "unknown field (allowed: %s)" % ", ".join(sorted(allowed)))
+            raise ConfigError(_join(path, k),
+                              "unknown field (allowed: %s)" % ", ".join(sorted(allowed)))
     for k in required:
         if k not in d:
             raise ConfigError(_join(path, k), "is required")
