@@ -7,7 +7,8 @@ delivers every byte 11 bit-times after the previous one, like the wire at the co
 
 * measures the slave's turnaround (last request byte delivered -> first response byte seen),
   the part of a transaction the master cannot shorten;
-* injects faults per frame: corrupt bytes, drop, delay, truncate, add garbage, answer as the
+* injects faults per frame: corrupt bytes (a flipped bit, or with corrupt_mode "byte" a random
+  value), drop, delay, truncate, add garbage, answer as the
   wrong slave, and keep slaves silent (dead) - each counted by kind;
 * can echo the master's bytes back to it (transceivers that hear themselves).
 
@@ -68,6 +69,7 @@ class Line:
         self.awaiting = False
         self.turn: list[float] = []
         self.idle: list[float] = []
+        self.log: list = []
         self.resp_done = None  # due time of the last response byte delivered to the master
         self.count = {k: 0 for k in FAULT_KINDS}
         self.count.update(requests=0, responses=0, req_corrupted=0, resp_corrupted=0,
@@ -85,12 +87,15 @@ class Line:
             p = p[0]
         return p > 0 and self.rng.random() < p
 
-    def _corrupt(self, data: bytearray) -> bool:
-        p = self.faults.get("corrupt", 0)
+    def _corrupt(self, data: bytearray, direction: str) -> bool:
+        p = self.faults.get("corrupt_" + direction, self.faults.get("corrupt", 0))
+        # "bit": one flipped bit per hit byte, what a noise spike does to a character;
+        # "byte": the byte replaced by a random other value (a harsher model)
+        bit_mode = self.faults.get("corrupt_mode", "bit") == "bit"
         hit = False
         for i in range(len(data)):
             if p and self.rng.random() < p:
-                data[i] ^= self.rng.randrange(1, 256)
+                data[i] ^= (1 << self.rng.randrange(8)) if bit_mode else self.rng.randrange(1, 256)
                 hit = True
         return hit
 
@@ -110,8 +115,11 @@ class Line:
             # the bytes still take wire time (the line is busy), nobody answers
             self.busy[self.d_m] = max(self.busy[self.d_m], now) + len(data) * self.char
             return
-        if self._corrupt(data):
+        orig = bytes(data)
+        if self._corrupt(data, "req"):
             self.count["req_corrupted"] += 1
+            if self.faults.get("log"):
+                self.log.append(["req*", bytes(data).hex(), bytes(orig).hex()])
         self._schedule(self.d_m, bytes(data), now)
         self.awaiting = True
 
@@ -133,8 +141,12 @@ class Line:
         elif self._p("garbage"):
             self.count["garbage"] += 1
             data += bytes(self.rng.randrange(256) for _ in range(self.rng.randrange(1, 4)))
-        elif self._corrupt(data):
-            self.count["resp_corrupted"] += 1
+        else:
+            before = bytes(data)
+            if self._corrupt(data, "resp"):
+                self.count["resp_corrupted"] += 1
+                if self.faults.get("log"):
+                    self.log.append(["resp*", bytes(data).hex(), before.hex()])
         if self._p("delay"):
             self.count["delay"] += 1
             delay = self.faults["delay"][1] / 1000.0
@@ -216,6 +228,7 @@ class Line:
         turn = sorted(self.turn)
         out = dict(self.count)
         out["turnarounds"] = len(turn)
+        out["log"] = self.log[-2000:]
         idle = sorted(self.idle)
         out["master_idle_mean_s"] = sum(idle) / len(idle) if idle else 0.0
         out["master_idle_median_s"] = idle[len(idle) // 2] if idle else 0.0

@@ -34,6 +34,7 @@ def main():
         expect[int(k)] = v
     last = {}
     cnt = [0, 0, 0]  # records, wrong values, error records
+    bad = []  # first wrong values seen: [pid, low word, (high word), cycle]
     keep = [job.get("keep", True)]
     exp_int = {}
     exp_bits = {}
@@ -60,6 +61,8 @@ def main():
                 want = exp_int[pid]
                 if (want & 0xFFFFFFFF) != lo:
                     cnt[1] += 1
+                    if len(bad) < 10:
+                        bad.append([pid, lo, poller.cycles])
         elif kind == reading.KIND_FLOAT:
             if pid in exp_bits:
                 lo = rec[12] | rec[13] << 8 | rec[14] << 16 | rec[15] << 24
@@ -67,6 +70,8 @@ def main():
                 w = exp_bits[pid]
                 if lo != w[0] or hi != w[1]:
                     cnt[1] += 1
+                    if len(bad) < 10:
+                        bad.append([pid, lo, hi, poller.cycles])
         if keep[0]:
             last[pid] = reading.unpack(rec, n)
 
@@ -146,6 +151,7 @@ def main():
     out["cycles"] = poller.cycles
     out["records"] = cnt[0]
     out["wrong"] = cnt[1]
+    out["wrong_samples"] = bad
     out["errors"] = cnt[2]
     out["last"] = dict((str(k), [v[1], v[4] if not isinstance(v[4], bytes) else v[4].decode()])
                        for k, v in last.items())
