@@ -212,7 +212,7 @@ def format_decode(regs: list[int]) -> str:
 
 
 def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("port", help="serial port of the RS-485 adapter (e.g. /dev/ttyUSB0)")
+    p.add_argument("port", nargs="?", help="serial port of the RS-485 adapter (e.g. /dev/ttyUSB0)")
     p.add_argument("--baud", type=int, default=9600)
     p.add_argument("--parity", choices=("N", "E", "O"), default="N")
     p.add_argument("--stop-bits", type=int, choices=(1, 2), default=1)
@@ -231,6 +231,9 @@ def run(args: argparse.Namespace) -> int:
     if args.regs:
         print(format_decode([int(x, 16) for x in args.regs.replace(",", " ").split()]))
         return 0
+    if not args.port:
+        print("otlink: modbus probe: a serial port is required (or --regs)", file=sys.stderr)
+        return 1
     m = SerialMaster(args.port, args.baud, args.parity, args.stop_bits, args.timeout_ms)
     try:
         if args.scan_ids:
