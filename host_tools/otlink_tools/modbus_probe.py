@@ -17,7 +17,7 @@ import math
 import struct
 import sys
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
 WORDS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2,

@@ -66,7 +66,7 @@ def optimal_plan_cost(points: list[dict], char_s: float, per_tx_s: float,
         groups.setdefault((p["slave"], FC[p["table"]]), []).append((p["address"],
                                                                      p["address"] + w))
     total, nreq = 0.0, 0
-    for (slave, fc), iv in groups.items():
+    for (_slave, fc), iv in groups.items():
         iv.sort()
         cap = max_bits if fc <= 2 else max_regs
         n = len(iv)

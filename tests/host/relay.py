@@ -279,7 +279,7 @@ class Relay:
 
     close = stats
 
-    def __enter__(self) -> "Relay":
+    def __enter__(self) -> Relay:
         return self
 
     def __exit__(self, *exc) -> None:

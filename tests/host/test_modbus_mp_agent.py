@@ -47,7 +47,6 @@ def main():
         elif isinstance(v, int):
             exp_int[pid] = v
 
-    import struct as st
 
     def sink(rec, n):
         cnt[0] += 1

@@ -14,7 +14,8 @@ import struct
 from otlink.core import modbus
 from otlink.core.compat import const
 from otlink.core.errors import ConfigError
-from otlink.core.reading import FLAG_UNTIMED, HEADER, KIND_ERR, KIND_FLOAT, KIND_INT, KIND_TEXT, MAX_TEXT, SIZE
+from otlink.core.reading import (FLAG_UNTIMED, HEADER, KIND_ERR, KIND_FLOAT, KIND_INT,
+                                 KIND_TEXT, MAX_TEXT, SIZE)
 
 T_INT16 = const(0)
 T_UINT16 = const(1)
