@@ -1,6 +1,9 @@
 # The agent pipeline for uplink tests and benchmarks, run by the MicroPython Unix port:
 # synthetic source -> queue (flash on an emulated NOR file, or RAM) -> Publisher (CBOR) ->
-# Uplink (umqtt.simple) -> broker. Usage: micropython uplink_agent.py '<json options>'.
+# Uplink (umqtt.simple) -> broker. Usage: micropython uplink_agent.py <options.json>
+# (or a short inline '{...}'). Options go through a file because the MicroPython 1.29 Unix
+# port dies with "FATAL: uncaught NLR" before running any code when one command-line
+# argument is 256 bytes or longer (argv items become qstrs, whose length is one byte).
 # Prints one JSON line of results at the end ("RESULT {...}").
 #
 # options: host, port, node, site, ack (broker|consumer), qos, queue (ram|flash), flash (path),
@@ -19,7 +22,11 @@ from otlink.publisher import Publisher
 from otlink.ramqueue import RamQueue
 from otlink.uplink import Uplink
 
-o = json.loads(sys.argv[1])
+_arg = sys.argv[1]
+if _arg[:1] != "{":
+    with open(_arg) as _f:
+        _arg = _f.read()
+o = json.loads(_arg)
 clock = Clock(synced=not o.get("untimed"))
 NPTS = 10
 

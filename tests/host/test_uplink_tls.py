@@ -81,8 +81,6 @@ def test_wrong_hostname_refused_clearly(pki, tls_brokers):
                                  "'wrong.example'")
 
 
-@pytest.mark.xfail(strict=False, reason="the MicroPython 1.29 Unix port sometimes dies with "
-                   "'FATAL: uncaught NLR' after a TLS session that used a client key")
 def test_client_certificate(pki, tls_brokers):
     good, _ = pki
     _, _, port2 = tls_brokers

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 from mp import MICROPYTHON, ROOT, env
@@ -11,14 +13,32 @@ from mp import MICROPYTHON, ROOT, env
 AGENT = ROOT / "tests" / "bench" / "uplink_agent.py"
 
 
+def options_file(opts: dict) -> str:
+    """Write the agent options to a temp file and return its path. Never pass them on the
+    command line: the MicroPython 1.29 Unix port dies with "FATAL: uncaught NLR" before
+    running any code when an argument is 256 bytes or longer (tls paths make it so)."""
+    fd, path = tempfile.mkstemp(prefix="otlink-agent-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(opts, f)
+    return path
+
+
 def start_agent(opts: dict, heap: str = "1M") -> subprocess.Popen:
-    return subprocess.Popen([MICROPYTHON, "-X", f"heapsize={heap}", str(AGENT), json.dumps(opts)],
+    path = options_file(opts)
+    proc = subprocess.Popen([MICROPYTHON, "-X", f"heapsize={heap}", str(AGENT), path],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env(), cwd=str(ROOT))
+    proc.opts_file = path  # type: ignore[attr-defined]
+    return proc
 
 
 def result(proc: subprocess.Popen, timeout: float = 60) -> dict:
-    out, _ = proc.communicate(timeout=timeout)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        path = getattr(proc, "opts_file", None)
+        if path and os.path.exists(path):
+            os.unlink(path)
     for line in out.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
