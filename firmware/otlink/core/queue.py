@@ -58,6 +58,11 @@ class Queue(QueueStats):
         self._rb = bytearray(group_bytes)  # one group entry read back from flash
         self._rmv = memoryview(self._rb)
         self._rgen = 0  # bumped whenever _rb is reloaded
+        # read hint (peek_from): the last group read, valid while sector _h_s keeps _h_sseq
+        self._h_s = -1
+        self._h_o = 0
+        self._h_seq = 0
+        self._h_sseq = 0
         self._hb = bytearray(SHDR)  # a sector header, or the first bytes of an entry
         self._hmv = memoryview(self._hb)
         self._cb = bytearray(64)  # scanning chunk

@@ -6,10 +6,10 @@ from binascii import crc32
 from otlink.core.queue_fmt import (
     MAGIC, M32, SHDR, BOOT_SIZE, T_GROUP, T_ACK, T_BOOT, sdiff, u32, put32,
 )
-from otlink.core.queue_scan import QueueScan
+from otlink.core.queue_read import QueueRead
 
 
-class QueueRing(QueueScan):
+class QueueRing(QueueRead):
     def _recover(self):
         n = self._n
         S = self._S

@@ -1,6 +1,7 @@
-# Read side of the queue: entry parsing with damage skipping, and peek(). Queue (queue.py)
-# extends QueueRing (queue_ring.py) which extends this; the split keeps every module small
-# enough to compile inside a 64 KiB heap. Design and format: docs/queue.md.
+# Entry parsing of the queue with damage skipping (used by recovery and by the readers in
+# queue_read.py). Queue (queue.py) extends QueueStats -> QueueRing -> QueueRead -> this; the
+# split keeps every module small enough to compile inside a 64 KiB heap. Design and format:
+# docs/queue.md.
 #
 # Buffers (allocated in Queue.__init__): _hb (32 B: sector header or the first 16 bytes of an
 # entry), _rb (group_bytes: one whole group entry), _cb (64 B: scanning chunks). No sector-sized
@@ -10,8 +11,7 @@ from binascii import crc32
 from otlink.core.compat import const
 
 from otlink.core.queue_fmt import (
-    MAGIC, M32, SHDR, GHDR, ACK_SIZE, BOOT_SIZE, T_GROUP, T_ACK, T_BOOT, MASKED, CMP, MAX_REC,
-    sdiff, u16, u32,
+    MAGIC, SHDR, GHDR, ACK_SIZE, BOOT_SIZE, T_GROUP, T_ACK, T_BOOT, u16, u32,
 )
 
 _CB = const(64)
@@ -89,15 +89,15 @@ class QueueScan:
             o += k
         return hi
 
-    def _walk(self, s, hi):
-        """Yield (offset, size) of the valid entries of sector s below hi, skipping damage.
+    def _walk(self, s, hi, o=SHDR):
+        """Yield (offset, size) of the valid entries of sector s from o below hi, skipping
+        damage. o is SHDR or the offset of an entry already verified (a read hint).
 
         Afterwards: _w_end is the end of the last valid entry, _w_clean tells whether all
         after it is erased, _w_mid counts damaged spans followed by a valid entry (corruption;
         a damaged span at the very end is a torn write that never committed).
         """
-        o = SHDR
-        self._w_end = SHDR
+        self._w_end = o
         self._w_mid = 0
         self._w_clean = False
         bad = False
@@ -126,80 +126,3 @@ class QueueScan:
             if self._valid[s]:
                 return s
         return -1
-
-    def _sector_of(self, seq):
-        """Log sector holding seq: walking back from the head, the first with lo <= seq."""
-        n = self._n
-        s = self._head
-        for _ in range(n):
-            if self._valid[s] and sdiff(self._lo[s], seq) <= 0:
-                return s
-            s = (s - 1) % n
-        return self._next_valid(self._head)  # older than the log: start at the tail
-
-    def peek(self, max_n):
-        """Yield (seq, boot, rec, n) for up to max_n committed, unacknowledged readings.
-
-        Oldest first, contiguous in log order. rec is a buffer of this call, overwritten by
-        the next iteration. Allocates (generator, tuples): not for hot paths.
-        """
-        want = (self._ack + 1) & M32
-        if sdiff(want, self._wseq) >= 0 or max_n <= 0:
-            return
-        s = self._sector_of(want)
-        got = 0
-        rec = bytearray(MAX_REC)
-        prev = bytearray(CMP)
-        b = self._rb
-        while s >= 0:
-            hi = self._off if s == self._head else self._S
-            for o, size in self._walk(s, hi):
-                if self._hb[0] != T_GROUP:
-                    continue
-                first = u32(b, 4)
-                cnt = b[1]
-                if sdiff((first + cnt) & M32, want) <= 0:
-                    continue
-                gboot = u32(b, 8)
-                gen = self._rgen
-                for k in range(CMP):
-                    prev[k] = 0
-                p = GHDR
-                for i in range(cnt):
-                    ln = b[p]
-                    p += 1
-                    n = ln & 0x7F
-                    if n > MAX_REC or n == 0:
-                        self.read_errors += 1
-                        break
-                    m = n if n < CMP else CMP
-                    if ln & MASKED:
-                        mask = b[p] | (b[p + 1] << 8) | (b[p + 2] << 16)
-                        p += 3
-                        for k in range(m):
-                            if mask & (1 << k):
-                                prev[k] = b[p]
-                                p += 1
-                            rec[k] = prev[k]
-                    else:
-                        for k in range(m):
-                            rec[k] = prev[k] = b[p + k]
-                        p += m
-                    for k in range(m, n):
-                        rec[k] = b[p]
-                        p += 1
-                    seq = (first + i) & M32
-                    if sdiff(seq, want) >= 0:
-                        yield seq, gboot, rec, n
-                        got += 1
-                        if got >= max_n:
-                            return
-                        if self._rgen != gen:
-                            # the consumer read other entries meanwhile: reload this group
-                            self._dev.readblocks(s, self._rmv[0:size], o)
-                            self._dev.readblocks(s, self._hmv[0:GHDR], o)
-                            self._rgen += 1
-                            gen = self._rgen
-            if s == self._head:
-                return
-            s = self._next_valid(s)

@@ -1,0 +1,152 @@
+# heapsize: 64K
+# Queue.peek_from(start_seq, max_n) (issue 4 follow-up): reading committed, unacknowledged
+# readings from a given sequence number, as the publisher does to replay backlog beside live
+# data with several batches in flight. Checked against peek() across sector boundaries, ring
+# and serial-number wraps, after acks, after recovery, with a start before the oldest
+# (clamped) or after the newest (empty). Wraps: test_queue_peek_wrap.py; seeking, drops and
+# damage: test_queue_peek_seek.py.
+import gc
+import os
+import struct
+import sys
+from array import array
+
+
+import mptest
+import otlink.hal.norflash_region  # noqa: F401 (compiled before the queue: smaller peak)
+from otlink.core.queue import Queue
+from otlink.core.queue_fmt import M32
+from otlink.hal.norflash import NorFlash
+
+DIR = sys.argv[1] if len(sys.argv) > 1 else "/tmp"
+T0 = 1700000000000
+BUF = bytearray(20)
+INT = "<HBBqq"  # a reading.py int record (pid, kind 0, flags, t, v), packed here with
+# struct to keep reading.py out of this test's 64K heap
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0
+
+    def ticks_ms(self):
+        return self.t
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+    def now_ms(self):
+        return T0 + self.t
+
+
+def flash(name, sectors=8):
+    p = DIR + "/" + name
+    try:
+        os.remove(p)
+    except OSError:
+        pass
+    gc.collect()
+    return NorFlash(p, sectors * 4096, cache=False)
+
+
+def value(i):
+    return (i * 0x9E3779B97F4A7C15) & 0x7FFFFFFFFFFFFFFF  # every byte changes: ~17 B each
+
+
+def pack(i, v):
+    struct.pack_into(INT, BUF, 0, i & 0xFFFF, 0, 0, T0 + i * 1237, v)
+    return 20
+
+
+def put(q, i):
+    # the point id is the reading index (so a returned record names its expected value)
+    return q.append(BUF, pack(i, value(i)))
+
+
+class Ref:
+    """What peek() returns: the reading indexes in order (2 bytes each, to fit in 64K).
+
+    Readings are appended without loss in these tests, so seq = index + a constant.
+    """
+
+    def __init__(self, q):
+        gc.collect()
+        self.idx = array("H")
+        self.off = None
+        self.boot = q.boot - 1 if q.boot > 1 else 1
+        for s, b, r, n in q.peek(100000):
+            i = self.check(s, b, r, n, "peek")
+            if self.off is None:
+                self.off = (s - i) & M32
+            elif s != self.seq(len(self.idx), i):
+                raise mptest.Fail("peek: seq %d for reading %d" % (s, i))
+            self.idx.append(i)
+
+    def __len__(self):
+        return len(self.idx)
+
+    def seq(self, k, i=None):
+        return ((self.idx[k] if i is None else i) + self.off) & M32
+
+    def check(self, s, b, r, n, what):
+        u = struct.unpack_from(INT, r, 0)
+        if b != self.boot or u[4] != value(u[0]):
+            raise mptest.Fail("%s: seq %d garbled (boot %d, pid %d)" % (what, s, b, u[0]))
+        return u[0]
+
+    def same(self, gen, k, span, what):
+        """gen yields exactly the references k..k+span-1 (clipped at the end)."""
+        j = k
+        end = min(len(self.idx), k + span)
+        for s, b, r, n in gen:
+            if j >= end:
+                raise mptest.Fail("%s: extra reading seq %d" % (what, s))
+            i = self.check(s, b, r, n, what)
+            if i != self.idx[j] or s != self.seq(j):
+                raise mptest.Fail("%s: got seq %d #%d, want seq %d #%d"
+                                  % (what, s, i, self.seq(j), self.idx[j]))
+            j += 1
+        if j != end:
+            raise mptest.Fail("%s: %d readings, want %d" % (what, j - k, end - k))
+
+
+def check_all_starts(q, what, span=20):
+    """peek_from(start, span) == the matching slice of peek() for every start."""
+    ref = Ref(q)
+    for k in range(len(ref)):
+        ref.same(q.peek_from(ref.seq(k), span), k, span, what)
+    n = len(ref)
+    first = ref.seq(0)
+    last = ref.seq(n - 1)
+    ref.same(q.peek_from((first - 5) & M32, 3), 0, 3, what + ": clamped start")
+    ref.same(q.peek_from((first - 0x7FFFFFFF) & M32, 3), 0, 3, what + ": far before")
+    ref.same(q.peek_from((last + 1) & M32, 5), n, 5, what + ": start after newest")
+    ref.same(q.peek_from(last, 5), n - 1, 5, what + ": start at newest")
+    ref.same(q.peek_from(first, 0), 0, 0, what + ": max_n 0")
+    return ref
+
+
+def test_across_sectors_acks_and_recovery():
+    nor = flash("pf1", 8)
+    dev = nor.region(0, nor.size)
+    c = Clock()
+    q = Queue(dev, c, commit_count=10)
+    for i in range(1000):  # ~5 sectors of backlog
+        put(q, i)
+    q.commit()
+    ref = check_all_starts(q, "backlog")
+    mptest.eq(len(ref), 1000, "backlog size")
+    mptest.true(q.stats()["bytes_used"] > 4 * 4096, "backlog spans sectors")
+    q.ack(ref.seq(437))
+    ref = check_all_starts(q, "after ack")
+    mptest.eq(ref.idx[0], 438, "first after ack")
+    # staged readings are not visible
+    put(q, 1000)
+    ref.same(q.peek_from(ref.seq(len(ref) - 1) + 1, 5), len(ref), 5, "staged not returned")
+    q2 = Queue(dev, c, commit_count=10)
+    ref2 = check_all_starts(q2, "after recovery")
+    mptest.true(ref2.off == ref.off and ref2.idx == ref.idx, "same readings after reboot")
+    nor.close()
+
+
+mptest.main(globals())
