@@ -8,6 +8,7 @@ import sys
 
 import mptest
 from otlink.core import reading
+import otlink.hal.norflash_region  # noqa: F401 (compiled before the queue: smaller peak)
 from otlink.core.queue import Queue
 from otlink.core.queue_fmt import sdiff, M32
 from otlink.hal.norflash import NorFlash

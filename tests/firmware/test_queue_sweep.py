@@ -7,7 +7,8 @@
 # order and (seq, boot) are preserved, nothing acknowledged comes back, no drops.
 # The heap cap is for the emulated 64 KiB flash image and the model; the queue alone runs
 # under 64K (test_queue.py).
-# Usage as a script for the bench: micropython test_queue_sweep.py DIR full [readings] [step]
+# Usage as a script for the bench:
+#   micropython test_queue_sweep.py DIR full [readings] [step] [page]
 import sys
 from array import array
 
@@ -17,6 +18,11 @@ from otlink.core.queue import Queue
 from otlink.hal.norflash import NorFlash, PowerCut
 
 SIZE = 64 * 1024  # 16 sectors: the log wraps several times in 10,000 readings
+PAGE = [1]  # program unit: 1 (byte-programmable NOR, ESP32) or 256 (rp2 page mode)
+
+
+def new_nor():
+    return NorFlash(None, SIZE, page=PAGE[0])
 T0 = 1700000000000
 
 
@@ -79,7 +85,7 @@ def run(nor, total, model, cut_at, reboots_every=1000, ack_every=15, batch=50, c
         nor.cut_after(cut_at - nor.ops)
     q = None
     try:
-        q = Queue(dev, clock, commit_ms=1000)
+        q = Queue(dev, clock, commit_ms=1000, prog_size=PAGE[0])
         i = model.appended
         while i < total:
             n = make(buf, i)
@@ -115,7 +121,7 @@ def run(nor, total, model, cut_at, reboots_every=1000, ack_every=15, batch=50, c
                 model.committed = i
                 if ckpt is not None:
                     ckpt.append((bytes(nor.mem), model.copy(), nor.ops))
-                q = Queue(dev, clock, commit_ms=1000)
+                q = Queue(dev, clock, commit_ms=1000, prog_size=PAGE[0])
         q.commit()
         for k in range(model.committed, total):
             model.st[k] = 1
@@ -137,7 +143,7 @@ def verify(nor, model, what):
     """Reboot after a cut and check the recovered queue against the model."""
     nor.power_on()
     clock = Clock()
-    q = Queue(nor.region(0, SIZE), clock)  # must mount: any exception fails the sweep
+    q = Queue(nor.region(0, SIZE), clock, prog_size=PAGE[0])  # must mount: any exception fails the sweep
     buf = bytearray(reading.MAX_SIZE)
     got = []
     for seq, boot, rec, n in q.peek(100000):
@@ -183,7 +189,7 @@ def adopt(model, q, got):
 
 def sweep(total, step, start=0, tail=300):
     """Cut at ops start, start+step, ...; returns (cuts, ops)."""
-    nor = NorFlash(None, SIZE)
+    nor = new_nor()
     ckpt = [(bytes(nor.mem), Model(total), 0)]
     run(nor, total, Model(total), None, ckpt=ckpt)
     ops = nor.ops
@@ -193,7 +199,7 @@ def sweep(total, step, start=0, tail=300):
         while c + 1 < len(ckpt) and ckpt[c + 1][2] <= cut:
             c += 1
         image, m0, ops0 = ckpt[c]
-        nor = NorFlash(None, SIZE)
+        nor = new_nor()
         nor.mem[:] = image
         nor.ops = ops0
         model = m0.copy()
@@ -217,9 +223,19 @@ def test_sweep_subset():
     mptest.true(cuts >= 50, "sweep made %d cuts of %d ops" % (cuts, ops))
 
 
+def test_sweep_subset_page_mode():
+    # the same on a page-programmed flash (rp2): every program is one whole aligned page
+    PAGE[0] = 256
+    try:
+        cuts, ops = sweep(3000, 4, tail=100)
+    finally:
+        PAGE[0] = 1
+    mptest.true(cuts >= 50, "page-mode sweep made %d cuts of %d ops" % (cuts, ops))
+
+
 def test_no_cut_delivers_everything():
     total = 1400
-    nor = NorFlash(None, SIZE)
+    nor = new_nor()
     model = Model(total)
     mptest.eq(run(nor, total, model, None), False, "cut")
     q, got = verify(nor, model, "no cut")
@@ -233,9 +249,10 @@ if len(sys.argv) > 2 and sys.argv[2] == "full":
     import time
     total = int(sys.argv[3]) if len(sys.argv) > 3 else 10000
     step = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    PAGE[0] = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     t = time.ticks_ms()
     cuts, ops = sweep(total, step, tail=100)
-    print("SWEEP readings=%d ops=%d cuts=%d losses=0 ms=%d"
-          % (total, ops, cuts, time.ticks_diff(time.ticks_ms(), t)))
+    print("SWEEP readings=%d ops=%d cuts=%d losses=0 ms=%d page=%d"
+          % (total, ops, cuts, time.ticks_diff(time.ticks_ms(), t), PAGE[0]))
 else:
     mptest.main(globals())

@@ -25,7 +25,7 @@ class QueueError(Exception):
 
 class Queue(QueueStats):
     def __init__(self, dev, clock, commit_count=64, commit_ms=1000, capacity=None,
-                 policy="drop_oldest", group_bytes=512):
+                 policy="drop_oldest", group_bytes=512, prog_size=1):
         if policy not in POLICIES:
             raise ValueError("queue policy %r: want one of %s" % (policy, ", ".join(POLICIES)))
         if commit_count < 1 or commit_count > 255:
@@ -44,6 +44,9 @@ class Queue(QueueStats):
         if group_bytes < GHDR + MAX_ENC or group_bytes > S - SHDR:
             raise ValueError("queue group_bytes %r: want %d..%d" % (group_bytes, GHDR + MAX_ENC,
                                                                    S - SHDR))
+        if prog_size < 1 or S % prog_size or prog_size & (prog_size - 1):
+            raise ValueError("queue prog_size %r: want 1 or a power of 2 dividing %d"
+                             % (prog_size, S))
         self._dev = dev
         self._clock = clock
         self._S = S
@@ -67,6 +70,12 @@ class Queue(QueueStats):
         self._hmv = memoryview(self._hb)
         self._cb = bytearray(64)  # scanning chunk
         self._cmv = memoryview(self._cb)
+        self._pager = None
+        if prog_size > 1:
+            # page-programmed flash (rp2: 256): every program is one whole aligned page
+            from otlink.core.queue_page import Pager
+
+            self._pager = Pager(dev, prog_size)
         # per-sector state (RAM mirror of the sector headers)
         self._sseq = array("I", (0 for _ in range(n)))  # sector sequence, serial
         self._lo = array("I", (0 for _ in range(n)))  # first seq committed into the sector
@@ -174,7 +183,7 @@ class Queue(QueueStats):
         put32(g, 8, self.boot)
         c = crc32(self._gmv[GHDR:size], crc32(self._gmv[0:12]))
         put32(g, 12, c)
-        self._dev.writeblocks(self._head, self._gmv[0:size], self._off)
+        self._prog(self._head, self._gmv[0:size], self._off)
         self._off += size
         self._wseq = (self._wseq + cnt) & M32
         self.commits += 1
@@ -213,7 +222,7 @@ class Queue(QueueStats):
             e[1] = c & 0xFF
             e[2] = (c >> 8) & 0xFF
             e[3] = (c >> 16) & 0xFF
-            self._dev.writeblocks(self._head, self._emv[0:ACK_SIZE], self._off)
+            self._prog(self._head, self._emv[0:ACK_SIZE], self._off)
             self._off += ACK_SIZE
         self._ack = seq
 

@@ -113,7 +113,7 @@ class QueueRing(QueueRead):
             e[1] = e[2] = e[3] = 0
             put32(e, 4, self.boot)
             put32(e, 8, crc32(self._emv[0:8]))
-            self._dev.writeblocks(self._head, self._emv[0:BOOT_SIZE], self._off)
+            self._prog(self._head, self._emv[0:BOOT_SIZE], self._off)
             self._off += BOOT_SIZE
 
     def _advance(self):
@@ -132,6 +132,8 @@ class QueueRing(QueueRead):
                 ack = (hi - 1) & M32
                 self._ack = ack
         self._valid[nxt] = 0
+        if self._pager is not None:
+            self._pager.forget(nxt)  # its page copy is of bytes about to be erased
         self._dev.ioctl(6, nxt)
         self.erases_run += 1
         self._erases[nxt] += 1
@@ -155,6 +157,11 @@ class QueueRing(QueueRead):
         put32(e, 20, ack)
         put32(e, 24, self.drops)
         put32(e, 28, crc32(self._emv[0:28]))
-        self._dev.writeblocks(s, self._emv[0:SHDR], 0)
+        self._prog(s, self._emv[0:SHDR], 0)
 
-    # ---------------- parsing ----------------
+    def _prog(self, s, mv, off):
+        """Program mv at offset off of sector s, whose bytes there are erased."""
+        if self._pager is None:
+            self._dev.writeblocks(s, mv, off)
+        else:
+            self._pager.prog(s, mv, off)

@@ -7,6 +7,9 @@
 # The image lives in a bytearray and is written through to a file (when a path is given) so an
 # agent killed with SIGKILL and restarted finds its flash as it left it.
 #
+# page=256 makes it a page-programmed part (rp2): a program that is not exactly one whole,
+# aligned page raises FlashError.
+#
 # Test hooks: per-sector erase/program counters, bytes programmed, an operation counter, and
 # cut_after(n): the next n program/erase operations complete, operation n+1 is torn (when
 # tear=True) and raises PowerCut, and every flash access after that raises PowerCut until
@@ -31,9 +34,14 @@ class NorFlash:
     cache when there is no file.
     """
 
-    def __init__(self, path, size, sector=4096, create=True, cache=None):
+    def __init__(self, path, size, sector=4096, create=True, cache=None, page=1):
         if sector <= 0 or size <= 0 or size % sector:
             raise ValueError("flash size %d is not a multiple of sector %d" % (size, sector))
+        if page < 1 or sector % page:
+            raise ValueError("flash page %d does not divide sector %d" % (page, sector))
+        # page > 1: a page-programmed part (rp2's QSPI flash through rp2.Flash: 256 bytes):
+        # every program must be one whole, aligned page, as flash_range_program requires
+        self.page = page
         if cache is None:
             cache = path is None
         if path is None and not cache:
@@ -171,6 +179,8 @@ class NorFlash:
     def program(self, addr, data):
         n = len(data)
         self._check(addr, n)
+        if self.page > 1 and (n != self.page or addr % self.page):
+            raise FlashError("program %d B at 0x%x: not a whole page" % (n, addr))
         torn = self._begin()
         old = self._old(addr, n)
         new = int.from_bytes(data, "little")

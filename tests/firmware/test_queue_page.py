@@ -1,0 +1,99 @@
+# heapsize: 64K
+# Page-programmed flash (rp2: flash_range_program takes whole, aligned 256-byte pages): the
+# emulator refuses any other program, and the queue with prog_size=256 issues only whole
+# pages, across commits, acks, sector changes and reboots mid-page. Power cuts in page mode:
+# test_queue_sweep.py.
+import gc
+import os
+import struct
+import sys
+
+import mptest
+from otlink.core.queue import Queue
+from otlink.hal.norflash import NorFlash, FlashError
+
+DIR = sys.argv[1] if len(sys.argv) > 1 else "/tmp"
+T0 = 1700000000000
+BUF = bytearray(20)
+INT = "<HBBqq"  # a reading.py int record, packed with struct (reading.py stays out of 64K)
+
+
+class Clock:
+    t = 0
+
+    def ticks_ms(self):
+        return self.t
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+    def now_ms(self):
+        return T0 + self.t
+
+
+def flash(name, sectors=4):
+    p = DIR + "/" + name
+    try:
+        os.remove(p)
+    except OSError:
+        pass
+    gc.collect()
+    return NorFlash(p, sectors * 4096, cache=False, page=256)
+
+
+def put(q, i):
+    struct.pack_into(INT, BUF, 0, i & 0xFFFF, 0, 0, T0 + i * 100, i * 7919)
+    return q.append(BUF, 20)
+
+
+def test_emulator_enforces_pages():
+    nor = flash("pg0", 2)
+    e = mptest.raises(FlashError, nor.program, 0, b"\x00" * 16)
+    mptest.true("page" in str(e), "partial page refused: %s" % e)
+    mptest.raises(FlashError, nor.program, 128, b"\x00" * 256)  # unaligned
+    mptest.raises(FlashError, nor.program, 0, b"\x00" * 512)  # two pages in one program
+    nor.program(256, b"\x00" * 16 + b"\xff" * 240)
+    nor.program(256, b"\x00" * 32 + b"\xff" * 224)  # a page again: only clears more bits
+    mptest.raises(ValueError, NorFlash, None, 4096, page=3000)
+    nor.close()
+
+
+def test_queue_programs_whole_pages():
+    nor = flash("pg1", 4)
+    dev = nor.region(0, nor.size)
+    c = Clock()
+    mptest.raises(ValueError, Queue, dev, c, prog_size=100)
+    q = Queue(dev, c, commit_count=7, prog_size=256)
+    n = 0
+    for i in range(2500):  # several sectors, wraps the 4-sector ring with acks
+        put(q, i)
+        if i % 50 == 49:
+            last = None
+            for s, _b, _r, _n in q.peek(40):
+                last = s
+            q.ack(last)
+        if i == 1250:
+            q.commit()
+            q = Queue(dev, c, commit_count=7, prog_size=256)  # reboot mid-page
+            n += 1
+    q.commit()
+    mptest.eq(nor.bytes_programmed % 256, 0, "only whole pages programmed")
+    st = q.stats()
+    mptest.eq(st["drops"], 0, "drops")
+    mptest.true(sum(nor.erases) >= 5, "the ring wrapped (%d erases)" % sum(nor.erases))
+    want = st["depth"]
+    got = 0
+    prev = None
+    for s, _b, r, _n in q.peek(10000):
+        pid = struct.unpack_from(INT, r, 0)[0]
+        mptest.true(prev is None or s == prev + 1, "contiguous")
+        mptest.eq(struct.unpack_from(INT, r, 0)[4], pid * 7919, "value of reading %d" % pid)
+        prev = s
+        got += 1
+    mptest.eq(got, want, "every unacknowledged reading back")
+    q2 = Queue(dev, c, prog_size=256)
+    mptest.eq(q2.depth(), want, "after reboot")
+    nor.close()
+
+
+mptest.main(globals())
