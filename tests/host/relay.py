@@ -73,7 +73,9 @@ class Line:
         self.resp_done = None  # due time of the last response byte delivered to the master
         self.count = {k: 0 for k in FAULT_KINDS}
         self.count.update(requests=0, responses=0, req_corrupted=0, resp_corrupted=0,
-                          silenced=0, req_chars=0, resp_chars=0, echo_chars=0)
+                          silenced=0, req_chars=0, resp_chars=0, echo_chars=0, late=0)
+        # answers slower than this are counted as "late" (the master may have given up)
+        self.late_s = faults.get("late_ms", 1e9) / 1000.0
         self.dead = set(faults.get("dead", ()))
         self.echo = bool(faults.get("echo", False))
         self.req_frame = bytearray()
@@ -218,6 +220,8 @@ class Line:
                         self.resp_start = t
                         if self.awaiting and self.req_delivered is not None:
                             self.turn.append(t - self.req_delivered)
+                            if t - self.req_delivered > self.late_s:
+                                self.count["late"] += 1
                         self.awaiting = False
                     self.resp_frame += data
                     if _complete(self.resp_frame):
