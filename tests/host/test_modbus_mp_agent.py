@@ -137,7 +137,12 @@ def main():
         out["heap_locked_cycles"] = locked[0]
         if job.get("run_ms"):
             task = asyncio.create_task(poller.run())
-            await asyncio.sleep_ms(job["run_ms"])
+            await asyncio.sleep_ms(job["run_ms"] // 2)
+            for w in job.get("run_writes", []):
+                # queued: served between two reads of the running poll loop
+                out.setdefault("run_write_codes", []).append(
+                    await poller.write(w[0], w[1], w[2], w[3]))
+            await asyncio.sleep_ms(job["run_ms"] // 2)
             task.cancel()
             try:
                 await task

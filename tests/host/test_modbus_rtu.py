@@ -211,3 +211,33 @@ def test_echo_tolerance(line, tmp_path):
     for p in pts:
         assert out["last"][str(p["id"])][0] != 2, p
     assert relay.stats()["echo_chars"] > 0
+
+
+def test_writes_queue_into_the_running_poll_loop(line, tmp_path):
+    relay, meter = line
+    out = agent(tmp_path, {"serial": serial(relay.agent_port, 115200), "points": REFERENCE_POINTS,
+                           "cycles": 1, "run_ms": 400,
+                           "run_writes": [[1, "holding", 400, [7, 8, 9]], [3, "coil", 5, [True]]]})
+    assert out["run_write_codes"] == [0, 0]
+    assert meter.registers(1, "holding", 400, 3) == [7, 8, 9]
+    assert meter.registers(3, "coil", 5, 1) == [1]
+    assert out["stats"]["1"]["ok"] > 10  # polling went on around the writes
+
+
+def test_retries_recover_dropped_answers(tmp_path):
+    relay = Relay(115200, {"drop": 0.3}, seed=4)
+    meter = start_meter(reference_map=True, device_port=relay.device_port)
+    try:
+        pts = [p for p in REFERENCE_POINTS if p["slave"] == 1]
+        out = agent(tmp_path, {"serial": serial(relay.agent_port, 115200, timeout_ms=100,
+                                                retries=2, offline_after=1000000),
+                               "points": pts, "cycles": 15, "warmup": 0})
+    finally:
+        meter.stop()
+        st = relay.close()
+    s1 = out["stats"]["1"]
+    assert s1["timeouts"] == st["drop"] + st["requests"] - st["responses"]
+    # every timed-out attempt is either retried or is the last of three for its request
+    failed = s1["timeouts"] - s1["retries"]
+    assert s1["retries"] > 5 and 0 <= failed < s1["retries"]
+    assert s1["ok"] + failed == 15 * 3  # 3 requests per cycle for slave 1
