@@ -1,6 +1,8 @@
 # A reading queue held in RAM with the flash queue's interface (otlink.core.queue.Queue):
 # the "no durability" side of the durability-cost benchmark, and a stand-in in uplink tests.
 # Fixed ring of slots allocated once; append/peek/ack do not allocate. Lost on reset.
+from array import array
+
 from otlink.core.compat import const
 from otlink.core.reading import MAX_SIZE
 
@@ -8,7 +10,13 @@ _MASK = const(0xFFFFFFFF)
 
 
 class RamQueue:
+    """capacity records of at most `slot` bytes each (reading.SIZE holds numeric and error
+    records in 20 bytes; the MAX_SIZE default also holds text records)."""
+
     def __init__(self, clock, capacity=4096, boot=1, first_seq=1, slot=MAX_SIZE):
+        if capacity < 1 or not 12 <= slot <= 255:
+            raise ValueError("ram queue capacity %r / slot %r: want >= 1 / 12..255"
+                             % (capacity, slot))
         self.clock = clock
         self.capacity = capacity
         self.boot = boot
@@ -16,8 +24,12 @@ class RamQueue:
         self._buf = bytearray(capacity * slot)
         self._mv = memoryview(self._buf)
         self._len = bytearray(capacity)  # record lengths (<= 255)
-        self._boots = [boot] * capacity
-        self._t = [0] * capacity  # append time (ticks) for oldest-age
+        self._boots = array("I", bytes(4 * capacity))
+        # append time for oldest-age: ms since _t0, modulo 2**31 (ages up to 24 days)
+        self._t = array("I", bytes(4 * capacity))
+        self._t0 = clock.ticks_ms()
+        for i in range(capacity):
+            self._boots[i] = boot
         self._head = 0  # slot of the oldest unacknowledged record
         self._n = 0
         self._seq0 = first_seq & _MASK  # seq of the record in slot _head
@@ -25,6 +37,9 @@ class RamQueue:
         self.appended = 0
 
     def append(self, rec, n):
+        """Store one record (n bytes); return its seq. Does not allocate."""
+        if n > self._slot or n < 1:
+            raise ValueError("reading record length %d: want 1..%d" % (n, self._slot))
         if self._n == self.capacity:  # full: drop the oldest (policy drop_oldest)
             self._head = (self._head + 1) % self.capacity
             self._seq0 = (self._seq0 + 1) & _MASK
@@ -35,11 +50,14 @@ class RamQueue:
         self._mv[o:o + n] = rec[:n] if n != len(rec) else rec
         self._len[i] = n
         self._boots[i] = self.boot
-        self._t[i] = self.clock.ticks_ms()
+        self._t[i] = self._ms()
         seq = (self._seq0 + self._n) & _MASK
         self._n += 1
         self.appended += 1
         return seq
+
+    def _ms(self):
+        return self.clock.ticks_diff(self.clock.ticks_ms(), self._t0) & 0x7FFFFFFF
 
     def tick(self, now_ms=None):
         pass
@@ -53,9 +71,13 @@ class RamQueue:
         return self.peek_from(start, max_n)
 
     def peek_from(self, start, max_n):
+        """As the flash queue: a start before the oldest unacknowledged record is clamped
+        to it; a start past the newest yields nothing."""
         skip = 0
         if start is not None:
-            skip = ((start - self._seq0) & _MASK)
+            skip = (start - self._seq0) & _MASK
+            if skip & 0x80000000:
+                skip = 0  # before the oldest (serial arithmetic)
             if skip >= self._n:
                 return
         cap = self.capacity
@@ -85,6 +107,6 @@ class RamQueue:
     def stats(self):
         age = 0
         if self._n:
-            age = self.clock.ticks_diff(self.clock.ticks_ms(), self._t[self._head])
+            age = (self._ms() - self._t[self._head]) & 0x7FFFFFFF
         return {"depth": self._n, "oldest_age_ms": age, "drops": self.drops, "boot": self.boot,
                 "bytes_used": self._n * self._slot, "next_seq": (self._seq0 + self._n) & _MASK}

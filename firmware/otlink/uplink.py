@@ -14,7 +14,6 @@ import time
 from umqtt import simple as _mqtt
 
 from otlink.core.compat import const
-from otlink.hal import tls as _tls
 
 _IPPROTO_TCP = const(6)  # not exported by MicroPython's socket; same value on Linux and lwIP
 _TCP_NODELAY = const(1)  # Nagle + delayed ACK cap QoS1 at ~22 msg/s on loopback (ANCHORS)
@@ -30,7 +29,7 @@ class DeadlineSocket:
     Writes are gathered in a preallocated buffer and sent as one segment before the next
     read, on flush() or when full (umqtt writes a packet in 4-6 small pieces)."""
 
-    def __init__(self, out_size, timeout_ms):
+    def __init__(self, out, timeout_ms):
         self.raw = socket.socket()
         self._io = self.raw
         self._poll = select.poll()
@@ -38,8 +37,8 @@ class DeadlineSocket:
         self._polled = self.raw
         self._deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
         self._peek = False  # umqtt.check_msg(): the first read returns None when idle
-        self._out = bytearray(out_size)
-        self._outmv = memoryview(self._out)
+        self._out = out  # the Uplink's buffer, allocated once (no 2 KiB per reconnect)
+        self._outmv = memoryview(out)
         self._nout = 0
         self.nodelay = False
         self.last_rx = time.ticks_ms()
@@ -189,7 +188,17 @@ class _Transport:
 
 _transport = _Transport()
 _mqtt.socket = _transport
-_tls.install()
+_tls = None  # otlink.hal.tls, imported when a session uses TLS (ssl costs ~8 KiB of heap)
+
+
+def _tls_module():
+    global _tls
+    if _tls is None:
+        from otlink.hal import tls
+
+        tls.install()
+        _tls = tls
+    return _tls
 
 
 def _b(s):
@@ -227,11 +236,11 @@ class Uplink:
         self.on_ack = on_ack
         self.on_cmd = on_cmd
         self._rand = rand or _rand
-        self.out_size = out_size
+        self._out = bytearray(out_size)  # write coalescing buffer, shared by all sessions
         self.tls = None
         tls_cfg = mqtt_cfg.get("tls")
         if tls_cfg:
-            self.tls = _tls.Tls(tls_cfg, self.host)  # raises TlsError on a bad section
+            self.tls = _tls_module().Tls(tls_cfg, self.host)  # raises TlsError on a bad section
         self.client = None
         self.sock = None
         self.connected = False
@@ -249,7 +258,7 @@ class Uplink:
 
     # --- connection --------------------------------------------------------------------
     def _new_socket(self):
-        s = DeadlineSocket(self.out_size, self.connect_timeout_ms)
+        s = DeadlineSocket(self._out, self.connect_timeout_ms)
         self.sock = s
         return s
 
@@ -394,7 +403,7 @@ class Uplink:
 
 
 def _describe(e):
-    if isinstance(e, _tls.TlsError):
+    if _tls is not None and isinstance(e, _tls.TlsError):
         return e.args[0]
     if isinstance(e, _mqtt.MQTTException):
         code = e.args[0] if e.args else 0

@@ -38,7 +38,9 @@ if o.get("queue", "ram") == "flash":
     q = Queue(nor.region(0, o.get("flash_size", 1 << 20)), clock,
               commit_count=o.get("commit_count", 64), commit_ms=o.get("commit_ms", 1000))
 else:
-    q = RamQueue(clock, capacity=o.get("capacity", 4096), boot=o.get("boot", 1))
+    # the synthetic source writes numeric records only: reading.SIZE slots
+    q = RamQueue(clock, capacity=o.get("capacity", 4096), boot=o.get("boot", 1),
+                 slot=o.get("slot", reading.SIZE))
 
 mqtt = {"host": o.get("host", "127.0.0.1"), "port": o["port"], "ack": o.get("ack", "broker"),
         "qos": o.get("qos", 1), "keepalive_s": o.get("keepalive_s", 30),
@@ -119,13 +121,29 @@ async def ticker():
         await asyncio.sleep_ms(10)
 
 
+failed = None
+
+
+async def guard(coro):
+    # A task that dies (MemoryError under a small heap cap, say) ends the run with its
+    # error in the result instead of leaving the agent idle until the time limit.
+    global failed
+    try:
+        await coro
+    except Exception as e:  # noqa: BLE001 - reported in the RESULT line
+        failed = "%s: %s" % (type(e).__name__, e)
+
+
 async def main():
-    asyncio.create_task(pub.run())
-    asyncio.create_task(source())
-    asyncio.create_task(ticker())
+    asyncio.create_task(guard(pub.run()))
+    asyncio.create_task(guard(source()))
+    asyncio.create_task(guard(ticker()))
     limit = o.get("seconds", 30) * 1000
+    fail_limit = o.get("connect_fail_limit", 0)
     while time.ticks_diff(time.ticks_ms(), t_start) < limit:
         await asyncio.sleep_ms(10)
+        if failed is not None or (fail_limit and not up.connects and up.failures >= fail_limit):
+            break
         if o.get("until_acked") and produced >= o.get("total", 0) + o.get("backlog", 0):
             q.commit()
             if q.depth() == 0:
@@ -143,4 +161,5 @@ print("RESULT " + json.dumps({
     "readings": pub.readings, "hist_batches": pub.hist_batches, "acks": pub.acks,
     "ack_timeouts": pub.ack_timeouts, "connects": up.connects, "failures": up.failures,
     "last_error": up.last_error, "retimed": pub.retimed, "boot": q.boot,
-    "nodelay": True, "mem_free": gc.mem_free(), "drops": q.stats().get("drops", 0)}))
+    "nodelay": True, "mem_free": gc.mem_free(), "drops": q.stats().get("drops", 0),
+    "failed": failed}))

@@ -32,6 +32,9 @@ def test_exact_values_broker_ack(broker):
                              "seconds": 30})
         assert mon.wait(count=1000, seconds=30), f"got {mon.written}"
         res = result(agent)
+        # the death state is published just before the agent exits: let it arrive
+        mon.wait(cond=lambda m: m.states.get(("s1", "n1"), {}).get("online") is False,
+                 seconds=5)
     finally:
         mon.stop()
     assert res["depth"] == 0 and res["produced"] == 1000 and res["readings"] == 1000
