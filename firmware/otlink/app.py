@@ -66,7 +66,7 @@ class App:
         clock = self.clock = board.clock
         qc = cfg["queue"]
         kw = {"commit_count": qc["commit_count"], "commit_ms": qc["commit_ms"],
-              "policy": qc["policy"]}
+              "policy": qc["policy"], "prog_size": board.prog_size()}
         if qc["capacity"]:
             kw["capacity"] = qc["capacity"]
         self.queue = Queue(board.queue_device(), clock, **kw)

@@ -1,5 +1,6 @@
-# ESP32 (4 MiB, no PSRAM): the "vfs" partition is split: littlefs on its head, the
-# store-and-forward queue (boards/esp32.json "queue.size") on its tail.
+# ESP32 (4 MiB, no PSRAM). littlefs keeps the "vfs" partition that MicroPython's _boot.py
+# mounts; the store-and-forward queue owns its own data partition "otq", written into the
+# partition table by `otlink flash` (boards/esp32.json "partition_table", docs/queue.md).
 import esp32
 
 from otlink.hal.machine_board import MachineBoard, load_board
@@ -11,5 +12,8 @@ class Board(MachineBoard):
     def __init__(self, cfg):
         MachineBoard.__init__(self, cfg, load_board("esp32"))
 
-    def flash_device(self):
-        return esp32.Partition.find(esp32.Partition.TYPE_DATA, label="vfs")[0]
+    def queue_device(self):
+        parts = esp32.Partition.find(esp32.Partition.TYPE_DATA, label="otq")
+        if not parts:
+            raise OSError("no 'otq' partition: flash with `otlink flash` (otlink partition table)")
+        return parts[0]

@@ -7,7 +7,6 @@ import machine
 import network
 
 from otlink.hal.clock import Clock
-from otlink.hal.region import Region
 
 _RESET_CAUSES = {}
 
@@ -27,24 +26,12 @@ class MachineBoard:
         self._wlan = None
         self._i2c = {}
         self._cause = machine.reset_cause()
-        self._flash = self.flash_device()
-        fs_blocks, q_first, q_blocks = self.layout()
-        self._fs_dev = Region(self._flash, 0, fs_blocks)
-        self._q_dev = Region(self._flash, q_first, q_blocks)
 
-    # subclasses: flash_device() -> block device of the whole data area; layout()
+    # Each board provides queue_device() (the raw queue region, docs/queue.md "Board
+    # layout") and says how its flash is programmed (prog_size: 1 byte, or 256-byte pages).
 
-    def layout(self):
-        """(fs blocks, first queue block, queue blocks): the queue takes the tail."""
-        total = self._flash.ioctl(4, 0)
-        q_blocks = self.defn["flash"]["regions"]["queue"]["size"] // 4096
-        return total - q_blocks, total - q_blocks, q_blocks
-
-    def queue_device(self):
-        return self._q_dev
-
-    def fs_device(self):
-        return self._fs_dev
+    def prog_size(self):
+        return self.defn["flash"].get("prog_size", 1)
 
     def uart(self, serial_cfg):
         from otlink.hal.uart_machine import open_uart

@@ -1,6 +1,10 @@
-# Raspberry Pi Pico W (2 MiB): rp2.Flash() is the filesystem area; littlefs keeps its head,
-# the queue its tail (boards/pico_w.json). Flash writes stop the CPU (XIP): the UART FIFO
-# is 32 bytes, so the queue commits between Modbus transactions, never during one.
+# Raspberry Pi Pico W (2 MiB). The otlink firmware build's frozen _boot.py mounts littlefs on
+# the head of the storage area only; the queue owns the rest (boards/pico_w.json,
+# docs/queue.md "Board layout"). Stock MicroPython mounts littlefs over the whole area, which
+# would overlap the queue: refuse to start rather than corrupt either.
+# Flash writes stall the CPU (XIP): the queue programs whole 256-byte pages (prog_size).
+import os
+
 import rp2
 
 from otlink.hal.machine_board import MachineBoard, load_board
@@ -12,5 +16,12 @@ class Board(MachineBoard):
     def __init__(self, cfg):
         MachineBoard.__init__(self, cfg, load_board("pico_w"))
 
-    def flash_device(self):
-        return rp2.Flash()
+    def queue_device(self):
+        regions = self.defn["flash"]["regions"]
+        want = regions["fs"]["size"] // 4096
+        have = os.statvfs("/")[2]
+        if have != want:
+            raise OSError("littlefs spans %d blocks, want %d: this is stock MicroPython, "
+                          "flash the otlink Pico W build (docs/queue.md)" % (have, want))
+        q = regions["queue"]
+        return rp2.Flash(start=q["start"], len=q["size"])

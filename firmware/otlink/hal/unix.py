@@ -48,6 +48,9 @@ class Board:
     def queue_device(self):
         return self.nor.region(self._q["offset"], self._q["size"])
 
+    def prog_size(self):
+        return self.defn["flash"].get("prog_size", 1)
+
     def uart(self, serial_cfg):
         from otlink.hal.unix_uart import open_uart
 
