@@ -1,5 +1,5 @@
 # Node config validation inside the Unix port: good configs normalise, bad ones name the field.
-# heapsize: 160K  (compiling config.py from source needs it; boards load .mpy)
+# heapsize: 64K
 import json
 import mptest
 from otlink.core import config
