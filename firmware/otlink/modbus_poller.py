@@ -11,6 +11,9 @@
 # sent, and request k's points are decoded and handed to the sink while request k+1 is on the
 # wire. Two response buffers alternate for that.
 #
+# Time: the ms clock (groups, backoff) is the injected clock; the us timing of the line comes
+# from the UART (uart.now_us), so both can be simulated in tests.
+#
 # Allocation contract: after the first cycle, polling allocates nothing (heap-lock tested), as
 # long as the sink does not and the points are of the non-allocating kinds (core/points.py).
 import time
@@ -277,12 +280,12 @@ class Poller:
                 # failed probe: wait longer
                 b = self._backoff[si] * 2
                 self._backoff[si] = b if b < self._bo_max else self._bo_max
-                self._probe_at[si] = time.ticks_add(time.ticks_ms(), self._backoff[si])
+                self._probe_at[si] = time.ticks_add(self.clock.ticks_ms(), self._backoff[si])
             elif self._fails[si] >= self._offline_after:
                 self._offline[si] = True
                 self._cnt[si * _NC + _C_OFFLINE] += 1
                 self._backoff[si] = self._bo_first
-                self._probe_at[si] = time.ticks_add(time.ticks_ms(), self._bo_first)
+                self._probe_at[si] = time.ticks_add(self.clock.ticks_ms(), self._bo_first)
         else:
             # any answer (even an exception or a bad CRC) means the slave is alive
             self._fails[si] = 0
@@ -296,7 +299,7 @@ class Poller:
         """Set up a read of req; False when its slave is in backoff (an offline reading is
         emitted instead)."""
         si = self._si[req.slave]
-        if not self._may_ask(si, time.ticks_ms()):
+        if not self._may_ask(si, self.clock.ticks_ms()):
             self._cnt[si * _NC + _C_SKIPPED] += 1
             self._emit(req, modbus.ERR_OFFLINE, None)
             return False
@@ -335,14 +338,14 @@ class Poller:
         group back to back that many times and return (tests, benchmarks)."""
         self._running = True
         try:
-            now = time.ticks_ms()
+            now = self.clock.ticks_ms()
             for g in self.groups:
                 g.due = now
             left = cycles
             while True:
                 ran = False
                 for g in self.groups:
-                    if cycles or time.ticks_diff(time.ticks_ms(), g.due) >= 0:
+                    if cycles or time.ticks_diff(self.clock.ticks_ms(), g.due) >= 0:
                         try:
                             for req in g.requests:
                                 if self._wq:
@@ -362,8 +365,8 @@ class Poller:
                             self._pend = None
                             await asyncio.sleep_ms(100)
                         g.due = time.ticks_add(g.due, g.interval_ms)
-                        if time.ticks_diff(time.ticks_ms(), g.due) > 0:
-                            g.due = time.ticks_ms()  # overrun: no catch-up burst
+                        if time.ticks_diff(self.clock.ticks_ms(), g.due) > 0:
+                            g.due = self.clock.ticks_ms()  # overrun: no catch-up burst
                         ran = True
                 if ran:
                     self.cycles += 1
@@ -379,7 +382,7 @@ class Poller:
                     continue
                 if not ran:
                     wait = 1000
-                    now = time.ticks_ms()
+                    now = self.clock.ticks_ms()
                     for g in self.groups:
                         d = time.ticks_diff(g.due, now)
                         if d < wait:
