@@ -102,8 +102,23 @@ def cmd_flash(args: argparse.Namespace) -> int:
     if not fw.exists():
         raise CommandError(f"firmware image {fw} not found")
     if bd["hal"] == "esp32":
+        # The image at 0x1000, then otlink's partition table at 0x8000: it shrinks "vfs" and
+        # adds the queue's own "otq" partition (docs/queue.md, Board layout).
+        from otlink_tools.partitions import TABLE_OFFSET, PartitionError, build
+
+        fl = bd["flash"]
+        try:
+            table = build(fl["partition_table"], fl["size"])
+        except PartitionError as e:
+            raise CommandError(f"boards/{args.board}.json: {e}") from None
+        app = [r for r in fl["partition_table"] if r[1] == "app"][0]
+        if fw.stat().st_size > app[4]:
+            raise CommandError(f"{fw.name} is {fw.stat().st_size} bytes: larger than the "
+                               f"{app[4]}-byte app partition")
+        tpath = Path(tempfile.mkdtemp(prefix="otlink-pt-")) / "partitions.bin"
+        tpath.write_bytes(table)
         cmd = [sys.executable, "-m", "esptool", "--chip", "esp32", "--port", args.port,
-               "write_flash", "-z", "0x1000", str(fw)]
+               "write_flash", "-z", "0x1000", str(fw), hex(TABLE_OFFSET), str(tpath)]
         if args.dry_run:
             print(" ".join(cmd))
             return 0
