@@ -27,7 +27,8 @@ class DeadlineSocket:
     """The socket umqtt.simple sees. Every read/write waits with select.poll against one
     deadline armed by the Uplink before each MQTT operation; past it, OSError(ETIMEDOUT).
     Writes are gathered in a preallocated buffer and sent as one segment before the next
-    read, on flush() or when full (umqtt writes a packet in 4-6 small pieces)."""
+    read, on flush() or when full (umqtt writes a packet in 4-6 small pieces). write() into
+    the buffer allocates nothing (tests/firmware/test_uplink.py checks it under heap_lock)."""
 
     def __init__(self, out, timeout_ms):
         self.raw = socket.socket()
@@ -126,11 +127,18 @@ class DeadlineSocket:
             if n > len(self._out):
                 self._send(memoryview(data)[:n])
                 return n
+        o = self._nout
         if n == len(data):
-            self._outmv[self._nout:self._nout + n] = data
+            self._outmv[o:o + n] = data  # a slice store allocates nothing
+        elif n <= 16:
+            # umqtt writes each packet header as write(buf, n): copy it byte by byte, as
+            # memoryview(data)[:n] would allocate two objects per publish.
+            out = self._out
+            for i in range(n):
+                out[o + i] = data[i]
         else:
-            self._outmv[self._nout:self._nout + n] = memoryview(data)[:n]
-        self._nout += n
+            self._outmv[o:o + n] = memoryview(data)[:n]
+        self._nout = o + n
         return n
 
     def flush(self):
