@@ -44,27 +44,25 @@ DEFAULT_INTERVAL_MS = const(1000)
 
 
 class Point:
-    """One configured point plus its report-on-change state."""
+    """One configured point plus its report-on-change state.
+
+    RAM matters (60 points must fit next to WiFi + MQTT on an ESP32): an instance keeps 15
+    attributes - what decoding needs - and the cold config (name, table, scale, offset, unit,
+    deadband) in one tuple behind properties. err is -1 until something was reported, 0 after
+    a value, else the error code last reported; last/last_lo hold the last reported raw value
+    (for strings: last is the text length, the text is in self.text)."""
 
     def __init__(self, pid, name, slave, table, address, typ, order, bit, words, scale,
                  offset, unit, group, deadband):
         self.id = pid
-        self.name = name
         self.slave = slave
-        self.table = table
         self.fc = modbus.read_fc(table)
         self.address = address
         self.type = typ
-        self.order = order  # index into ORDERS
-        self.wswap = order & 1
-        self.bswap = (order >> 1) & 1
+        self.order = order  # index into ORDERS: bit 0 word swap, bit 1 byte swap
         self.bit = bit
-        self.words = words  # registers (or bits, for coil/discrete: 1)
-        self.scale = scale
-        self.offset = offset
-        self.unit = unit
+        self.words = words  # registers (or 1 bit, for coil/discrete)
         self.group = group
-        self.deadband = deadband
         if typ == T_FLOAT32 or typ == T_FLOAT64:
             self.db_raw = deadband / abs(scale)  # float threshold
         else:
@@ -73,15 +71,38 @@ class Point:
             n = int(q)
             self.db_raw = n if n == q else n + 1
         self.text = bytearray(2 * words) if typ == T_STRING else None
+        self.meta = (name, table, scale, offset, unit, deadband)
         self.reset()
 
     def reset(self):
         """Forget the last report: the next value is always reported."""
-        self.has = False
-        self.last = 0  # last reported raw value (int types), or high word (64-bit, float bits)
+        self.err = -1
+        self.last = 0
         self.last_lo = 0
-        self.err = 0  # last reported error code, 0 = none
-        self.tlen = 0
+
+    @property
+    def name(self):
+        return self.meta[0]
+
+    @property
+    def table(self):
+        return self.meta[1]
+
+    @property
+    def scale(self):
+        return self.meta[2]
+
+    @property
+    def offset(self):
+        return self.meta[3]
+
+    @property
+    def unit(self):
+        return self.meta[4]
+
+    @property
+    def deadband(self):
+        return self.meta[5]
 
     def type_name(self):
         return TYPES[self.type]
@@ -162,26 +183,27 @@ def pack_reading(p, data, off, rec, t, flags):
     when the value is within the deadband of the last report (nothing to send)."""
     typ = p.type
     kind = KIND_INT
+    wswap = p.order & 1
+    bswap = p.order >> 1
     if typ <= T_UINT32 or typ == T_BIT or typ == T_BOOL:
         if typ == T_BOOL:
             v = (data[3 + (off >> 3)] >> (off & 7)) & 1
         elif typ <= T_UINT16 or typ == T_BIT:
-            v = _u16(data, off, p.bswap)
+            v = _u16(data, off, bswap)
             if typ == T_BIT:
                 v = (v >> p.bit) & 1
             elif typ == T_INT16 and v & 0x8000:
                 v -= 0x10000
         else:
-            v = _u32(data, off, 0, p.wswap, p.bswap, 2)
+            v = _u32(data, off, 0, wswap, bswap, 2)
             if typ == T_INT32 and v & 0x80000000:
                 v -= 0x100000000
-        if p.has and not p.err:
+        if p.err == 0:
             d = v - p.last
             if d < 0:
                 d = -d
             if d == 0 or d < p.db_raw:
                 return 0
-        p.has = True
         p.err = 0
         p.last = v
         struct.pack_into("<HBBqq", rec, 0, p.id, KIND_INT, flags, t, v)
@@ -193,13 +215,13 @@ def pack_reading(p, data, off, rec, t, flags):
         if lim > MAX_TEXT:
             lim = MAX_TEXT
         while n < lim:
-            c = data[off + (n ^ 1 if p.bswap else n)]
+            c = data[off + (n ^ 1 if bswap else n)]
             if c == 0:  # NUL-padded fixed-width field
                 break
             rec[HEADER + n] = c
             n += 1
         tx = p.text
-        if p.has and not p.err and n == p.tlen:
+        if p.err == 0 and n == p.last:
             i = 0
             while i < n and tx[i] == rec[HEADER + i]:
                 i += 1
@@ -207,20 +229,19 @@ def pack_reading(p, data, off, rec, t, flags):
                 return 0
         for i in range(n):
             tx[i] = rec[HEADER + i]
-        p.tlen = n
-        p.has = True
+        p.last = n
         p.err = 0
         struct.pack_into("<HBBq", rec, 0, p.id, KIND_TEXT, flags, t)
         return HEADER + n
     # 64-bit integers and floats: work on two 32-bit halves, no big ints.
     if typ == T_FLOAT32:
-        _f32_to_f64(_u32(data, off, 0, p.wswap, p.bswap, 2), _W)
+        _f32_to_f64(_u32(data, off, 0, wswap, bswap, 2), _W)
         hi = _W[0]
         lo = _W[1]
         kind = KIND_FLOAT
     else:
-        hi = _u32(data, off, 0, p.wswap, p.bswap, 4)
-        lo = _u32(data, off, 4, p.wswap, p.bswap, 4)
+        hi = _u32(data, off, 0, wswap, bswap, 4)
+        lo = _u32(data, off, 4, wswap, bswap, 4)
         if typ == T_FLOAT64:
             kind = KIND_FLOAT
         elif typ == T_UINT64 and hi & 0x80000000:
@@ -229,7 +250,7 @@ def pack_reading(p, data, off, rec, t, flags):
             struct.pack_into("<d", _SCRATCH, 0, v)
             lo, hi = struct.unpack_from("<II", _SCRATCH, 0)
             kind = KIND_FLOAT
-    if p.has and not p.err:
+    if p.err == 0:
         if hi == p.last and lo == p.last_lo:
             return 0
         if p.db_raw:
@@ -241,7 +262,6 @@ def pack_reading(p, data, off, rec, t, flags):
                 d = -d
             if d < p.db_raw:
                 return 0
-    p.has = True
     p.err = 0
     p.last = hi
     p.last_lo = lo
@@ -260,7 +280,6 @@ def pack_error(p, code, rec, t, flags):
     if p.err == code:
         return 0
     p.err = code
-    p.has = False
     struct.pack_into("<HBBqq", rec, 0, p.id, KIND_ERR, flags, t, code)
     return SIZE
 
