@@ -27,11 +27,40 @@ from typing import IO, Any
 import paho.mqtt.client as mqtt
 
 from otlink_tools.decode import PayloadError, apply_scale, decode_message, encode_ack, \
-    error_name, parse_topic
+    error_name
 
 FORMATS = ("table", "jsonl", "csv", "influx")
-CSV_FIELDS = ["time", "site", "node", "boot", "seq", "point", "pid", "value", "unit", "raw",
-              "err", "historical", "untimed"]
+CSV_FIELDS = ["time", "uptime_ms", "site", "node", "boot", "seq", "point", "pid", "value",
+              "unit", "raw", "err", "historical", "untimed"]
+REDRAW_S = 0.5  # live table: at most two redraws a second
+
+
+def format_value(v: Any) -> str:
+    """A reading's value for people: integers as integers (1000000, not 1e+06), floats
+    with up to 4 decimals and no trailing zeros (100.3, not 100.30000000000001), very
+    large or small floats in exponent form."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool) or isinstance(v, int) or isinstance(v, str):
+        return str(v)
+    if isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            return str(v)
+        if v != 0 and (abs(v) >= 1e15 or abs(v) < 1e-4):
+            return f"{v:.6g}"
+        text = f"{v:.4f}".rstrip("0").rstrip(".")
+        return "0" if text in ("-0", "") else text
+    return str(v)
+
+
+def format_age(seconds: float) -> str:
+    if seconds < 0:
+        seconds = 0
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+    return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
 
 
 class Seen:
@@ -91,7 +120,7 @@ class Monitor:
                  cafile: str | None = None, cert: str | None = None, key: str | None = None,
                  tls_hostname: str | None = None, user: str | None = None,
                  password: str | None = None, client_id: str = "", keepalive: int = 30,
-                 fsync: bool = False) -> None:
+                 fsync: bool = False, live: bool | None = None) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"format {fmt!r}: one of {', '.join(FORMATS)}")
         if (cert is None) != (key is None):
@@ -99,6 +128,14 @@ class Monitor:
         self.host, self.port, self.prefix = host, port, prefix
         self.site, self.node, self.fmt, self.group, self.ack = site, node, fmt, group, ack
         self.out = out or sys.stdout
+        if live is None:
+            isatty = getattr(self.out, "isatty", None)
+            live = bool(isatty and isatty())
+        # table on a terminal: one row per (node, point) redrawn in place
+        self.live = fmt == "table" and live
+        self.latest: dict[tuple[str, str], dict[int, dict]] = {}
+        self.last_seq: dict[tuple[str, str], tuple[int, int]] = {}
+        self._drawn = 0.0
         self.err = err or sys.stderr
         self.fsync = fsync
         self.cafile, self.cert, self.key, self.tls_hostname = cafile, cert, key, tls_hostname
@@ -141,7 +178,7 @@ class Monitor:
         return [data, self._topic("birth"), self._topic("state")]
 
     # --- connection -----------------------------------------------------------------------
-    def start(self, timeout: float = 10.0) -> "Monitor":
+    def start(self, timeout: float = 10.0) -> Monitor:
         c = self.client
         if self.user is not None:
             c.username_pw_set(self.user, self.password)
@@ -166,6 +203,8 @@ class Monitor:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        if self.live:
+            self.draw()
         self.out.flush()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -207,6 +246,8 @@ class Monitor:
                 self.births[key] = m
             elif kind == "state":
                 self.states[key] = m
+                if self.live:
+                    self._maybe_draw()
             elif kind == "data":
                 self._data(key, m)
             self.cond.notify_all()
@@ -251,8 +292,13 @@ class Monitor:
                     point = p
                     break
         value = apply_scale(r, point) if point else r.get("value")
+        untimed = r["untimed"]
+        # An untimed reading's clock is the node's uptime, not the epoch: never present it
+        # as a time (docs/uplink.md "Untimed readings").
         return {
-            "time": None if r["untimed"] else _iso(r["t_ms"]), "t_ms": r["t_ms"],
+            "time": None if untimed else _iso(r["t_ms"]),
+            "t_ms": None if untimed else r["t_ms"],
+            "uptime_ms": r["t_ms"] if untimed else None,
             "site": key[0], "node": key[1], "boot": m["boot"], "seq": r["seq"],
             "point": point.get("name") if point else f"#{r['pid']}", "pid": r["pid"],
             "value": value, "unit": (point.get("unit") if point else None) or "",
@@ -274,6 +320,17 @@ class Monitor:
         elif self.fmt == "influx":
             for row in rows:
                 out.write(self._influx(row) + "\n")
+        elif self.live:
+            pts = self.latest.setdefault(key, {})
+            now = time.time()
+            for row in rows:
+                row["_rx"] = now
+                pts[row["pid"]] = row
+            last = rows[-1]
+            prev = self.last_seq.get(key)
+            if prev is None or (last["boot"], last["seq"]) > prev:
+                self.last_seq[key] = (last["boot"], last["seq"])
+            self._maybe_draw()
         else:
             if not self._header:
                 out.write(f"{'time':24} {'node':12} {'point':16} {'value':>14} {'unit':6} "
@@ -282,7 +339,7 @@ class Monitor:
             now = time.time() * 1000
             for row in rows:
                 if row["untimed"]:
-                    when = f"uptime+{row['t_ms'] / 1000:.1f}s"
+                    when = f"uptime+{row['uptime_ms'] / 1000:.1f}s"
                 else:
                     when = row["time"][11:23] + f" ({(now - row['t_ms']) / 1000:.0f}s ago)"
                 note = []
@@ -290,10 +347,9 @@ class Monitor:
                     note.append("historical")
                 if row["err"] is not None:
                     note.append(f"error {row['err']}: {error_name(row['err'])}")
-                v = row["value"]
-                vs = "-" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
-                out.write(f"{when:24} {row['node'][:12]:12} {row['point'][:16]:16} {vs:>14} "
-                          f"{row['unit'][:6]:6} {row['seq']:>8}  {', '.join(note)}\n")
+                out.write(f"{when:24} {row['node']:12} {row['point']:16} "
+                          f"{format_value(row['value']):>14} {row['unit']:6} {row['seq']:>8}  "
+                          f"{', '.join(note)}\n")
         out.flush()
         if self.fsync:
             try:
@@ -302,6 +358,59 @@ class Monitor:
                 pass
         self.written += len(rows)
 
+    # --- live table -------------------------------------------------------------------------
+    def _maybe_draw(self) -> None:
+        if time.monotonic() - self._drawn >= REDRAW_S:
+            self.draw()
+
+    def render(self, now: float | None = None) -> str:
+        """The live table as text: per node a state line, then one row per point."""
+        now = time.time() if now is None else now
+        lines = []
+        keys = sorted(set(self.latest) | set(self.states) | set(self.births))
+        for key in keys:
+            st = self.states.get(key, {})
+            online = st.get("online")
+            state = "online" if online else ("OFFLINE" if online is False else "state unknown")
+            seq = self.last_seq.get(key)
+            head = [f"{key[1]} ({key[0]})", state]
+            if "queue_depth" in st:
+                head.append(f"queue {st['queue_depth']}")
+            if "drops" in st:
+                head.append(f"drops {st['drops']}")
+            if seq is not None:
+                head.append(f"boot {seq[0]} last seq {seq[1]}")
+            if not st.get("clock_set", True):
+                head.append("clock not set")
+            lines.append("  ".join(head))
+            pts = self.latest.get(key, {})
+            if not pts:
+                lines.append("  (no readings yet)")
+            rows = [pts[p] for p in sorted(pts)]
+            wn = max([5] + [len(str(r["point"])) for r in rows])
+            wv = max([5] + [len(format_value(r["value"])) for r in rows])
+            wu = max([4] + [len(r["unit"]) for r in rows])
+            if rows:
+                lines.append(f"  {'point':{wn}}  {'value':>{wv}}  {'unit':{wu}}  {'age':>7}  "
+                             "error")
+            for r in rows:
+                if r["untimed"]:
+                    age = now - r["_rx"]  # no wall time on the node: age since arrival
+                else:
+                    age = now - r["t_ms"] / 1000
+                err = "" if r["err"] is None else f"{r['err']}: {error_name(r['err'])}"
+                note = " (historical)" if r["historical"] else ""
+                lines.append(f"  {str(r['point']):{wn}}  {format_value(r['value']):>{wv}}  "
+                             f"{r['unit']:{wu}}  {format_age(age):>7}  {err}{note}")
+            lines.append("")
+        return "\n".join(lines)
+
+    def draw(self) -> None:
+        """Redraw the live table in place (cursor home, clear screen)."""
+        self._drawn = time.monotonic()
+        self.out.write("\x1b[H\x1b[2J" + self.render() + "\n")
+        self.out.flush()
+
     @staticmethod
     def _influx(row: dict) -> str:
         tags = (f"otlink,site={_influx_escape(row['site'])},node={_influx_escape(row['node'])},"
@@ -309,7 +418,7 @@ class Monitor:
         if row["unit"]:
             tags += f",unit={_influx_escape(row['unit'])}"
         if row["untimed"]:
-            tags += ",untimed=true"
+            tags += ",untimed=true"  # no timestamp: the node's clock was not set
         v = row["value"]
         fields = []
         if row["err"] is not None:
@@ -325,6 +434,8 @@ class Monitor:
         fields += [f"seq={row['seq']}i", f"boot={row['boot']}i"]
         if row["historical"]:
             fields.append("historical=true")
+        if row["untimed"]:
+            fields.append(f"uptime_ms={row['uptime_ms']}i")
         line = tags + " " + ",".join(fields)
         if not row["untimed"]:
             line += f" {row['t_ms'] * 1_000_000}"
@@ -346,6 +457,8 @@ class Monitor:
                 if left is not None and left <= 0:
                     return False
                 self.cond.wait(0.5 if left is None else min(left, 0.5))
+                if self.live:
+                    self._maybe_draw()  # ages move on while nothing arrives
 
 
 # --- CLI -------------------------------------------------------------------------------------
