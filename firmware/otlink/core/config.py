@@ -212,12 +212,32 @@ def _num(d, key, path, default):
     return float(v)
 
 
+def _commands(d, points):
+    # Writes from the cmd topic are off unless points are listed here (docs/config.md).
+    d = d or {}
+    _keys(d, "commands", ("writable",))
+    w = d.get("writable", [])
+    if not isinstance(w, list):
+        raise ConfigError("commands.writable", "must be a list of point ids")
+    tables = {}
+    for p in points:
+        tables[p.id] = p.table
+    for i, pid in enumerate(w):
+        t = tables.get(pid)
+        if t is None:
+            raise ConfigError("commands.writable[%d]" % i, "%r is not a Modbus point id" % (pid,))
+        if t != "holding" and t != "coil":
+            raise ConfigError("commands.writable[%d]" % i,
+                              "point %d is a read-only %s point" % (pid, t))
+    return {"writable": w}
+
+
 def validate(cfg):
     """Check a decoded config dict; return it normalised with every default filled in.
 
     Raises ConfigError naming the first wrong field."""
     _keys(cfg, "", ("version", "node", "board", "wifi", "mqtt", "serial", "groups", "points",
-                    "sensors", "queue", "flash"), ("node", "mqtt"))
+                    "sensors", "queue", "flash", "commands"), ("node", "mqtt"))
     ver = _int(cfg, "version", "", SCHEMA_VERSION, 1)
     if ver != SCHEMA_VERSION:
         raise ConfigError("version", "this firmware reads config version %d, got %d"
@@ -262,6 +282,7 @@ def validate(cfg):
         out["points"] = []
         out["serial"] = cfg.get("serial")
     out["sensors"] = _sensors(cfg.get("sensors"), out["groups"], ids)
+    out["commands"] = _commands(cfg.get("commands"), out["points"])
     if not ids:
         raise ConfigError("points", "no points configured: add Modbus points or sensors")
     return out
