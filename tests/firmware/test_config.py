@@ -86,6 +86,16 @@ def test_security_rules():
     mptest.eq(err(c)[0], "wifi", "wifi needed on a board")
 
 
+def test_commands_are_off_by_default_and_checked():
+    mptest.eq(config.validate(base())["commands"], {"writable": []}, "off by default")
+    c = base()
+    c["commands"] = {"writable": [20]}
+    f, p = err(c)
+    mptest.eq(f, "commands.writable[0]", "sensor point is not writable")
+    c["commands"] = {"writable": 20}
+    mptest.eq(err(c)[0], "commands.writable", "must be a list")
+
+
 def test_nothing_to_do_and_bad_json():
     c = base()
     del c["sensors"]
