@@ -13,7 +13,6 @@
 # Blocking: each step does at most one MQTT operation, each bounded by the uplink's
 # deadline, then yields to the other tasks.
 import asyncio
-import time
 
 from otlink.core import reading
 from otlink.core.compat import const

@@ -85,7 +85,8 @@ class RamQueue:
         while k < self._n and k - skip < max_n:
             i = (self._head + k) % cap
             o = i * self._slot
-            yield (self._seq0 + k) & _MASK, self._boots[i], self._mv[o:o + self._len[i]], self._len[i]
+            n = self._len[i]
+            yield (self._seq0 + k) & _MASK, self._boots[i], self._mv[o:o + n], n
             k += 1
 
     def ack(self, seq):

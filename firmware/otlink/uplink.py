@@ -166,7 +166,7 @@ class DeadlineSocket:
     def readable(self):
         """True when data (or EOF) is waiting: lets the caller skip check_msg when idle."""
         self._poll.modify(self._polled, _POLLIN)
-        for _obj, got in self._poll.ipoll(0):
+        for _item in self._poll.ipoll(0):
             return True
         return False
 

@@ -46,7 +46,8 @@ mqtt = {"host": o.get("host", "127.0.0.1"), "port": o["port"], "ack": o.get("ack
         "qos": o.get("qos", 1), "keepalive_s": o.get("keepalive_s", 30),
         "batch_max": o.get("batch_max", 50), "batch_bytes": o.get("batch_bytes", 1024),
         "linger_ms": o.get("linger_ms", 50), "replay_rate": o.get("replay_rate", 20),
-        "state_interval_s": o.get("state_interval_s", 60), "backoff_ms": o.get("backoff_ms", [100, 1000]),
+        "state_interval_s": o.get("state_interval_s", 60),
+        "backoff_ms": o.get("backoff_ms", [100, 1000]),
         "ack_timeout_ms": o.get("ack_timeout_ms", 3000)}
 if o.get("tls"):
     mqtt["tls"] = o["tls"]
@@ -76,7 +77,7 @@ def make(i):
     q.append(buf, reading.SIZE)
 
 
-for i in range(o.get("backlog", 0)):
+for _ in range(o.get("backlog", 0)):
     make(produced)
     produced += 1
 q.commit()

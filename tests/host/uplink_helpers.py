@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import tempfile
-from pathlib import Path
 
 from mp import MICROPYTHON, ROOT, env
 

@@ -54,7 +54,8 @@ class Tls:
             raise TlsError("TLS: mqtt.tls must be an object with ca_file")
         ca = cfg.get("ca_file")
         if not ca:
-            raise TlsError("TLS: mqtt.tls.ca_file is required (server verification is not optional)")
+            raise TlsError("TLS: mqtt.tls.ca_file is required "
+                           "(server verification is not optional)")
         self.ca_file = ca
         self.cadata = _load(ca, "ca_file")
         self.hostname = cfg.get("server_hostname") or host
@@ -67,8 +68,9 @@ class Tls:
         self._ctx = None
 
     def context(self):
-        # Built once and kept: one context per session lifetime, and (measured on the Unix
-        # port) collecting a context that holds a client key can crash the interpreter.
+        # Built once and kept: parsing the CA and the client key again on every reconnect
+        # costs heap and time. (The "uncaught NLR" once blamed on collecting a context with
+        # a client key was a >=255-byte argv item: docs/uplink.md.)
         if self._ctx is not None:
             return self._ctx
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
