@@ -35,6 +35,11 @@ def agent_command(config: str, state: str, heap: str = "256K",
     cmd = [paths.micropython(), "-X", f"heapsize={heap}", str(paths.FIRMWARE / "main.py"),
            "--config", str(config), "--state", str(state), "--board", board,
            "--boards", str(paths.BOARDS)]
+    for a in cmd:
+        # The MicroPython 1.29 Unix port crashes ("FATAL: uncaught NLR") on an argument of
+        # 256 bytes or more; refuse with a clear message instead.
+        if len(a.encode()) >= 256:
+            raise CommandError(f"path too long for the MicroPython Unix port (max 255 bytes): {a}")
     return cmd, env
 
 
