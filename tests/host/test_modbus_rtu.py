@@ -182,7 +182,8 @@ def test_dead_slave_goes_offline_with_backoff(tmp_path):
         kind, got = out["last"][str(p["id"])]
         if p["slave"] == 3:
             assert (kind, got) in ((2, ERR["timeout"]), (2, ERR["offline"])), p
-    assert st["silenced"] == s3["timeouts"]
+    # the relay saw every probe; the last one may still be in flight when the run is cancelled
+    assert s3["timeouts"] <= st["silenced"] <= s3["timeouts"] + 1
 
 
 def test_heap_locked_polling_and_de_timing(line, tmp_path):
