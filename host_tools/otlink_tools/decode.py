@@ -8,13 +8,14 @@ other exception escapes (the monitor must survive whatever a broker delivers).
 from __future__ import annotations
 
 import io
+import json
 import struct
 from typing import Any
 
 import cbor2
 
 VERSION = 1
-KINDS = ("birth", "data", "state", "ack", "cmd")
+KINDS = ("birth", "data", "state", "ack", "cmd", "reply")
 SEQ_MOD = 1 << 32
 FLAG_HISTORICAL = 1
 FLAG_UNTIMED = 2
@@ -325,9 +326,15 @@ def decode_message(topic: str, payload: bytes) -> dict:
     """Decode one message. The kind comes from the topic's last segment; the result also
     carries "site" and "node" from the topic. Raises PayloadError only."""
     prefix, site, node, kind = parse_topic(topic)
+    if kind in ("cmd", "reply"):  # JSON, so that any MQTT tool can send and read them
+        try:
+            body = json.loads(bytes(payload))
+        except (ValueError, TypeError) as e:
+            raise PayloadError(f"{kind}: not JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise PayloadError(f"{kind}: a JSON object wanted")
+        return {"kind": kind, "site": site, "node": node, "body": body}
     obj = _loads(payload)
-    if kind == "cmd":
-        return {"kind": "cmd", "site": site, "node": node, "body": obj}
     try:
         out = _DECODERS[kind](obj)
     except PayloadError:

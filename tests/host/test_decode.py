@@ -193,3 +193,15 @@ def test_fuzz_never_crashes():
             assert str(e)
             bad += 1
     assert bad > 3000 and ok > 100, (ok, bad)
+
+
+def test_cmd_and_reply_are_json_and_checked():
+    from otlink_tools.decode import PayloadError, decode_message
+
+    m = decode_message("otlink/s1/n1/reply", b'{"id": "r1", "ok": true}')
+    assert m == {"kind": "reply", "site": "s1", "node": "n1", "body": {"id": "r1", "ok": True}}
+    m = decode_message("otlink/s1/n1/cmd", b'{"op": "write", "point": 6, "value": 1}')
+    assert m["body"]["point"] == 6
+    for bad in (b"\xa1ab\x01", b"[1, 2]", b""):
+        with pytest.raises(PayloadError, match="cmd"):
+            decode_message("otlink/s1/n1/cmd", bad)

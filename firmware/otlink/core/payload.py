@@ -1,6 +1,6 @@
 # On-wire payloads published by the agent (docs/payload.md is the spec; version 1).
 #
-#   topic  <prefix>/<site>/<node>/<kind>    kind: birth, data, state, ack, cmd
+#   topic  <prefix>/<site>/<node>/<kind>    kind: birth, data, state, ack, cmd, reply
 #   data   {"v":1, "b":boot, "s":first seq, "e":last seq, "f":flags, "t":base ms, "r":[...]}
 #   birth  {"v":1, "node":..., "fw":..., "cfg":..., "boot":..., "pts":[[id,name,unit,type,
 #           scale,offset,source], ...]}
@@ -34,7 +34,7 @@ ERR_SENSOR_CRC = const(17)
 ERR_OFFLINE = const(32)
 ERR_MODBUS_EXC = const(0x80)  # | Modbus exception code (0x81 illegal function, ...)
 
-KINDS = ("birth", "data", "state", "ack", "cmd")
+KINDS = ("birth", "data", "state", "ack", "cmd", "reply")
 
 _HDR_MAX = const(48)  # largest data header: 7-entry map with 9-byte base time
 _READING_MAX = const(21)  # time advance (9) + pid (3) + int or float value (9)
