@@ -142,7 +142,13 @@ class Line:
             del data[self.rng.randrange(1, len(data)):]
         elif self._p("garbage"):
             self.count["garbage"] += 1
-            data += bytes(self.rng.randrange(256) for _ in range(self.rng.randrange(1, 4)))
+            junk = bytes(self.rng.randrange(256) for _ in range(self.rng.randrange(1, 4)))
+            self._schedule(self.a_m, bytes(data), now)
+            # delivered in the same write as the last frame byte, so a busy host can never
+            # open a t3.5 gap between frame and garbage (on the wire they run on back to back)
+            t = self.busy[self.a_m]
+            self.q[self.a_m].extend((t, b) for b in junk)
+            return
         else:
             before = bytes(data)
             if self._corrupt(data, "resp"):
