@@ -13,9 +13,9 @@ from array import array
 from binascii import crc32
 
 from otlink.core.queue_fmt import (
-    M32, SHDR, GHDR, ACK_SIZE, T_GROUP, T_ACK, MASKED, CMP, MAX_REC, MAX_ENC, POLICIES, sdiff,
-    put32,
+    M32, SHDR, GHDR, ACK_SIZE, T_GROUP, T_ACK, CMP, MAX_REC, MAX_ENC, POLICIES, sdiff, put32,
 )
+from otlink.core.queue_codec import enc, zero
 from otlink.core.queue_stats import QueueStats
 
 
@@ -58,6 +58,7 @@ class Queue(QueueStats):
         gc.collect()
         self._g = bytearray(group_bytes)  # staging: group header + encoded records
         self._gmv = memoryview(self._g)
+        self._room = group_bytes - GHDR - MAX_ENC  # body length above which a record may not fit
         self._rb = bytearray(group_bytes)  # one group entry read back from flash
         self._rmv = memoryview(self._rb)
         self._rgen = 0  # bumped whenever _rb is reloaded
@@ -105,44 +106,12 @@ class Queue(QueueStats):
 
         Commits first when the group is full. Does not allocate (except in that commit).
         """
-        if n > MAX_REC or n < 1:
-            raise ValueError("reading record length %d: want 1..%d" % (n, MAX_REC))
-        if self._cnt >= self.commit_count or self._blen + MAX_ENC > len(self._g) - GHDR:
+        if n > MAX_REC or n < 1 or n > len(rec):
+            raise ValueError("reading record length %d: want 1..%d and <= len(rec) %d"
+                             % (n, MAX_REC, len(rec)))
+        if self._blen > self._room or self._cnt >= self.commit_count:
             self.commit()
-        g = self._g
-        o = GHDR + self._blen
-        prev = self._prev
-        m = n if n < CMP else CMP
-        mask = 0
-        diff = 0
-        for k in range(m):
-            if rec[k] != prev[k]:
-                mask |= 1 << k
-                diff += 1
-        if diff + 3 < m:
-            g[o] = MASKED | n
-            g[o + 1] = mask & 0xFF
-            g[o + 2] = (mask >> 8) & 0xFF
-            g[o + 3] = mask >> 16
-            o += 4
-            for k in range(m):
-                if mask & (1 << k):
-                    g[o] = rec[k]
-                    o += 1
-            for k in range(m, n):
-                g[o] = rec[k]
-                o += 1
-        else:
-            g[o] = n
-            o += 1
-            if n == len(rec):
-                g[o:o + n] = rec
-            else:
-                for k in range(n):
-                    g[o + k] = rec[k]
-            o += n
-        for k in range(m):
-            prev[k] = rec[k]
+        o = enc(self._g, GHDR + self._blen, rec, self._prev, n)
         if self._cnt == 0:
             self._t0 = self._clock.ticks_ms()
         seq = (self._wseq + self._cnt) & M32
@@ -193,9 +162,7 @@ class Queue(QueueStats):
     def _reset_stage(self):
         self._cnt = 0
         self._blen = 0
-        p = self._prev
-        for k in range(CMP):
-            p[k] = 0
+        zero(self._prev)
 
     # ---------------- acknowledge ----------------
 

@@ -1,7 +1,8 @@
 # Read side of the queue: peek() from the oldest unacknowledged reading and peek_from() from a
 # given sequence number (docs/queue.md "Reading"). Split from queue_scan.py so each module
 # compiles inside a 64 KiB heap.
-from otlink.core.queue_fmt import M32, SHDR, GHDR, T_GROUP, MASKED, CMP, MAX_REC, sdiff, u32
+from otlink.core.queue_fmt import M32, SHDR, GHDR, T_GROUP, CMP, MAX_REC, sdiff, u32
+from otlink.core.queue_codec import decn, zero
 from otlink.core.queue_scan import QueueScan
 
 
@@ -69,44 +70,32 @@ class QueueRead(QueueScan):
                 self._h_sseq = self._sseq[s]
                 gboot = u32(b, 8)
                 gen = self._rgen
-                for k in range(CMP):
-                    prev[k] = 0
-                p = GHDR
-                for i in range(cnt):
-                    ln = b[p]
-                    p += 1
-                    n = ln & 0x7F
-                    if n > MAX_REC or n == 0:
-                        self.read_errors += 1
+                zero(prev)
+                # readings of this group before want: decoded (each is the base of the next)
+                # but not yielded
+                i = sdiff(want, first)
+                if i < 0:
+                    i = 0
+                p = decn(b, GHDR, size, rec, prev, i) if i else GHDR
+                while p > 0 and i < cnt:
+                    n = p  # the record's length byte is at the old offset
+                    p = decn(b, p, size, rec, prev, 1)
+                    if p < 0:
                         break
-                    m = n if n < CMP else CMP
-                    if ln & MASKED:
-                        mask = b[p] | (b[p + 1] << 8) | (b[p + 2] << 16)
-                        p += 3
-                        for k in range(m):
-                            if mask & (1 << k):
-                                prev[k] = b[p]
-                                p += 1
-                            rec[k] = prev[k]
-                    else:
-                        for k in range(m):
-                            rec[k] = prev[k] = b[p + k]
-                        p += m
-                    for k in range(m, n):
-                        rec[k] = b[p]
-                        p += 1
-                    seq = (first + i) & M32
-                    if sdiff(seq, want) >= 0:
-                        yield seq, gboot, rec, n
-                        got += 1
-                        if got >= max_n:
-                            return
-                        if self._rgen != gen:
-                            # the consumer read other entries meanwhile: reload this group
-                            self._dev.readblocks(s, self._rmv[0:size], eo)
-                            self._dev.readblocks(s, self._hmv[0:GHDR], eo)
-                            self._rgen += 1
-                            gen = self._rgen
+                    n = b[n] & 0x7F
+                    yield (first + i) & M32, gboot, rec, n
+                    got += 1
+                    if got >= max_n:
+                        return
+                    i += 1
+                    if self._rgen != gen:
+                        # the consumer read other entries meanwhile: reload this group
+                        self._dev.readblocks(s, self._rmv[0:size], eo)
+                        self._dev.readblocks(s, self._hmv[0:GHDR], eo)
+                        self._rgen += 1
+                        gen = self._rgen
+                if p < 0:
+                    self.read_errors += 1  # a verified group that does not decode: skipped
             if s == self._head:
                 return
             s = self._next_valid(s)

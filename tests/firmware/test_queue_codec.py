@@ -1,0 +1,135 @@
+# heapsize: 64K
+# The queue's record codec (core/queue_codec.py): the native (viper, compiled at import) and
+# the bytecode implementations give the same bytes on random and edge-case records, decode
+# what they encode, refuse malformed bodies without reading past the end, allocate nothing.
+import mptest
+from otlink.core import queue_codec as qc
+from otlink.core.queue_fmt import CMP, MAX_REC, MAX_ENC, MASKED
+
+class _Rng:
+    x = 0x1234567
+
+    def next(self):
+        x = self.x
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self.x = x
+        return x
+
+
+class PY:
+    # the bytecode versions the module keeps beside the native ones
+    enc = staticmethod(qc.py_enc)
+    decn = staticmethod(qc.py_decn)
+    zero = staticmethod(qc.py_zero)
+
+
+def _records(rng, count):
+    # groups of records shaped like the agent's: shared timestamps, slowly changing values,
+    # text records, and fully random bytes (incompressible)
+    out = []
+    for i in range(count):
+        r = rng.next()
+        kind = r % 5
+        if kind == 4:
+            n = 12 + rng.next() % 65  # text record: 12..76 bytes
+        else:
+            n = 20
+        b = bytearray(n)
+        if kind == 0:
+            for k in range(n):
+                b[k] = rng.next() & 0xFF
+        else:
+            b[0] = i % 10
+            b[2] = kind & 1
+            t = 1700000000000 + (i // 10) * 1000
+            for k in range(8):
+                b[4 + k] = (t >> (8 * k)) & 0xFF
+            v = 1000 + i // 3
+            for k in range(12, n):
+                b[k] = (v >> (8 * (k - 12))) & 0xFF if k < 20 else 65 + (k + i) % 26
+        out.append(b)
+    return out
+
+
+def _encode(mod, recs):
+    g = bytearray(len(recs) * MAX_ENC)
+    prev = bytearray(CMP)
+    o = 0
+    for r in recs:
+        o = mod.enc(g, o, r, prev, len(r))
+    return g, o
+
+
+def test_native_compiled_on_this_port():
+    # the Unix port has the native emitter: the hot path must not silently fall back
+    mptest.true(qc.NATIVE, "viper codec compiled at import")
+
+
+def test_native_and_bytecode_encode_alike_and_round_trip():
+    rng = _Rng()
+    for rnd in range(6):
+        recs = _records(rng, 40)
+        g1, o1 = _encode(qc, recs)
+        g2, o2 = _encode(PY, recs)
+        mptest.eq(o1, o2)
+        mptest.eq(bytes(g1[0:o1]), bytes(g2[0:o2]))
+        masked = 0
+        for mod in (qc, PY):
+            rec = bytearray(MAX_REC)
+            prev = bytearray(CMP)
+            mod.zero(prev)
+            p = 0
+            for r in recs:
+                if g1[p] & MASKED:
+                    masked += 1
+                n = g1[p] & 0x7F
+                p = mod.decn(g1, p, o1, rec, prev, 1)
+                mptest.true(p > 0, "record decodes")
+                mptest.eq(n, len(r), "record length")
+                mptest.eq(bytes(rec[0:n]), bytes(r))
+            mptest.eq(p, o1)
+            # decoding many at once ends at the same place with the last record in rec
+            prev2 = bytearray(CMP)
+            rec2 = bytearray(MAX_REC)
+            mptest.eq(mod.decn(g1, 0, o1, rec2, prev2, len(recs)), o1)
+            mptest.eq(bytes(rec2[0:len(recs[-1])]), bytes(recs[-1]))
+        mptest.true(masked > 0, "masked records seen")  # the workload exercises the masked form
+
+
+def test_truncated_or_malformed_bodies_are_refused():
+    rng = _Rng()
+    recs = _records(rng, 12)
+    g, o = _encode(qc, recs)
+    for mod in (qc, PY):
+        rec = bytearray(MAX_REC)
+        prev = bytearray(CMP)
+        # every truncation of the body: never a record past the end
+        for end in range(o):
+            mod.zero(prev)
+            mptest.eq(mod.decn(g, 0, end, rec, prev, len(recs)), -1)
+        bad = bytearray(g[0:o])
+        bad[0] = 0  # zero length
+        mptest.eq(mod.decn(bad, 0, o, rec, prev, 1), -1)
+        bad[0] = MAX_REC + 1
+        mptest.eq(mod.decn(bad, 0, o, rec, prev, 1), -1)
+
+
+def test_codec_does_not_allocate():
+    recs = _records(_Rng(), 4)
+    g = bytearray(8 * MAX_ENC)
+    prev = bytearray(CMP)
+    rec = bytearray(MAX_REC)
+    r0 = recs[1]
+
+    def run():
+        o = qc.enc(g, 0, r0, prev, 20)
+        o = qc.enc(g, o, r0, prev, 20)
+        qc.zero(prev)
+        return qc.decn(g, 0, o, rec, prev, 2)
+
+    mptest.true(mptest.no_alloc(run) > 0, "decoded under heap lock")
+
+
+mptest.main(globals())
