@@ -29,7 +29,8 @@ from otlink.core.points import pack_error, pack_reading, parse_serial
 from otlink.core.reading import FLAG_UNTIMED, MAX_SIZE
 
 _SLICE_MS = const(1)  # longest single wait inside a transaction before yielding
-_SPIN_US = const(1100)  # below this, busy-poll instead of poll(1) (poll rounds up to >= 1 ms)
+_SPIN_US = const(1100)
+_IDLE_MS = const(20)  # below this, busy-poll instead of poll(1) (poll rounds up to >= 1 ms)
 
 # per-slave counters, index into Poller._cnt[slave_index * _NC + k]
 _C_OK = const(0)
@@ -381,7 +382,9 @@ class Poller:
                     await self._serve_writes()
                     continue
                 if not ran:
-                    wait = 1000
+                    # idle until the next group is due, in naps of at most _IDLE_MS so a
+                    # queued write waits no longer than that
+                    wait = _IDLE_MS
                     now = self.clock.ticks_ms()
                     for g in self.groups:
                         d = time.ticks_diff(g.due, now)
