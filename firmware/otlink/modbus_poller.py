@@ -29,8 +29,8 @@ from otlink.core.points import pack_error, pack_reading, parse_serial
 from otlink.core.reading import FLAG_UNTIMED, MAX_SIZE
 
 _SLICE_MS = const(1)  # longest single wait inside a transaction before yielding
-_SPIN_US = const(1100)
-_IDLE_MS = const(20)  # below this, busy-poll instead of poll(1) (poll rounds up to >= 1 ms)
+_SPIN_US = const(1100)  # below this, busy-poll instead of poll(1) (poll rounds up to >= 1 ms)
+_IDLE_MS = const(20)  # longest nap when no group is due
 
 # per-slave counters, index into Poller._cnt[slave_index * _NC + k]
 _C_OK = const(0)
