@@ -4,7 +4,9 @@
 # what they encode, refuse malformed bodies without reading past the end, allocate nothing.
 import mptest
 from otlink.core import queue_codec as qc
+from otlink.core import queue_codec_py as PY  # the bytecode version
 from otlink.core.queue_fmt import CMP, MAX_REC, MAX_ENC, MASKED
+
 
 class _Rng:
     x = 0x1234567
@@ -16,13 +18,6 @@ class _Rng:
         x ^= (x << 5) & 0xFFFFFFFF
         self.x = x
         return x
-
-
-class PY:
-    # the bytecode versions the module keeps beside the native ones
-    enc = staticmethod(qc.py_enc)
-    decn = staticmethod(qc.py_decn)
-    zero = staticmethod(qc.py_zero)
 
 
 def _records(rng, count):
@@ -64,12 +59,17 @@ def _encode(mod, recs):
 
 def test_native_compiled_on_this_port():
     # the Unix port has the native emitter: the hot path must not silently fall back
+    import sys
+
     mptest.true(qc.NATIVE, "viper codec compiled at import")
+    mptest.true(qc.enc is not PY.enc, "native enc in use")
+    # its source was dropped after compiling
+    mptest.true("otlink.core.queue_codec_src" not in sys.modules, "source module dropped")
 
 
 def test_native_and_bytecode_encode_alike_and_round_trip():
     rng = _Rng()
-    for rnd in range(6):
+    for _ in range(6):
         recs = _records(rng, 40)
         g1, o1 = _encode(qc, recs)
         g2, o2 = _encode(PY, recs)
