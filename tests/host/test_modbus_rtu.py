@@ -254,3 +254,18 @@ def test_poll_loop_never_holds_the_event_loop(line, tmp_path):
     # 1 ms poll slices + at most ~1.1 ms of busy wait before a deadline (+ host jitter); a
     # blocking read of a 53-byte answer at 9600 would hold the loop for ~60 ms
     assert out["max_block_us"] < 8000, out["max_block_us"]
+
+
+def test_delayed_answers_within_the_timeout_are_fine(tmp_path):
+    relay = Relay(115200, {"delay": [0.4, 30]}, seed=2)  # 40 % of answers 30 ms late
+    meter = start_meter(reference_map=True, device_port=relay.device_port)
+    try:
+        pts = [p for p in REFERENCE_POINTS if p["slave"] == 3]
+        out = agent(tmp_path, {"serial": serial(relay.agent_port, 115200, timeout_ms=150),
+                               "points": pts, "cycles": 10, "warmup": 0})
+    finally:
+        meter.stop()
+        st = relay.close()
+    assert st["delay"] > 5
+    s3 = out["stats"]["3"]
+    assert s3["ok"] == st["requests"] and not out["stats"]["codes"], out["stats"]
