@@ -65,6 +65,14 @@ def run(ctx: dict) -> list[dict]:
         rows.append(_row(f"queue projected life, 1 MiB, {rate} reading/s", yq, "years", yl,
                          ">= 15" if rate == 10 else "", yq >= 15 if rate == 10 else None,
                          "100k cycles per sector, most-worn sector"))
+    nat = "native (viper)" if k["codec_native"] else "bytecode: NO native emitter"
+    for what, key in (("append+commit", "append"), ("read-back, peek_from by 50", "peek")):
+        v, b = k[f"codec_native_{key}_per_s"], k[f"codec_bytecode_{key}_per_s"]
+        rows.append({"name": f"queue {what} readings/s, record codec {nat}", "value": v,
+                     "unit": "1/s", "baseline": b, "baseline_name": "same, bytecode codec",
+                     "target": "", "met": None,
+                     "note": "the uplink's pattern: 20,000 readings appended (64 per group), "
+                             "then read back in batches of 50, each acked; RAM flash image"})
     rows.append(_row("queue RAM", k["queue_ram_bytes"], "bytes", None, "", None,
                      "Queue object + buffers on a 32-sector region (grows 9 B per sector)"))
     rows.append(_row("queue heap allocations per append", 0 if k["queue_append_no_alloc"] else 1,

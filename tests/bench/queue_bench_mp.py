@@ -169,7 +169,55 @@ def bench_littlefs():
     out("lfs_readings", NB)
 
 
+def _codec(enc, decn, zero):
+    # point the queue's modules at one codec implementation (native or bytecode)
+    import otlink.core.queue as qm
+    import otlink.core.queue_read as qr
+
+    qm.enc = enc
+    qm.zero = qr.zero = zero
+    qr.decn = decn
+
+
+def bench_codec(tag, n=20000):
+    """The uplink's pattern: append n readings (group commits), then read them back with
+    peek_from in batches of 50, acking each batch. Rates in readings/s."""
+    nor = NorFlash(None, 256 * 1024)
+    clock = Clock()
+    q = Queue(nor.region(0, 256 * 1024), clock, commit_count=64, commit_ms=100)
+    buf = bytearray(reading.MAX_SIZE)
+    t = time.ticks_us()
+    for i in range(n):
+        q.append(buf, make(buf, i))
+    q.commit()
+    ta = time.ticks_diff(time.ticks_us(), t)
+    got = 0
+    start = q.stats()["acked"] + 1
+    t = time.ticks_us()
+    while got < n:
+        last = -1
+        for seq, _b, _rec, _k in q.peek_from(start, 50):
+            last = seq
+            got += 1
+        if last < 0:
+            break
+        q.ack(last)
+        start = last + 1
+    tr = time.ticks_diff(time.ticks_us(), t)
+    out("codec_%s_append_per_s" % tag, n * 1e6 / ta)
+    out("codec_%s_peek_per_s" % tag, got * 1e6 / tr)
+
+
 bench_queue()
+gc.collect()
+from otlink.core import queue_codec, queue_codec_py  # noqa: E402
+
+out("codec_native", 1 if queue_codec.NATIVE else 0)
+bench_codec("native")
+gc.collect()
+_codec(queue_codec_py.enc, queue_codec_py.decn, queue_codec_py.zero)
+bench_codec("bytecode")
+_codec(queue_codec.enc, queue_codec.decn, queue_codec.zero)
 gc.collect()
 bench_alloc()
 gc.collect()

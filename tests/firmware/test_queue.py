@@ -128,6 +128,10 @@ def test_bad_arguments_are_named():
     q = Queue(dev, Clock())
     e = mptest.raises(ValueError, q.append, BUF, 90)
     mptest.true("length" in str(e), str(e))
+    # n past the end of the buffer: refused (the native encoder would read past it)
+    e = mptest.raises(ValueError, q.append, bytearray(12), 20)
+    mptest.true("len(rec) 12" in str(e), str(e))
+    mptest.eq(q.staged, 0, "nothing staged by refused appends")
     nor.close()
 
 
