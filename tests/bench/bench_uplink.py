@@ -248,8 +248,8 @@ def run(ctx: dict) -> list[dict]:
                      "baseline_name": "QoS0 + RAM queue readings/s",
                      "target": ">= 0.5", "met": ratio >= 0.5,
                      "note": f"QoS1+flash {rate:,.0f}/s, QoS0+RAM {r0:,.0f}/s; both 128K .mpy, "
-                             "best of 3 runs each. The gap is the flash queue (append+commit "
-                             "and read-back, ~9.5 us/reading), not QoS1 (docs/uplink.md)"
+                             "best of 3 runs each. The gap is mostly the flash queue "
+                             "(append+commit and read-back), not QoS1 (docs/uplink.md)"
                              + (f"; ERROR {res0['error']}" if "error" in res0 else "")})
         backlog = 36000  # a 10-minute outage at 60 readings/s
         d = backlog_drain(root, mpy, broker, backlog, 200, "128K")
