@@ -114,10 +114,25 @@ def test_report_on_change_and_deadband():
     true(pack_reading(f, fd(230.0), 3, rec, 0, 0) > 0, "float first")
     eq(pack_reading(f, fd(230.5), 3, rec, 0, 0), 0, "float inside deadband")
     true(pack_reading(f, fd(231.0), 3, rec, 0, 0) > 0, "float at deadband")
-    s = one({"type": "string", "length": 2})
+    s = one({"type": "string", "length": 2, "deadband": 0})
     true(pack_reading(s, frame_with(b"ABCD"), 3, rec, 0, 0) > 0, "string first")
     eq(pack_reading(s, frame_with(b"ABCD"), 3, rec, 0, 0), 0, "string unchanged")
     true(pack_reading(s, frame_with(b"ABCE"), 3, rec, 0, 0) > 0, "string changed")
+
+
+def test_without_deadband_every_poll_is_reported():
+    rec = bytearray(reading.MAX_SIZE)
+    for cfg, data in (({"type": "int16"}, struct.pack(">h", 7)),
+                      ({"type": "float32"}, struct.pack(">f", 230.0)),
+                      ({"type": "uint64"}, struct.pack(">Q", 5)),
+                      ({"type": "string", "length": 2}, b"ABCD")):
+        p = one(cfg)
+        for i in range(3):
+            true(pack_reading(p, frame_with(data), 3, rec, 0, 0) > 0,
+                 "%s poll %d reported" % (cfg["type"], i))
+    p = one({"type": "int16", "deadband": 0})
+    true(pack_reading(p, frame_with(struct.pack(">h", 7)), 3, rec, 0, 0) > 0, "first")
+    eq(pack_reading(p, frame_with(struct.pack(">h", 7)), 3, rec, 0, 0), 0, "deadband 0: change only")
 
 
 def test_decode_does_not_allocate():

@@ -63,6 +63,11 @@ class Point:
         self.bit = bit
         self.words = words  # registers (or 1 bit, for coil/discrete)
         self.group = group
+        # No deadband configured: report every poll (a consumer sees the real interval).
+        # A deadband (0 included): report on change beyond it only.
+        self.onchange = deadband is not None
+        if deadband is None:
+            deadband = 0
         if typ == T_FLOAT32 or typ == T_FLOAT64:
             self.db_raw = deadband / abs(scale)  # float threshold
         else:
@@ -198,7 +203,7 @@ def pack_reading(p, data, off, rec, t, flags):
             v = _u32(data, off, 0, wswap, bswap, 2)
             if typ == T_INT32 and v & 0x80000000:
                 v -= 0x100000000
-        if p.err == 0:
+        if p.err == 0 and p.onchange:
             d = v - p.last
             if d < 0:
                 d = -d
@@ -221,7 +226,7 @@ def pack_reading(p, data, off, rec, t, flags):
             rec[HEADER + n] = c
             n += 1
         tx = p.text
-        if p.err == 0 and n == p.last:
+        if p.err == 0 and p.onchange and n == p.last:
             i = 0
             while i < n and tx[i] == rec[HEADER + i]:
                 i += 1
@@ -250,7 +255,7 @@ def pack_reading(p, data, off, rec, t, flags):
             struct.pack_into("<d", _SCRATCH, 0, v)
             lo, hi = struct.unpack_from("<II", _SCRATCH, 0)
             kind = KIND_FLOAT
-    if p.err == 0:
+    if p.err == 0 and p.onchange:
         if hi == p.last and lo == p.last_lo:
             return 0
         if p.db_raw:
@@ -437,9 +442,11 @@ def parse_points(points_cfg, serial_cfg):
         if group not in groups:
             raise ConfigError(w + "group", "unknown group %r (declared: %s)"
                               % (group, ", ".join(sorted(groups))))
-        deadband = _num(cfg, "deadband", w, 0)
-        if deadband < 0:
-            raise ConfigError(w + "deadband", "must be >= 0")
+        deadband = None  # absent: report every poll
+        if cfg.get("deadband") is not None:
+            deadband = _num(cfg, "deadband", w, 0)
+            if deadband < 0:
+                raise ConfigError(w + "deadband", "must be >= 0")
         out.append(Point(pid, name, slave, table, address, typ, order, bit, words, scale,
                          offset, unit, group, deadband))
     return out
