@@ -84,6 +84,7 @@ class Poller:
             self._si[s] = i
         n = len(slaves)
         self._cnt = [0] * (n * _NC)
+        self._bus_us = [0] * n
         self._fails = [0] * n  # consecutive timeouts
         self._offline = [False] * n
         self._probe_at = [0] * n  # ticks_ms of the next probe while offline
@@ -101,6 +102,7 @@ class Poller:
         self._running = False
         self.on_cycle = None  # on_cycle(poller) after each cycle (tests: heap lock)
         self._st = _ST_IDLE
+        self._t0 = 0
         self._got = 0
         self._tries = 0
 
@@ -108,13 +110,14 @@ class Poller:
 
     def stats(self):
         """{slave: {ok, timeouts, crc, frame, exceptions, wrong, offline, skipped, retries,
-        online}} plus "codes": {error name: count} and "cycles". Allocates."""
+        online, bus_ms}} plus "codes": {error name: count} and "cycles". Allocates."""
         out = {}
         for i, s in enumerate(self.slaves):
             d = {}
             for k, name in enumerate(_NAMES):
                 d[name] = self._cnt[i * _NC + k]
             d["online"] = not self._offline[i]
+            d["bus_ms"] = self._bus_us[i] // 1000
             out[s] = d
         out["codes"] = dict((modbus.error_name(c), v) for c, v in self.codes.items() if v)
         out["cycles"] = self.cycles
@@ -152,6 +155,7 @@ class Poller:
         self._rx = rx
         self._bc = broadcast
         self._st = _ST_GAP
+        self._t0 = self.uart.now_us()
 
     def _pump(self):
         """Advance the transaction; True while it is still running (the caller yields to the
@@ -321,6 +325,8 @@ class Poller:
         si = self._si[req.slave]
         code = self._result(self._got)
         self._count(si, code)
+        # bus time spent on this slave (us): what a dead slave costs the others
+        self._bus_us[si] += time.ticks_diff(self.uart.now_us(), self._t0)
         self._tries -= 1
         if code and code >= 256 and code != modbus.ERR_ECHO and self._tries > 0:
             self._cnt[si * _NC + _C_RETRY] += 1

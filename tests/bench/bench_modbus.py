@@ -128,7 +128,8 @@ def alloc_bench(cycles: int) -> list[dict]:
         locked = agent({"serial": serial(relay.agent_port, 115200), "points": pts,
                         "cycles": cycles, "warmup": 3, "heap_lock": True})
         measured = agent({"serial": serial(relay.agent_port, 115200), "points": pts,
-                          "cycles": cycles, "warmup": 3, "measure_alloc": True})
+                          "cycles": cycles, "warmup": 3, "measure_alloc": True,
+                          "keep": False})  # the sink only counts
     finally:
         meter.stop()
         relay.close()
@@ -169,8 +170,10 @@ def corruption_bench(transactions: int, mode: str = "bit") -> list[dict]:
     codes = out["stats"]["codes"]
     tx = st["requests"]
     unanswered = st["requests"] - st["responses"]
+    # A late answer (> 7 ms, host hiccup) is rightly a timeout, and if it then runs into the
+    # next answer both become one framing error: so each late answer may move one count.
     late = st["late"]
-    exact = (codes.get("crc", 0) == st["resp_corrupted"]
+    exact = (st["resp_corrupted"] - late <= codes.get("crc", 0) <= st["resp_corrupted"]
              and unanswered <= codes.get("timeout", 0) <= unanswered + late
              and codes.get("frame", 0) <= late)
     other = {k: v for k, v in codes.items() if k not in ("crc", "timeout", "frame")}
@@ -201,6 +204,8 @@ def corruption_bench(transactions: int, mode: str = "bit") -> list[dict]:
 
 
 def dead_slave_bench(backoff_ms: int, timeout_ms: int, run_cycles: int) -> list[dict]:
+    """Bus time the dead slave takes from the others per backoff period (measured by the
+    poller per slave), against one timed-out transaction: request + timeout + t3.5."""
     res = {}
     for mode in ("alive", "dead"):
         relay = Relay(115200, {"dead": [3]} if mode == "dead" else {}, seed=1)
@@ -217,16 +222,19 @@ def dead_slave_bench(backoff_ms: int, timeout_ms: int, run_cycles: int) -> list[
             relay.close()
     c0 = res["alive"]["cycle_us"] / 1000
     c1 = res["dead"]["cycle_us"] / 1000
-    total = c1 * run_cycles
-    periods = max(1.0, total / backoff_ms)
-    extra = (c1 - c0) * run_cycles / periods
+    total_ms = c1 * run_cycles
+    periods = total_ms / backoff_ms
     s3 = res["dead"]["stats"]["3"]
-    return [{"name": "modbus dead slave: extra ms per backoff period", "value": extra,
+    # bus_ms counts from the warm-up cycle on, which holds the first (detecting) timeout
+    per_period = s3["bus_ms"] / (periods + 1)
+    one_tx = timeout_ms + 8 * 11 / 115.2 + 1.75
+    return [{"name": "modbus dead slave: its bus ms per backoff period", "value": per_period,
              "unit": "ms", "baseline": c0, "baseline_name": "cycle ms, slaves 1+2 only",
-             "target": f"<= timeout {timeout_ms}", "met": extra <= timeout_ms,
-             "note": f"cycle of slaves 1+2 {c0:.2f} ms alone, {c1:.2f} ms with dead slave 3 "
-                     f"(timeouts {s3['timeouts']}, skipped {s3['skipped']} over "
-                     f"{total / 1000:.1f} s, backoff {backoff_ms} ms)"}]
+             "target": f"<= 1 timed-out tx = {one_tx:.1f}", "met": per_period <= one_tx,
+             "note": f"slave 3 dead: {s3['timeouts']} timeouts, {s3['skipped']} requests "
+                     f"skipped, {s3['bus_ms']} ms of bus in {total_ms / 1000:.1f} s "
+                     f"({periods:.1f} periods of {backoff_ms} ms); cycle {c1:.2f} ms vs "
+                     f"{c0:.2f} ms without slave 3 (separate run)"}]
 
 
 def run(ctx: dict) -> list[dict]:

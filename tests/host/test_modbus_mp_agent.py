@@ -48,33 +48,39 @@ def main():
             exp_int[pid] = v
 
 
+    # The sink closes over one variable only: MicroPython heap-allocates the argument array
+    # of a closure call with more than a few closed-over cells, which the heap-locked cycles
+    # would (rightly) catch.
+    S = [cnt, exp_int, exp_bits, bad, keep, last, None]
+
     def sink(rec, n):
-        cnt[0] += 1
+        c = S[0]
+        c[0] += 1
         pid = rec[0] | (rec[1] << 8)
         kind = rec[2]
         if kind == reading.KIND_ERR:
-            cnt[2] += 1
+            c[2] += 1
         elif kind == reading.KIND_INT:
-            if pid in exp_int:
+            if pid in S[1]:
                 lo = rec[12] | rec[13] << 8 | rec[14] << 16 | rec[15] << 24
-                want = exp_int[pid]
-                if (want & 0xFFFFFFFF) != lo:
-                    cnt[1] += 1
-                    if len(bad) < 10:
-                        bad.append([pid, lo, poller.cycles])
+                if (S[1][pid] & 0xFFFFFFFF) != lo:
+                    c[1] += 1
+                    if len(S[3]) < 10:
+                        S[3].append([pid, lo, S[6].cycles])
         elif kind == reading.KIND_FLOAT:
-            if pid in exp_bits:
+            if pid in S[2]:
                 lo = rec[12] | rec[13] << 8 | rec[14] << 16 | rec[15] << 24
                 hi = rec[16] | rec[17] << 8 | rec[18] << 16 | rec[19] << 24
-                w = exp_bits[pid]
+                w = S[2][pid]
                 if lo != w[0] or hi != w[1]:
-                    cnt[1] += 1
-                    if len(bad) < 10:
-                        bad.append([pid, lo, hi, poller.cycles])
-        if keep[0]:
-            last[pid] = reading.unpack(rec, n)
+                    c[1] += 1
+                    if len(S[3]) < 10:
+                        S[3].append([pid, lo, hi, S[6].cycles])
+        if S[4][0]:
+            S[5][pid] = reading.unpack(rec, n)
 
     poller = Poller(uart, clock, ser, points, sink, merge=job.get("merge", True))
+    S[6] = poller
     out = {}
 
     async def go():
