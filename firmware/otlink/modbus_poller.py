@@ -364,8 +364,8 @@ class Poller:
                                         await asyncio.sleep_ms(0)
                                     if self._finish(req):
                                         break
-                            if self._pend is not None:
-                                self._flush()
+                            # the last answer of the group stays pending: it is decoded while
+                            # the next request is on the wire, or before going idle
                         except OSError:
                             # the port itself failed (adapter unplugged): count, pause, go on
                             self.bus_errors += 1
@@ -382,12 +382,16 @@ class Poller:
                 if cycles:
                     left -= 1
                     if left <= 0:
+                        if self._pend is not None:
+                            self._flush()
                         return
                     continue
                 if self._wq:
                     await self._serve_writes()
                     continue
                 if not ran:
+                    if self._pend is not None:
+                        self._flush()
                     # idle until the next group is due, in naps of at most _IDLE_MS so a
                     # queued write waits no longer than that
                     wait = _IDLE_MS
