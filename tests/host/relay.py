@@ -67,13 +67,15 @@ class Line:
         self.gap = max(3.5 * self.char, 0.00175) if baud else 0.0005
         self.req_delivered = None  # time the last request byte reached the device
         self.awaiting = False
+        self.req_arrival = 0.0
         self.turn: list[float] = []
         self.idle: list[float] = []
         self.log: list = []
         self.resp_done = None  # due time of the last response byte delivered to the master
         self.count = {k: 0 for k in FAULT_KINDS}
         self.count.update(requests=0, responses=0, req_corrupted=0, resp_corrupted=0,
-                          silenced=0, req_chars=0, resp_chars=0, echo_chars=0, late=0)
+                          silenced=0, req_chars=0, resp_chars=0, echo_chars=0, late=0,
+                          unsolicited=0, overtaken=0)
         # answers slower than this are counted as "late" (the master may have given up)
         self.late_s = faults.get("late_ms", 1e9) / 1000.0
         self.dead = set(faults.get("dead", ()))
@@ -117,6 +119,9 @@ class Line:
             # the bytes still take wire time (the line is busy), nobody answers
             self.busy[self.d_m] = max(self.busy[self.d_m], now) + len(data) * self.char
             return
+        self.req_arrival = now
+        if self.awaiting:
+            self.count["overtaken"] += 1  # the master asked again before an answer came
         orig = bytes(data)
         if self._corrupt(data, "req"):
             self.count["req_corrupted"] += 1
@@ -221,13 +226,17 @@ class Line:
                         self.req_frame = bytearray()
                 else:
                     if not self.resp_frame:
+                        if not self.awaiting:
+                            self.count["unsolicited"] += 1  # an answer nobody asked for
                         # the response starts: the slave's turnaround ends here. Pymodbus
                         # writes the whole response at once, so arrival = first byte.
                         self.resp_start = t
                         if self.awaiting and self.req_delivered is not None:
                             self.turn.append(t - self.req_delivered)
-                            if t - self.req_delivered > self.late_s:
-                                self.count["late"] += 1
+                        # late as the master sees it: from when its request reached the relay
+                        # (includes any hiccup of the relay itself)
+                        if self.awaiting and t - self.req_arrival > self.late_s:
+                            self.count["late"] += 1
                         self.awaiting = False
                     self.resp_frame += data
                     if _complete(self.resp_frame):
