@@ -2,26 +2,15 @@
 # The emulated NOR flash of the Unix HAL: erased 0xFF file image that survives a restart,
 # program only clears bits, 4 KiB sector erase, counters, power-cut hook, block device for
 # vfs.VfsLfs2 (issue 3 item 4).
-import os
-import sys
 import gc
 import vfs
 
 import mptest
 from otlink.hal.norflash import NorFlash, FlashError, PowerCut
+from queue_helpers import fresh
 
-DIR = sys.argv[1] if len(sys.argv) > 1 else "/tmp"
 SIZE = 64 * 1024
 RAM = 8 * 1024  # RAM-cached images stay small under the 64K heap
-
-
-def fresh(name):
-    p = DIR + "/" + name
-    try:
-        os.remove(p)
-    except OSError:
-        pass
-    return p
 
 
 def test_new_image_is_erased_and_persists():

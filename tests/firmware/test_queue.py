@@ -2,44 +2,14 @@
 # The store-and-forward flash queue (issue 4) under the 64K heap target, on a file-backed
 # emulated NOR flash (no flash image in the heap): append/peek/ack, group commit by count and
 # time, boot counter and sequence numbers across reboots, capacity policies, corruption.
-import gc
-import os
-import sys
-
 import mptest
 from otlink.core import reading
 import otlink.hal.norflash_region  # noqa: F401 (compiled before the queue: smaller peak)
 from otlink.core.queue import Queue
 from otlink.core.queue_fmt import sdiff, M32
-from otlink.hal.norflash import NorFlash
+from queue_helpers import T0, Clock, flash
 
-DIR = sys.argv[1] if len(sys.argv) > 1 else "/tmp"
-T0 = 1700000000000
 BUF = bytearray(reading.MAX_SIZE)
-
-
-class Clock:
-    def __init__(self):
-        self.t = 0
-
-    def ticks_ms(self):
-        return self.t
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def now_ms(self):
-        return T0 + self.t
-
-
-def flash(name, sectors=8):
-    p = DIR + "/" + name
-    try:
-        os.remove(p)
-    except OSError:
-        pass
-    gc.collect()
-    return NorFlash(p, sectors * 4096, cache=False)
 
 
 def put(q, i):

@@ -4,41 +4,14 @@
 # stop), and damaged sectors (bit flips, a sector erased mid-log) skipped, counted, the rest
 # kept.
 import gc
-import os
-import sys
 
 import mptest
 from otlink.core import reading
 from otlink.core.queue import Queue
 from otlink.hal.norflash import NorFlash
+from queue_helpers import DIR, T0, Clock, flash
 
-DIR = sys.argv[1] if len(sys.argv) > 1 else "/tmp"
-T0 = 1700000000000
 BUF = bytearray(reading.MAX_SIZE)
-
-
-class Clock:
-    def __init__(self):
-        self.t = 0
-
-    def ticks_ms(self):
-        return self.t
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def now_ms(self):
-        return T0 + self.t
-
-
-def flash(name, sectors=8):
-    p = DIR + "/" + name
-    try:
-        os.remove(p)
-    except OSError:
-        pass
-    gc.collect()
-    return NorFlash(p, sectors * 4096, cache=False)
 
 
 def put(q, i):

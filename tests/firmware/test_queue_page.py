@@ -3,51 +3,21 @@
 # emulator refuses any other program, and the queue with prog_size=256 issues only whole
 # pages, across commits, acks, sector changes and reboots mid-page. Power cuts in page mode:
 # test_queue_sweep.py.
-import gc
-import os
 import struct
-import sys
 
 import mptest
+from queue_helpers import BUF, INT, Clock, flash, pack  # compiled before the queue: smaller peak
 from otlink.core.queue import Queue
 from otlink.hal.norflash import NorFlash, FlashError
 
-DIR = sys.argv[1] if len(sys.argv) > 1 else "/tmp"
-T0 = 1700000000000
-BUF = bytearray(20)
-INT = "<HBBqq"  # a reading.py int record, packed with struct (reading.py stays out of 64K)
-
-
-class Clock:
-    t = 0
-
-    def ticks_ms(self):
-        return self.t
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def now_ms(self):
-        return T0 + self.t
-
-
-def flash(name, sectors=4):
-    p = DIR + "/" + name
-    try:
-        os.remove(p)
-    except OSError:
-        pass
-    gc.collect()
-    return NorFlash(p, sectors * 4096, cache=False, page=256)
-
 
 def put(q, i):
-    struct.pack_into(INT, BUF, 0, i & 0xFFFF, 0, 0, T0 + i * 100, i * 7919)
-    return q.append(BUF, 20)
+    # a reading.py int record packed with struct (queue_helpers: reading.py stays out of 64K)
+    return q.append(BUF, pack(i, i * 7919, 100))
 
 
 def test_emulator_enforces_pages():
-    nor = flash("pg0", 2)
+    nor = flash("pg0", 2, page=256)
     e = mptest.raises(FlashError, nor.program, 0, b"\x00" * 16)
     mptest.true("page" in str(e), "partial page refused: %s" % e)
     mptest.raises(FlashError, nor.program, 128, b"\x00" * 256)  # unaligned
@@ -59,7 +29,7 @@ def test_emulator_enforces_pages():
 
 
 def test_queue_programs_whole_pages():
-    nor = flash("pg1", 4)
+    nor = flash("pg1", 4, page=256)
     dev = nor.region(0, nor.size)
     c = Clock()
     mptest.raises(ValueError, Queue, dev, c, prog_size=100)

@@ -3,64 +3,20 @@
 # readings from a given sequence number, as the publisher does to replay backlog beside live
 # data with several batches in flight. Checked against peek() across sector boundaries, ring
 # and serial-number wraps, after acks, after recovery, with a start before the oldest
-# (clamped) or after the newest (empty). Wraps: test_queue_peek_wrap.py; seeking, drops and
-# damage: test_queue_peek_seek.py.
+# (clamped) or after the newest (empty), and no more allocation than peek(). Seeking, drops
+# and damage: test_queue_peek_seek.py. Records are packed with struct (queue_helpers) to keep
+# reading.py out of this test's 64K heap.
 import gc
-import os
 import struct
-import sys
 from array import array
 
+import micropython
 
 import mptest
 import otlink.hal.norflash_region  # noqa: F401 (compiled before the queue: smaller peak)
 from otlink.core.queue import Queue
-from otlink.core.queue_fmt import M32
-from otlink.hal.norflash import NorFlash
-
-DIR = sys.argv[1] if len(sys.argv) > 1 else "/tmp"
-T0 = 1700000000000
-BUF = bytearray(20)
-INT = "<HBBqq"  # a reading.py int record (pid, kind 0, flags, t, v), packed here with
-# struct to keep reading.py out of this test's 64K heap
-
-
-class Clock:
-    def __init__(self):
-        self.t = 0
-
-    def ticks_ms(self):
-        return self.t
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def now_ms(self):
-        return T0 + self.t
-
-
-def flash(name, sectors=8):
-    p = DIR + "/" + name
-    try:
-        os.remove(p)
-    except OSError:
-        pass
-    gc.collect()
-    return NorFlash(p, sectors * 4096, cache=False)
-
-
-def value(i):
-    return (i * 0x9E3779B97F4A7C15) & 0x7FFFFFFFFFFFFFFF  # every byte changes: ~17 B each
-
-
-def pack(i, v):
-    struct.pack_into(INT, BUF, 0, i & 0xFFFF, 0, 0, T0 + i * 1237, v)
-    return 20
-
-
-def put(q, i):
-    # the point id is the reading index (so a returned record names its expected value)
-    return q.append(BUF, pack(i, value(i)))
+from otlink.core.queue_fmt import M32, sdiff
+from queue_helpers import INT, Clock, flash, put, value
 
 
 class Ref:
@@ -146,6 +102,54 @@ def test_across_sectors_acks_and_recovery():
     q2 = Queue(dev, c, commit_count=10)
     ref2 = check_all_starts(q2, "after recovery")
     mptest.true(ref2.off == ref.off and ref2.idx == ref.idx, "same readings after reboot")
+    nor.close()
+
+
+def test_ring_and_serial_wrap():
+    nor = flash("pf2", 4)
+    dev = nor.region(0, nor.size)
+    q = Queue(dev, Clock(), commit_count=7)
+    q._wseq = (M32 - 300) & M32  # white-box: as if 4 billion readings had gone by
+    q._ack = (M32 - 301) & M32
+    i = 0
+    for rnd in range(6):  # the 4-sector ring wraps several times
+        for _ in range(300):
+            put(q, i)
+            i += 1
+        q.commit()
+        ref = Ref(q)
+        mptest.true(len(ref) > 0, "backlog in round %d" % rnd)
+        q.ack(ref.seq(len(ref) // 2))
+        ref = None
+    mptest.eq(q.stats()["drops"], 0, "no drops")
+    ref = check_all_starts(q, "after wraps")
+    mptest.true(sdiff(ref.seq(0), M32) > 0, "sequence numbers wrapped past 0")
+    nor.close()
+
+
+def test_allocation_like_peek():
+    nor = flash("pf5", 4)
+    q = Queue(nor.region(0, nor.size), Clock(), commit_count=10)
+    for i in range(300):
+        put(q, i)
+    q.commit()
+
+    def drain(gen):
+        k = 0
+        for _s, _b, _r, _n in gen:
+            k += 1
+        return k
+
+    gc.collect()
+    a = micropython.mem_total() if hasattr(micropython, "mem_total") else 0
+    drain(q.peek(50))
+    peek_bytes = (micropython.mem_total() - a) if a else 0
+    q._h_s = -1  # no hint: the same starting point as peek
+    a = micropython.mem_total() if a else 0
+    drain(q.peek_from(1, 50))
+    pf_bytes = (micropython.mem_total() - a) if a else 0
+    mptest.true(pf_bytes <= peek_bytes + 32,
+                "peek_from allocated %d B, peek %d B" % (pf_bytes, peek_bytes))
     nor.close()
 
 

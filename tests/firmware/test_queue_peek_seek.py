@@ -2,37 +2,16 @@
 # Queue.peek_from(start_seq, max_n) seeks instead of rescanning (the per-sector first-seq
 # mirror picks the sector, a read hint the group); after drop_oldest drops and a damaged
 # group it returns what peek() returns from each start.
-# Results across sectors, wraps, acks and recovery: test_queue_peek.py.
+# Results across sectors, wraps, acks and recovery: test_queue_peek.py. Records are packed
+# with struct (queue_helpers) to keep reading.py out of this test's 64K heap.
 import gc
-import os
 import struct
-import sys
-
 
 import mptest
 import otlink.hal.norflash_region  # noqa: F401 (compiled before the queue: smaller peak)
 from otlink.core.queue import Queue
 from otlink.core.queue_fmt import M32
-from otlink.hal.norflash import NorFlash
-
-DIR = sys.argv[1] if len(sys.argv) > 1 else "/tmp"
-T0 = 1700000000000
-BUF = bytearray(20)
-INT = "<HBBqq"  # a reading.py int record (pid, kind 0, flags, t, v), packed here with
-# struct to keep reading.py out of this test's 64K heap
-
-
-class Clock:
-    t = 0
-
-    def ticks_ms(self):
-        return self.t
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def now_ms(self):
-        return T0 + self.t
+from queue_helpers import INT, Clock, flash, put
 
 
 class Counting:
@@ -51,25 +30,6 @@ class Counting:
 
     def ioctl(self, op, arg):
         return self.dev.ioctl(op, arg)
-
-
-def flash(name, sectors=8):
-    p = DIR + "/" + name
-    try:
-        os.remove(p)
-    except OSError:
-        pass
-    gc.collect()
-    return NorFlash(p, sectors * 4096, cache=False)
-
-
-def pack(i, v):
-    struct.pack_into(INT, BUF, 0, i & 0xFFFF, 0, 0, T0 + i * 1237, v)
-    return 20
-
-
-def put(q, i):
-    return q.append(BUF, pack(i, (i * 0x9E3779B97F4A7C15) & 0x7FFFFFFFFFFFFFFF))
 
 
 def test_seeks_instead_of_rescanning():

@@ -16,6 +16,7 @@ import mptest
 from otlink.core import reading
 from otlink.core.queue import Queue
 from otlink.hal.norflash import NorFlash, PowerCut
+from queue_helpers import T0, Clock
 
 SIZE = 64 * 1024  # 16 sectors: the log wraps several times in 10,000 readings
 PAGE = [1]  # program unit: 1 (byte-programmable NOR, ESP32) or 256 (rp2 page mode)
@@ -23,21 +24,6 @@ PAGE = [1]  # program unit: 1 (byte-programmable NOR, ESP32) or 256 (rp2 page mo
 
 def new_nor():
     return NorFlash(None, SIZE, page=PAGE[0])
-T0 = 1700000000000
-
-
-class Clock:
-    def __init__(self):
-        self.t = 0
-
-    def ticks_ms(self):
-        return self.t
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def now_ms(self):
-        return T0 + self.t
 
 
 def make(buf, i):
@@ -143,7 +129,8 @@ def verify(nor, model, what):
     """Reboot after a cut and check the recovered queue against the model."""
     nor.power_on()
     clock = Clock()
-    q = Queue(nor.region(0, SIZE), clock, prog_size=PAGE[0])  # must mount: any exception fails the sweep
+    # must mount: any exception fails the sweep
+    q = Queue(nor.region(0, SIZE), clock, prog_size=PAGE[0])
     buf = bytearray(reading.MAX_SIZE)
     got = []
     for seq, boot, rec, n in q.peek(100000):
