@@ -132,7 +132,8 @@ def test_without_deadband_every_poll_is_reported():
                  "%s poll %d reported" % (cfg["type"], i))
     p = one({"type": "int16", "deadband": 0})
     true(pack_reading(p, frame_with(struct.pack(">h", 7)), 3, rec, 0, 0) > 0, "first")
-    eq(pack_reading(p, frame_with(struct.pack(">h", 7)), 3, rec, 0, 0), 0, "deadband 0: change only")
+    eq(pack_reading(p, frame_with(struct.pack(">h", 7)), 3, rec, 0, 0), 0,
+       "deadband 0: change only")
 
 
 def test_decode_does_not_allocate():
