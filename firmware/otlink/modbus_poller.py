@@ -328,7 +328,7 @@ class Poller:
         # bus time spent on this slave (us): what a dead slave costs the others
         self._bus_us[si] += time.ticks_diff(self.uart.now_us(), self._t0)
         self._tries -= 1
-        if code and code >= 256 and code != modbus.ERR_ECHO and self._tries > 0:
+        if 0 < code < modbus.ERR_EXCEPTION and code != modbus.ERR_ECHO and self._tries > 0:
             self._cnt[si * _NC + _C_RETRY] += 1
             self._begin(req.adu, 8, self.rtu.rx, False, req.resp_len)
             return False

@@ -2,12 +2,9 @@
 # reading record per point (raw value, or an error code when the bus or CRC failed).
 import asyncio
 
-from micropython import const
-
 from otlink.core import reading
 
-ERR_SENSOR = const(16)  # bus error / NACK / absent (docs/payload.md error codes)
-ERR_SENSOR_CRC = const(17)
+from otlink.core.errors import ERR_SENSOR, ERR_SENSOR_CRC
 
 _DRIVERS = ("sht3x",)
 

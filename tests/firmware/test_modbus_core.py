@@ -92,13 +92,14 @@ def test_exceptions_become_codes():
     r = Rtu()
     r.build_read(1, 4, 0, 2)
     for code in (1, 2, 3, 4, 6, 11):
-        eq(_answer(r, _adu(1, 0x84, code)), code, "exception %d" % code)
+        eq(_answer(r, _adu(1, 0x84, code)), 0x80 | code, "exception %d" % code)
+    eq(_answer(r, _adu(1, 0x84, 0)), modbus.ERR_FRAME, "exception code 0 is no exception")
     bad = _adu(1, 0x84, 2)
     bad[2] = 3
     eq(_answer(r, bad), modbus.ERR_CRC, "exception with bad crc")
     eq(_answer(r, _adu(9, 0x84, 2)), modbus.ERR_WRONG_SLAVE, "exception from another slave")
-    eq(modbus.error_name(2), "illegal_address", "name")
-    eq(modbus.error_name(6), "slave_busy", "name")
+    eq(modbus.error_name(modbus.EX_ILLEGAL_ADDRESS), "illegal_address", "name")
+    eq(modbus.error_name(0x86), "slave_busy", "name")
     eq(modbus.error_name(modbus.ERR_CRC), "crc", "name")
 
 

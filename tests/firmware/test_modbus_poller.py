@@ -177,8 +177,9 @@ def test_exception_reaches_only_its_points():
     run(p.poll_once())
     res = dict((r[0], (r[1], r[4])) for r in got)
     eq(res[1], (reading.KIND_INT, 7), "first request fine")
-    eq(res[2], (reading.KIND_ERR, 2), "illegal address for the request covering 99")
-    eq(res[3], (reading.KIND_ERR, 2), "same")
+    eq(res[2], (reading.KIND_ERR, modbus.EX_ILLEGAL_ADDRESS),
+       "illegal address for the request covering 99")
+    eq(res[3], (reading.KIND_ERR, modbus.EX_ILLEGAL_ADDRESS), "same")
     eq(p.stats()[1]["exceptions"], 1, "counted")
 
 

@@ -205,3 +205,17 @@ def test_cmd_and_reply_are_json_and_checked():
     for bad in (b"\xa1ab\x01", b"[1, 2]", b""):
         with pytest.raises(PayloadError, match="cmd"):
             decode_message("otlink/s1/n1/cmd", bad)
+
+
+def test_host_names_every_firmware_error_code():
+    """One table: every code the firmware can put in a reading has a name on the host."""
+    from otlink_tools import paths
+    from otlink_tools.decode import ERROR_CODES
+
+    paths.firmware_import_path()
+    from otlink.core import errors, modbus
+
+    fw = {v for k, v in vars(errors).items() if k.startswith("ERR_") and k != "ERR_EXCEPTION"}
+    fw |= {v for k, v in vars(modbus).items() if k.startswith("EX_")}
+    assert fw <= set(ERROR_CODES), sorted(fw - set(ERROR_CODES))
+    assert all(c < 20 or 31 < c < 256 for c in fw)  # fits a CBOR simple value

@@ -136,3 +136,34 @@ def test_demo_shows_readings_and_ctrl_c_stops_everything(tmp_path):
     assert port and _port_free(port)
     left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert left.stdout.strip() == "", f"processes left behind: {left.stdout}"
+
+
+def test_slave_errors_reach_the_consumer_as_named_codes(stack):
+    """A slave exception and a dead slave become per-point error codes that survive the
+    queue, the CBOR batch and the decoder, while the other points keep their values."""
+    broker, meter, procs, tmp = stack
+    cfg = demo_config(meter.agent_port, broker.port)
+    cfg["serial"]["timeout_ms"] = 50
+    cfg["points"].append({"id": 9, "name": "ghost", "slave": 7, "table": "input",
+                          "address": 0, "type": "uint16", "group": "fast"})
+    meter.fail(1, 200, 2)  # power factor register: illegal data address
+    (tmp / "node.json").write_text(json.dumps(cfg))
+    out = io.StringIO()
+    mon = Monitor(port=broker.port, fmt="jsonl", out=out, err=io.StringIO()).start()
+    procs.append(node.start_agent(str(tmp / "node.json"), str(tmp / "state"),
+                                  log=open(tmp / "agent.log", "wb")))
+
+    def errs(m):
+        got = {r["pid"]: r["err"] for r in rows_of(out) if r["err"] is not None}
+        return got.get(6) and got.get(9)
+
+    try:
+        ok = mon.wait(cond=errs, seconds=40)
+    finally:
+        mon.stop()
+    assert ok, (tmp / "agent.log").read_text()[-2000:]
+    rows = rows_of(out)
+    assert {r["err"] for r in rows if r["pid"] == 6} == {0x82}
+    assert {r["err"] for r in rows if r["pid"] == 9} <= {1, 32}  # timeout, then offline
+    assert any(r["pid"] == 9 and r["err"] == 1 for r in rows)
+    assert all(r["err"] is None for r in rows if r["pid"] in (1, 2, 3, 4, 5))

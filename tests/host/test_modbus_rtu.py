@@ -21,7 +21,7 @@ from relay import Relay  # noqa: E402
 from otlink_tools.sim_meter import REFERENCE_POINTS, start_meter  # noqa: E402
 
 AGENT = HERE / "test_modbus_mp_agent.py"
-ERR = {"timeout": 256, "crc": 257, "frame": 258, "wrong_slave": 259, "offline": 261}
+ERR = {"timeout": 1, "crc": 2, "frame": 3, "wrong_slave": 4, "offline": 32}  # core/errors.py
 
 
 def agent(tmp_path: Path, job: dict, heap: str = "256K", timeout: float = 120) -> dict:
@@ -104,7 +104,7 @@ def test_exception_becomes_point_error(line, tmp_path, code):
         kind, got = out["last"][str(p["id"])]
         in_block = p["slave"] == 2 and p["table"] == "holding" and p["address"] < 30
         if in_block:
-            assert (kind, got) == (2, code), p  # KIND_ERR with the slave's exception code
+            assert (kind, got) == (2, 0x80 | code), p  # KIND_ERR, 0x80 | exception code
         else:
             assert kind != 2, p
     assert out["stats"]["2"]["exceptions"] > 0

@@ -1,4 +1,20 @@
 # Errors shared by the core. Kept tiny: args are short strings, no formatting in hot paths.
+from otlink.core.compat import const
+
+# The one table of error codes a reading carries instead of its value (docs/payload.md, "Error
+# codes"). One byte, sent as a CBOR simple value, so 20..31 are never used. Below 0x80: what
+# the node saw itself; 0x80 | x: Modbus exception x answered by the slave.
+ERR_TIMEOUT = const(1)  # no byte within the response timeout
+ERR_CRC = const(2)  # a frame of the expected length whose CRC does not match
+ERR_FRAME = const(3)  # wrong length (truncated, run-on), byte count mismatch
+ERR_WRONG_SLAVE = const(4)  # a valid frame from another slave address
+ERR_WRONG_FUNCTION = const(5)  # a valid frame with another function code
+ERR_ECHO = const(6)  # echo expected and what came back is not what was sent
+ERR_WRITE_MISMATCH = const(7)  # write confirmation does not repeat address/quantity
+ERR_SENSOR = const(16)  # local sensor: bus error, NACK, absent
+ERR_SENSOR_CRC = const(17)  # local sensor: checksum of its answer wrong
+ERR_OFFLINE = const(32)  # not asked: the slave is offline and in backoff
+ERR_EXCEPTION = const(0x80)  # | Modbus exception code (application protocol §7)
 
 
 class ConfigError(ValueError):

@@ -6,6 +6,10 @@
 # Allocation contract: Rtu allocates its two 256-byte buffers once; every build_* / check call
 # afterwards works in place and allocates nothing (heap-lock tested).
 from otlink.core.compat import const
+from otlink.core.errors import (ERR_CRC, ERR_ECHO, ERR_EXCEPTION, ERR_FRAME,  # noqa: F401
+                                ERR_OFFLINE,
+                                ERR_TIMEOUT, ERR_WRITE_MISMATCH, ERR_WRONG_FUNCTION,
+                                ERR_WRONG_SLAVE)
 
 # Function codes (application protocol §6)
 FC_READ_COILS = const(1)
@@ -17,41 +21,33 @@ FC_WRITE_REGISTER = const(6)
 FC_WRITE_COILS = const(15)
 FC_WRITE_REGISTERS = const(16)
 
-# Error codes carried by a reading instead of its value. 1..255 are the slave's own exception
-# codes, passed through unchanged (application protocol §7):
-EX_ILLEGAL_FUNCTION = const(1)
-EX_ILLEGAL_ADDRESS = const(2)
-EX_ILLEGAL_VALUE = const(3)
-EX_SLAVE_FAILURE = const(4)
-EX_ACKNOWLEDGE = const(5)
-EX_SLAVE_BUSY = const(6)
-EX_NEGATIVE_ACK = const(7)
-EX_MEMORY_PARITY = const(8)
-EX_GATEWAY_PATH = const(10)
-EX_GATEWAY_TARGET = const(11)
-# ... and 256 and up are what the master saw on the line:
-ERR_TIMEOUT = const(256)  # no byte within the response timeout
-ERR_CRC = const(257)  # a complete-length frame whose CRC does not match
-ERR_FRAME = const(258)  # wrong length (truncated, too long), byte count mismatch
-ERR_WRONG_SLAVE = const(259)  # valid frame from another slave address
-ERR_WRONG_FUNCTION = const(260)  # valid frame with another function code
-ERR_OFFLINE = const(261)  # not asked: the slave is offline and in backoff
-ERR_ECHO = const(262)  # echo enabled and what came back is not what we sent
-ERR_WRITE_MISMATCH = const(263)  # write confirmation does not repeat address/quantity
+# Error codes carried by a reading instead of its value: the one table in core/errors.py.
+# A slave's exception x becomes 0x80 | x (application protocol §7).
+EX_ILLEGAL_FUNCTION = const(0x81)
+EX_ILLEGAL_ADDRESS = const(0x82)
+EX_ILLEGAL_VALUE = const(0x83)
+EX_SLAVE_FAILURE = const(0x84)
+EX_ACKNOWLEDGE = const(0x85)
+EX_SLAVE_BUSY = const(0x86)
+EX_NEGATIVE_ACK = const(0x87)
+EX_MEMORY_PARITY = const(0x88)
+EX_GATEWAY_PATH = const(0x8A)
+EX_GATEWAY_TARGET = const(0x8B)
 
 ERROR_NAMES = {
-    1: "illegal_function", 2: "illegal_address", 3: "illegal_value", 4: "slave_failure",
-    5: "acknowledge", 6: "slave_busy", 7: "negative_ack", 8: "memory_parity",
-    10: "gateway_path", 11: "gateway_target",
-    256: "timeout", 257: "crc", 258: "frame", 259: "wrong_slave", 260: "wrong_function",
-    261: "offline", 262: "echo", 263: "write_mismatch",
+    0x81: "illegal_function", 0x82: "illegal_address", 0x83: "illegal_value",
+    0x84: "slave_failure", 0x85: "acknowledge", 0x86: "slave_busy", 0x87: "negative_ack",
+    0x88: "memory_parity", 0x8A: "gateway_path", 0x8B: "gateway_target",
+    ERR_TIMEOUT: "timeout", ERR_CRC: "crc", ERR_FRAME: "frame", ERR_WRONG_SLAVE: "wrong_slave",
+    ERR_WRONG_FUNCTION: "wrong_function", ERR_OFFLINE: "offline", ERR_ECHO: "echo",
+    ERR_WRITE_MISMATCH: "write_mismatch",
 }
 
 
 def error_name(code):
     n = ERROR_NAMES.get(code)
     if n is None:
-        return "exception_%d" % code if code < 256 else "error_%d" % code
+        return "exception_%d" % (code & 0x7F) if code & 0x80 else "error_%d" % code
     return n
 
 
@@ -206,7 +202,7 @@ class Rtu:
 
     def check(self, n):
         """0 when rx[:n] is the valid normal response to the last request, else an error code
-        (slave exception code 1..255, or ERR_*). For reads, data starts at rx[3]."""
+        (0x80 | the slave's exception code, or ERR_*). For reads, data starts at rx[3]."""
         b = self.rx
         if n == 0:
             return ERR_TIMEOUT
@@ -218,7 +214,8 @@ class Rtu:
                     return ERR_CRC
                 if b[0] != self.slave:
                     return ERR_WRONG_SLAVE
-                return b[2] if b[2] else ERR_FRAME
+                x = b[2]
+                return ERR_EXCEPTION | x if 0 < x < 0x80 else ERR_FRAME
             # ended early or ran on: a framing error even if some CRC happened to match
             return ERR_FRAME
         # The frame has the expected length: any corrupted byte, whatever it hit (address,

@@ -16,23 +16,18 @@
 from otlink.core.cbor import BufferFull, Writer, head_size  # noqa: F401 (BufferFull re-exported)
 from otlink.core.compat import const
 
+# Error codes (docs/payload.md, "Error codes"): the one table is core/errors.py; CBOR simple
+# values 20..31 are false, true, null, undefined and reserved, so codes never use them.
+from otlink.core.errors import (ERR_CRC, ERR_ECHO, ERR_FRAME, ERR_OFFLINE,  # noqa: F401
+                                ERR_SENSOR, ERR_SENSOR_CRC, ERR_TIMEOUT)
+from otlink.core.errors import ERR_EXCEPTION as ERR_MODBUS_EXC  # noqa: F401
+
 VERSION = const(1)
 
 FLAG_HISTORICAL = const(1)  # replayed from the backlog, not live
 FLAG_UNTIMED = const(2)  # timestamps are uptime ms: the clock was not set
 
 SEQ_MASK = const(0xFFFFFFFF)
-
-# Error codes (docs/payload.md, "Error codes"). CBOR simple values 20..31 are false, true,
-# null, undefined and reserved, so codes never use them.
-ERR_TIMEOUT = const(1)
-ERR_CRC = const(2)
-ERR_FRAME = const(3)
-ERR_ECHO = const(4)
-ERR_SENSOR = const(16)
-ERR_SENSOR_CRC = const(17)
-ERR_OFFLINE = const(32)
-ERR_MODBUS_EXC = const(0x80)  # | Modbus exception code (0x81 illegal function, ...)
 
 KINDS = ("birth", "data", "state", "ack", "cmd", "reply")
 
