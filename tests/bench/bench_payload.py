@@ -12,7 +12,8 @@ import json
 import mp
 from mp import ROOT
 
-HEAP = "2M"  # room for the pre-built workload (records, JSON rows); the encoder itself needs a few KiB
+# room for the pre-built workload (records, JSON rows); the encoder itself needs a few KiB
+HEAP = "2M"
 
 
 def measure(nbatch: int) -> dict:

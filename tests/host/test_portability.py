@@ -130,3 +130,11 @@ def test_board_hal_uses_only_what_the_port_has(port):
                 missing.append(f"{rel}: {mod}.{attr}.{sub}")
     assert checked > 5
     assert not missing, missing
+
+
+def test_lint_is_clean():
+    """ruff over host code and firmware alike (ruff.toml holds the MicroPython exceptions)."""
+    ruff = Path(sys.executable).parent / "ruff"
+    res = subprocess.run([str(ruff), "check", "--output-format", "concise", str(ROOT)],
+                         capture_output=True, text=True, cwd=str(ROOT))
+    assert res.returncode == 0, res.stdout + res.stderr
