@@ -3,7 +3,8 @@
 A file states its cap on a line `# heapsize: 64K` (default 64K, the queue's target).
 The firmware is loaded as .mpy compiled by mpy-cross, as on a board (compiling large
 modules from source at import time needs more heap than running them).
-Set OTLINK_TEST_SOURCE=1 to import the .py sources instead.
+Set OTLINK_TEST_SOURCE=1 to import the .py sources instead (for tracebacks with source
+lines; the heap caps assume .mpy, so some files then need a larger cap).
 """
 
 import os
