@@ -10,7 +10,8 @@
 #   total (readings to produce, 0: none), rate (readings/s, 0: as fast as possible),
 #   backlog (readings queued before the first connect), seconds (run limit),
 #   batch_max, linger_ms, replay_rate, until_acked (stop when everything is acknowledged),
-#   untimed (readings start untimed; the clock is set after clock_after_ms).
+#   untimed (readings start untimed; the clock is set after clock_after_ms),
+#   connect_after_clock (the publisher starts only once the clock is set).
 import asyncio
 import json
 import sys
@@ -135,8 +136,16 @@ async def guard(coro):
         failed = "%s: %s" % (type(e).__name__, e)
 
 
+async def publish_when_ready():
+    # connect_after_clock: like a board, where MQTT starts only once WiFi and NTP are up, so
+    # everything stamped before NTP is still queued (and re-timed) when publishing starts.
+    while o.get("connect_after_clock") and not clock.is_set():
+        await asyncio.sleep_ms(10)
+    await pub.run()
+
+
 async def main():
-    asyncio.create_task(guard(pub.run()))
+    asyncio.create_task(guard(publish_when_ready()))
     asyncio.create_task(guard(source()))
     asyncio.create_task(guard(ticker()))
     limit = o.get("seconds", 30) * 1000

@@ -87,7 +87,7 @@ def test_write_path_every_fc_and_exception(line, tmp_path):
               [0, "holding", 310, [77]]]  # broadcast: everyone, no answer
     out = agent(tmp_path, {"serial": serial(relay.agent_port, 115200, turnaround_ms=5),
                            "points": REFERENCE_POINTS[:1], "writes": writes, "cycles": 1})
-    assert out["write_codes"] == [0, 0, 0, 0, 2, 0]
+    assert out["write_codes"] == [0, 0, 0, 0, 0x82, 0]  # 0x80 | illegal data address
     assert meter.registers(1, "holding", 300, 5) == [1234, 1, 2, 65535, 65534]
     assert meter.registers(2, "coil", 10, 1) == [1]
     assert meter.registers(2, "coil", 20, 9) == [1, 0, 1, 1, 0, 0, 1, 1, 1]
