@@ -23,8 +23,8 @@ HW_MODULES = {"machine", "network", "esp32", "rp2"}
 FW_FILES = sorted(FW.rglob("*.py"))
 # Board HAL modules and the port whose stubs they must match.
 BOARD_HAL = {
-    "esp32": ["hal/machine_board.py", "hal/esp32.py", "hal/uart_machine.py"],
-    "rp2": ["hal/machine_board.py", "hal/rp2.py", "hal/uart_machine.py"],
+    "esp32": ["hal/machine_board.py", "hal/esp32.py", "hal/uart_machine.py", "hal/rs485.py"],
+    "rp2": ["hal/machine_board.py", "hal/rp2.py", "hal/uart_machine.py", "hal/rs485.py"],
 }
 
 

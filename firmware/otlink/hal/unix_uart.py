@@ -1,17 +1,7 @@
 # RS-485 UART for the Unix port: a pty (or a real tty) opened raw with termios, read with
 # deadlines via select.poll, and a recorded direction (DE) pin.
 #
-# HAL UART interface (the same in hal/uart_machine.py for esp32/rp2):
-#   baud, char_us, t35_us, t15_us    timing of one character and the RTU silences, in us
-#   de                               the direction pin (here a RecordedPin)
-#   write(buf, n)                    raise DE, queue n bytes; does not wait for the wire
-#   tx_done() -> bool                True once the last stop bit has left; drops DE then
-#   wait(timeout_ms) -> bool         block at most timeout_ms until a byte is readable
-#   read_byte() -> int               next received byte, or -1 when none is waiting
-#   drain() -> int                   discard everything received so far
-#   now_us()                         the ticks_us clock the timing above is measured on
-#   last_us                          ticks_us of the last bus activity (byte seen, tx end)
-#   close()
+# The HAL UART interface and the shared logic are in hal/rs485.py.
 #
 # A pty has no baud rate: bytes go through instantly. The wire time is modelled here (DE is
 # dropped n * char_us after write, like a real UART's TX-done) and enforced by the pacing relay
@@ -19,10 +9,9 @@
 #
 # Reads go one byte at a time into a preallocated 1-byte buffer: on this port readinto(buf)
 # keeps reading until the whole buffer is full, which would block past any deadline.
-import select
 import time
 
-from otlink.core import modbus
+from otlink.hal.rs485 import Rs485Uart
 
 try:
     import termios
@@ -76,10 +65,10 @@ class RecordedPin:
 _SPEEDS = ("B9600", "B57600", "B115200", "B230400", "B460800", "B921600")
 
 
-class UnixUart:
+class UnixUart(Rs485Uart):
     def __init__(self, path, baud=9600, parity="N", stop_bits=1, de=None):
-        self._f = open(path, "r+b")
-        fd = self._f.fileno()
+        f = open(path, "r+b")
+        fd = f.fileno()
         if termios is not None:
             try:
                 termios.setraw(fd)
@@ -90,70 +79,20 @@ class UnixUart:
                     termios.tcsetattr(fd, termios.TCSANOW, attrs)
             except OSError:
                 pass  # not a tty (a pipe in a test): nothing to configure
-        self.baud = baud
-        self.char_us = modbus.char_us(baud, parity, stop_bits)
-        self.t35_us = modbus.t35_us(baud)
-        self.t15_us = modbus.t15_us(baud)
-        self.de = de if de is not None else RecordedPin()
-        self._poll = select.poll()
-        self._poll.register(self._f, select.POLLIN)
-        self._b1 = bytearray(1)
-        self._busy = False
-        self._tx_end = 0
-        self.last_us = time.ticks_us()
-        self.tx_bytes = 0
-        self.rx_bytes = 0
+        self._f = f
+        self._setup(f, de if de is not None else RecordedPin(), baud, parity, stop_bits)
 
-    def now_us(self):
-        return time.ticks_us()
+    def _sent(self):
+        # A pty has no shift register: the wire time is modelled from the baud rate.
+        return time.ticks_diff(time.ticks_us(), self._tx_end) >= 0
 
-    def write(self, buf, n):
-        """Raise DE, then send buf[:n]. Does not allocate when n == len(buf)."""
-        self.de(1)  # before the first start bit
-        t0 = time.ticks_us()
-        if n == len(buf):
-            self._f.write(buf)
+    def _de_low(self):
+        # The last stop bit left at _tx_end: DE goes low at that instant, not when noticed.
+        if hasattr(self.de, "at"):
+            self.de.at(self._tx_end, 0)
         else:
-            self._f.write(memoryview(buf)[:n])
-        self._tx_end = time.ticks_add(t0, n * self.char_us)
-        self._busy = True
-        self.tx_bytes += n
-
-    def tx_done(self):
-        if self._busy:
-            if time.ticks_diff(time.ticks_us(), self._tx_end) < 0:
-                return False
-            # The last stop bit left at _tx_end: DE goes low at that instant, not when noticed.
-            if hasattr(self.de, "at"):
-                self.de.at(self._tx_end, 0)
-            else:
-                self.de(0)
-            self._busy = False
-            self.last_us = self._tx_end
-        return True
-
-    def tx_end_us(self):
-        return self._tx_end
-
-    def wait(self, timeout_ms):
-        for _ in self._poll.ipoll(timeout_ms):
-            return True
-        return False
-
-    def read_byte(self):
-        for _ in self._poll.ipoll(0):
-            if self._f.readinto(self._b1) != 1:
-                raise OSError(5)  # EIO: the other end of the line went away
-            self.last_us = time.ticks_us()
-            self.rx_bytes += 1
-            return self._b1[0]
-        return -1
-
-    def drain(self):
-        n = 0
-        while self.read_byte() >= 0:
-            n += 1
-        return n
+            self.de(0)
+        self.last_us = self._tx_end
 
     def close(self):
         try:
