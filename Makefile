@@ -51,7 +51,7 @@ bench: setup
 	$(PY) -m otlink_tools.bench
 
 sweep: setup
-	$(PY) -m otlink_tools.bench --sweep
+	$(PY) -m otlink_tools.bench --sweep -k queue
 
 mpy: setup
 	$(VENV)/bin/otlink deploy --board esp32 --dry-run --out $(BUILD)/mpy/esp32
