@@ -115,9 +115,15 @@ class App:
 
     async def _commit_loop(self):
         # Group commit by time: at most commit_ms of readings are ever at risk.
+        # Also feeds the watchdog: if the event loop stops turning, the board resets and the
+        # queue recovers on boot, rather than the node hanging silently.
         period = self.cfg["queue"]["commit_ms"] // 4 or 10
+        if period > 1000:
+            period = 1000
+        self.board.watchdog_start()
         while True:
             self.queue.tick(self.clock.ticks_ms())
+            self.board.watchdog_feed()
             await asyncio.sleep_ms(period)
 
     def _on_cmd(self, msg):

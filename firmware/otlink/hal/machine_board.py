@@ -33,6 +33,14 @@ class MachineBoard:
     def prog_size(self):
         return self.defn["flash"].get("prog_size", 1)
 
+    def watchdog_start(self):
+        """Hardware watchdog: a node whose event loop hangs resets instead of going silent.
+        The period comes from the board file (rp2's hardware allows at most 8.3 s)."""
+        self._wdt = machine.WDT(timeout=self.defn.get("watchdog_ms", 8000))
+
+    def watchdog_feed(self):
+        self._wdt.feed()
+
     def uart(self, serial_cfg):
         from otlink.hal.uart_machine import open_uart
 

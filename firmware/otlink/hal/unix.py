@@ -48,6 +48,12 @@ class Board:
     def queue_device(self):
         return self.nor.region(self._q["offset"], self._q["size"])
 
+    def watchdog_start(self):
+        self.watchdog_feeds = 0  # no hardware watchdog here; tests can see it being fed
+
+    def watchdog_feed(self):
+        self.watchdog_feeds += 1
+
     def prog_size(self):
         return self.defn["flash"].get("prog_size", 1)
 
