@@ -127,7 +127,7 @@ class Meter:
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.name = "sim-meter"
         self._thread.start()
-        if not self._ready.wait(10):
+        if not self._ready.wait(30):  # generous: a loaded 2-core CI host
             raise RuntimeError("sim meter: pymodbus server did not start")
 
     # -- link --

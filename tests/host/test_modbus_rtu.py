@@ -43,10 +43,18 @@ def line(request):
     """(relay, meter) for the reference map at 115200 baud."""
     params = getattr(request, "param", {})
     relay = Relay(params.get("baud", 115200), params.get("faults", {}), seed=7)
-    meter = start_meter(reference_map=True, device_port=relay.device_port)
-    yield relay, meter
-    meter.stop()
-    relay.close()
+    try:
+        meter = start_meter(reference_map=True, device_port=relay.device_port)
+    except BaseException:
+        relay.close()
+        raise
+    try:
+        yield relay, meter
+    finally:
+        try:
+            meter.stop()
+        finally:
+            relay.close()
 
 
 def _expected(meter, p):
@@ -252,9 +260,10 @@ def test_poll_loop_never_holds_the_event_loop(line, tmp_path):
     out = agent(tmp_path, {"serial": serial(relay.agent_port, 9600, timeout_ms=200),
                            "points": pts, "cycles": 1, "warmup": 0, "run_ms": 1500})
     assert out["stats"]["1"]["ok"] >= 6
-    # 1 ms poll slices + at most ~1.1 ms of busy wait before a deadline (+ host jitter); a
-    # blocking read of a 53-byte answer at 9600 would hold the loop for ~60 ms
-    assert out["max_block_us"] < 8000, out["max_block_us"]
+    # 1 ms poll slices + at most ~1.1 ms of busy wait before a deadline; a blocking read of a
+    # 53-byte answer at 9600 would hold the loop for ~60 ms. The bound leaves room for a busy
+    # 2-core CI host's scheduling jitter while still telling the two apart.
+    assert out["max_block_us"] < 25000, out["max_block_us"]
 
 
 def test_delayed_answers_within_the_timeout_are_fine(tmp_path):
