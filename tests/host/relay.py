@@ -271,6 +271,23 @@ def _serve(argv: list[str]) -> int:
     return 0
 
 
+def _read_line(fd: int, timeout: float) -> bytes | None:
+    """One line from a pipe, or None when none came within timeout (never blocks longer)."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return None  # the relay died before it said where its ports are
+            buf += chunk
+    return buf.split(b"\n", 1)[0]
+
+
 class Relay:
     """Start the relay process; context manager. stats() stops it and returns its counters."""
 
@@ -280,9 +297,17 @@ class Relay:
 
         self._stats = stats_path or tempfile.mktemp(prefix="relay-", suffix=".json")
         cfg = {"baud": baud, "faults": faults or {}, "seed": seed, "stats": self._stats}
-        self.proc = subprocess.Popen([sys.executable, __file__, json.dumps(cfg)],
-                                     stdout=subprocess.PIPE, text=True)
-        ports = json.loads(self.proc.stdout.readline())
+        for _attempt in range(2):  # once seen on a loaded host: the port line never arrived
+            self.proc = subprocess.Popen([sys.executable, __file__, json.dumps(cfg)],
+                                         stdout=subprocess.PIPE)
+            line = _read_line(self.proc.stdout.fileno(), 15.0)
+            if line is not None:
+                break
+            self.proc.kill()
+            self.proc.wait()
+        else:
+            raise RuntimeError("relay: no port line within 15 s (twice)")
+        ports = json.loads(line)
         self.agent_port = ports["agent_port"]
         self.device_port = ports["device_port"]
         self.baud = baud
