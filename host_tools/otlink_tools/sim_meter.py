@@ -111,6 +111,7 @@ class Meter:
         self._loop = None
         self._pending: list = []
         self._faults: dict[tuple[int, int], int] = {}
+        self._fwd: threading.Thread | None = None
         if device_port is None:
             a_m, a_s = os.openpty()
             d_m, d_s = os.openpty()
@@ -119,7 +120,8 @@ class Meter:
             self.agent_port = os.ttyname(a_s)
             self.device_port = os.ttyname(d_s)
             self._link_fds = [a_m, d_m, a_s, d_s]
-            threading.Thread(target=self._forward, args=(a_m, d_m), daemon=True).start()
+            self._fwd = threading.Thread(target=self._forward, args=(a_m, d_m), daemon=True)
+            self._fwd.start()
         else:
             self.agent_port = None
             self.device_port = device_port
@@ -141,7 +143,10 @@ class Meter:
                 except OSError:
                     continue
                 if data:
-                    os.write(peer[fd], data)
+                    try:
+                        os.write(peer[fd], data)
+                    except OSError:
+                        pass  # the other end is gone: the line just drops the bytes
 
     # -- server --
     def _devices(self):
@@ -278,7 +283,11 @@ class Meter:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        # The forwarder must be gone before its fds are closed: a closed fd number is soon
+        # reused (by the next test's pipes, say), and a late read would steal that data.
+        if self._fwd is not None:
+            self._fwd.join()
+        self._thread.join(30)
         for fd in self._link_fds:
             try:
                 os.close(fd)
