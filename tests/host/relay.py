@@ -29,21 +29,14 @@ import time
 import tty
 from pathlib import Path
 
+from otlink_tools.modbus_probe import crc16  # the host's one CRC-16/MODBUS
+
 FAULT_KINDS = ("corrupt", "drop", "delay", "truncate", "garbage", "wrong_slave")
-
-
-def _crc16(data: bytes) -> int:
-    crc = 0xFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
 
 
 def _complete(frame: bytearray) -> bool:
     n = len(frame)
-    return n >= 4 and _crc16(bytes(frame[:-2])) == frame[-2] | (frame[-1] << 8)
+    return n >= 4 and crc16(bytes(frame[:-2])) == frame[-2] | (frame[-1] << 8)
 
 
 class Line:
@@ -140,7 +133,7 @@ class Line:
         if self._p("wrong_slave"):
             self.count["wrong_slave"] += 1
             data[0] = (data[0] % 247) + 1
-            c = _crc16(bytes(data[:-2]))
+            c = crc16(bytes(data[:-2]))
             data[-2], data[-1] = c & 0xFF, c >> 8
         elif self._p("truncate") and len(data) > 1:
             self.count["truncate"] += 1
