@@ -13,23 +13,11 @@ from otlink.core import reading
 from otlink.core.queue import Queue
 from otlink.hal.norflash import NorFlash
 
-T0 = 1700000000000
+from queue_helpers import T0, Clock  # noqa: F401  (tests/firmware: the tests' fake clock)
+
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200000
 NB = int(sys.argv[2]) if len(sys.argv) > 2 else 1500
 REGION = 128 * 1024  # 32 sectors: the ring wraps several times, so wear spread is steady
-
-
-class Clock:
-    t = 0
-
-    def ticks_ms(self):
-        return self.t
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def now_ms(self):
-        return T0 + self.t
 
 
 def make(buf, i):

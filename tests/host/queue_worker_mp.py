@@ -8,20 +8,7 @@ from otlink.core import reading
 from otlink.core.queue import Queue
 from otlink.hal.norflash import NorFlash
 
-T0 = 1700000000000
-
-
-class Clock:
-    t = 0
-
-    def ticks_ms(self):
-        return self.t
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def now_ms(self):
-        return T0 + self.t
+from queue_helpers import T0, Clock  # noqa: F401  (tests/firmware: the tests' fake clock)
 
 
 nor = NorFlash(sys.argv[1], 128 * 1024, cache=True)

@@ -23,7 +23,8 @@ WORKER = ROOT / "tests" / "host" / "queue_worker_mp.py"
 def run_worker(img: Path, start: int, out: Path, kill_after: float | None) -> list[list[str]]:
     with open(out, "w") as f:
         p = subprocess.Popen([MICROPYTHON, "-X", "heapsize=1M", str(WORKER), str(img), str(start)],
-                             stdout=f, stderr=subprocess.STDOUT, env=env(), cwd=str(ROOT))
+                             stdout=f, stderr=subprocess.STDOUT,
+                             env=env(ROOT / "tests" / "firmware"), cwd=str(ROOT))
         # the kill lands after recovery finished (line "S"), while appending and acknowledging
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and "\nS " not in "\n" + out.read_text():
