@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from host.uplink_helpers import options_file  # tests/ is on the bench's path
 from otlink_tools.broker import Broker
 from otlink_tools.monitor import Monitor
 
@@ -53,9 +54,7 @@ def _mpy_tree(root: Path, build: Path) -> Path:
 def _agent(root: Path, mpy: Path, opts: dict, heap: str) -> subprocess.Popen:
     # Options go through a file: the MicroPython 1.29 Unix port dies with "FATAL: uncaught
     # NLR" before running anything when a command-line argument is 256 bytes or longer.
-    fd, path = tempfile.mkstemp(prefix="otlink-agent-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(opts, f)
+    path = options_file(opts)
     env = dict(os.environ, MICROPYPATH=f"{mpy}:.frozen")
     proc = subprocess.Popen([str(root / ".venv" / "bin" / "micropython"), "-X",
                              f"heapsize={heap}", str(mpy / "run_agent.py"), path],
