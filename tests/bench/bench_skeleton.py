@@ -43,56 +43,44 @@ def _rate(stamps: list[float], start: float, seconds: float) -> float:
     return sum(1 for t in stamps if start <= t < start + seconds) / seconds
 
 
-def run_agent(seconds: float, warmup: float) -> tuple[float, int]:
+def measure(naive: bool, seconds: float, warmup: float) -> tuple[float, int]:
+    """Readings/s arriving at the broker side, for the agent (decoded by the monitor) or for
+    the naive baseline (JSON messages counted by a subscriber), on the same meter and plan."""
     work = Path(tempfile.mkdtemp(prefix="otlink-bench-skel-"))
     meter = start_meter(slaves=(1,))
     broker = Broker(workdir=str(work)).start()
     stamps: list[float] = []
     lock = threading.Lock()
 
-    class Counting(io.StringIO):
-        def write(self, s: str) -> int:
-            n = s.count("\n")
-            if n:
-                now = time.monotonic()
-                with lock:
-                    stamps.extend([now] * n)
-            return len(s)
+    def arrived(n: int) -> None:
+        now = time.monotonic()
+        with lock:
+            stamps.extend([now] * n)
 
-    mon = Monitor(port=broker.port, fmt="jsonl", out=Counting(), err=io.StringIO()).start()
     cfgp = work / "node.json"
     cfgp.write_text(json.dumps(_config(meter.agent_port, broker.port)))
-    agent = node.start_agent(str(cfgp), str(work / "state"), heap="256K",
-                             log=open(work / "agent.log", "wb"))
-    try:
-        time.sleep(warmup)
-        start = time.monotonic()
-        time.sleep(seconds)
-    finally:
-        agent.kill()
-        agent.wait()
-        mon.stop()
-        meter.stop()
-        broker.stop()
-    return _rate(stamps, start, seconds), len(stamps)
+    if naive:
+        sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        sub.on_message = lambda c, u, m: arrived(1)
+        sub.connect("127.0.0.1", broker.port)
+        sub.subscribe("naive/#", qos=1)
+        sub.loop_start()
+        stop_consumer = lambda: (sub.loop_stop(), sub.disconnect())  # noqa: E731
+        env = dict(os.environ, MICROPYPATH=paths.micropypath())
+        proc = subprocess.Popen([paths.micropython(), "-X", "heapsize=256K",
+                                 str(HERE / "naive_agent_mp.py"), str(cfgp)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        class Counting(io.StringIO):
+            def write(self, s: str) -> int:
+                if "\n" in s:
+                    arrived(s.count("\n"))  # one JSON line per decoded reading
+                return len(s)
 
-
-def run_naive(seconds: float, warmup: float) -> tuple[float, int]:
-    work = Path(tempfile.mkdtemp(prefix="otlink-bench-naive-"))
-    meter = start_meter(slaves=(1,))
-    broker = Broker(workdir=str(work)).start()
-    stamps: list[float] = []
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    sub.on_message = lambda c, u, m: stamps.append(time.monotonic())
-    sub.connect("127.0.0.1", broker.port)
-    sub.subscribe("naive/#", qos=1)
-    sub.loop_start()
-    cfgp = work / "node.json"
-    cfgp.write_text(json.dumps(_config(meter.agent_port, broker.port)))
-    env = dict(os.environ, MICROPYPATH=paths.micropypath())
-    proc = subprocess.Popen([paths.micropython(), "-X", "heapsize=256K",
-                             str(HERE / "naive_agent_mp.py"), str(cfgp)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        mon = Monitor(port=broker.port, fmt="jsonl", out=Counting(), err=io.StringIO()).start()
+        stop_consumer = mon.stop
+        proc = node.start_agent(str(cfgp), str(work / "state"), heap="256K",
+                                log=open(work / "agent.log", "wb"))
     try:
         time.sleep(warmup)
         start = time.monotonic()
@@ -100,8 +88,7 @@ def run_naive(seconds: float, warmup: float) -> tuple[float, int]:
     finally:
         proc.kill()
         proc.wait()
-        sub.loop_stop()
-        sub.disconnect()
+        stop_consumer()
         meter.stop()
         broker.stop()
     return _rate(stamps, start, seconds), len(stamps)
@@ -109,8 +96,8 @@ def run_naive(seconds: float, warmup: float) -> tuple[float, int]:
 
 def run(ctx: dict) -> list[dict]:
     seconds = 3.0 if ctx.get("quick") else 8.0
-    agent_rate, agent_n = run_agent(seconds, 2.0)
-    naive_rate, naive_n = run_naive(seconds, 2.0)
+    agent_rate, agent_n = measure(False, seconds, 2.0)
+    naive_rate, naive_n = measure(True, seconds, 2.0)
     return [{
         "name": "skeleton e2e readings/s (meter, 10 ms poll)",
         "value": agent_rate, "unit": "readings/s",
