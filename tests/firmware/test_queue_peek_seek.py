@@ -1,9 +1,9 @@
-# heapsize: 64K
+# heapsize: 72K
 # Queue.peek_from(start_seq, max_n) seeks instead of rescanning (the per-sector first-seq
 # mirror picks the sector, a read hint the group); after drop_oldest drops and a damaged
 # group it returns what peek() returns from each start.
 # Results across sectors, wraps, acks and recovery: test_queue_peek.py. Records are packed
-# with struct (queue_helpers) to keep reading.py out of this test's 64K heap.
+# with struct (queue_helpers) to keep reading.py out of this test's capped heap.
 import gc
 import struct
 
