@@ -17,7 +17,6 @@ running anything when a command-line argument is 256 bytes or longer.
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from host.uplink_helpers import options_file  # tests/ is on the bench's path
+from host.uplink_helpers import result, start_agent  # tests/ is on the bench's path
 from otlink_tools.broker import Broker
 from otlink_tools.monitor import Monitor
 from otlink_tools.mpy import compile_tree, tree
@@ -41,32 +40,7 @@ def _mpy_tree(root: Path, build: Path) -> Path:
     srcs = tree(root / "firmware") + tree(build / "lib")
     srcs.append((root / "tests" / "bench" / "uplink_agent.py", Path("uplink_agent.py")))
     compile_tree(srcs, out)
-    (out / "run_agent.py").write_text("import uplink_agent\n")
     return out
-
-
-def _agent(root: Path, mpy: Path, opts: dict, heap: str) -> subprocess.Popen:
-    # Options go through a file: the MicroPython 1.29 Unix port dies with "FATAL: uncaught
-    # NLR" before running anything when a command-line argument is 256 bytes or longer.
-    path = options_file(opts)
-    env = dict(os.environ, MICROPYPATH=f"{mpy}:.frozen")
-    proc = subprocess.Popen([str(root / ".venv" / "bin" / "micropython"), "-X",
-                             f"heapsize={heap}", str(mpy / "run_agent.py"), path],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, cwd=str(root))
-    proc.opts_file = path  # type: ignore[attr-defined]
-    return proc
-
-
-def _result(proc: subprocess.Popen, timeout: float = 120) -> dict:
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    finally:
-        os.unlink(proc.opts_file)  # type: ignore[attr-defined]
-    for line in out.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    return {"error": out.strip()[-300:]}
 
 
 class _Null(io.TextIOBase):
@@ -95,9 +69,9 @@ def pipeline(root: Path, mpy: Path, broker: Broker, total: int, heap: str, queue
             "node": f"b{time.monotonic_ns() % 10**9}"}
     opts.update(extra or {})
     try:
-        proc = _agent(root, mpy, opts, heap)
+        proc = start_agent(opts, heap, mpy)
         mon.wait(count=total, seconds=60, cond=lambda m: proc.poll() not in (None, 0))
-        res = _result(proc)
+        res = result(proc, 120, strict=False)
     finally:
         mon.stop()
         if os.path.exists(flash):
@@ -175,8 +149,8 @@ def backlog_drain(root: Path, mpy: Path, broker: Broker, backlog: int, live_rate
             "seconds": 5, "node": "drain"}
     try:
         t0 = time.monotonic()
-        proc = _agent(root, mpy, opts, heap)
-        res = _result(proc)
+        proc = start_agent(opts, heap, mpy)
+        res = result(proc, 120, strict=False)
     finally:
         mon.stop()
         if os.path.exists(flash):
