@@ -9,6 +9,7 @@ import sys
 
 from otlink import VERSION
 from otlink.core import config as config_mod
+from otlink.core import queue_codec
 
 _DEBUG = False
 
@@ -239,6 +240,8 @@ def main(args):
     log("node %s/%s fw %s boot %d, %d points, broker %s:%d" % (
         cfg["node"]["site"], cfg["node"]["id"], VERSION, app.queue.boot,
         len(app.birth["points"]), cfg["mqtt"]["host"], cfg["mqtt"]["port"]))
+    if not queue_codec.NATIVE:  # works, but each append and read-back costs about 3x
+        log("queue record codec: bytecode (native compile failed: %s)" % queue_codec.WHY)
     try:
         asyncio.run(app.run())
     except KeyboardInterrupt:

@@ -67,6 +67,28 @@ def test_native_compiled_on_this_port():
     mptest.true("otlink.core.queue_codec_src" not in sys.modules, "source module dropped")
 
 
+def test_failed_native_compile_falls_back_and_says_why():
+    # a port whose compile fails (no emitter, no memory): simulated with a source that does
+    # not compile; the module must still load, with the bytecode codec and the reason
+    import sys
+
+    class Broken:
+        SRC = "@micropython.viper\ndef enc(:\n"
+
+    saved = sys.modules.pop("otlink.core.queue_codec")
+    sys.modules["otlink.core.queue_codec_src"] = Broken
+    try:
+        import otlink.core.queue_codec as fresh
+
+        mptest.eq(fresh.NATIVE, False, "native flag")
+        mptest.true(fresh.enc is PY.enc, "bytecode enc in use")
+        mptest.true(fresh.WHY.startswith("SyntaxError"), "reason: %r" % fresh.WHY)
+        mptest.true("otlink.core.queue_codec_src" not in sys.modules, "source module dropped")
+    finally:
+        sys.modules["otlink.core.queue_codec"] = saved
+    mptest.eq(qc.WHY, "", "the real import compiled natively")
+
+
 def test_native_and_bytecode_encode_alike_and_round_trip():
     rng = _Rng()
     for _ in range(6):

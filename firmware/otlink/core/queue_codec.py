@@ -24,6 +24,7 @@
 import sys
 
 NATIVE = False
+WHY = ""  # why the native compile failed, for the agent's boot log
 
 
 def _native():
@@ -45,6 +46,7 @@ def _native():
 try:
     enc, decn, zero = _native()
     NATIVE = True
-except Exception:  # noqa: BLE001 - any failure to compile: the bytecode version
+except Exception as e:  # noqa: BLE001 - any failure to compile: the bytecode version
+    WHY = "%s: %s" % (type(e).__name__, e)
     from otlink.core.queue_codec_py import enc, decn, zero  # noqa: F401 (re-exported)
 del _native
