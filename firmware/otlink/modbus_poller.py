@@ -110,12 +110,14 @@ class Poller:
 
     def stats(self):
         """{slave: {ok, timeouts, crc, frame, exceptions, wrong, offline, skipped, retries,
-        online, bus_ms}} plus "codes": {error name: count} and "cycles". Allocates."""
+        errors, online, bus_ms}} plus "codes": {error name: count} and "cycles". errors: the
+        failed transactions (timeouts, crc, frame, exceptions, wrong). Allocates."""
         out = {}
         for i, s in enumerate(self.slaves):
             d = {}
             for k, name in enumerate(_NAMES):
                 d[name] = self._cnt[i * _NC + k]
+            d["errors"] = d["timeouts"] + d["crc"] + d["frame"] + d["exceptions"] + d["wrong"]
             d["online"] = not self._offline[i]
             d["bus_ms"] = self._bus_us[i] // 1000
             out[s] = d

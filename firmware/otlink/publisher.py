@@ -335,6 +335,7 @@ class Publisher:
         st["boot"] = q.boot
         st["queue_depth"] = qs.get("depth", 0)
         st["drops"] = qs.get("drops", 0)
+        st["queue_corrupt"] = qs.get("corrupt_skipped", 0)
         age = qs.get("oldest_age_ms")
         if age is None and qs.get("oldest_t_ms") is not None and self.clock.is_set():
             age = self.clock.now_ms() - qs["oldest_t_ms"]
@@ -351,7 +352,7 @@ class Publisher:
         try:
             n = encode_state(self._sbuf, st)
         except (ValueError, BufferFull):
-            for k in ("slave_errors", "reset_cause"):
+            for k in ("slave_errors", "reset_cause", "sensor_errors", "task_errors"):
                 st.pop(k, None)
             n = encode_state(self._sbuf, st)
         self.up.publish(self.up.t_state, memoryview(self._sbuf)[:n], 1, True)

@@ -58,6 +58,9 @@ STATE_FIELDS: dict[str, type] = {
     "slave_errors": dict,
     "mqtt_reconnects": int,
     "clock_set": bool,
+    "queue_corrupt": int,  # unacknowledged readings lost to flash damage found at recovery
+    "sensor_errors": int,  # failed local sensor reads since boot
+    "task_errors": int,  # agent tasks that failed and were restarted since boot
 }
 
 _MAX_PAYLOAD = 1 << 20  # far above anything a node sends; refuses absurd inputs early

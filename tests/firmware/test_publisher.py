@@ -363,6 +363,29 @@ def test_publisher_state_fields():
     st = p.state_fields()
     mptest.eq((st["online"], st["boot"], st["queue_depth"], st["clock_set"]),
               (True, 1, 3, True), "state")
+    mptest.eq(st["queue_corrupt"], 0, "no flash damage")
+
+
+def test_state_carries_app_health_and_per_slave_errors():
+    # what App.state() hands the publisher: the poller's per-slave stats among other keys
+    health = {"free_heap": 5000, "reset_cause": "watchdog", "task_errors": 2,
+              "sensor_errors": 7, "q_depth": 99, "not_a_field": 1,
+              "slaves": {1: {"ok": 10, "errors": 3, "timeouts": 3},
+                         7: {"ok": 0, "errors": 12, "timeouts": 12},
+                         "codes": {"timeout": 15}, "cycles": 4}}
+    p, q, up, clock = make()
+    p.state_fn = lambda: health
+    st = p.state_fields()
+    mptest.eq(st["slave_errors"], {1: 3, 7: 12}, "per-slave failed transactions")
+    mptest.eq((st["task_errors"], st["sensor_errors"], st["reset_cause"], st["free_heap"]),
+              (2, 7, "watchdog", 5000), "health fields")
+    mptest.true("q_depth" not in st and "not_a_field" not in st, "only state fields kept")
+    p._publish_state()
+    t, payload, qos, retain = up.sent[-1]
+    mptest.eq((t, qos, retain), (up.t_state, 1, True), "retained QoS1 state")
+    m = decode(payload)
+    mptest.eq(m["slave_errors"], {1: 3, 7: 12}, "on the wire")
+    mptest.eq((m["task_errors"], m["sensor_errors"]), (2, 7), "on the wire")
 
 
 mptest.main(globals())

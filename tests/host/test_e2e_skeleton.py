@@ -144,6 +144,7 @@ def test_slave_errors_reach_the_consumer_as_named_codes(stack):
     broker, meter, procs, tmp = stack
     cfg = demo_config(meter.agent_port, broker.port)
     cfg["serial"]["timeout_ms"] = 50
+    cfg["mqtt"]["state_interval_s"] = 1
     cfg["points"].append({"id": 9, "name": "ghost", "slave": 7, "table": "input",
                           "address": 0, "type": "uint16", "group": "fast"})
     meter.fail(1, 200, 2)  # power factor register: illegal data address
@@ -155,7 +156,8 @@ def test_slave_errors_reach_the_consumer_as_named_codes(stack):
 
     def errs(m):
         got = {r["pid"]: r["err"] for r in rows_of(out) if r["err"] is not None}
-        return got.get(6) and got.get(9)
+        se = [s.get("slave_errors", {}) for s in mon.states.values()]
+        return got.get(6) and got.get(9) and se and se[0].get(1) and se[0].get(7)
 
     try:
         ok = mon.wait(cond=errs, seconds=40)
@@ -167,3 +169,8 @@ def test_slave_errors_reach_the_consumer_as_named_codes(stack):
     assert {r["err"] for r in rows if r["pid"] == 9} <= {1, 32}  # timeout, then offline
     assert any(r["pid"] == 9 and r["err"] == 1 for r in rows)
     assert all(r["err"] is None for r in rows if r["pid"] in (1, 2, 3, 4, 5))
+    # the state message counts the failed transactions per slave: the exception (slave 1)
+    # and the timeouts (slave 7)
+    (st,) = mon.states.values()
+    assert st["slave_errors"][1] >= 1 and st["slave_errors"][7] >= 1, st
+    assert st["task_errors"] == 0 and st["queue_corrupt"] == 0, st

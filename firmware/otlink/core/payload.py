@@ -315,6 +315,9 @@ STATE_FIELDS = {
     "slave_errors": dict,  # slave address -> error count
     "mqtt_reconnects": int,
     "clock_set": bool,
+    "queue_corrupt": int,  # unacknowledged readings lost to flash damage found at recovery
+    "sensor_errors": int,  # failed local sensor reads since boot
+    "task_errors": int,  # agent tasks that failed and were restarted since boot
 }
 
 
