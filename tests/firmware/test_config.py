@@ -106,6 +106,30 @@ def test_nothing_to_do_and_bad_json():
     mptest.eq(e.field, "version", "future version")
 
 
+def test_serial_section_and_poll_groups():
+    pt = {"id": 1, "name": "v", "slave": 1, "table": "holding", "address": 0, "type": "uint16"}
+    c = base()
+    del c["sensors"], c["groups"]
+    c["serial"] = {"port": "/dev/ttyUSB0", "baud": 9600}
+    c["points"] = [pt]
+    v = config.validate(c)  # no groups: one "default" group, every second
+    mptest.eq(v["groups"], {"default": {"interval_ms": 1000}}, "default group")
+    mptest.eq(v["points"][0].group, "default", "point joins it")
+    c["serial"]["buad"] = 19200  # a typo must not silently keep 9600
+    f, p = err(c)
+    mptest.eq(f, "serial.buad", "unknown serial field named")
+    mptest.true("baud" in p, "allowed fields listed: " + p)
+    del c["serial"]["buad"]
+    c["serial"]["groups"] = {"fast": {"interval_ms": 100}}  # groups belong at the top level
+    mptest.eq(err(c)[0], "serial.groups", "groups inside serial")
+    del c["serial"]["groups"]
+    c["groups"] = {}
+    mptest.eq(err(c)[0], "groups", "empty groups with Modbus points")
+    c["groups"] = {"fast": {"interval_ms": 100}}
+    c["serial"] = "ttyUSB0"
+    mptest.eq(err(c), ("serial", "must be an object"), "serial not an object")
+
+
 def test_hash_is_stable_and_short():
     h = config.config_hash('{"a": 1}')
     mptest.eq(len(h), 16, "hash length")

@@ -141,8 +141,8 @@ def _backoff(v, path):
 
 
 def _groups(d):
-    if d is None:
-        d = {}
+    if d is None:  # absent: one group, "default", polled every second
+        return {"default": {"interval_ms": 1000}}
     if not isinstance(d, dict):
         raise ConfigError("groups", "must be an object of name -> {interval_ms}")
     out = {}
@@ -269,7 +269,14 @@ def validate(cfg):
             raise ConfigError("serial", "is required when Modbus points are configured")
         from otlink.core.points import parse_points  # the Modbus point model validates its own
 
+        if not isinstance(cfg["serial"], dict):
+            raise ConfigError("serial", "must be an object")
         serial = dict(cfg["serial"])
+        if "groups" in serial:
+            raise ConfigError("serial.groups", "poll groups are the top-level \"groups\" "
+                              "object, not part of serial")
+        if not out["groups"]:
+            raise ConfigError("groups", "is empty: Modbus points need at least one poll group")
         serial["groups"] = out["groups"]
         out["points"] = parse_points(points, serial)
         out["serial"] = serial

@@ -324,11 +324,19 @@ def _choice(cfg, key, where, options, default=None):
     return v
 
 
+_SERIAL_KEYS = ("backoff_ms", "baud", "char_timeout_ms", "echo", "frame_gap_us", "groups",
+                "max_bits", "max_gap_bits", "max_gap_regs", "max_regs", "offline_after",
+                "parity", "port", "retries", "stop_bits", "timeout_ms", "turnaround_ms")
+
+
 def parse_serial(serial_cfg):
     """Validate the serial section and return a dict with every default filled in."""
     if not isinstance(serial_cfg, dict):
         raise ConfigError("serial", "must be an object")
     w = "serial."
+    for k in serial_cfg:
+        if k not in _SERIAL_KEYS:
+            raise ConfigError(w + k, "unknown field (allowed: %s)" % ", ".join(_SERIAL_KEYS))
     out = {}
     out["port"] = serial_cfg.get("port")
     out["baud"] = _int(serial_cfg, "baud", w, 300, 4000000, 9600)
