@@ -39,8 +39,8 @@ def _int(d, key, path, default=None, lo=None, hi=None):
     v = d.get(key, default)
     p = _join(path, key)
     if v is None:
-        if default is None and key in d:
-            raise ConfigError(p, "must be an integer")
+        if key in d:  # an explicit null is a mistake, not "use the default"
+            raise ConfigError(p, "must be an integer, got null")
         return v
     if isinstance(v, bool) or not isinstance(v, int):
         raise ConfigError(p, "must be an integer, got %r" % (v,))
@@ -154,9 +154,18 @@ def _groups(d):
     return out
 
 
+def _obj(d, path):
+    """An optional object: absent or null is {}; anything else but an object is an error."""
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise ConfigError(path, "must be an object")
+    return d
+
+
 def _queue(d):
     p = "queue"
-    d = d or {}
+    d = _obj(d, p)
     _keys(d, p, ("commit_ms", "commit_count", "policy", "capacity"))
     return {
         "commit_ms": _int(d, "commit_ms", p, 1000, 0, 60000),
@@ -214,7 +223,7 @@ def _num(d, key, path, default):
 
 def _commands(d, points):
     # Writes from the cmd topic are off unless points are listed here (docs/config.md).
-    d = d or {}
+    d = _obj(d, "commands")
     _keys(d, "commands", ("writable",))
     w = d.get("writable", [])
     if not isinstance(w, list):
@@ -223,6 +232,8 @@ def _commands(d, points):
     for p in points:
         tables[p.id] = p.table
     for i, pid in enumerate(w):
+        if isinstance(pid, bool) or not isinstance(pid, int):
+            raise ConfigError("commands.writable[%d]" % i, "must be a point id, got %r" % (pid,))
         t = tables.get(pid)
         if t is None:
             raise ConfigError("commands.writable[%d]" % i, "%r is not a Modbus point id" % (pid,))
@@ -254,12 +265,16 @@ def validate(cfg):
     w = cfg.get("wifi")
     if w is not None:
         _keys(w, "wifi", ("ssid", "password", "country"), ("ssid",))
-        out["wifi"] = {"ssid": _str(w, "ssid", "wifi", required=True),
-                       "password": w.get("password"),
+        pw = w.get("password")
+        # WPA2-PSK: a passphrase of 8..63 characters; absent or "" for an open network
+        if pw is not None and (not isinstance(pw, str) or 0 < len(pw) < 8 or len(pw) > 63):
+            raise ConfigError("wifi.password", "must be a string of 8..63 characters (WPA2), "
+                              "or absent for an open network")
+        out["wifi"] = {"ssid": _str(w, "ssid", "wifi", required=True), "password": pw,
                        "country": _str(w, "country", "wifi")}
     elif out["board"] != "unix":
         raise ConfigError("wifi", "is required on board %r" % out["board"])
-    f = cfg.get("flash") or {}
+    f = _obj(cfg.get("flash"), "flash")
     _keys(f, "flash", ("image",))
     out["flash"] = {"image": _str(f, "image", "flash")}
     ids = {}
@@ -310,6 +325,8 @@ def load(path):
             text = f.read()
     except OSError as e:
         raise ConfigError("(file)", "cannot read %s: %s" % (path, e))
+    except ValueError:  # UnicodeDecodeError: not a text file
+        raise ConfigError("(file)", "%s is not UTF-8 text (a JSON file is expected)" % path)
     return loads(text)
 
 

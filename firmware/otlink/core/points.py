@@ -338,7 +338,11 @@ def parse_serial(serial_cfg):
         if k not in _SERIAL_KEYS:
             raise ConfigError(w + k, "unknown field (allowed: %s)" % ", ".join(_SERIAL_KEYS))
     out = {}
-    out["port"] = serial_cfg.get("port")
+    port = serial_cfg.get("port")
+    if port is not None and (not isinstance(port, str) or not port):
+        raise ConfigError(w + "port", "must be a device path such as /dev/ttyUSB0, got %r"
+                          % (port,))
+    out["port"] = port
     out["baud"] = _int(serial_cfg, "baud", w, 300, 4000000, 9600)
     out["parity"] = _choice(serial_cfg, "parity", w, ("N", "E", "O"), "N")
     out["stop_bits"] = _int(serial_cfg, "stop_bits", w, 1, 2, 1)
@@ -404,8 +408,8 @@ def parse_points(points_cfg, serial_cfg):
             raise ConfigError(w + "id", "duplicate id %d (also points[%d])" % (pid, seen[pid]))
         seen[pid] = i
         name = cfg.get("name", "p%d" % pid)
-        if not isinstance(name, str):
-            raise ConfigError(w + "name", "must be a string")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(w + "name", "must be a non-empty string")
         slave = _int(cfg, "slave", w, 1, 247)
         table = _choice(cfg, "table", w, TABLES)
         bits_table = table == "coil" or table == "discrete"
@@ -447,7 +451,7 @@ def parse_points(points_cfg, serial_cfg):
         if not isinstance(unit, str):
             raise ConfigError(w + "unit", "must be a string")
         group = cfg.get("group", first_group)
-        if group not in groups:
+        if not isinstance(group, str) or group not in groups:
             raise ConfigError(w + "group", "unknown group %r (declared: %s)"
                               % (group, ", ".join(sorted(groups))))
         deadband = None  # absent: report every poll
