@@ -17,6 +17,7 @@ from pathlib import Path
 
 from otlink_tools import node
 from otlink_tools.broker import Broker
+from otlink_tools.errors import CommandError
 
 
 def demo_config(meter_port: str, broker_port: int, baud: int = 19200) -> dict:
@@ -91,6 +92,11 @@ class Stack:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="otlink-demo-"))
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CommandError(f"--workdir {work}: cannot use it as a folder: {e.strerror or e}"
+                           ) from None
     stack = Stack(work)
     # SIGTERM (e.g. from a supervisor) cleans up like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))

@@ -49,6 +49,14 @@ def compile_firmware(out: Path, arch: str, board: str) -> list[Path]:
     return files
 
 
+def check_port(port: str) -> None:
+    """A port given as a device path must exist (mpremote would blame 'another program');
+    mpremote's own names (auto, a0, u0, id:...) are left to it."""
+    if "/" in port and not Path(port).exists():
+        raise CommandError(f"--port {port}: no such device (is the board plugged in? "
+                           "`mpremote devs` lists the ports it sees)")
+
+
 def _mpremote(port: str, *args: str) -> None:
     cmd = [str(Path(sys.executable).parent / "mpremote"), "connect", port, *args]
     res = subprocess.run(cmd, capture_output=True, text=True)
@@ -60,8 +68,14 @@ def _mpremote(port: str, *args: str) -> None:
 def cmd_deploy(args: argparse.Namespace) -> int:
     bd = board_def(args.board)
     arch = MPY_ARCH[bd["arch"]]
+    if not args.dry_run:
+        check_port(args.port)
     out = Path(args.out or tempfile.mkdtemp(prefix="otlink-mpy-"))
-    files = compile_firmware(out, arch, args.board)
+    try:
+        files = compile_firmware(out, arch, args.board)
+    except OSError as e:
+        raise CommandError(f"--out {out}: cannot write the compiled firmware there: "
+                           f"{e.strerror or e}") from None
     lib = paths.BUILD_LIB / "umqtt" / "simple.py"
     if not lib.exists():
         raise CommandError("umqtt.simple is not fetched: run 'make setup'")
@@ -84,6 +98,7 @@ def cmd_config_push(args: argparse.Namespace) -> int:
     cfg = validate_file(args.config)
     if cfg["board"] == "unix":
         raise CommandError(f"{args.config}: board is 'unix'; set \"board\" to esp32 or pico_w")
+    check_port(args.port)
     _mpremote(args.port, "fs", "cp", args.config, ":/config.json")
     print(f"{args.config} -> {args.port}:/config.json (validated; reset the board to apply)")
     return 0

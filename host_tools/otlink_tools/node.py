@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -60,10 +61,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def heap_size(text: str) -> str:
+    """argparse type of --heap: bytes, or a number with K or M (MicroPython's -X heapsize)."""
+    m = re.fullmatch(r"(\d+)([KkMm]?)", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r}: want bytes or a size like 256K or 1M")
+    n = int(m.group(1)) * {"": 1, "k": 1024, "m": 1 << 20}[m.group(2).lower()]
+    if not 16 * 1024 <= n <= 1 << 30:
+        raise argparse.ArgumentTypeError(f"{text!r}: want 16K..1024M")
+    return text
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    validate_file(args.config)  # fail on the laptop with a clear message, before starting
+    cfg = validate_file(args.config)  # fail on the laptop with a clear message, before starting
+    port = (cfg.get("serial") or {}).get("port")
+    if cfg["points"] and port and not os.path.exists(port):
+        raise CommandError(f"{args.config}: serial.port {port}: no such device (is the "
+                           "adapter plugged in? `ls /dev/ttyUSB* /dev/ttyACM*` lists them)")
+    state = Path(args.state)
+    if state.exists() and not state.is_dir():
+        raise CommandError(f"--state {args.state}: exists and is not a folder (the agent keeps "
+                           "its emulated flash image there)")
     cmd, env = agent_command(args.config, args.state, args.heap)
-    Path(args.state).mkdir(parents=True, exist_ok=True)
+    state.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(cmd, env=env)
     try:
         return proc.wait()
@@ -82,7 +102,8 @@ def register(sub) -> None:
     r = nsub.add_parser("run", help="run the agent on the MicroPython Unix port")
     r.add_argument("--config", required=True, help="node config file (JSON, docs/config.md)")
     r.add_argument("--state", default="state", help="folder for the emulated flash image")
-    r.add_argument("--heap", default="256K", help="MicroPython heap cap (default 256K)")
+    r.add_argument("--heap", default="256K", type=heap_size,
+                   help="MicroPython heap cap (default 256K)")
     r.set_defaults(func=cmd_run)
     v = nsub.add_parser("validate", help="check a node config file")
     v.add_argument("config")
