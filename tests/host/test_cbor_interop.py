@@ -73,60 +73,6 @@ print("done")
 '''
 
 
-# The docs/payload.md examples, made by the firmware encoders: "name hex" lines.
-MP_EXAMPLES = r'''
-# Doc examples for docs/payload.md, made by the firmware encoders. Prints "name hex" lines.
-import binascii
-import struct
-from otlink.core import reading
-from otlink.core.payload import DataEncoder, encode_ack, encode_birth, encode_state
-
-
-def f32(x):
-    return struct.unpack("<f", struct.pack("<f", x))[0]
-
-
-T = 1795000000000  # 2026-11-18T07:06:40Z
-enc = DataEncoder(256)
-enc.start(12, False)
-rec = bytearray(reading.SIZE)
-seq = 1000
-rows = [
-    ("f", 1, T, f32(230.1)), ("f", 2, T, f32(5.234)), ("i", 4, T, 1234567), ("i", 5, T, 500),
-    ("e", 6, T, 0x82), ("i", 8, T + 480, 215),
-    ("f", 1, T + 1003, f32(230.2)), ("f", 2, T + 1003, f32(5.25)), ("i", 4, T + 1003, 1234568),
-    ("i", 5, T + 1003, 499),
-]
-for kind, pid, t, v in rows:
-    if kind == "f":
-        reading.pack_float(rec, pid, t, v)
-    elif kind == "i":
-        reading.pack_int(rec, pid, t, v)
-    else:
-        reading.pack_err(rec, pid, t, v)
-    enc.add(seq, rec, reading.SIZE)
-    seq += 1
-print("data", binascii.hexlify(enc.finish()).decode())
-buf = bytearray(512)
-pts = [
-    {"id": 1, "name": "voltage_l1", "unit": "V", "type": "f32", "scale": 1, "offset": 0,
-     "source": "mb:1:i:0"},
-    {"id": 4, "name": "energy_import", "unit": "Wh", "type": "u32", "scale": 1, "offset": 0,
-     "source": "mb:1:h:72"},
-    {"id": 5, "name": "frequency", "unit": "Hz", "type": "i16", "scale": 0.1, "offset": 0,
-     "source": "mb:1:h:70"},
-]
-n = encode_birth(buf, "meter-7", "0.3.0", "9f2c51d0", 12, pts)
-print("birth", binascii.hexlify(buf[:n]).decode())
-n = encode_state(buf, {"online": True, "boot": 12, "uptime_s": 3600, "queue_depth": 42,
-                       "oldest_unsent_s": 7, "drops": 0, "free_heap": 61440,
-                       "reset_cause": "power_on", "slave_errors": {1: 0, 2: 17}})
-print("state", binascii.hexlify(buf[:n]).decode())
-n = encode_state(buf, {"online": False, "boot": 12})
-print("death", binascii.hexlify(buf[:n]).decode())
-n = encode_ack(buf, 12, 1009)
-print("ack", binascii.hexlify(buf[:n]).decode())
-'''
 
 DOC = ROOT / "docs" / "payload.md"
 
@@ -292,10 +238,8 @@ def _doc_blocks() -> list[tuple[str, bytes]]:
     return out
 
 
-def test_doc_examples_are_encoder_output_and_decode(tmp_path):
-    script = tmp_path / "examples.py"
-    script.write_text(MP_EXAMPLES)
-    res = run(script, heap="128K")
+def test_doc_examples_are_encoder_output_and_decode():
+    res = run(ROOT / "tests" / "host" / "payload_examples_mp.py", heap="128K")
     assert res.returncode == 0, res.stdout + res.stderr
     made = [bytes.fromhex(line.split()[1]) for line in res.stdout.splitlines() if line.strip()]
     blocks = _doc_blocks()
