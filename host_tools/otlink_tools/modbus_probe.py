@@ -13,11 +13,16 @@ The codec (``encode`` / ``decode``) is shared with the simulated meter.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import os
+import re
 import struct
 import sys
 import time
 from collections.abc import Iterable
+
+from otlink_tools.errors import CommandError
 
 ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
 WORDS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2,
@@ -104,6 +109,10 @@ def crc16(data: bytes) -> int:
     return crc
 
 
+_EXCEPTIONS = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
+               4: "slave device failure", 6: "slave device busy"}
+
+
 class ProbeError(Exception):
     """One failed exchange: timeout, CRC, or an exception code from the slave."""
 
@@ -154,7 +163,8 @@ class SerialMaster:
         if buf[0] != slave:
             raise ProbeError("answer from slave %d" % buf[0])
         if buf[1] & 0x80:
-            raise ProbeError("exception %d" % buf[2])
+            name = _EXCEPTIONS.get(buf[2])
+            raise ProbeError("exception %d" % buf[2] + (": " + name if name else ""))
         return buf[3:-2]
 
     def read_regs(self, slave: int, fc: int, addr: int, count: int) -> list[int]:
@@ -162,15 +172,86 @@ class SerialMaster:
         return [int.from_bytes(data[2 * i:2 * i + 2], "big") for i in range(len(data) // 2)]
 
 
-def _range(s: str) -> range:
-    a, _, b = s.partition("-")
-    return range(int(a), int(b or a) + 1)
+# ---- argument checking: every bad value is one argparse error naming the option -----------
+
+SLAVE_IDS = (1, 247)      # 0 is broadcast (no answer), 248..255 are reserved
+REG_ADDRS = (0, 65535)
+BAUDS = (300, 4_000_000)
+TIMEOUTS_MS = (1, 60_000)
 
 
-def scan_ids(m: SerialMaster, ids: Iterable[int], out=print) -> list[int]:
-    """Slave ids that answer FC 03 at register 0 (an exception answer counts)."""
+def _int_in(text: str, lo: int, hi: int, what: str, note: str = "") -> int:
+    try:
+        v = int(text.strip(), 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} must be an integer {lo}..{hi}{note}, "
+                                         f"not {text!r}")
+    if not lo <= v <= hi:
+        raise argparse.ArgumentTypeError(f"{what} {v} is out of range: {lo}..{hi}{note}")
+    return v
+
+
+def _range(s: str, lo: int = REG_ADDRS[0], hi: int = REG_ADDRS[1],
+           what: str = "register address") -> range:
+    """'A-B' or 'A' -> range(A, B + 1), with lo <= A <= B <= hi (ArgumentTypeError otherwise)."""
+    a, dash, b = s.strip().partition("-")
+    try:
+        start, end = int(a, 10), int(b if dash else a, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a range: use A-B (or A) with {what}s "
+                                         f"{lo}..{hi}, e.g. {lo}-{min(hi, lo + 9)}")
+    for v in (start, end):
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{what} {v} in {s!r} is out of range: {lo}..{hi}")
+    if end < start:
+        raise argparse.ArgumentTypeError(f"{s!r} is empty: the first {what} must not be larger "
+                                         f"than the last (e.g. {end}-{start})")
+    return range(start, end + 1)
+
+
+def _id_range(s: str) -> range:
+    return _range(s, *SLAVE_IDS, what="slave id")
+
+
+def _slave(s: str) -> int:
+    return _int_in(s, *SLAVE_IDS, "slave id", " (0 is broadcast: no slave answers it)")
+
+
+def _address(s: str) -> int:
+    return _int_in(s, *REG_ADDRS, "register address")
+
+
+def _baud(s: str) -> int:
+    return _int_in(s, *BAUDS, "baud rate")
+
+
+def _timeout_ms(s: str) -> int:
+    return _int_in(s, *TIMEOUTS_MS, "timeout")
+
+
+_HEX_REG = re.compile(r"(0[xX])?[0-9a-fA-F]{1,4}")
+
+
+def _hex_regs(s: str) -> list[int]:
+    """'4366 8000' (spaces or commas) -> [0x4366, 0x8000]: 1 to 4 digit hex words."""
+    words = s.replace(",", " ").split()
+    if not words:
+        raise argparse.ArgumentTypeError("give 1 or more registers in hex (0000..FFFF), "
+                                         "e.g. --regs '4366 8000'")
+    for w in words:
+        if not _HEX_REG.fullmatch(w):
+            raise argparse.ArgumentTypeError(f"{w!r} is not a register in hex: each must be "
+                                             "0000..FFFF, e.g. --regs '4366 8000'")
+    return [int(w, 16) for w in words]
+
+
+def scan_ids(m: SerialMaster, ids: Iterable[int], out=print, progress=None) -> list[int]:
+    """Slave ids that answer FC 03 at register 0 (an exception answer counts).
+    progress(i, sid), if given, is called before the i-th (0-based) id is tried."""
     found = []
-    for sid in ids:
+    for i, sid in enumerate(ids):
+        if progress:
+            progress(i, sid)
         try:
             m.read_regs(sid, 3, 0, 1)
             found.append(sid)
@@ -183,12 +264,17 @@ def scan_ids(m: SerialMaster, ids: Iterable[int], out=print) -> list[int]:
 
 
 def scan_regs(m: SerialMaster, slave: int, regs: range, block: int = 10,
-              out=print) -> dict[int, list[tuple[int, int]]]:
-    """{fc: [(start, end)]} register blocks that read without error, per FC 03 / 04."""
+              out=print, progress=None) -> dict[int, list[tuple[int, int]]]:
+    """{fc: [(start, end)]} register blocks that read without error, per FC 03 / 04.
+    progress(i, (fc, start, end)), if given, is called before the i-th (0-based) read."""
     spans: dict[int, list[tuple[int, int]]] = {3: [], 4: []}
+    i = 0
     for fc in (3, 4):
         for a in range(regs.start, regs.stop, block):
             n = min(block, regs.stop - a)
+            if progress:
+                progress(i, (fc, a, a + n - 1))
+            i += 1
             try:
                 m.read_regs(slave, fc, a, n)
             except ProbeError:
@@ -202,6 +288,76 @@ def scan_regs(m: SerialMaster, slave: int, regs: range, block: int = 10,
     return spans
 
 
+class _Progress:
+    """How far a long scan is, on stderr (stdout keeps only the results).
+
+    On a terminal, one status line rewritten in place before every exchange; otherwise (a log,
+    a pipe) a 'scanned N of M ...' line every `every` exchanges and at the end."""
+
+    def __init__(self, total: int, unit: str, label, stream=None, every: int = 10):
+        self.stream = stream if stream is not None else sys.stderr
+        try:
+            self.tty = self.stream.isatty()
+        except (AttributeError, ValueError):
+            self.tty = False
+        self.total, self.unit, self.label, self.every = total, unit, label, every
+        self.shown = False
+
+    def __call__(self, i: int, item) -> None:
+        if self.tty:
+            self.stream.write(f"\r\x1b[K{self.label(item)} ({i + 1} of {self.total})")
+            self.stream.flush()
+            self.shown = True
+        elif i and i % self.every == 0:
+            print(f"scanned {i} of {self.total} {self.unit}", file=self.stream, flush=True)
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.shown = False
+
+    def out(self, line: str) -> None:
+        """Print one result line to stdout without mixing it into the status line."""
+        self.clear()
+        print(line, flush=True)
+
+    def done(self) -> None:
+        self.clear()
+        if not self.tty:
+            print(f"scanned {self.total} of {self.total} {self.unit}", file=self.stream,
+                  flush=True)
+
+
+def _seconds(n: int, m: SerialMaster) -> int:
+    """Upper bound of n exchanges that all time out: request, t3.5, answer timeout."""
+    return math.ceil(n * (m.timeout + m.t35 + 2 * 8 * 11 / m.baud))
+
+
+_OPEN_HINTS = {
+    errno.ENOENT: "no such port (is the RS-485 adapter plugged in?)",
+    errno.EACCES: "permission denied (add your user to the 'dialout' group, then log in again)",
+    errno.EPERM: "permission denied (add your user to the 'dialout' group, then log in again)",
+    errno.EISDIR: "it is a directory, not a serial port",
+    errno.ENOTTY: "not a serial port",
+    errno.EBUSY: "port busy: another program has it open",
+}
+
+
+def _port_error(e: BaseException) -> str:
+    """The reason an OSError / serial.SerialException gives, in a few words."""
+    code = getattr(e, "errno", None)
+    if not isinstance(code, int):
+        # pyserial's 'Could not configure port' chains the termios.error (errno, text)
+        ctx = e.__cause__ or e.__context__
+        args = getattr(ctx, "args", ())
+        code = getattr(ctx, "errno", None) or (args[0] if args and isinstance(args[0], int)
+                                               else None)
+    if isinstance(code, int):
+        return _OPEN_HINTS.get(code) or os.strerror(code)
+    return str(e) or type(e).__name__
+
+
 def format_decode(regs: list[int]) -> str:
     lines = ["registers: " + " ".join(f"{r:04X}" for r in regs),
              f"{'type':8} {'order':5} {'value':>24}  plausible"]
@@ -213,44 +369,98 @@ def format_decode(regs: list[int]) -> str:
 
 def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("port", nargs="?", help="serial port of the RS-485 adapter (e.g. /dev/ttyUSB0)")
-    p.add_argument("--baud", type=int, default=9600)
+    p.add_argument("--baud", type=_baud, default=9600,
+                   help=f"bits per second, {BAUDS[0]}..{BAUDS[1]} (default 9600)")
     p.add_argument("--parity", choices=("N", "E", "O"), default="N")
     p.add_argument("--stop-bits", type=int, choices=(1, 2), default=1)
-    p.add_argument("--timeout-ms", type=int, default=200)
-    p.add_argument("--slave", type=int, default=1)
-    p.add_argument("--scan-ids", metavar="A-B", help="scan slave ids, e.g. 1-247")
-    p.add_argument("--scan-regs", metavar="A-B", help="scan register ranges of --slave")
-    p.add_argument("--decode", type=int, metavar="ADDR",
+    p.add_argument("--timeout-ms", type=_timeout_ms, default=200,
+                   help=f"answer timeout per request, {TIMEOUTS_MS[0]}..{TIMEOUTS_MS[1]} ms "
+                        "(default 200)")
+    p.add_argument("--slave", type=_slave, default=1,
+                   help=f"slave id for --scan-regs / --decode, {SLAVE_IDS[0]}..{SLAVE_IDS[1]}")
+    p.add_argument("--scan-ids", metavar="A-B", type=_id_range,
+                   help=f"scan slave ids, e.g. 1-247 ({SLAVE_IDS[0]}..{SLAVE_IDS[1]})")
+    p.add_argument("--scan-regs", metavar="A-B", type=_range,
+                   help=f"scan register ranges of --slave, e.g. 0-999 "
+                        f"({REG_ADDRS[0]}..{REG_ADDRS[1]})")
+    p.add_argument("--decode", type=_address, metavar="ADDR",
                    help="read 4 registers at ADDR and show every type/order")
     p.add_argument("--fc", type=int, choices=(3, 4), default=3, help="for --decode")
-    p.add_argument("--regs", help="decode these hex registers instead of reading (e.g. 4366 8000)")
+    p.add_argument("--regs", type=_hex_regs,
+                   help="decode these hex registers instead of reading (e.g. 4366 8000)")
     return p
+
+
+def _open(args: argparse.Namespace) -> SerialMaster:
+    import serial  # pyserial
+
+    try:
+        return SerialMaster(args.port, args.baud, args.parity, args.stop_bits, args.timeout_ms)
+    except (serial.SerialException, OSError) as e:
+        raise CommandError(f"modbus probe: cannot open {args.port}: {_port_error(e)}") from None
+
+
+def _decode_at(m: SerialMaster, slave: int, fc: int, addr: int) -> list[int]:
+    """4 registers at addr (as many as fit below 65536), else 2 (a device refusing 4)."""
+    n = min(4, REG_ADDRS[1] + 1 - addr)
+    try:
+        return m.read_regs(slave, fc, addr, n)
+    except ProbeError:
+        if n <= 2:
+            raise
+        return m.read_regs(slave, fc, addr, 2)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.regs:
-        print(format_decode([int(x, 16) for x in args.regs.replace(",", " ").split()]))
+        regs = args.regs if isinstance(args.regs, list) else _hex_regs(args.regs)
+        print(format_decode(regs))
         return 0
     if not args.port:
-        print("otlink: modbus probe: a serial port is required (or --regs)", file=sys.stderr)
-        return 1
-    m = SerialMaster(args.port, args.baud, args.parity, args.stop_bits, args.timeout_ms)
+        raise CommandError("modbus probe: a serial port is required (or --regs)")
+    if not (args.scan_ids or args.scan_regs or args.decode is not None):
+        raise CommandError("modbus probe: nothing to do: use --scan-ids A-B, --scan-regs A-B "
+                           "or --decode ADDR (see --help)")
+    import serial  # pyserial
+
+    m = _open(args)
+    line = f"{args.baud} baud 8{args.parity}{args.stop_bits}"
+    prog = None
     try:
         if args.scan_ids:
-            found = scan_ids(m, _range(args.scan_ids))
+            ids = args.scan_ids
+            print(f"scanning slave ids {ids[0]}..{ids[-1]} at {line} "
+                  f"(up to about {_seconds(len(ids), m)} s)", file=sys.stderr, flush=True)
+            prog = _Progress(len(ids), "ids", lambda sid: f"trying slave id {sid}")
+            found = scan_ids(m, ids, out=prog.out, progress=prog)
+            prog.done()
             print(f"{len(found)} slave(s): {' '.join(map(str, found)) or '-'}")
+            if not found:
+                print(f"no slave answered ids {ids[0]}..{ids[-1]} at {line}: check the A/B "
+                      "wiring, ground, baud, parity and termination", file=sys.stderr)
         if args.scan_regs:
-            scan_regs(m, args.slave, _range(args.scan_regs))
+            regs = args.scan_regs
+            n = 2 * math.ceil(len(regs) / 10)
+            print(f"scanning registers {regs[0]}..{regs[-1]} of slave {args.slave} with FC03 "
+                  f"and FC04 at {line} (up to about {_seconds(n, m)} s)", file=sys.stderr,
+                  flush=True)
+            prog = _Progress(n, "blocks", lambda b: f"reading FC{b[0]:02d} {b[1]}..{b[2]}")
+            scan_regs(m, args.slave, regs, out=prog.out, progress=prog)
+            prog.done()
         if args.decode is not None:
             try:
-                regs = m.read_regs(args.slave, args.fc, args.decode, 4)
-            except ProbeError:
-                regs = m.read_regs(args.slave, args.fc, args.decode, 2)
+                regs = _decode_at(m, args.slave, args.fc, args.decode)
+            except ProbeError as e:
+                raise ProbeError(f"slave {args.slave} FC{args.fc:02d} register {args.decode}: "
+                                 f"{e}") from None
             print(format_decode(regs))
     except ProbeError as e:
-        print(f"otlink: modbus probe: {e}", file=sys.stderr)
-        return 1
+        raise CommandError(f"modbus probe: {e}") from None
+    except (serial.SerialException, OSError) as e:
+        raise CommandError(f"modbus probe: {args.port}: {_port_error(e)}") from None
     finally:
+        if prog:
+            prog.clear()
         m.close()
     return 0
 
@@ -268,7 +478,11 @@ def register(subparsers) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = build_parser(argparse.ArgumentParser(prog="otlink modbus probe", description=__doc__,
                                              formatter_class=argparse.RawDescriptionHelpFormatter))
-    return run(p.parse_args(argv))
+    try:
+        return run(p.parse_args(argv))
+    except CommandError as e:
+        print(f"otlink: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
