@@ -16,6 +16,7 @@ import bisect
 import csv
 import io
 import json
+import math
 import os
 import ssl
 import sys
@@ -33,6 +34,28 @@ FORMATS = ("table", "jsonl", "csv", "influx")
 CSV_FIELDS = ["time", "uptime_ms", "site", "node", "boot", "seq", "point", "pid", "value",
               "unit", "raw", "err", "historical", "untimed"]
 REDRAW_S = 0.5  # live table: at most two redraws a second
+
+
+def check_topic_args(prefix: str, site: str, node: str, group: str | None = None) -> None:
+    """Refuse topic parts that would make a wrong or invalid subscription (ValueError, naming
+    the option): site and node are one topic level or + (all); the prefix is one or more
+    levels (docs/payload.md "Topics"); the share group is one level. No wildcards inside."""
+    if (not prefix or prefix.startswith("/") or prefix.endswith("/") or "//" in prefix
+            or any(c in prefix for c in "+#\0")):
+        raise ValueError(f"--prefix {prefix!r}: topic levels joined by / wanted, none empty, "
+                         "without + # or NUL (default otlink)")
+    for value, what in ((site, "site"), (node, "node")):
+        if value != "+" and (not value or any(c in value for c in "/+#\0")):
+            raise ValueError(f"--{what} {value!r}: one {what} name wanted (one topic level, "
+                             f"not empty, without / + # or NUL), or + for every {what}")
+    if group is not None and (not group or any(c in group for c in "/+#\0")):
+        raise ValueError(f"--group {group!r}: a share group name wanted (not empty, "
+                         "without / + # or NUL)")
+
+
+def _ssl_detail(e: ssl.SSLError) -> str:
+    reason = getattr(e, "reason", None)
+    return f" ({reason.lower().replace('_', ' ')})" if reason else ""
 
 
 def format_value(v: Any) -> str:
@@ -125,6 +148,7 @@ class Monitor:
             raise ValueError(f"format {fmt!r}: one of {', '.join(FORMATS)}")
         if (cert is None) != (key is None):
             raise ValueError("--cert and --key go together")
+        check_topic_args(prefix, site, node, group)
         self.host, self.port, self.prefix = host, port, prefix
         self.site, self.node, self.fmt, self.group, self.ack = site, node, fmt, group, ack
         self.out = out or sys.stdout
@@ -152,7 +176,8 @@ class Monitor:
         self.acked: dict[tuple[str, str, int], int] = {}
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
-        self.connected = threading.Event()
+        self.connected = threading.Event()  # set by the first accepted CONNACK
+        self._connack = threading.Event()  # set by a CONNACK, accepted or refused
         self.connect_error: str | None = None
         # counters
         self.messages = 0
@@ -183,10 +208,7 @@ class Monitor:
         if self.user is not None:
             c.username_pw_set(self.user, self.password)
         if self.cafile or self.cert:
-            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.cafile)
-            if self.cert:
-                ctx.load_cert_chain(self.cert, self.key)
-            c.tls_set_context(ctx)
+            c.tls_set_context(self._tls_context())
         try:
             c.connect(self.host, self.port, self.keepalive)
         except ssl.SSLCertVerificationError as e:
@@ -194,11 +216,47 @@ class Monitor:
         except (OSError, ssl.SSLError) as e:
             raise ConnectionError(f"cannot connect to {self.host}:{self.port}: {e}") from None
         c.loop_start()
-        if not self.connected.wait(timeout):
+        if not self._connack.wait(timeout):
             c.loop_stop()
             raise ConnectionError(self.connect_error
                                   or f"no CONNACK from {self.host}:{self.port} in {timeout} s")
+        if not self.connected.is_set():
+            # refused (bad user name or password, not authorized, ...): say so at once
+            # rather than retrying until the timeout
+            c.disconnect()
+            c.loop_stop()
+            raise ConnectionError(self.connect_error or "broker refused the connection")
         return self
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """TLS context from --cafile/--cert/--key; ValueError naming the file that is wrong."""
+        for opt, path in (("--cafile", self.cafile), ("--cert", self.cert), ("--key", self.key)):
+            if path:
+                try:
+                    with open(path, "rb"):
+                        pass
+                except OSError as e:
+                    raise ValueError(f"{opt} {path}: cannot read it: {e.strerror or e}") from None
+        try:
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.cafile)
+        except (OSError, ssl.SSLError) as e:
+            what = f"--cafile {self.cafile}" if self.cafile else "system CA certificates"
+            detail = _ssl_detail(e) if isinstance(e, ssl.SSLError) else f" ({e})"
+            raise ValueError(f"{what}: not a PEM CA certificate{detail}") from None
+        if self.cert:
+            try:
+                ctx.load_cert_chain(self.cert, self.key)
+            except (OSError, ssl.SSLError) as e:
+                # which file is wrong: the certificate alone must load as a certificate
+                probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                try:
+                    probe.load_verify_locations(cafile=self.cert)
+                except (OSError, ssl.SSLError):
+                    raise ValueError(f"--cert {self.cert}: not a PEM certificate") from None
+                detail = _ssl_detail(e) if isinstance(e, ssl.SSLError) else f" ({e})"
+                raise ValueError(f"--key {self.key}: not a PEM private key matching --cert "
+                                 f"{self.cert}{detail}") from None
+        return ctx
 
     def stop(self) -> None:
         self.client.disconnect()
@@ -209,13 +267,26 @@ class Monitor:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self.connect_error = f"broker refused the connection: {reason_code}"
+            msg = f"broker {self.host}:{self.port} refused the connection: {reason_code}"
+            if reason_code.value in (134, 135):  # bad user name or password, not authorized
+                if self.user is None:
+                    msg += " (give --user and --password or OTLINK_MQTT_PASSWORD)"
+                else:  # never the password itself
+                    msg += f" (check --user {self.user!r} and its password)"
+            self.connect_error = msg
+            if self.connected.is_set():  # a later reconnect refused: paho keeps retrying
+                self._note(msg)
+            self._connack.set()
             return
+        self.connect_error = None
         for t in self.subscriptions():
             client.subscribe(t, qos=1)
         self.connected.set()
+        self._connack.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self.connect_error is not None and not self.connected.is_set():
+            return  # the first connection was refused: start() reports that, once
         if reason_code != 0:
             self._note(f"disconnected from broker ({reason_code}); reconnecting")
 
@@ -491,17 +562,38 @@ def run(args) -> int:
     from otlink_tools.errors import CommandError
 
     password = args.password or os.environ.get("OTLINK_MQTT_PASSWORD")
+    try:
+        check_topic_args(args.prefix, args.site, args.node, args.group)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise CommandError(f"--port {args.port}: out of range, 1..65535 wanted")
+    if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds >= 0):
+        raise CommandError(f"--seconds {args.seconds:g}: a number of seconds >= 0 wanted "
+                           "(leave it out to run until Ctrl-C)")
+    if args.count is not None and args.count < 0:
+        raise CommandError(f"--count {args.count}: a number of readings >= 0 wanted")
     tls = bool(args.cafile or args.cert)
     port = args.port or (8883 if tls else 1883)
-    out = open(args.output, "a", encoding="utf-8") if args.output else sys.stdout
+    out: IO[str] = sys.stdout
+    if args.output:
+        try:
+            out = open(args.output, "a", encoding="utf-8")
+        except OSError as e:
+            raise CommandError(f"--output {args.output}: cannot open it for writing: "
+                               f"{e.strerror or e}") from None
     try:
         mon = Monitor(args.host, port, prefix=args.prefix, site=args.site, node=args.node,
                       fmt=args.format, out=out, group=args.group, ack=args.ack,
                       cafile=args.cafile, cert=args.cert, key=args.key, user=args.user,
                       password=password, client_id=args.client_id, fsync=args.fsync)
         mon.start()
-    except (ValueError, ConnectionError) as e:
-        raise CommandError(str(e)) from None
+    except (ValueError, ConnectionError, OSError, ssl.SSLError) as e:
+        if args.output:
+            out.close()
+        if isinstance(e, (ValueError, ConnectionError)):
+            raise CommandError(str(e)) from None
+        raise CommandError(f"cannot start the monitor on {args.host}:{port}: {e}") from None
     try:
         mon.wait(count=args.count, seconds=args.seconds)
     except KeyboardInterrupt:
