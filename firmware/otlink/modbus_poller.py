@@ -94,6 +94,15 @@ class Poller:
             self.codes[c] = 0
         self.cycles = 0
         self.bus_errors = 0
+        # the transaction in flight (set per request; created here so the instance dict is
+        # sized at boot, not grown later when the heap may be fragmented)
+        self._adu = None
+        self._n = 0
+        self._rx = None
+        self._bc = False
+        self._echo_left = 0
+        self._echo_bad = False
+        self._first = 0
         # pipelined decode: the last completed request and its result
         self._pend = None
         self._pend_code = 0

@@ -134,6 +134,7 @@ async def guard(coro):
         await coro
     except Exception as e:  # noqa: BLE001 - reported in the RESULT line
         failed = "%s: %s" % (type(e).__name__, e)
+        sys.print_exception(e)  # where it failed, in the agent's output
 
 
 async def publish_when_ready():

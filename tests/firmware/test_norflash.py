@@ -40,6 +40,29 @@ def test_program_cannot_set_bits():
     mptest.eq(nor.mem[100], 0xF0, "after erase")
 
 
+def test_file_image_checks_bits_without_allocating():
+    # the file-backed image (the agent's and the small-heap tests' mode) checks every byte
+    # of a program through a fixed chunk buffer: no heap taken, a bad byte past the first
+    # 256 still found and named
+    gc.collect()
+    p = fresh("bits.img")
+    nor = NorFlash(p, SIZE, cache=False)
+    data = bytearray(600)
+    for i in range(600):
+        data[i] = (i * 7) & 0xFF
+    mptest.no_alloc(nor.program, 1000, data)
+    for i in range(600):
+        data[i] &= 0xF0  # clearing bits only: fine
+    mptest.no_alloc(nor.program, 1000, data)
+    data[400] |= 0x01  # byte 400 (third chunk) would need a 0->1
+    e = mptest.raises(FlashError, nor.program, 1000, data)
+    mptest.true("0x%x" % (1000 + 400) in str(e), "names the address: %s" % e)
+    b = bytearray(4)
+    nor.read(1400, b)
+    mptest.eq(b[0], ((400 * 7) & 0xFF) & 0xF0, "refused program wrote nothing")
+    nor.close()
+
+
 def test_counters():
     gc.collect()
     nor = NorFlash(None, RAM)

@@ -72,6 +72,11 @@ class Queue(QueueStats):
         self._cb = bytearray(64)  # scanning chunk
         self._cmv = memoryview(self._cb)
         self._pager = None
+        # _walk() results: created here so the instance dict is sized at boot, not grown (one
+        # contiguous allocation) at the first read, when the heap may be fragmented
+        self._w_end = 0
+        self._w_mid = 0
+        self._w_clean = False
         if prog_size > 1:
             # page-programmed flash (rp2: 256): every program is one whole aligned page
             from otlink.core.queue_page import Pager
