@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Iterable
 
+from otlink_tools.decode import error_name
 from otlink_tools.errors import CommandError
 
 ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
@@ -109,10 +110,6 @@ def crc16(data: bytes) -> int:
     return crc
 
 
-_EXCEPTIONS = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
-               4: "slave device failure", 6: "slave device busy"}
-
-
 class ProbeError(Exception):
     """One failed exchange: timeout, CRC, or an exception code from the slave."""
 
@@ -163,8 +160,8 @@ class SerialMaster:
         if buf[0] != slave:
             raise ProbeError("answer from slave %d" % buf[0])
         if buf[1] & 0x80:
-            name = _EXCEPTIONS.get(buf[2])
-            raise ProbeError("exception %d" % buf[2] + (": " + name if name else ""))
+            # "Modbus exception 2: illegal data address": the decoder's one table of names
+            raise ProbeError(error_name(0x80 | buf[2])[len("Modbus "):])
         return buf[3:-2]
 
     def read_regs(self, slave: int, fc: int, addr: int, count: int) -> list[int]:
