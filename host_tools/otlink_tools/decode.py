@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import struct
 from typing import Any
 
@@ -356,17 +357,58 @@ def decode_message(topic: str, payload: bytes) -> dict:
     return out
 
 
+def _decimals(x: float) -> int:
+    """Decimal places of x's shortest repr: 0.001 -> 3, 2.0 -> 0, 273.15 -> 2."""
+    r = repr(float(x))
+    if "e" in r:
+        mant, exp = r.split("e")
+        frac = mant.split(".")[1].rstrip("0") if "." in mant else ""
+        return max(0, len(frac) - int(exp))
+    return len(r.split(".")[1].rstrip("0"))
+
+
+def _short_f32(v: float) -> float:
+    """The shortest decimal that reads back as the same float32: what the device holds
+    (230.10000610351562 -> 230.1)."""
+    if v != v or v in (float("inf"), float("-inf")):
+        return v
+    want = struct.pack(">f", v)
+    for digits in range(1, 10):
+        c = float(f"{v:.{digits}g}")
+        if struct.pack(">f", c) == want:
+            return c
+    return v
+
+
 def apply_scale(reading: dict, point: dict) -> int | float | str | None:
     """Engineering value of a reading: raw * scale + offset from the birth point table.
-    Integers stay integers when scale is 1 and offset an integer; errors give None."""
+
+    Integers stay integers when scale is 1 and offset an integer; errors give None. The
+    result carries no more digits than the data has: an integer register times 0.001 is
+    rounded to 3 decimals (0.944, not 0.9440000000000001; a scale that is not a decimal
+    step, 175/65535, keeps one digit below its step); a float32 register is read as the
+    shortest decimal that is the same float32 (230.1, not 230.10000610351562)."""
     v = reading.get("value")
     if reading.get("err") is not None or v is None or isinstance(v, str):
         return v if reading.get("err") is None else None
     scale = point.get("scale", 1)
     offset = point.get("offset", 0)
+    if isinstance(v, bool):
+        v = int(v)
     if scale == 1 and isinstance(v, int) and isinstance(offset, int):
         return v + offset
-    return v * scale + offset
+    if isinstance(v, float):
+        if point.get("type") != "float32":
+            return v * scale + offset  # float64: all its digits are data
+        v = _short_f32(v)
+        if scale == 1 and offset == 0:
+            return v
+        return float(f"{v * scale + offset:.7g}")  # float32 carries ~7 significant digits
+    d = _decimals(offset) if offset else 0
+    if scale:
+        step = abs(scale)
+        d = max(d, min(_decimals(step), max(0, math.ceil(-math.log10(step))) + 1))
+    return round(v * scale + offset, min(d, 15))
 
 
 # -- annotated hex dump (docs/payload.md examples, `otlink monitor --hex`) -----------------

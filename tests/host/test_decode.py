@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import struct
 
 import cbor2
 import pytest
@@ -152,6 +153,26 @@ def test_apply_scale_and_error_names():
     assert apply_scale({"value": None, "err": 1}, {"scale": 2, "offset": 0}) is None
     assert apply_scale({"value": "on", "err": None}, {"scale": 2, "offset": 0}) == "on"
     assert error_name(0x82) == "Modbus exception 2: illegal data address"
+
+
+def test_scaled_values_carry_the_digits_the_data_has():
+    def eng(v, scale=1, offset=0, typ="int16"):
+        return apply_scale({"value": v, "err": None},
+                           {"scale": scale, "offset": offset, "type": typ})
+
+    # exact equality: what an IT tool gets in JSON lines / CSV / Influx
+    assert eng(944, 0.001) == 0.944  # not 0.9440000000000001
+    assert eng(2301, 0.1) == 230.1
+    assert eng(5, 0.5, 273.15) == 275.65  # the offset's decimals count too
+    assert eng(25278, 175 / 65535, -45) == 22.5006  # step 0.00267: one digit below it
+    assert eng(7, 2.0) == 14.0
+    # float32 registers: the shortest decimal that is the same float32 (what the device shows)
+    f32 = struct.unpack(">f", struct.pack(">f", 230.1))[0]
+    assert f32 != 230.1 and eng(f32, typ="float32") == 230.1
+    assert eng(f32, 0.5, typ="float32") == 115.05
+    # float64 registers: every digit is data
+    assert eng(f32, typ="float64") == f32
+    assert eng(0.1 + 0.2, typ="float64") == 0.1 + 0.2
     assert error_name(0x8F) == "Modbus exception 15"
 
 
