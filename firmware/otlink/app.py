@@ -168,11 +168,22 @@ class App:
         # WiFi joins in the background, NTP has its own 1 s socket timeout.
         board = self.board
         said = None
+        bus_said = 0
         while True:
             err = self.uplink.last_error
             if err is not None and err != said and not self.uplink.connected:
                 log("uplink: %s (retrying with backoff)" % err)  # never carries secrets
+            elif said is not None and self.uplink.connected:
+                log("uplink: connected again")
             said = err if not self.uplink.connected else None
+            p = self.poller
+            if p is not None and p.bus_errors != bus_said:
+                # the port itself fails (USB adapter unplugged?): say so, at most once a
+                # second, with how often; the points report error 8 meanwhile
+                log("modbus: serial port %s failed %d times: %r" % (
+                    self.cfg["serial"].get("port") or "(board UART)", p.bus_errors,
+                    p.last_bus_error))
+                bus_said = p.bus_errors
             if not board.network_ok():
                 board.network_start(self.cfg.get("wifi"))
             elif not self.clock.is_set():
@@ -188,6 +199,7 @@ class App:
             st["q_" + k] = q[k]
         if self.poller is not None:
             st["slaves"] = self.poller.stats()
+            st["bus_errors"] = self.poller.bus_errors
         if self.sensors:
             st["sensor_errors"] = sum(s.errors for s in self.sensors)
         return st

@@ -93,7 +93,8 @@ class Poller:
         for c in modbus.ERROR_NAMES:
             self.codes[c] = 0
         self.cycles = 0
-        self.bus_errors = 0
+        self.bus_errors = 0  # the port itself failed (OSError from the UART)
+        self.last_bus_error = None
         # the transaction in flight (set per request; created here so the instance dict is
         # sized at boot, not grown later when the heap may be fragmented)
         self._adu = None
@@ -275,6 +276,12 @@ class Poller:
             if n:
                 sink(rec, n)
 
+    def _fail_group(self, g, code):
+        # The pending answer (if any) is flushed first by _emit; then one error per request.
+        for req in g.requests:
+            self._emit(req, code, None)
+        self._flush()
+
     def _emit(self, req, code, rx):
         if self._pend is not None:
             self._flush()
@@ -377,10 +384,13 @@ class Poller:
                                         break
                             # the last answer of the group stays pending: it is decoded while
                             # the next request is on the wire, or before going idle
-                        except OSError:
-                            # the port itself failed (adapter unplugged): count, pause, go on
+                        except OSError as e:
+                            # the port itself failed (adapter unplugged): every point of the
+                            # group reports it (a reading already answered is kept), counted,
+                            # then a pause and on with the next group
                             self.bus_errors += 1
-                            self._pend = None
+                            self.last_bus_error = e
+                            self._fail_group(g, modbus.ERR_PORT)
                             await asyncio.sleep_ms(100)
                         g.due = time.ticks_add(g.due, g.interval_ms)
                         if time.ticks_diff(self.clock.ticks_ms(), g.due) > 0:

@@ -30,6 +30,7 @@ ERROR_CODES: dict[int, str] = {
     5: "reply with the wrong function code",
     6: "echo mismatch (transceiver echo expected)",
     7: "write not confirmed (address or quantity differs)",
+    8: "serial port failed (adapter unplugged or device gone)",
     16: "sensor error",
     17: "sensor CRC error",
     32: "slave offline (skipped during backoff)",
@@ -62,6 +63,7 @@ STATE_FIELDS: dict[str, type] = {
     "queue_corrupt": int,  # unacknowledged readings lost to flash damage found at recovery
     "sensor_errors": int,  # failed local sensor reads since boot
     "task_errors": int,  # agent tasks that failed and were restarted since boot
+    "bus_errors": int,  # times the serial port itself failed since boot
 }
 
 _MAX_PAYLOAD = 1 << 20  # far above anything a node sends; refuses absurd inputs early

@@ -53,12 +53,15 @@ class SimLine:
         self._tx_end = 0
         self.de_log = [0, 0, 0, 0]  # last pulse: t_up, level, t_down, level
         self.requests = 0
+        self.gone = False
 
     def now_us(self):
         self.clock.us += 5  # every look at the clock costs a little time: loops terminate
         return self.clock.us
 
     def write(self, req, n):
+        if self.gone:
+            raise OSError(5)  # EIO: the USB adapter was unplugged
         self.de_log[0] = self.clock.us
         self.de_log[1] = 1
         self._tx_end = self.clock.us + n * self.char_us
@@ -181,6 +184,26 @@ def test_exception_reaches_only_its_points():
        "illegal address for the request covering 99")
     eq(res[3], (reading.KIND_ERR, modbus.EX_ILLEGAL_ADDRESS), "same")
     eq(p.stats()[1]["exceptions"], 1, "counted")
+
+
+def test_lost_port_reaches_every_point_and_polling_resumes():
+    clock, line, p, got = make(pts((1, 0), (1, 50), (2, 0)))
+    line.regs[1] = list(range(100, 200))
+    line.regs[2] = [9] * 10
+    run(p.poll_once())
+    eq(len(got), 3, "all read")
+    del got[:]
+    line.gone = True
+    run(p.run(cycles=2))
+    errs = set((r[0], r[1], r[4]) for r in got)
+    eq(errs, set((pid, reading.KIND_ERR, modbus.ERR_PORT) for pid in (1, 2, 3)),
+       "every point of the group reports the failed port")
+    true(p.bus_errors >= 2 and isinstance(p.last_bus_error, OSError), "counted, kept")
+    eq(p.stats()[1]["timeouts"], 0, "not a slave's fault")
+    del got[:]
+    line.gone = False
+    run(p.run(cycles=1))
+    eq(sorted((r[0], r[4]) for r in got), [(1, 100), (2, 150), (3, 9)], "values again")
 
 
 def test_dead_slave_backoff_costs_one_timeout_per_period():

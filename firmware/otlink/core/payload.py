@@ -318,6 +318,7 @@ STATE_FIELDS = {
     "queue_corrupt": int,  # unacknowledged readings lost to flash damage found at recovery
     "sensor_errors": int,  # failed local sensor reads since boot
     "task_errors": int,  # agent tasks that failed and were restarted since boot
+    "bus_errors": int,  # times the serial port itself failed since boot
 }
 
 
