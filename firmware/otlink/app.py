@@ -5,6 +5,7 @@
 #   sources --reading record--> Queue (flash, group commit) --batches--> Publisher
 #     --CBOR--> Uplink (umqtt.simple, QoS1) --> broker ; ack (PUBACK or consumer) --> Queue.ack
 import asyncio
+import gc
 import sys
 
 from otlink import VERSION
@@ -97,6 +98,10 @@ class App:
         from otlink.uplink import Uplink
         from otlink.publisher import Publisher
 
+        # The uplink and publisher buffers are the biggest blocks the agent keeps (KiBs, for
+        # its life): a collection first frees the config parse's garbage, so they are found
+        # contiguous at boot instead of failing in a fragmented heap.
+        gc.collect()
         self.uplink = Uplink(cfg["mqtt"], cfg["node"], clock)
         self.publisher = Publisher(self.queue, self.uplink, clock, cfg["mqtt"], self.birth,
                                    self.state)
