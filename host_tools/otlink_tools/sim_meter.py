@@ -23,6 +23,7 @@ import math
 import os
 import random
 import select
+import sys
 import threading
 import time
 import tty
@@ -317,8 +318,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slaves", default="1", help="comma-separated slave ids")
     ap.add_argument("--reference", action="store_true", help="the 60-point reference map")
     args = ap.parse_args(argv)
-    m = start_meter(tuple(int(s) for s in args.slaves.split(",")), args.reference)
-    print(m.agent_port, flush=True)
+    slaves = tuple(int(s) for s in args.slaves.split(","))
+    m = start_meter(slaves, args.reference)
+    print(m.agent_port, flush=True)  # first line: the port alone (scripts read it)
+    what = ("the 60-point reference map (docs/modbus.md)" if args.reference else
+            "the demo map: input registers 0 V, 2 A, 4 W, 6 Hz (float32 ABCD), 100 Wh "
+            "(uint32); holding 200 power factor (int16, x0.001)")
+    print(f"simulated meter: slave id(s) {args.slaves} on {m.agent_port}, {what}; any baud "
+          "and parity work (a pty has no line timing). Ctrl-C stops.", file=sys.stderr,
+          flush=True)
     try:
         while True:
             time.sleep(3600)

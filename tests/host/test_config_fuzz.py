@@ -113,3 +113,14 @@ def test_binary_file_is_named_not_a_traceback(tmp_path):
     with pytest.raises(ConfigError) as e:
         config.load(str(f))
     assert e.value.field == "(file)" and "UTF-8" in e.value.problem
+
+
+def test_docs_config_example_validates():
+    """The complete example in docs/config.md is a config the validator accepts."""
+    import re
+
+    text = (paths.ROOT / "docs" / "config.md").read_text()
+    block = re.search(r"## Example\n.*?```json\n(.*?)```", text, re.S)
+    assert block, "docs/config.md has no ## Example json block"
+    cfg = config.validate(json.loads(block.group(1)))
+    assert [p.id for p in cfg["points"]] == [1, 2, 5, 6] and cfg["serial"]["parity"] == "E"
