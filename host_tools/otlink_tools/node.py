@@ -84,16 +84,54 @@ def cmd_run(args: argparse.Namespace) -> int:
                            "its emulated flash image there)")
     cmd, env = agent_command(args.config, args.state, args.heap)
     state.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(cmd, env=env)
+    # Its own session: a Ctrl-C at the terminal reaches only this process, which then asks
+    # the agent to stop exactly once (a second SIGINT could cut its final queue commit short).
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    return supervise(proc)
+
+
+# Signals that stop `otlink node run`: Ctrl-C, kill/systemd/timeout, a closed terminal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SECONDS = 10.0  # the agent commits its queue and says goodbye; then it is killed
+
+
+class _Stop(Exception):
+    pass
+
+
+def exit_status(returncode: int) -> int:
+    """A child's status as a shell reports it: killed by signal N -> 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def supervise(proc: subprocess.Popen, stop_seconds: float = STOP_SECONDS) -> int:
+    """Wait for the agent; on SIGINT, SIGTERM or SIGHUP send it SIGINT (the MicroPython Unix
+    port raises KeyboardInterrupt: the agent commits its queue and exits), kill it after
+    stop_seconds, and return its exit status."""
+    def on_second(signum, frame):  # a second stop signal while waiting: do not wait longer
+        proc.kill()
+
+    def on_stop(signum, frame):
+        for s in STOP_SIGNALS:
+            signal.signal(s, on_second)
+        raise _Stop(signum)
+
+    old = {s: signal.signal(s, on_stop) for s in STOP_SIGNALS}
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
         try:
-            return proc.wait(5)
+            return exit_status(proc.wait())
+        except _Stop:
+            pass
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            return exit_status(proc.wait(stop_seconds))
         except subprocess.TimeoutExpired:
             proc.kill()
-            return 130
+            return exit_status(proc.wait())
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def register(sub) -> None:
