@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 
@@ -36,13 +37,20 @@ class Broker:
 
     extra_conf: further mosquitto.conf lines (a TLS listener, ACLs, ...).
     persistence: keep a persistence file in the broker's folder (survives restarts).
+    workdir: the broker's folder (config, log, persistence). Without one, a temporary
+    folder is made and removed once the Broker object is gone (or at interpreter exit):
+    stop() keeps it, so a stopped broker can start again with its persistence file.
     """
 
     def __init__(self, port: int | None = None, extra_conf: str = "",
                  persistence: bool = False, workdir: str | None = None,
                  allow_anonymous: bool = True) -> None:
         self.port = port or free_port()
-        self.dir = Path(workdir or tempfile.mkdtemp(prefix="otlink-broker-"))
+        if workdir:
+            self.dir = Path(workdir)
+        else:
+            self.dir = Path(tempfile.mkdtemp(prefix="otlink-broker-"))
+            weakref.finalize(self, shutil.rmtree, str(self.dir), ignore_errors=True)
         self.extra_conf = extra_conf
         self.persistence = persistence
         self.allow_anonymous = allow_anonymous

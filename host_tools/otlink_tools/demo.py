@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import sys
 import tempfile
@@ -60,6 +61,7 @@ class Stack:
         self.broker: Broker | None = None
         self.meter = None
         self.agent = None
+        self.agent_log = None
 
     def start(self) -> dict:
         from otlink_tools.sim_meter import start_meter
@@ -87,11 +89,16 @@ class Stack:
             self.meter.stop()
         if self.broker:
             self.broker.stop()
-        self.agent = self.meter = self.broker = None
+        if self.agent_log:
+            self.agent_log.close()
+        self.agent = self.meter = self.broker = self.agent_log = None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="otlink-demo-"))
+    # Without --workdir the config, logs and flash image go to a temporary folder that is
+    # removed when the demo stops (about 2 MB a run would otherwise pile up in /tmp).
+    keep = bool(args.workdir)
+    work = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="otlink-demo-"))
     try:
         work.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -102,8 +109,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         stack.start()
+        where = "" if keep else " (temporary, removed at exit; --workdir DIR keeps it)"
         print(f"otlink demo: broker 127.0.0.1:{stack.broker.port}, meter on "
-              f"{stack.meter.agent_port}, agent log {work / 'agent.log'}; Ctrl-C stops")
+              f"{stack.meter.agent_port}, agent log {work / 'agent.log'}{where}; Ctrl-C stops")
         from otlink_tools.cli import main as cli_main
 
         argv = ["monitor", "--host", "127.0.0.1", "--port", str(stack.broker.port),
@@ -115,6 +123,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     finally:
         stack.stop()
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
         print("otlink demo: stopped broker, meter and agent")
 
 
@@ -122,7 +132,8 @@ def register(sub) -> None:
     d = sub.add_parser("demo", help="run broker + simulated meter + agent + monitor live")
     d.add_argument("--format", default="table", choices=["table", "jsonl", "csv", "influx"])
     d.add_argument("--seconds", type=float, help="stop after this many seconds")
-    d.add_argument("--workdir", help="keep config, logs and flash image here")
+    d.add_argument("--workdir", help="keep config, logs and flash image here (default: a "
+                   "temporary folder, removed when the demo stops)")
     d.set_defaults(func=cmd_demo)
 
 

@@ -70,16 +70,24 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     arch = MPY_ARCH[bd["arch"]]
     if not args.dry_run:
         check_port(args.port)
-    out = Path(args.out or tempfile.mkdtemp(prefix="otlink-mpy-"))
+    lib = paths.BUILD_LIB / "umqtt" / "simple.py"
+    if not lib.exists():
+        raise CommandError("umqtt.simple is not fetched: run 'make setup'")
+    if args.out:
+        return _deploy(args, arch, Path(args.out), lib)
+    # No --out: build in a temporary folder, removed when the command ends.
+    with tempfile.TemporaryDirectory(prefix="otlink-mpy-") as tmp:
+        return _deploy(args, arch, Path(tmp), lib)
+
+
+def _deploy(args: argparse.Namespace, arch: str, out: Path, lib: Path) -> int:
     try:
         files = compile_firmware(out, arch, args.board)
     except OSError as e:
         raise CommandError(f"--out {out}: cannot write the compiled firmware there: "
                            f"{e.strerror or e}") from None
-    lib = paths.BUILD_LIB / "umqtt" / "simple.py"
-    if not lib.exists():
-        raise CommandError("umqtt.simple is not fetched: run 'make setup'")
-    print(f"compiled {len(files)} modules for {arch} into {out}")
+    where = str(out) if args.out else "a temporary folder (removed; --out DIR keeps the files)"
+    print(f"compiled {len(files)} modules for {arch} into {where}")
     if args.dry_run:
         return 0
     _mpremote(args.port, "fs", "cp", "-r", str(out) + "/.", ":")
@@ -123,14 +131,17 @@ def cmd_flash(args: argparse.Namespace) -> int:
         if fw.stat().st_size > app[4]:
             raise CommandError(f"{fw.name} is {fw.stat().st_size} bytes: larger than the "
                                f"{app[4]}-byte app partition")
-        tpath = Path(tempfile.mkdtemp(prefix="otlink-pt-")) / "partitions.bin"
-        tpath.write_bytes(table)
-        cmd = [sys.executable, "-m", "esptool", "--chip", "esp32", "--port", args.port,
-               "write_flash", "-z", "0x1000", str(fw), hex(TABLE_OFFSET), str(tpath)]
-        if args.dry_run:
-            print(" ".join(cmd))
-            return 0
-        return subprocess.call(cmd)
+        with tempfile.TemporaryDirectory(prefix="otlink-pt-") as tmp:
+            tpath = Path(tmp) / "partitions.bin"
+            tpath.write_bytes(table)
+            cmd = [sys.executable, "-m", "esptool", "--chip", "esp32", "--port", args.port,
+                   "write_flash", "-z", "0x1000", str(fw), hex(TABLE_OFFSET), str(tpath)]
+            if args.dry_run:
+                print(" ".join(cmd))
+                print(f"({tpath.name}: otlink's partition table for {args.board}, written to "
+                      "a temporary folder that is removed now)")
+                return 0
+            return subprocess.call(cmd)
     if bd["hal"] == "rp2":
         mount = Path(args.port)
         if not (mount / "INFO_UF2.TXT").exists():
@@ -146,7 +157,8 @@ def register(sub) -> None:
     d = sub.add_parser("deploy", help="compile the firmware to .mpy and copy it to a board")
     d.add_argument("--board", required=True, help="board name (boards/*.json)")
     d.add_argument("--port", default="auto", help="serial port (mpremote syntax)")
-    d.add_argument("--out", help="keep the compiled tree in this folder")
+    d.add_argument("--out", help="keep the compiled tree in this folder (default: a "
+                   "temporary folder, removed when the command ends)")
     d.add_argument("--dry-run", action="store_true", help="compile only")
     d.set_defaults(func=cmd_deploy)
     f = sub.add_parser("flash", help="write a MicroPython firmware image to a board")

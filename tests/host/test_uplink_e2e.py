@@ -14,8 +14,8 @@ from uplink_helpers import expected_raw, result, start_agent
 
 
 @pytest.fixture
-def broker():
-    b = Broker().start()
+def broker(tmp_path):
+    b = Broker(workdir=str(tmp_path)).start()  # pytest removes old tmp_paths itself
     yield b
     b.stop()
 
