@@ -364,17 +364,29 @@ def format_decode(regs: list[int]) -> str:
     return "\n".join(lines)
 
 
+FRAMING_HELP = """\
+serial framing: the defaults are 9600 baud, 8N1 (8 data bits, no parity, 1 stop bit).
+Most meters use 8E1 (--parity E) or 8N2 (--stop-bits 2): the Modbus RTU spec asks for
+11-bit characters (start + 8 data + parity + stop, or no parity and 2 stop bits).
+Check the meter's communication settings; a wrong framing looks like "no answer".
+"""
+
+
 def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.epilog = FRAMING_HELP
     p.add_argument("port", nargs="?", help="serial port of the RS-485 adapter (e.g. /dev/ttyUSB0)")
     p.add_argument("--baud", type=_baud, default=9600,
                    help=f"bits per second, {BAUDS[0]}..{BAUDS[1]} (default 9600)")
-    p.add_argument("--parity", choices=("N", "E", "O"), default="N")
-    p.add_argument("--stop-bits", type=int, choices=(1, 2), default=1)
+    p.add_argument("--parity", choices=("N", "E", "O"), default="N",
+                   help="N none, E even, O odd (default N; many meters use E)")
+    p.add_argument("--stop-bits", type=int, choices=(1, 2), default=1,
+                   help="stop bits per character (default 1; 8N2 meters need 2)")
     p.add_argument("--timeout-ms", type=_timeout_ms, default=200,
                    help=f"answer timeout per request, {TIMEOUTS_MS[0]}..{TIMEOUTS_MS[1]} ms "
                         "(default 200)")
     p.add_argument("--slave", type=_slave, default=1,
-                   help=f"slave id for --scan-regs / --decode, {SLAVE_IDS[0]}..{SLAVE_IDS[1]}")
+                   help=f"slave id for --scan-regs / --decode, {SLAVE_IDS[0]}..{SLAVE_IDS[1]} "
+                        "(default 1)")
     p.add_argument("--scan-ids", metavar="A-B", type=_id_range,
                    help=f"scan slave ids, e.g. 1-247 ({SLAVE_IDS[0]}..{SLAVE_IDS[1]})")
     p.add_argument("--scan-regs", metavar="A-B", type=_range,
@@ -382,7 +394,8 @@ def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         f"({REG_ADDRS[0]}..{REG_ADDRS[1]})")
     p.add_argument("--decode", type=_address, metavar="ADDR",
                    help="read 4 registers at ADDR and show every type/order")
-    p.add_argument("--fc", type=int, choices=(3, 4), default=3, help="for --decode")
+    p.add_argument("--fc", type=int, choices=(3, 4), default=3,
+                   help="function code for --decode: 3 holding, 4 input registers (default 3)")
     p.add_argument("--regs", type=_hex_regs,
                    help="decode these hex registers instead of reading (e.g. 4366 8000)")
     return p
