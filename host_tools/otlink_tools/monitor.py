@@ -3,10 +3,15 @@
 Formats: a readable table, JSON lines, CSV or Influx line protocol. Readings are
 deduplicated by (node, boot, seq); holes in a node's sequence are reported (and reported
 again when a replay fills them). `--group NAME` joins an MQTT shared subscription
-($share/NAME/...) so several monitors split one fleet's data. `--ack` is consumer
-acknowledgement: after the rows of a batch are written and flushed, the monitor publishes
-(retained, QoS 1) the highest contiguous seq it has stored for that node and boot on the
-node's ack topic; the node's queue advances only then.
+($share/NAME/...) so several monitors split one fleet's data; each member then sees only
+part of every node's sequence, so gap detection is off (duplicates are still dropped).
+`--ack` is consumer acknowledgement: after the rows of a batch are written and flushed,
+the monitor publishes (retained, QoS 1) the highest contiguous seq it has written for that
+node and boot on the node's ack topic; the node's queue advances only then. `--count N`
+stops after exactly N readings (a batch is cut there; an ack covers only what was written).
+
+When the reader of the output goes away (a closed pipe, as in `otlink monitor | head`), the
+monitor stops quietly with exit status 141, like a Unix tool ended by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import csv
+import errno
 import io
 import json
 import math
@@ -34,6 +40,21 @@ FORMATS = ("table", "jsonl", "csv", "influx")
 CSV_FIELDS = ["time", "uptime_ms", "site", "node", "boot", "seq", "point", "pid", "value",
               "unit", "raw", "err", "historical", "untimed"]
 REDRAW_S = 0.5  # live table: at most two redraws a second
+EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for `cat big | head`
+# scrolling table: headings, alignment (< left, > right) and the width each column starts
+# with; a column widens (and the heading is written again) when content needs more
+TABLE_COLUMNS = (("time", "<", 24), ("node", "<", 12), ("point", "<", 16), ("value", ">", 14),
+                 ("unit", "<", 6), ("seq", ">", 8))
+
+
+def plural(n: int, word: str) -> str:
+    """`1 reading`, `2 readings`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def output_gone(e: BaseException) -> bool:
+    """True for a write error meaning the reader of the output has gone (EPIPE)."""
+    return isinstance(e, OSError) and e.errno == errno.EPIPE
 
 
 def check_topic_args(prefix: str, site: str, node: str, group: str | None = None) -> None:
@@ -143,7 +164,8 @@ class Monitor:
                  cafile: str | None = None, cert: str | None = None, key: str | None = None,
                  tls_hostname: str | None = None, user: str | None = None,
                  password: str | None = None, client_id: str = "", keepalive: int = 30,
-                 fsync: bool = False, live: bool | None = None) -> None:
+                 fsync: bool = False, live: bool | None = None,
+                 count: int | None = None) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"format {fmt!r}: one of {', '.join(FORMATS)}")
         if (cert is None) != (key is None):
@@ -162,6 +184,8 @@ class Monitor:
         self._drawn = 0.0
         self.err = err or sys.stderr
         self.fsync = fsync
+        self.count = count  # write at most this many readings (None: no limit)
+        self.output_closed = False  # the reader of `out` went away (EPIPE): write no more
         self.cafile, self.cert, self.key, self.tls_hostname = cafile, cert, key, tls_hostname
         self.user, self.password = user, password
         self.keepalive = keepalive
@@ -189,6 +213,7 @@ class Monitor:
         self.acks_sent = 0
         self._csv: Any = None
         self._header = False
+        self._widths = [w for _, _, w in TABLE_COLUMNS]
 
     # --- topics -------------------------------------------------------------------------
     def _topic(self, kind: str) -> str:
@@ -226,6 +251,10 @@ class Monitor:
             c.disconnect()
             c.loop_stop()
             raise ConnectionError(self.connect_error or "broker refused the connection")
+        if self.group:
+            self._note(f"--group {self.group}: gap detection is off (the members of a share "
+                       "group split every node's stream, so what this one misses the others "
+                       "got); duplicates are still dropped")
         return self
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -261,9 +290,16 @@ class Monitor:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        if self.output_closed:
+            return
         if self.live:
             self.draw()
-        self.out.flush()
+        try:
+            self.out.flush()
+        except OSError as e:
+            if not output_gone(e):
+                raise
+            self.output_closed = True
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -291,7 +327,10 @@ class Monitor:
             self._note(f"disconnected from broker ({reason_code}); reconnecting")
 
     def _note(self, text: str) -> None:
-        print(f"otlink monitor: {text}", file=self.err, flush=True)
+        try:
+            print(f"otlink monitor: {text}", file=self.err, flush=True)
+        except OSError:
+            pass  # nowhere left to report to (stderr closed too): carry on
 
     # --- messages -------------------------------------------------------------------------
     def _on_message(self, client, userdata, msg) -> None:
@@ -325,26 +364,41 @@ class Monitor:
 
     def _data(self, key: tuple[str, str], m: dict) -> None:
         self.batches += 1
+        if self.output_closed:
+            return  # nothing more is written, so nothing more is stored or acknowledged
         skey = (key[0], key[1], m["boot"])
         seen = self.seen.get(skey)
         if seen is None:
             seen = self.seen[skey] = Seen()
         before = set(seen.holes())
         rows = []
+        fresh: set[int] = set()
         for r in m["readings"]:
-            if seen.has(r["seq"]):
+            if seen.has(r["seq"]) or r["seq"] in fresh:
                 self.duplicates += 1
                 continue
-            seen.add(r["seq"])
+            fresh.add(r["seq"])
             rows.append(r)
-        after = seen.holes()
-        for h in after:
-            if h not in before:
-                self.gaps.append((key[1], m["boot"], h[0], h[1]))
-                self._note(f"gap: {key[1]} boot {m['boot']} missing seq {h[0]}..{h[1]} "
-                           f"({h[1] - h[0] + 1} readings)")
+        if self.count is not None:
+            rows = rows[:max(0, self.count - self.written)]  # --count: exactly N in all
         if rows:
-            self._write(key, m, rows)
+            try:
+                self._write(key, m, rows)
+            except OSError as e:
+                if not output_gone(e):
+                    raise  # reported as a bad message; the batch stays unstored
+                self.output_closed = True
+                return
+        # only what was written counts as stored: an ack (the highest contiguous seq stored)
+        # never covers readings cut by --count or lost to a failed write
+        for r in rows:
+            seen.add(r["seq"])
+        if not self.group:  # members of a share group each get part of the stream
+            for h in seen.holes():
+                if h not in before:
+                    self.gaps.append((key[1], m["boot"], h[0], h[1]))
+                    self._note(f"gap: {key[1]} boot {m['boot']} missing seq {h[0]}..{h[1]} "
+                               f"({plural(h[1] - h[0] + 1, 'reading')})")
         if self.ack:
             top = seen.contiguous()
             if top is not None and self.acked.get(skey) != top:
@@ -403,11 +457,8 @@ class Monitor:
                 self.last_seq[key] = (last["boot"], last["seq"])
             self._maybe_draw()
         else:
-            if not self._header:
-                out.write(f"{'time':24} {'node':12} {'point':16} {'value':>14} {'unit':6} "
-                          f"{'seq':>8}  note\n")
-                self._header = True
             now = time.time() * 1000
+            lines = []
             for row in rows:
                 if row["untimed"]:
                     when = f"uptime+{row['uptime_ms'] / 1000:.1f}s"
@@ -418,9 +469,18 @@ class Monitor:
                     note.append("historical")
                 if row["err"] is not None:
                     note.append(f"error {row['err']}: {error_name(row['err'])}")
-                out.write(f"{when:24} {row['node']:12} {row['point']:16} "
-                          f"{format_value(row['value']):>14} {row['unit']:6} {row['seq']:>8}  "
-                          f"{', '.join(note)}\n")
+                lines.append(([when, row["node"], str(row["point"]), format_value(row["value"]),
+                               row["unit"], str(row["seq"])], ", ".join(note)))
+            widths = [max([w] + [len(cells[i]) for cells, _ in lines])
+                      for i, w in enumerate(self._widths)]
+            if not self._header or widths != self._widths:
+                # first rows, or a node id / point name / value longer than any before:
+                # widen the columns and head them again so rows and headings line up
+                self._widths = widths
+                out.write(self._table_line([h for h, _, _ in TABLE_COLUMNS], "note"))
+                self._header = True
+            for cells, note in lines:
+                out.write(self._table_line(cells, note))
         out.flush()
         if self.fsync:
             try:
@@ -428,6 +488,10 @@ class Monitor:
             except (OSError, io.UnsupportedOperation, AttributeError):
                 pass
         self.written += len(rows)
+
+    def _table_line(self, cells: list[str], note: str) -> str:
+        parts = [f"{c:{a}{w}}" for c, (_, a, _), w in zip(cells, TABLE_COLUMNS, self._widths)]
+        return (" ".join(parts) + "  " + note).rstrip() + "\n"
 
     # --- live table -------------------------------------------------------------------------
     def _maybe_draw(self) -> None:
@@ -479,8 +543,15 @@ class Monitor:
     def draw(self) -> None:
         """Redraw the live table in place (cursor home, clear screen)."""
         self._drawn = time.monotonic()
-        self.out.write("\x1b[H\x1b[2J" + self.render() + "\n")
-        self.out.flush()
+        if self.output_closed:
+            return
+        try:
+            self.out.write("\x1b[H\x1b[2J" + self.render() + "\n")
+            self.out.flush()
+        except OSError as e:
+            if not output_gone(e):
+                raise
+            self.output_closed = True
 
     @staticmethod
     def _influx(row: dict) -> str:
@@ -515,11 +586,14 @@ class Monitor:
     # --- waiting --------------------------------------------------------------------------
     def wait(self, count: int | None = None, seconds: float | None = None,
              cond=None) -> bool:
-        """Block until `count` readings were written, `cond(self)` holds, or `seconds`
-        passed (None: forever). Returns True when the count/condition was reached."""
+        """Block until `count` readings were written, `cond(self)` holds, `seconds`
+        passed (None: forever) or the output's reader went away (output_closed). Returns
+        True when the count/condition was reached."""
         deadline = None if seconds is None else time.monotonic() + seconds
         with self.cond:
             while True:
+                if self.output_closed:
+                    return False
                 if count is not None and self.written >= count:
                     return True
                 if cond is not None and cond(self):
@@ -552,7 +626,8 @@ def register(sub) -> None:
     p.add_argument("--user")
     p.add_argument("--password", help="or set OTLINK_MQTT_PASSWORD (preferred)")
     p.add_argument("--client-id", default="")
-    p.add_argument("--count", type=int, help="exit after writing N readings")
+    p.add_argument("--count", type=int,
+                   help="exit after writing exactly N readings (--ack covers only those)")
     p.add_argument("--seconds", type=float, help="exit after S seconds")
     p.add_argument("-o", "--output", help="write rows to this file (default stdout)")
     p.set_defaults(func=run)
@@ -586,7 +661,8 @@ def run(args) -> int:
         mon = Monitor(args.host, port, prefix=args.prefix, site=args.site, node=args.node,
                       fmt=args.format, out=out, group=args.group, ack=args.ack,
                       cafile=args.cafile, cert=args.cert, key=args.key, user=args.user,
-                      password=password, client_id=args.client_id, fsync=args.fsync)
+                      password=password, client_id=args.client_id, fsync=args.fsync,
+                      count=args.count)
         mon.start()
     except (ValueError, ConnectionError, OSError, ssl.SSLError) as e:
         if args.output:
@@ -600,8 +676,35 @@ def run(args) -> int:
         pass
     finally:
         mon.stop()
-        print(f"otlink monitor: {mon.written} readings written, {mon.duplicates} duplicates "
-              f"dropped, {len(mon.gaps)} gaps, {mon.bad} bad messages", file=sys.stderr)
+        if mon.output_closed and out is sys.stdout:
+            _discard_stdout()
+        gaps = "gap detection off (--group)" if args.group else plural(len(mon.gaps), "gap")
+        closed = "output closed by its reader; " if mon.output_closed else ""
+        try:
+            print(f"otlink monitor: {closed}{plural(mon.written, 'reading')} written, "
+                  f"{plural(mon.duplicates, 'duplicate')} dropped, {gaps}, "
+                  f"{plural(mon.bad, 'bad message')}", file=sys.stderr)
+        except OSError:
+            pass  # stderr went with the pipe (2>&1 | head)
         if args.output:
-            out.close()
-    return 0
+            try:
+                out.close()
+            except OSError as e:
+                if not output_gone(e):
+                    raise
+    return EXIT_OUTPUT_CLOSED if mon.output_closed else 0
+
+
+def _discard_stdout() -> None:
+    """The reader of stdout has gone: point file descriptor 1 at /dev/null, so that what is
+    still buffered (ours, or a later print) goes nowhere instead of failing again when
+    Python flushes stdout at exit ("Exception ignored ... BrokenPipeError")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (a test's capture)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
