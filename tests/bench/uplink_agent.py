@@ -13,6 +13,7 @@
 #   untimed (readings start untimed; the clock is set after clock_after_ms),
 #   connect_after_clock (the publisher starts only once the clock is set).
 import asyncio
+import gc
 import json
 import sys
 import time
@@ -56,6 +57,7 @@ node = {"id": o.get("node", "n1"), "site": o.get("site", "s1")}
 points = [{"id": i, "name": "p%d" % i, "unit": "V", "type": "int32" if i % 2 else "float32",
            "scale": 0.1 if i % 2 else 1.0, "offset": 0, "source": "synthetic"}
           for i in range(1, NPTS + 1)]
+gc.collect()  # as App does: the long-lived uplink buffers go into a collected heap
 up = Uplink(mqtt, node, clock)
 birth = {"node": node["id"], "fw": "bench", "config_hash": "0" * 8, "boot": q.boot,
          "points": points}

@@ -47,6 +47,18 @@ class Queue(QueueStats):
         if prog_size < 1 or S % prog_size or prog_size & (prog_size - 1):
             raise ValueError("queue prog_size %r: want 1 or a power of 2 dividing %d"
                              % (prog_size, S))
+        # Every attribute recovery sets exists from here on, before any buffer: the instance
+        # dict reaches its final size now, rather than growing (one contiguous block) in
+        # _recover() after the buffers have split the heap.
+        self.boot = 0
+        self._wseq = 0
+        self._ack = 0
+        self._head = 0
+        self._off = 0
+        self._sealed = False
+        self._w_end = 0  # _walk() results, also set before the first read
+        self._w_mid = 0
+        self._w_clean = False
         self._dev = dev
         self._clock = clock
         self._S = S
@@ -72,11 +84,6 @@ class Queue(QueueStats):
         self._cb = bytearray(64)  # scanning chunk
         self._cmv = memoryview(self._cb)
         self._pager = None
-        # _walk() results: created here so the instance dict is sized at boot, not grown (one
-        # contiguous allocation) at the first read, when the heap may be fragmented
-        self._w_end = 0
-        self._w_mid = 0
-        self._w_clean = False
         if prog_size > 1:
             # page-programmed flash (rp2: 256): every program is one whole aligned page
             from otlink.core.queue_page import Pager

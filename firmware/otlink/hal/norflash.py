@@ -79,8 +79,9 @@ class NorFlash:
             self.mem = mem
             self._mv = memoryview(mem)
         # Counters, readable by tests and benchmarks (reset_counters() zeroes them).
-        self.erases = array("I", [0] * self.sectors)
-        self.programs = array("I", [0] * self.sectors)
+        # built from generators: no temporary list of the sector count left as garbage
+        self.erases = array("I", (0 for _ in range(self.sectors)))
+        self.programs = array("I", (0 for _ in range(self.sectors)))
         self.bytes_programmed = 0
         self.ops = 0  # program + erase operations since construction
         self._cut = -1  # ops left before the cut; -1: no cut armed
