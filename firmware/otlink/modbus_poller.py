@@ -199,6 +199,7 @@ class Poller:
         rx = self._rx
         t35 = self._t35
         got = self._got
+        last_look = False
         while True:
             u.tx_done()
             b = u.read_byte()
@@ -225,6 +226,11 @@ class Poller:
                 gap = self._char_timeout_us if short else t35
                 rem = time.ticks_diff(time.ticks_add(u.last_us, gap), now)
             if rem <= 0:
+                if not last_look:
+                    # one more look before calling it: bytes that arrived while this task
+                    # was not running (a busy host, a long GC) are in the FIFO, not missing
+                    last_look = True
+                    continue
                 break
             if rem > _SPIN_US:
                 self._got = got
