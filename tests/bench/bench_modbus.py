@@ -199,8 +199,8 @@ def corruption_bench(transactions: int, mode: str = "bit") -> list[dict]:
              "met": exact and not other,
              "note": f"crc {codes.get('crc', 0)} vs corrupted responses {st['resp_corrupted']}; "
                      f"timeout {codes.get('timeout', 0)} vs unanswered {unanswered} (+ up to "
-                     f"{late} late answers or relay stalls, > 5 ms); frame {codes.get('frame', 0)} (late "
-                     f"answers colliding with the next)"
+                     f"{late} late answers or relay stalls, > 5 ms); "
+                     f"frame {codes.get('frame', 0)} (late answers colliding with the next)"
                      + (f"; other codes {other}" if other else "")}]
 
 
