@@ -85,15 +85,24 @@ def error_name(code: int) -> str:
 # -- topics -------------------------------------------------------------------------------
 
 
+def valid_level(value: str) -> bool:
+    """One topic level (site, node, share group): not empty, without / + # or NUL."""
+    return bool(value) and not any(c in value for c in "/+#\0")
+
+
+def valid_prefix(prefix: str) -> bool:
+    """A topic prefix: one or more valid levels joined by /."""
+    return bool(prefix) and all(valid_level(p) for p in prefix.split("/"))
+
+
 def _check_segment(value: str, what: str) -> None:
-    if not value or any(c in value for c in "/+#\0"):
+    if not valid_level(value):
         raise PayloadError(f"topic {what} {value!r}: empty or contains / + # NUL")
 
 
 def topic(prefix: str, site: str, node: str, kind: str) -> str:
     """Topic of one message kind: `<prefix>/<site>/<node>/<kind>` (prefix usually "otlink")."""
-    if (not prefix or prefix.startswith("/") or prefix.endswith("/")
-            or any(c in prefix for c in "+#\0")):
+    if not valid_prefix(prefix):
         raise PayloadError(f"topic prefix {prefix!r}")
     _check_segment(site, "site")
     _check_segment(node, "node")

@@ -34,7 +34,7 @@ from typing import IO, Any
 import paho.mqtt.client as mqtt
 
 from otlink_tools.decode import PayloadError, apply_scale, decode_message, encode_ack, \
-    error_name
+    error_name, valid_level, valid_prefix
 
 FORMATS = ("table", "jsonl", "csv", "influx")
 CSV_FIELDS = ["time", "uptime_ms", "site", "node", "boot", "seq", "point", "pid", "value",
@@ -61,15 +61,14 @@ def check_topic_args(prefix: str, site: str, node: str, group: str | None = None
     """Refuse topic parts that would make a wrong or invalid subscription (ValueError, naming
     the option): site and node are one topic level or + (all); the prefix is one or more
     levels (docs/payload.md "Topics"); the share group is one level. No wildcards inside."""
-    if (not prefix or prefix.startswith("/") or prefix.endswith("/") or "//" in prefix
-            or any(c in prefix for c in "+#\0")):
+    if not valid_prefix(prefix):
         raise ValueError(f"--prefix {prefix!r}: topic levels joined by / wanted, none empty, "
                          "without + # or NUL (default otlink)")
     for value, what in ((site, "site"), (node, "node")):
-        if value != "+" and (not value or any(c in value for c in "/+#\0")):
+        if value != "+" and not valid_level(value):
             raise ValueError(f"--{what} {value!r}: one {what} name wanted (one topic level, "
                              f"not empty, without / + # or NUL), or + for every {what}")
-    if group is not None and (not group or any(c in group for c in "/+#\0")):
+    if group is not None and not valid_level(group):
         raise ValueError(f"--group {group!r}: a share group name wanted (not empty, "
                          "without / + # or NUL)")
 
