@@ -7,11 +7,11 @@ BUILD := build
 LIB   := $(BUILD)/lib
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup venv umqtt stubs mosquitto test demo bench sweep clean distclean mpy lint
+.PHONY: all setup venv umqtt stubs debs mp32 test demo bench sweep clean distclean mpy lint
 
 all: test
 
-setup: venv umqtt stubs mosquitto
+setup: venv umqtt stubs debs mp32
 
 $(STAMP): requirements.txt host_tools/pyproject.toml
 	python3 -m venv $(VENV)
@@ -38,8 +38,15 @@ $(STUBS)/.installed: requirements-stubs.txt | $(STAMP)
 
 stubs: $(STUBS)/.installed
 
-mosquitto:
-	@bash tools/ensure_mosquitto.sh
+# Debian packages the tests use: the broker they start, and the 32-bit C library for mp32.
+debs:
+	@bash tools/ensure_debs.sh mosquitto:mosquitto \
+		/usr/lib/gcc/x86_64-linux-gnu/12/32/crtbegin.o:gcc-multilib
+
+# The 32-bit Unix MicroPython with the agent frozen in (the boards' object model), built from
+# ../shared/toolchain's release tarball; one line says so when the tarball is absent.
+mp32: umqtt debs
+	@bash tools/build_mp32.sh
 
 test: setup
 	$(PY) -m pytest -q tests

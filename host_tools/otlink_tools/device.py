@@ -18,11 +18,9 @@ from pathlib import Path
 
 from otlink_tools import mpy, paths
 from otlink_tools.errors import CommandError
+from otlink_tools.manifest import board_modules
 
 MPY_ARCH = {"xtensawin": "xtensawin", "armv6m": "armv6m", "x64": "x64"}
-# The Unix port's emulation harness: never deployed to a board.
-UNIX_ONLY = {"unix.py", "unix_uart.py", "norflash.py", "norflash_region.py", "sim_i2c.py",
-             "ramqueue.py"}
 
 
 def board_def(name: str) -> dict:
@@ -45,7 +43,9 @@ def compile_firmware(out: Path, arch: str, board: str) -> list[Path]:
     main = out / "main.py"
     shutil.copy(src / "main.py", main)  # main.py stays source: the board runs it by name
     files.append(main)
-    files += mpy.compile_tree(mpy.tree(src, skip={"main.py", *UNIX_ONLY}), out, arch)
+    # The modules firmware/manifest.py freezes into a board image: the same list here.
+    mods = [(s, r) for s, r in board_modules(src / "manifest.py") if r.parts[0] == "otlink"]
+    files += mpy.compile_tree(mods, out, arch)
     return files
 
 

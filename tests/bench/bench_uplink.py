@@ -39,6 +39,7 @@ def _mpy_tree(root: Path, build: Path) -> Path:
         shutil.rmtree(out)
     srcs = tree(root / "firmware") + tree(build / "lib")
     srcs.append((root / "tests" / "bench" / "uplink_agent.py", Path("uplink_agent.py")))
+    srcs.append((root / "tests" / "firmware" / "ramqueue.py", Path("ramqueue.py")))
     compile_tree(srcs, out)
     return out
 

@@ -12,7 +12,7 @@ from umqtt.simple import MQTTClient
 from otlink.core import config as config_mod
 from otlink.core import reading
 from otlink.hal.clock import Clock
-from otlink.hal.unix_uart import open_uart
+from otlink.hal.unix.uart import open_uart
 from otlink.modbus_poller import Poller
 
 cfg = config_mod.load(sys.argv[1])

@@ -11,7 +11,7 @@ import micropython
 import vfs
 from otlink.core import reading
 from otlink.core.queue import Queue
-from otlink.hal.norflash import NorFlash
+from otlink.hal.unix.norflash import NorFlash
 
 from queue_helpers import T0, Clock  # noqa: F401  (tests/firmware: the tests' fake clock)
 

@@ -21,7 +21,7 @@ import time
 from otlink.core import reading
 from otlink.hal.clock import Clock
 from otlink.publisher import Publisher
-from otlink.ramqueue import RamQueue
+from ramqueue import RamQueue
 from otlink.uplink import Uplink
 
 _arg = sys.argv[1]
@@ -34,7 +34,7 @@ NPTS = 10
 
 if o.get("queue", "ram") == "flash":
     from otlink.core.queue import Queue
-    from otlink.hal.norflash import NorFlash
+    from otlink.hal.unix.norflash import NorFlash
 
     nor = NorFlash(o["flash"], o.get("flash_size", 1 << 20))
     q = Queue(nor.region(0, o.get("flash_size", 1 << 20)), clock,

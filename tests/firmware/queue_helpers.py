@@ -8,7 +8,7 @@ import os
 import struct
 import sys
 
-from otlink.hal.norflash import NorFlash
+from otlink.hal.unix.norflash import NorFlash
 
 DIR = sys.argv[1] if len(sys.argv) > 1 else "/tmp"
 T0 = 1700000000000

@@ -6,7 +6,7 @@ import gc
 import vfs
 
 import mptest
-from otlink.hal.norflash import NorFlash, FlashError, PowerCut
+from otlink.hal.unix.norflash import NorFlash, FlashError, PowerCut
 from queue_helpers import fresh
 
 SIZE = 64 * 1024

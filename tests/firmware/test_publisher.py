@@ -8,7 +8,7 @@ from otlink.core import reading
 from otlink.core.payload import encode_ack
 gc.collect()
 from otlink.publisher import Publisher  # noqa: E402
-from otlink.ramqueue import RamQueue  # noqa: E402
+from ramqueue import RamQueue  # noqa: E402
 gc.collect()
 import mptest  # noqa: E402
 

@@ -4,7 +4,7 @@
 # time, boot counter and sequence numbers across reboots, capacity policies, corruption.
 import mptest
 from otlink.core import reading
-import otlink.hal.norflash_region  # noqa: F401 (compiled before the queue: smaller peak)
+import otlink.hal.unix.norflash  # noqa: F401 (compiled before the queue: smaller peak)
 from otlink.core.queue import Queue
 from otlink.core.queue_fmt import sdiff, M32
 from queue_helpers import T0, Clock, flash

@@ -9,7 +9,7 @@ import gc
 import mptest
 from otlink.core import reading
 from otlink.core.queue import Queue
-from otlink.hal.norflash import NorFlash
+from otlink.hal.unix.norflash import NorFlash
 from queue_helpers import DIR, T0, Clock, flash
 
 BUF = bytearray(reading.MAX_SIZE)

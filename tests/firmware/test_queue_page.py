@@ -8,7 +8,7 @@ import struct
 import mptest
 from queue_helpers import BUF, INT, Clock, flash, pack  # compiled before the queue: smaller peak
 from otlink.core.queue import Queue
-from otlink.hal.norflash import NorFlash, FlashError
+from otlink.hal.unix.norflash import NorFlash, FlashError
 
 
 def put(q, i):

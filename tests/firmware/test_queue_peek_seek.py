@@ -8,7 +8,7 @@ import gc
 import struct
 
 import mptest
-import otlink.hal.norflash_region  # noqa: F401 (compiled before the queue: smaller peak)
+import otlink.hal.unix.norflash  # noqa: F401 (compiled before the queue: smaller peak)
 from otlink.core.queue import Queue
 from otlink.core.queue_fmt import M32
 from queue_helpers import INT, Clock, flash, put

@@ -15,7 +15,7 @@ from array import array
 import mptest
 from otlink.core import reading
 from otlink.core.queue import Queue
-from otlink.hal.norflash import NorFlash, PowerCut
+from otlink.hal.unix.norflash import NorFlash, PowerCut
 from queue_helpers import T0, Clock
 
 SIZE = 64 * 1024  # 16 sectors: the log wraps several times in 10,000 readings

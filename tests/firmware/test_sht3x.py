@@ -3,7 +3,7 @@
 import mptest
 from otlink.drivers import sht3x
 from otlink.hal.clock import Clock
-from otlink.hal.sim_i2c import SimI2C, SHT3xModel
+from otlink.hal.unix.sim_i2c import SimI2C, SHT3xModel
 
 
 def setup():

@@ -6,7 +6,7 @@ import sys
 
 from otlink.core import reading
 from otlink.core.queue import Queue
-from otlink.hal.norflash import NorFlash
+from otlink.hal.unix.norflash import NorFlash
 
 from queue_helpers import T0, Clock  # noqa: F401  (tests/firmware: the tests' fake clock)
 

@@ -20,7 +20,7 @@ def main():
     from otlink.core import reading
     from otlink.core.points import parse_points
     from otlink.hal.clock import Clock
-    from otlink.hal.unix_uart import open_uart
+    from otlink.hal.unix.uart import open_uart
     from otlink.modbus_poller import Poller
 
     with open(sys.argv[1]) as f:

@@ -28,7 +28,7 @@ def start_agent(opts: dict, heap: str = "1M", mpy: Path | None = None) -> subpro
     which must hold the firmware, umqtt and uplink_agent.mpy."""
     path = options_file(opts)
     if mpy is None:
-        cmd, e = [str(AGENT), path], env()
+        cmd, e = [str(AGENT), path], env(ROOT / "tests" / "firmware")
     else:
         cmd, e = ["-m", "uplink_agent", path], dict(os.environ, MICROPYPATH=f"{mpy}:.frozen")
     proc = subprocess.Popen([MICROPYTHON, "-X", f"heapsize={heap}", *cmd],

@@ -1,7 +1,7 @@
 # What every HAL RS-485 UART shares: RTU line timing from the baud rate, the direction (DE)
 # pin raised before the first start bit and dropped once the last stop bit has left, and
 # byte-at-a-time reads behind select.poll so no read waits past its deadline. The port
-# classes (hal/unix_uart.py, hal/uart_machine.py) give the stream and say when TX is done.
+# classes (hal/unix/uart.py, hal/uart_machine.py) give the stream and say when TX is done.
 #
 # HAL UART interface:
 #   baud, char_us, t35_us, t15_us    timing of one character and the RTU silences, in us

@@ -1,8 +1,8 @@
 # Unix-port HAL: the device-emulation harness. Behaves like a board towards the app:
-#  - flash: an emulated NOR chip kept in a file (hal/norflash.py); littlefs on its "fs"
+#  - flash: an emulated NOR chip kept in a file (hal/unix/norflash.py); littlefs on its "fs"
 #    region mounted at /flash, the raw "queue" region handed to the queue;
-#  - UART: a pty opened with termios (hal/unix_uart.py) with a recorded RS-485 DE pin;
-#  - I2C: a simulated bus with datasheet-built sensor models (hal/sim_i2c.py);
+#  - UART: a pty opened with termios (hal/unix/uart.py) with a recorded RS-485 DE pin;
+#  - I2C: a simulated bus with datasheet-built sensor models (hal/unix/sim_i2c.py);
 #  - clock and network: host clock, host sockets (same `socket`/`ssl` API as the boards).
 import gc
 import json
@@ -20,7 +20,7 @@ class Board:
     name = "unix"
 
     def __init__(self, board_def, image_path, clock=None, mount_point="/flash"):
-        from otlink.hal.norflash import NorFlash
+        from otlink.hal.unix.norflash import NorFlash
 
         self.defn = board_def
         fl = board_def["flash"]
@@ -58,14 +58,14 @@ class Board:
         return self.defn["flash"].get("prog_size", 1)
 
     def uart(self, serial_cfg):
-        from otlink.hal.unix_uart import open_uart
+        from otlink.hal.unix.uart import open_uart
 
         return open_uart(serial_cfg, self.clock)
 
     def i2c(self, bus_name):
         bus = self._i2c.get(bus_name)
         if bus is None:
-            from otlink.hal.sim_i2c import SimI2C, SHT3xModel
+            from otlink.hal.unix.sim_i2c import SimI2C, SHT3xModel
 
             bus = SimI2C({0x44: SHT3xModel(self.clock), 0x45: SHT3xModel(self.clock)})
             self._i2c[bus_name] = bus
