@@ -17,6 +17,9 @@ if [ ! -f "$TARBALL" ]; then
   echo "otlink: SKIPPED the 32-bit build and its tests: $TARBALL is absent (64-bit suite only)"
   exit 0
 fi
+mkdir -p build
+exec 9>build/.mp32.lock
+flock 9  # one build at a time: test sessions run in parallel
 if [ ! -f "$SRC/.extracted" ]; then
   echo "$SHA256  $TARBALL" | sha256sum -c --quiet - \
     || { echo "otlink: $TARBALL: sha256 mismatch" >&2; exit 1; }

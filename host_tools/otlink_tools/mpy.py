@@ -6,6 +6,7 @@ tracebacks read `otlink/app.py`, on a board as on the laptop, and no laptop path
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -43,10 +44,14 @@ def compile_tree(sources: Iterable[tuple[Path, Path]], out: Path, arch: str | No
         if incremental and dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [exe, "-o", str(dst), "-s", str(rel)] + ([f"-march={arch}"] if arch else [])
+        # written beside, then renamed: a reader never sees half a file
+        part = dst.with_name(f"{dst.name}.{os.getpid()}.part")
+        cmd = [exe, "-o", str(part), "-s", str(rel)] + ([f"-march={arch}"] if arch else [])
         res = subprocess.run(cmd + [str(src)], capture_output=True, text=True)
         if res.returncode:
+            part.unlink(missing_ok=True)
             raise CommandError(f"mpy-cross failed on {rel}: {res.stderr.strip()}")
+        os.replace(part, dst)
     if incremental:
         keep = set(made)
         for stale in out.rglob("*.mpy"):  # a module deleted from the tree must not linger
