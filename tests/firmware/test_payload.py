@@ -1,13 +1,155 @@
 # heapsize: 64K
-# Payload encoder tests (cases in payload_cases.py): payload.py is compiled first and its
-# parse tree freed before the cases compile; together they would not fit a 64K heap.
-import gc
+# Payload encoder tests (docs/payload.md): data batches, birth/state/ack, topics, no allocation.
+import mptest
+from otlink.core import reading
+from otlink.core.payload import (DataEncoder, decode_ack, encode_ack, encode_birth,
+                                 encode_state, seq_after, topic)
 
-from otlink.core import cbor  # noqa: F401
-gc.collect()
-from otlink.core import payload  # noqa: F401, E402
-gc.collect()
-import mptest  # noqa: E402
-import payload_cases  # noqa: E402
+T0 = 1795000000000  # ms since the epoch (2026-11-17)
 
-mptest.main(payload_cases.__dict__)
+
+def hx(b, n=None):
+    if n is None:
+        n = len(b)
+    return "".join("%02x" % b[i] for i in range(n))
+
+
+def rec_int(pid, t, v, flags=0):
+    r = bytearray(reading.SIZE)
+    reading.pack_int(r, pid, t, v, flags)
+    return r
+
+
+def rec_float(pid, t, v, flags=0):
+    r = bytearray(reading.SIZE)
+    reading.pack_float(r, pid, t, v, flags)
+    return r
+
+
+def test_known_batch_bytes():
+    e = DataEncoder(256)
+    e.start(1, False)
+    mptest.true(e.add(5, rec_int(1, T0, 230), 20), "add 1")
+    mptest.true(e.add(6, rec_float(2, T0, 1.5), 20), "add 2")
+    mptest.true(e.add(7, rec_int(1, T0 + 1000, 231), 20), "add 3")
+    mv = e.finish()
+    t = "1b%016x" % T0
+    want = ("a7" "617601" "616201" "617305" "616507" "616600" "6174" + t +
+            "6172" "87" "01" "18e6" "02" "f93e00" "3903e7" "01" "01")
+    mptest.eq(hx(mv), want, "batch bytes")
+    mptest.eq((e.first_seq, e.last_seq, e.count), (5, 7, 3), "range")
+
+
+def test_flags_and_text_and_errors():
+    e = DataEncoder(256)
+    e.start(2, True)
+    r = bytearray(reading.MAX_SIZE)
+    n = reading.pack_text(r, 9, 5000, b"ok", reading.FLAG_UNTIMED)
+    mptest.true(e.add(0, r, n), "text")
+    mptest.true(e.add(1, rec_int(3, 5000, 0x84, reading.FLAG_UNTIMED), 20), "int")
+    er = bytearray(reading.SIZE)
+    reading.pack_err(er, 4, 5000, 0x82, reading.FLAG_UNTIMED)
+    mptest.true(e.add(2, er, 20), "err")
+    reading.pack_err(er, 4, 5000, 1, reading.FLAG_UNTIMED)
+    mptest.true(e.add(3, er, 20), "err 1")
+    mv = e.finish()
+    s = hx(mv)
+    mptest.true("616603" in s, "flags historical|untimed: " + s)
+    mptest.true(s.endswith("88" "09" "626f6b" "03" "1884" "04" "f882" "04" "e1"), s)
+    reading.pack_err(er, 4, 5000, 21)
+    e.start(2)
+    mptest.raises(ValueError, e.add, 0, er, 20)  # 21 would decode as true
+
+
+def test_refusals_write_nothing():
+    e = DataEncoder(128, max_count=3, int_points=2)
+    e.start(1)
+    mptest.true(e.add(10, rec_int(1, T0, 1), 20), "first")
+    pos = e._w.pos
+    mptest.eq(e.add(12, rec_int(1, T0, 1), 20), False, "seq gap")
+    mptest.eq(e.add(11, rec_int(1, T0 - 1, 1), 20), False, "time backwards")
+    mptest.eq(e.add(11, rec_int(1, T0, 1, reading.FLAG_UNTIMED), 20), False, "untimed mix")
+    mptest.true(e.add(11, rec_int(2, T0, 1), 20), "second point")
+    mptest.eq(e.add(12, rec_int(3, T0, 1), 20), False, "integer point table full")
+    mptest.true(e.add(12, rec_float(3, T0, 1.0), 20), "a float needs no slot")
+    mptest.eq(e.add(13, rec_float(3, T0, 1.0), 20), False, "max_count")
+    mptest.eq((e.count, e.last_seq), (3, 12), "count")
+    mptest.true(e._w.pos > pos, "progress")
+    e.start(1)
+    mptest.raises(ValueError, e.finish)
+    small = DataEncoder(69)
+    small.start(1)
+    i = 0
+    while small.add(i, rec_float(1, T0 + i, 0.1), 20):
+        i += 1
+    mptest.true(small._w.pos <= 69, "never past the buffer")
+    mptest.true(i >= 1, "at least one reading")
+
+
+def test_seq_wraps():
+    e = DataEncoder(128)
+    e.start(3)
+    mptest.true(e.add(0xFFFFFFFF, rec_int(1, T0, 1), 20), "last u32")
+    mptest.true(e.add(0, rec_int(1, T0, 2), 20), "wraps to 0")
+    mptest.eq((e.first_seq, e.last_seq), (0xFFFFFFFF, 0), "range")
+    mptest.true(seq_after(0, 0xFFFFFFFF), "0 after max")
+    mptest.true(not seq_after(0xFFFFFFFF, 0), "max not after 0")
+    mptest.true(not seq_after(5, 5), "equal")
+
+
+def _fill(e, recs):
+    e.start(7, False)
+    i = 0
+    for r in recs:
+        e.add(100 + i, r, len(r))
+        i += 1
+    return e.count
+
+
+def test_add_does_not_allocate():
+    recs = []
+    for k in range(10):
+        t = T0 + k * 1000
+        recs.append(rec_float(1, t, 230.1 + k))
+        recs.append(rec_int(4, t, 1234567 + k))
+        recs.append(rec_int(5, t, -5 - k))
+        recs.append(rec_float(6, t, 21.5))
+        recs.append(rec_int(7, t + 1, 0x7FFFFFFFFFFF))
+    er = bytearray(reading.SIZE)
+    reading.pack_err(er, 9, T0 + 20000, 0x84)
+    tx = bytearray(reading.HEADER + 5)
+    reading.pack_text(tx, 10, T0 + 20000, b"fault")
+    recs.append(er)
+    recs.append(tx)
+    e = DataEncoder(1024)
+    n = mptest.no_alloc(_fill, e, recs)
+    mptest.eq(n, 52, "all added")
+
+
+def test_birth_state_ack():
+    buf = bytearray(256)
+    pts = [{"id": 1, "name": "voltage", "unit": "V", "type": "f32", "scale": 1, "offset": 0,
+            "source": "mb:1:h:0"}]
+    n = encode_birth(buf, "n1", "0.1.0", "ab12", 4, pts)
+    mptest.true(hx(buf, n).startswith("a661760164"), hx(buf, n))
+    mptest.raises(ValueError, encode_birth, buf, "n1", "0.1.0", "ab", 4, [{"id": -1}])
+    n = encode_state(buf, {"queue_depth": 3, "slave_errors": {1: 2}, "online": True})
+    mptest.eq(hx(buf, n), "a46176016b71756575655f6465707468036c736c6176655f6572726f7273"
+              "a10102666f6e6c696e65f5", "state")
+    mptest.raises(ValueError, encode_state, buf, {"queue_dpeth": 3})
+    mptest.raises(ValueError, encode_state, buf, {"drops": "3"})
+    n = encode_ack(buf, 7, 0xFFFFFFFF)
+    mptest.eq(decode_ack(buf[:n]), (7, 0xFFFFFFFF), "ack round trip")
+    for bad in (b"", b"\xa2\x61v\x01\x61b\x07", b"\xa3\x61v\x02\x61b\x07\x61s\x01",
+                b"\xa2\x61v\x01\x61b\x07\x00", b"\x83\x01\x02\x03"):
+        mptest.raises(ValueError, decode_ack, bad)
+
+
+def test_topic():
+    mptest.eq(topic("otlink", "plant1", "n1", "data"), "otlink/plant1/n1/data", "topic")
+    for args in (("otlink", "a/b", "n", "data"), ("otlink", "s", "+", "data"),
+                 ("otlink", "s", "n", "foo"), ("", "s", "n", "data"), ("otlink", "", "n", "ack")):
+        mptest.raises(ValueError, topic, *args)
+
+
+mptest.main(globals())

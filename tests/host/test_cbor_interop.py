@@ -37,6 +37,11 @@ def put(x):
         w.array_head(len(x))
         for y in x:
             put(y)
+    elif isinstance(x, dict):
+        w.map_head(len(x))
+        for k in x:
+            put(k)
+            put(x[k])
     else:
         w.obj(x)
 
@@ -75,6 +80,24 @@ print("done")
 
 
 DOC = ROOT / "docs" / "payload.md"
+VECTORS = ROOT / "tests" / "data" / "cbor_appendix_a.json"  # RFC 8949 Appendix A
+
+
+def appendix_a() -> list[dict]:
+    """The Appendix A vectors a preferred-serialization encoder must reproduce and JSON can
+    hold (the rest are written through specific Writer calls in tests/firmware/test_cbor.py)."""
+    return [v for v in json.loads(VECTORS.read_text()) if v["roundtrip"] and "decoded" in v]
+
+
+def as_item(x):
+    """A vector value as an MP_ENCODE item: floats as their exact bits."""
+    if isinstance(x, float):
+        return fhex(x)
+    if isinstance(x, list):
+        return [as_item(y) for y in x]
+    if isinstance(x, dict):
+        return {k: as_item(y) for k, y in x.items()}
+    return x
 
 
 def fhex(x: float) -> list:
@@ -130,7 +153,9 @@ def encoded(tmp_path_factory):
     floats = edge_floats(rng)
     texts = ["", "a", "IETF", "\"\\", "\u00fc", "\u6c34", "\U00010151", "x" * 300]
     nested = [[1, [2, 3], {"a": 1}], {"k": [True, False, None]}, ["b", "00ff"]]
-    items = ints + [fhex(x) for x in floats] + texts + nested
+    vectors = appendix_a()
+    items = ints + [fhex(x) for x in floats] + texts + nested + [as_item(v["decoded"])
+                                                                 for v in vectors]
     t0 = 1795000000000
     batches = []
     # reference-like batch across a sequence wrap, with every record kind
@@ -159,7 +184,8 @@ def encoded(tmp_path_factory):
     lines = (cases / "out.txt").read_text().split("\n")
     n_items = len(items)
     return {"ints": ints, "floats": floats, "texts": texts, "nested": nested,
-            "item_hex": lines[:n_items], "batch_lines": lines[n_items:], "batches": batches}
+            "vectors": vectors, "item_hex": lines[:n_items], "batch_lines": lines[n_items:],
+            "batches": batches}
 
 
 def test_ints_exact(encoded):
@@ -189,6 +215,20 @@ def test_texts_and_nested(encoded):
     assert got[0] == [1, [2, 3], {"a": 1}]
     assert got[1] == {"k": [True, False, None]}
     assert got[2] == b"\x00\xff"
+
+
+def test_appendix_a_vectors(encoded):
+    vectors = encoded["vectors"]
+    assert len(vectors) >= 45
+    hexes = encoded["item_hex"][len(encoded["item_hex"]) - len(vectors):]
+    for v, h in zip(vectors, hexes):
+        want = bytes.fromhex(v["hex"])
+        assert cbor2.loads(want) == v["decoded"], v["hex"]
+        if "{" in json.dumps(v["decoded"]):
+            # MicroPython's json does not keep key order: same map, maybe another key order
+            assert cbor2.loads(bytes.fromhex(h)) == v["decoded"], (v["hex"], h)
+        else:
+            assert h == v["hex"], (v["decoded"], h)
 
 
 def _batches(encoded) -> list[list[dict]]:

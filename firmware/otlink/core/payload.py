@@ -37,7 +37,7 @@ _TEXT_MAX = const(12)  # time advance (9) + pid (3); + text head and bytes
 
 # Reading record layout (core/reading.py), repeated here because const() folds only names
 # defined in the same module: reading.KIND_INT would be two dict lookups per use in add().
-# tests/firmware/payload_cases.py checks they match.
+# tests/firmware/test_payload.py checks they match.
 _KIND_INT = const(0)
 _KIND_FLOAT = const(1)
 _KIND_ERR = const(2)
