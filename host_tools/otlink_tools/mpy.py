@@ -22,7 +22,7 @@ def mpy_cross() -> Path:
     return exe
 
 
-def tree(root: Path, pattern: str = "**/*.py", skip: Iterable[str] = ("main.py",)
+def tree(root: Path, pattern: str = "**/*.py", skip: Iterable[str] = ("main.py", "manifest.py")
          ) -> list[tuple[Path, Path]]:
     """(source, relative path) of every module under root, minus file names in skip."""
     skip = set(skip)
