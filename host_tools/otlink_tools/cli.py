@@ -1,26 +1,122 @@
-"""The `otlink` command: a table of subcommands, each a module with register(subparsers).
+"""The `otlink` command: every subcommand in one table, `_COMMANDS`, as mpremote has it.
 
-Every failure becomes one CommandError printed as `otlink: <message>` with exit code 1.
+`_COMMANDS` maps a command name ("monitor", or "group name" such as "node run") to
+(handler, argparse builder). The builder adds the command's arguments to its parser and its
+docstring's first line is the command's help; the handler gets the parsed arguments and
+returns the exit status. Every failure is one CommandError, printed as `otlink: <message>`
+with exit status 1; argparse's own usage errors keep its exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-from otlink_tools import __version__
+from otlink_tools import __version__, demo, device, modbus_probe, monitor, node
 from otlink_tools.errors import CommandError
 
-# (module, command group or None), in the order `otlink --help` lists them
-COMMANDS = [
-    ("otlink_tools.node", None),            # node run | node validate
-    ("otlink_tools.monitor", None),         # monitor: decode what nodes send
-    ("otlink_tools.modbus_probe", "modbus"),  # modbus probe: find slaves and word orders
-    ("otlink_tools.device", None),          # flash | deploy | config push/get over USB
-    ("otlink_tools.demo", None),            # demo: meter + sensor + agent + broker + monitor
-]
-GROUP_HELP = {"modbus": "Modbus RTU tools for commissioning (USB RS-485 adapter)"}
+
+# --- argument builders, one per command -------------------------------------------------------
+
+def _argparse_node_run(p: argparse.ArgumentParser) -> None:
+    """run the agent on the MicroPython Unix port"""
+    p.add_argument("--config", required=True, help="node config file (JSON, docs/config.md)")
+    p.add_argument("--state", default="state", help="folder for the emulated flash image")
+    p.add_argument("--heap", default="256K", type=node.heap_size,
+                   help="MicroPython heap cap (default 256K)")
+
+
+def _argparse_node_validate(p: argparse.ArgumentParser) -> None:
+    """check a node config file"""
+    p.add_argument("config")
+
+
+def _argparse_monitor(p: argparse.ArgumentParser) -> None:
+    """decode what nodes publish (table, JSON lines, CSV, Influx)"""
+    p.description = monitor.__doc__
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=None, help="default 1883, 8883 with TLS")
+    p.add_argument("--prefix", default="otlink")
+    p.add_argument("--site", default="+", help="site to follow (default all)")
+    p.add_argument("--node", default="+", help="node to follow (default all)")
+    p.add_argument("--format", choices=monitor.FORMATS, default="table")
+    p.add_argument("--group", help="join shared subscription group NAME ($share/NAME/...)")
+    p.add_argument("--ack", action="store_true",
+                   help="consumer acknowledgement: ack what has been written out")
+    p.add_argument("--fsync", action="store_true", help="fsync the output before each ack")
+    p.add_argument("--cafile", help="CA certificate to verify the broker (enables TLS)")
+    p.add_argument("--cert", help="client certificate (with --key)")
+    p.add_argument("--key", help="client private key")
+    p.add_argument("--user")
+    p.add_argument("--password", help="or set OTLINK_MQTT_PASSWORD (preferred)")
+    p.add_argument("--client-id", default="")
+    p.add_argument("--count", type=int,
+                   help="exit after writing exactly N readings (--ack covers only those)")
+    p.add_argument("--seconds", type=float, help="exit after S seconds")
+    p.add_argument("-o", "--output", help="write rows to this file (default stdout)")
+
+
+def _argparse_modbus_probe(p: argparse.ArgumentParser) -> None:
+    """scan slaves/registers, show every word order"""
+    p.description = modbus_probe.__doc__
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    modbus_probe.build_parser(p)  # shared with `python -m otlink_tools.modbus_probe`
+
+
+def _argparse_deploy(p: argparse.ArgumentParser) -> None:
+    """compile the firmware to .mpy and copy it to a board"""
+    p.add_argument("--board", required=True, help="board name (boards/*.json)")
+    p.add_argument("--port", default="auto", help="serial port (mpremote syntax)")
+    p.add_argument("--out", help="keep the compiled tree in this folder (default: a "
+                   "temporary folder, removed when the command ends)")
+    p.add_argument("--dry-run", action="store_true", help="compile only")
+
+
+def _argparse_flash(p: argparse.ArgumentParser) -> None:
+    """write a MicroPython firmware image to a board"""
+    p.add_argument("--board", required=True)
+    p.add_argument("--port", required=True, help="serial port (ESP32) or boot drive (Pico W)")
+    p.add_argument("firmware", help="MicroPython .bin (ESP32) or .uf2 (Pico W)")
+    p.add_argument("--dry-run", action="store_true")
+
+
+def _argparse_config_push(p: argparse.ArgumentParser) -> None:
+    """validate a config and copy it to the board"""
+    p.add_argument("config")
+    p.add_argument("--port", default="auto")
+
+
+def _argparse_demo(p: argparse.ArgumentParser) -> None:
+    """run broker + simulated meter + agent + monitor live"""
+    p.add_argument("--format", default="table", choices=monitor.FORMATS)
+    p.add_argument("--seconds", type=float, help="stop after this many seconds")
+    p.add_argument("--workdir", help="keep config, logs and flash image here (default: a "
+                   "temporary folder, removed when the demo stops)")
+
+
+# --- the command table: every command, in the order `otlink --help` lists them ----------------
+
+_COMMANDS = {
+    "node run": (node.cmd_run, _argparse_node_run),
+    "node validate": (node.cmd_validate, _argparse_node_validate),
+    "monitor": (monitor.run, _argparse_monitor),
+    "modbus probe": (modbus_probe.run, _argparse_modbus_probe),
+    "deploy": (device.cmd_deploy, _argparse_deploy),
+    "flash": (device.cmd_flash, _argparse_flash),
+    "config push": (device.cmd_config_push, _argparse_config_push),
+    "demo": (demo.cmd_demo, _argparse_demo),
+}
+# help of the command groups (the first word of a two-word command)
+_GROUPS = {
+    "node": "run the agent on this machine, or check a node config",
+    "modbus": "Modbus RTU tools for commissioning (USB RS-485 adapter)",
+    "config": "node configuration on a board",
+}
+
+
+def _help(builder) -> str:
+    return (builder.__doc__ or "").strip().splitlines()[0]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,15 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"otlink {__version__}")
     sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
     groups: dict = {}
-    for name, group in COMMANDS:
-        mod = importlib.import_module(name)
+    for name, (handler, builder) in _COMMANDS.items():
         target = sub
+        group, _, leaf = name.rpartition(" ")
         if group:
             if group not in groups:
-                gp = sub.add_parser(group, help=GROUP_HELP.get(group))
+                gp = sub.add_parser(group, help=_GROUPS[group])
                 groups[group] = gp.add_subparsers(dest=group + "_cmd", required=True)
             target = groups[group]
-        mod.register(target)
+        p = target.add_parser(leaf, help=_help(builder))
+        builder(p)
+        p.set_defaults(func=handler)
     return ap
 
 

@@ -12,7 +12,6 @@ import argparse
 import json
 import shutil
 import signal
-import sys
 import tempfile
 from pathlib import Path
 
@@ -108,7 +107,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # SIGTERM (e.g. from a supervisor) cleans up like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        stack.start()
+        try:
+            stack.start()
+        except (RuntimeError, OSError, ImportError) as e:
+            # mosquitto or pymodbus missing, no pty, ...: one line, and whatever did start
+            # is stopped below
+            raise CommandError(f"demo: cannot start the stack: {e}") from None
         where = "" if keep else " (temporary, removed at exit; --workdir DIR keeps it)"
         print(f"otlink demo: broker 127.0.0.1:{stack.broker.port}, meter on "
               f"{stack.meter.agent_port}, agent log {work / 'agent.log'}{where}; Ctrl-C stops")
@@ -127,15 +131,3 @@ def cmd_demo(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)
         print("otlink demo: stopped broker, meter and agent")
 
-
-def register(sub) -> None:
-    d = sub.add_parser("demo", help="run broker + simulated meter + agent + monitor live")
-    d.add_argument("--format", default="table", choices=["table", "jsonl", "csv", "influx"])
-    d.add_argument("--seconds", type=float, help="stop after this many seconds")
-    d.add_argument("--workdir", help="keep config, logs and flash image here (default: a "
-                   "temporary folder, removed when the demo stops)")
-    d.set_defaults(func=cmd_demo)
-
-
-if __name__ == "__main__":
-    sys.exit(0)

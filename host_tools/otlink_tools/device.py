@@ -151,25 +151,3 @@ def cmd_flash(args: argparse.Namespace) -> int:
         print(f"copied {fw.name} to {mount}")
         return 0
     raise CommandError(f"board {args.board} cannot be flashed")
-
-
-def register(sub) -> None:
-    d = sub.add_parser("deploy", help="compile the firmware to .mpy and copy it to a board")
-    d.add_argument("--board", required=True, help="board name (boards/*.json)")
-    d.add_argument("--port", default="auto", help="serial port (mpremote syntax)")
-    d.add_argument("--out", help="keep the compiled tree in this folder (default: a "
-                   "temporary folder, removed when the command ends)")
-    d.add_argument("--dry-run", action="store_true", help="compile only")
-    d.set_defaults(func=cmd_deploy)
-    f = sub.add_parser("flash", help="write a MicroPython firmware image to a board")
-    f.add_argument("--board", required=True)
-    f.add_argument("--port", required=True, help="serial port (ESP32) or boot drive (Pico W)")
-    f.add_argument("firmware", help="MicroPython .bin (ESP32) or .uf2 (Pico W)")
-    f.add_argument("--dry-run", action="store_true")
-    f.set_defaults(func=cmd_flash)
-    c = sub.add_parser("config", help="node configuration on a board")
-    csub = c.add_subparsers(dest="config_cmd", required=True)
-    p = csub.add_parser("push", help="validate a config and copy it to the board")
-    p.add_argument("config")
-    p.add_argument("--port", default="auto")
-    p.set_defaults(func=cmd_config_push)

@@ -475,16 +475,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add the `probe` subcommand to an argparse subparsers object (the `modbus` group)."""
-    p = subparsers.add_parser("probe", help="scan slaves/registers, show every word order",
-                              description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    build_parser(p)
-    p.set_defaults(func=run)
-    return p
-
-
 def main(argv: list[str] | None = None) -> int:
     p = build_parser(argparse.ArgumentParser(prog="otlink modbus probe", description=__doc__,
                                              formatter_class=argparse.RawDescriptionHelpFormatter))

@@ -16,7 +16,6 @@ monitor stops quietly with exit status 141, like a Unix tool ended by SIGPIPE.
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import csv
 import errno
@@ -605,33 +604,7 @@ class Monitor:
                     self._maybe_draw()  # ages move on while nothing arrives
 
 
-# --- CLI -------------------------------------------------------------------------------------
-def register(sub) -> None:
-    p = sub.add_parser("monitor", help="decode what nodes publish (table, JSON lines, CSV, Influx)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=None, help="default 1883, 8883 with TLS")
-    p.add_argument("--prefix", default="otlink")
-    p.add_argument("--site", default="+", help="site to follow (default all)")
-    p.add_argument("--node", default="+", help="node to follow (default all)")
-    p.add_argument("--format", choices=FORMATS, default="table")
-    p.add_argument("--group", help="join shared subscription group NAME ($share/NAME/...)")
-    p.add_argument("--ack", action="store_true",
-                   help="consumer acknowledgement: ack what has been written out")
-    p.add_argument("--fsync", action="store_true", help="fsync the output before each ack")
-    p.add_argument("--cafile", help="CA certificate to verify the broker (enables TLS)")
-    p.add_argument("--cert", help="client certificate (with --key)")
-    p.add_argument("--key", help="client private key")
-    p.add_argument("--user")
-    p.add_argument("--password", help="or set OTLINK_MQTT_PASSWORD (preferred)")
-    p.add_argument("--client-id", default="")
-    p.add_argument("--count", type=int,
-                   help="exit after writing exactly N readings (--ack covers only those)")
-    p.add_argument("--seconds", type=float, help="exit after S seconds")
-    p.add_argument("-o", "--output", help="write rows to this file (default stdout)")
-    p.set_defaults(func=run)
-
-
+# --- CLI: the `otlink monitor` handler (its arguments are in cli.py) --------------------------
 def run(args) -> int:
     from otlink_tools.errors import CommandError
 
