@@ -6,6 +6,7 @@ import json
 import machine
 import network
 
+from otlink.hal.board import Board
 from otlink.hal.clock import Clock
 
 _RESET_CAUSES = {}
@@ -16,8 +17,7 @@ def load_board(name):
         return json.load(f)
 
 
-class MachineBoard:
-    name = "?"
+class MachineBoard(Board):
 
     def __init__(self, cfg, defn):
         self.cfg = cfg
@@ -28,7 +28,7 @@ class MachineBoard:
         self._cause = machine.reset_cause()
 
     # Each board provides queue_device() (the raw queue region, docs/queue.md "Board
-    # layout") and says how its flash is programmed (prog_size: 1 byte, or 256-byte pages).
+    # layout"); prog_size comes from its board file.
 
     def prog_size(self):
         return self.defn["flash"].get("prog_size", 1)
@@ -84,3 +84,6 @@ class MachineBoard:
 
     def free_heap(self):
         return gc.mem_free()
+
+    def close(self):
+        pass

@@ -8,6 +8,7 @@ import gc
 import json
 import vfs
 
+from otlink.hal.board import Board as _Board
 from otlink.hal.clock import Clock  # noqa: F401  (re-exported: otlink.hal.unix.Clock)
 
 
@@ -16,7 +17,7 @@ def load_board(name="unix", root="boards"):
         return json.load(f)
 
 
-class Board:
+class Board(_Board):
     name = "unix"
 
     def __init__(self, board_def, image_path, clock=None, mount_point="/flash"):
