@@ -10,7 +10,7 @@ import sys
 
 from otlink import VERSION
 from otlink.core import config as config_mod
-from otlink.core import queue_codec
+from otlink.core.queue import codec as queue_codec
 
 _DEBUG = False
 
@@ -60,7 +60,7 @@ def birth_points(cfg):
 
 
 class App:
-    def __init__(self, cfg, cfg_text, board):
+    def __init__(self, cfg, cfg_hash, board):
         from otlink.core.queue import Queue
 
         self.cfg = cfg
@@ -74,7 +74,7 @@ class App:
         self.queue = Queue(board.queue_device(), clock, **kw)
         self.birth = {
             "node": cfg["node"]["id"], "site": cfg["node"]["site"], "fw": VERSION,
-            "config_hash": config_mod.config_hash(cfg_text), "boot": self.queue.boot,
+            "config_hash": cfg_hash, "boot": self.queue.boot,
             "points": birth_points(cfg),
         }
         self.tasks = []
@@ -245,7 +245,10 @@ def main(args):
     try:
         with open(path) as f:
             text = f.read()
+        cfg_hash = config_mod.config_hash(text)
         cfg = config_mod.loads(text)
+        # the file's text is not needed once parsed: on a board it is KiBs of the heap
+        del text
     except OSError as e:
         print("otlink: cannot read config %s: %s" % (path, e))
         return 2
@@ -253,7 +256,8 @@ def main(args):
         print("otlink: %s: %s" % (path, e))
         return 2
     board = make_board(cfg, args)
-    app = App(cfg, text, board)
+    gc.collect()
+    app = App(cfg, cfg_hash, board)
     log("node %s/%s fw %s boot %d, %d points, broker %s:%d" % (
         cfg["node"]["site"], cfg["node"]["id"], VERSION, app.queue.boot,
         len(app.birth["points"]), cfg["mqtt"]["host"], cfg["mqtt"]["port"]))

@@ -160,11 +160,10 @@ def bench_littlefs():
 def _codec(enc, decn, zero):
     # point the queue's modules at one codec implementation (native or bytecode)
     import otlink.core.queue as qm
-    import otlink.core.queue_read as qr
 
     qm.enc = enc
-    qm.zero = qr.zero = zero
-    qr.decn = decn
+    qm.zero = zero
+    qm.decn = decn
 
 
 def bench_codec(tag, n=20000):
@@ -198,7 +197,7 @@ def bench_codec(tag, n=20000):
 
 bench_queue()
 gc.collect()
-from otlink.core import queue_codec, queue_codec_py  # noqa: E402
+from otlink.core.queue import codec as queue_codec, codec_py as queue_codec_py  # noqa: E402
 
 out("codec_native", 1 if queue_codec.NATIVE else 0)
 bench_codec("native")

@@ -146,7 +146,7 @@ def main():
     if naive:
         print("QHEAP ok", N, "littlefs")
     else:
-        from otlink.core import queue_codec
+        from otlink.core.queue import codec as queue_codec
         print("QHEAP ok", N, "native" if queue_codec.NATIVE else "bytecode")
 
 

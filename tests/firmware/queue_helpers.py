@@ -60,4 +60,5 @@ def pack(i, v, dt=1237):
 
 def put(q, i):
     # the point id is the reading index (so a returned record names its expected value)
-    return q.append(BUF, pack(i, value(i)))
+    q.append(BUF, pack(i, value(i)))
+    return q.last_seq

@@ -6,14 +6,15 @@ import mptest
 from otlink.core import reading
 import otlink.hal.unix.norflash  # noqa: F401 (compiled before the queue: smaller peak)
 from otlink.core.queue import Queue
-from otlink.core.queue_fmt import sdiff, M32
+from otlink.core.queue.fmt import sdiff, M32
 from queue_helpers import T0, Clock, flash
 
 BUF = bytearray(reading.MAX_SIZE)
 
 
 def put(q, i):
-    return q.append(BUF, reading.pack_int(BUF, i % 10, T0 + i * 100, i))
+    q.append(BUF, reading.pack_int(BUF, i % 10, T0 + i * 100, i))
+    return q.last_seq
 
 
 def values(q, n=100000):

@@ -1,11 +1,11 @@
 # heapsize: 64K
-# The queue's record codec (core/queue_codec.py): the native (viper, compiled at import) and
+# The queue's record codec (core/queue/codec.py): the native (viper, compiled at import) and
 # the bytecode implementations give the same bytes on random and edge-case records, decode
 # what they encode, refuse malformed bodies without reading past the end, allocate nothing.
 import mptest
-from otlink.core import queue_codec as qc
-from otlink.core import queue_codec_py as PY  # the bytecode version
-from otlink.core.queue_fmt import CMP, MAX_REC, MAX_ENC, MASKED
+from otlink.core.queue import codec as qc
+from otlink.core.queue import codec_py as PY  # the bytecode version
+from otlink.core.queue.fmt import CMP, MAX_REC, MAX_ENC, MASKED
 
 
 class _Rng:
@@ -64,7 +64,7 @@ def test_native_compiled_on_this_port():
     mptest.true(qc.NATIVE, "viper codec compiled at import")
     mptest.true(qc.enc is not PY.enc, "native enc in use")
     # its source was dropped after compiling
-    mptest.true("otlink.core.queue_codec_src" not in sys.modules, "source module dropped")
+    mptest.true("otlink.core.queue.codec_src" not in sys.modules, "source module dropped")
 
 
 def test_failed_native_compile_falls_back_and_says_why():
@@ -75,17 +75,17 @@ def test_failed_native_compile_falls_back_and_says_why():
     class Broken:
         SRC = "@micropython.viper\ndef enc(:\n"
 
-    saved = sys.modules.pop("otlink.core.queue_codec")
-    sys.modules["otlink.core.queue_codec_src"] = Broken
+    saved = sys.modules.pop("otlink.core.queue.codec")
+    sys.modules["otlink.core.queue.codec_src"] = Broken
     try:
-        import otlink.core.queue_codec as fresh
+        import otlink.core.queue.codec as fresh
 
         mptest.eq(fresh.NATIVE, False, "native flag")
         mptest.true(fresh.enc is PY.enc, "bytecode enc in use")
         mptest.true(fresh.WHY.startswith("SyntaxError"), "reason: %r" % fresh.WHY)
-        mptest.true("otlink.core.queue_codec_src" not in sys.modules, "source module dropped")
+        mptest.true("otlink.core.queue.codec_src" not in sys.modules, "source module dropped")
     finally:
-        sys.modules["otlink.core.queue_codec"] = saved
+        sys.modules["otlink.core.queue.codec"] = saved
     mptest.eq(qc.WHY, "", "the real import compiled natively")
 
 

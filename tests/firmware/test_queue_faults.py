@@ -16,7 +16,8 @@ BUF = bytearray(reading.MAX_SIZE)
 
 
 def put(q, i):
-    return q.append(BUF, reading.pack_int(BUF, i % 10, T0 + i * 100, i))
+    q.append(BUF, reading.pack_int(BUF, i % 10, T0 + i * 100, i))
+    return q.last_seq
 
 
 def scan(q):

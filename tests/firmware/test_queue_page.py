@@ -13,7 +13,8 @@ from otlink.hal.unix.norflash import NorFlash, FlashError
 
 def put(q, i):
     # a reading.py int record packed with struct (queue_helpers: reading.py stays out of 64K)
-    return q.append(BUF, pack(i, i * 7919, 100))
+    q.append(BUF, pack(i, i * 7919, 100))
+    return q.last_seq
 
 
 def test_emulator_enforces_pages():

@@ -15,7 +15,7 @@ import micropython
 import mptest
 import otlink.hal.unix.norflash  # noqa: F401 (compiled before the queue: smaller peak)
 from otlink.core.queue import Queue
-from otlink.core.queue_fmt import M32, sdiff
+from otlink.core.queue.fmt import M32, sdiff
 from queue_helpers import INT, Clock, flash, put, value
 
 

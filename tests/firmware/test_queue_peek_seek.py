@@ -10,7 +10,7 @@ import struct
 import mptest
 import otlink.hal.unix.norflash  # noqa: F401 (compiled before the queue: smaller peak)
 from otlink.core.queue import Queue
-from otlink.core.queue_fmt import M32
+from otlink.core.queue.fmt import M32
 from queue_helpers import INT, Clock, flash, put
 
 

@@ -75,8 +75,8 @@ def run(nor, total, model, cut_at, reboots_every=1000, ack_every=15, batch=50, c
         i = model.appended
         while i < total:
             n = make(buf, i)
-            seq = q.append(buf, n)
-            model.seq[i] = seq
+            q.append(buf, n)
+            model.seq[i] = q.last_seq
             model.boot[i] = q.boot
             i += 1
             model.appended = i

@@ -12,14 +12,14 @@
 # zero(prev): clear prev (the start of a group).
 #
 # Two implementations, same bytes (tests/firmware/test_queue_codec.py):
-# - native (core/queue_codec_src.py): @micropython.viper functions compiled at import by the
+# - native (core/queue/codec_src.py): @micropython.viper functions compiled at import by the
 #   runtime compiler, which emits machine code for the CPU it runs on (x64 on the Unix port,
 #   xtensawin on the ESP32, armv6m on the Pico W). They are a source string rather than
 #   decorated functions in a module because mpy-cross refuses viper code without -march, and
 #   the firmware's .mpy files are built without one. Measured (Unix port, .mpy, 128K heap,
 #   the uplink agent's workload): append+commit 6.3 -> 1.8 us/reading, peek_from read-back
 #   4.0 -> 1.1 us/reading. Heap: ~0.9 KB once compiled (the source is dropped).
-# - bytecode (core/queue_codec_py.py): loaded only when the native compile fails (no native
+# - bytecode (core/queue/codec_py.py): loaded only when the native compile fails (no native
 #   emitter or compiler on the port, out of memory, CPython).
 import sys
 
@@ -28,9 +28,9 @@ WHY = ""  # why the native compile failed, for the agent's boot log
 
 
 def _native():
-    name = "otlink.core.queue_codec_src"
+    name = "otlink.core.queue.codec_src"
     try:
-        from otlink.core.queue_codec_src import SRC
+        from otlink.core.queue.codec_src import SRC
 
         ns = {}
         exec(SRC, ns)
@@ -38,9 +38,9 @@ def _native():
     finally:
         # the source is not needed once compiled: let the collector have it
         sys.modules.pop(name, None)
-        pkg = sys.modules.get("otlink.core")
-        if pkg is not None and hasattr(pkg, "queue_codec_src"):
-            delattr(pkg, "queue_codec_src")
+        pkg = sys.modules.get("otlink.core.queue")
+        if pkg is not None and hasattr(pkg, "codec_src"):
+            delattr(pkg, "codec_src")
 
 
 try:
@@ -48,5 +48,5 @@ try:
     NATIVE = True
 except Exception as e:  # noqa: BLE001 - any failure to compile: the bytecode version
     WHY = "%s: %s" % (type(e).__name__, e)
-    from otlink.core.queue_codec_py import enc, decn, zero  # noqa: F401 (re-exported)
+    from otlink.core.queue.codec_py import enc, decn, zero  # noqa: F401 (re-exported)
 del _native

@@ -1,8 +1,8 @@
-# Bytecode version of the queue's record codec (contracts: core/queue_codec.py). Loaded only
+# Bytecode version of the queue's record codec (contracts: core/queue/codec.py). Loaded only
 # when the native version cannot be compiled (a port without a native emitter or runtime
 # compiler, too little memory for the compile), and by the codec test, which checks that
 # both versions give the same bytes.
-from otlink.core.queue_fmt import MASKED, CMP, MAX_REC
+from otlink.core.queue.fmt import MASKED, CMP, MAX_REC
 
 
 def enc(g, o, rec, prev, n):

@@ -1,7 +1,7 @@
-# Source of the native (viper) queue record codec, compiled by core/queue_codec.py at import
+# Source of the native (viper) queue record codec, compiled by core/queue/codec.py at import
 # and then dropped from memory (the string is ~2 KB of heap on ports that load .mpy into RAM).
-# Same loops and results as core/queue_codec_py.py: keep the two in step (the codec test
-# compares them). 20 = CMP, 76 = MAX_REC, 0x80 = MASKED (core/queue_fmt.py).
+# Same loops and results as core/queue/codec_py.py: keep the two in step (the codec test
+# compares them). 20 = CMP, 76 = MAX_REC, 0x80 = MASKED (core/queue/fmt.py).
 SRC = """
 import micropython
 

@@ -1,9 +1,17 @@
 # On-flash format constants and byte helpers of the store-and-forward queue (docs/queue.md,
-# "On-flash format"). Split from queue.py so each module compiles inside a 64 KiB heap.
+# "On-flash format").
+#
+# Sequence numbers, sector sequences and boot counters are u32 serial numbers (RFC 1982).
+# On a 32-bit port an int >= 2**30 is a heap object, so the helpers here take the plain
+# difference first and fold it into range only when it leaves it: with operands below 2**30
+# (the first ~1.1e9 readings of a node) they create no heap int. Masking with 0xFFFFFFFF
+# would, on every call: the mask itself is a heap int there.
 from otlink.core.compat import const
 
 MAGIC = 0x3151544F  # "OTQ1" little endian: sector header magic
 M32 = 0xFFFFFFFF
+_MOD = 0x100000000
+_HALF = 0x80000000
 
 SHDR = const(32)  # sector header: magic, sseq, erases, boot, next_seq, ack, drops, crc
 GHDR = const(16)  # group header: type, count, body_len u16, first_seq, boot, crc
@@ -21,9 +29,24 @@ POLICIES = ("drop_oldest", "drop_newest")
 
 
 def sdiff(a, b):
-    """a - b in 32-bit serial arithmetic (RFC 1982): negative when a is older than b."""
-    d = (a - b) & M32
-    return d - 0x100000000 if d & 0x80000000 else d
+    """a - b in 32-bit serial arithmetic (RFC 1982): negative when a is older than b.
+
+    a and b are u32. No heap int when both are below 2**30."""
+    d = a - b
+    if d >= _HALF:
+        return d - _MOD
+    if d < -_HALF:
+        return d + _MOD
+    return d
+
+
+def wrap(x):
+    """x (a u32 plus or minus less than 2**32) folded back into 0..2**32-1."""
+    if x < 0:
+        return x + _MOD
+    if x > M32:
+        return x - _MOD
+    return x
 
 
 def u16(b, o):
