@@ -55,10 +55,10 @@ demo: setup
 	$(VENV)/bin/otlink demo
 
 bench: setup
-	$(PY) -m otlink_tools.bench
+	$(PY) tools/bench.py
 
 sweep: setup
-	$(PY) -m otlink_tools.bench --sweep -k queue
+	$(PY) tools/bench.py --sweep -k queue
 
 mpy: setup
 	$(VENV)/bin/otlink deploy --board esp32 --dry-run --out $(BUILD)/mpy/esp32

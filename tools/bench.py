@@ -1,8 +1,13 @@
 """`make bench`: run every tests/bench/bench_*.py, print one table, write build/bench.json.
 
-Each bench module has `run(ctx) -> list[dict]`; a record is
-{name, value, unit, baseline, baseline_name, target, met, note}. Baselines are
-measured in the same run by the module itself, never written down.
+Each bench module has `run(ctx) -> list[dict]`. A row is
+  {name, value, unit, rival, rival_is, target, met, excludes, note}
+value: the median of the suite's runs; rival: the strongest simple rival, measured in the
+same run by the suite itself (never written down), rival_is: what it is; excludes: what the
+figure leaves out (flash timing, the network, ...). Older suites' `baseline` /
+`baseline_name` are read as rival / rival_is. Every row goes to build/bench.json.
+
+Usage: .venv/bin/python tools/bench.py [-k SUBSTRING] [--quick] [--sweep]
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ import time
 import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
+FIELDS = ("name", "value", "unit", "rival", "rival_is", "target", "met", "excludes", "note")
 
 
 def _fmt(v) -> str:
-    if v is None:
+    if v is None or v == "":
         return "-"
     if isinstance(v, bool):
         return "yes" if v else "no"
@@ -34,31 +40,50 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def normalise(r: dict, suite: str) -> dict:
+    """The row with every field of FIELDS (and suite), baseline keys read as rival keys."""
+    out = dict(r)
+    if "rival" not in out and "baseline" in out:
+        out["rival"] = out.pop("baseline")
+    if "rival_is" not in out and "baseline_name" in out:
+        out["rival_is"] = out.pop("baseline_name")
+    for k in FIELDS:
+        out.setdefault(k, None if k in ("rival", "met") else "")
+    if not out["excludes"]:
+        out["excludes"] = "not stated by the suite"
+    out["suite"] = suite
+    return out
+
+
 def table(records: list[dict]) -> str:
-    cols = ["name", "value", "unit", "baseline", "baseline_name", "target", "met"]
-    heads = ["benchmark", "value", "unit", "baseline", "baseline is", "target", "met"]
+    cols = ["name", "value", "unit", "rival", "rival_is", "target", "met"]
+    heads = ["benchmark", "value", "unit", "rival", "rival is", "target", "met"]
     rows = [[_fmt(r.get(c)) for c in cols] for r in records]
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
               for i, h in enumerate(heads)]
     out = ["  ".join(h.ljust(w) for h, w in zip(heads, widths)),
            "  ".join("-" * w for w in widths)]
     out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
-    notes = [f"  [{r['name']}] {r['note']}" for r in records if r.get("note")]
-    if notes:
-        out += ["", "notes:"] + notes
+    out += ["", "excludes / notes:"]
+    for r in records:
+        out.append(f"  [{r['name']}] excludes: {r['excludes']}"
+                   + (f". {r['note']}" if r.get("note") else ""))
     return "\n".join(out)
 
 
 def load(path: Path):
+    for p in (ROOT / "tests", ROOT / "tests" / "bench"):
+        if str(p) not in sys.path:
+            sys.path.insert(0, str(p))
     spec = importlib.util.spec_from_file_location(f"bench_{path.stem}", path)
     mod = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "tests"))
     spec.loader.exec_module(mod)
     return mod
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="otlink bench", description=__doc__)
+    ap = argparse.ArgumentParser(prog="tools/bench.py", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sweep", action="store_true", help="include the full power-cut sweeps")
     ap.add_argument("--quick", action="store_true", help="shorter runs (smoke check)")
     ap.add_argument("-k", dest="only", help="run only bench files whose name contains this")
@@ -79,16 +104,21 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             failed.append(path.stem)
             continue
-        for r in recs:
-            r.setdefault("baseline", None)
-            r.setdefault("baseline_name", "")
-            r.setdefault("target", "")
-            r.setdefault("met", None)
-            r.setdefault("note", "")
-            r["suite"] = path.stem
+        recs = [normalise(r, path.stem) for r in recs]
         records += recs
         print(f"  {path.stem}: {len(recs)} rows in {time.monotonic() - t0:.1f} s", flush=True)
-    (build / "bench.json").write_text(json.dumps(records, indent=1, default=str))
+    out = build / "bench.json"
+    if args.only and out.exists():
+        # a partial run replaces only the suites it ran; the other rows stay
+        ran = {r["suite"] for r in records} | set(failed)
+        try:
+            kept = [r for r in json.loads(out.read_text()) if r.get("suite") not in ran]
+        except (ValueError, TypeError):
+            kept = []
+        allrows = kept + records
+    else:
+        allrows = records
+    out.write_text(json.dumps(allrows, indent=1, default=str))
     print()
     print(table(records))
     missed = [r["name"] for r in records if r.get("met") is False]
