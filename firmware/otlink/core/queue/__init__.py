@@ -185,7 +185,8 @@ class Queue:
 
     def ack(self, seq):
         """Acknowledge every committed reading up to seq (delivery confirmed); persisted."""
-        seq &= M32
+        if seq < 0 or seq > M32:
+            seq &= M32
         if sdiff(seq, self._ack) <= 0:
             return
         last = wrap(self._wseq - 1)
@@ -235,7 +236,8 @@ class Queue:
         reads on from where its last batch ended re-reads about one group, not the backlog.
         """
         want = wrap(self._ack + 1)
-        start_seq &= M32
+        if start_seq < 0 or start_seq > M32:
+            start_seq &= M32
         if sdiff(start_seq, want) > 0:
             want = start_seq
         return self._read(want, max_n)
