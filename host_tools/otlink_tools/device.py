@@ -1,9 +1,10 @@
 """Board commands over USB serial: flash MicroPython, deploy the firmware, push a config.
 
 `flash` wraps esptool (ESP32) or copies a UF2 (Pico W); `deploy` compiles the firmware to
-.mpy with mpy-cross for the board's architecture and copies it with mpremote; `config push`
+.mpy with mpy-cross for the board's architecture and copies it to the board; `config push`
 validates a node config on the laptop first, then copies it to /config.json on the board.
-Nothing is sent to a board before the local checks pass.
+Both reach the board through one Transport (transport.py). Nothing is sent to a board before
+the local checks pass.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from otlink_tools import mpy, paths
 from otlink_tools.errors import CommandError
 from otlink_tools.manifest import board_modules
+from otlink_tools.transport import Transport
 
 MPY_ARCH = {"xtensawin": "xtensawin", "armv6m": "armv6m", "x64": "x64"}
 
@@ -49,55 +51,39 @@ def compile_firmware(out: Path, arch: str, board: str) -> list[Path]:
     return files
 
 
-def check_port(port: str) -> None:
-    """A port given as a device path must exist (mpremote would blame 'another program');
-    mpremote's own names (auto, a0, u0, id:...) are left to it."""
-    if "/" in port and not Path(port).exists():
-        raise CommandError(f"--port {port}: no such device (is the board plugged in? "
-                           "`mpremote devs` lists the ports it sees)")
-
-
-def _mpremote(port: str, *args: str) -> None:
-    cmd = [str(Path(sys.executable).parent / "mpremote"), "connect", port, *args]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode:
-        why = res.stderr.strip() or res.stdout.strip()
-        raise CommandError(f"mpremote {' '.join(args[:2])}: {why}")
-
-
 def cmd_deploy(args: argparse.Namespace) -> int:
-    bd = board_def(args.board)
-    arch = MPY_ARCH[bd["arch"]]
+    board_def(args.board)  # an unknown board is named before anything else
+    board = Transport(args.port, dry_run=args.dry_run)
     if not args.dry_run:
-        check_port(args.port)
+        board.check_port()
+    deploy(board, args.board, Path(args.out) if args.out else None)
+    if not args.dry_run:
+        print(f"deployed to {args.port}")
+    return 0
+
+
+def deploy(board: Transport, board_name: str, out: Path | None = None) -> list[Path]:
+    """Compile the firmware for `board_name` into `out` (None: a temporary folder, removed
+    at the end) and copy it, with umqtt.simple, to the board in one connection."""
+    arch = MPY_ARCH[board_def(board_name)["arch"]]
     lib = paths.BUILD_LIB / "umqtt" / "simple.py"
     if not lib.exists():
         raise CommandError("umqtt.simple is not fetched: run 'make setup'")
-    if args.out:
-        return _deploy(args, arch, Path(args.out), lib)
-    # No --out: build in a temporary folder, removed when the command ends.
+    # umqtt.simple travels in a folder of its own (its source is not part of --out)
     with tempfile.TemporaryDirectory(prefix="otlink-mpy-") as tmp:
-        return _deploy(args, arch, Path(tmp), lib)
-
-
-def _deploy(args: argparse.Namespace, arch: str, out: Path, lib: Path) -> int:
-    try:
-        files = compile_firmware(out, arch, args.board)
-    except OSError as e:
-        raise CommandError(f"--out {out}: cannot write the compiled firmware there: "
-                           f"{e.strerror or e}") from None
-    where = str(out) if args.out else "a temporary folder (removed; --out DIR keeps the files)"
-    print(f"compiled {len(files)} modules for {arch} into {where}")
-    if args.dry_run:
-        return 0
-    _mpremote(args.port, "fs", "cp", "-r", str(out) + "/.", ":")
-    try:
-        _mpremote(args.port, "fs", "mkdir", ":umqtt")
-    except CommandError:
-        pass  # already there from an earlier deploy
-    _mpremote(args.port, "fs", "cp", str(lib), ":umqtt/simple.py")
-    print(f"deployed to {args.port}")
-    return 0
+        stage = Path(tmp) / "lib"
+        (stage / "umqtt").mkdir(parents=True)
+        shutil.copy(lib, stage / "umqtt" / "simple.py")
+        where = out or Path(tmp) / "tree"
+        try:
+            files = compile_firmware(where, arch, board_name)
+        except OSError as e:
+            raise CommandError(f"--out {where}: cannot write the compiled firmware there: "
+                               f"{e.strerror or e}") from None
+        shown = str(out) if out else "a temporary folder (removed; --out DIR keeps the files)"
+        print(f"compiled {len(files)} modules for {arch} into {shown}")
+        board.copy([(where, ""), (stage, "")])
+    return files
 
 
 def cmd_config_push(args: argparse.Namespace) -> int:
@@ -106,8 +92,9 @@ def cmd_config_push(args: argparse.Namespace) -> int:
     cfg = validate_file(args.config)
     if cfg["board"] == "unix":
         raise CommandError(f"{args.config}: board is 'unix'; set \"board\" to esp32 or pico_w")
-    check_port(args.port)
-    _mpremote(args.port, "fs", "cp", args.config, ":/config.json")
+    board = Transport(args.port)
+    board.check_port()
+    board.copy([(Path(args.config), "/config.json")])
     print(f"{args.config} -> {args.port}:/config.json (validated; reset the board to apply)")
     return 0
 
@@ -141,7 +128,10 @@ def cmd_flash(args: argparse.Namespace) -> int:
                 print(f"({tpath.name}: otlink's partition table for {args.board}, written to "
                       "a temporary folder that is removed now)")
                 return 0
-            return subprocess.call(cmd)
+            rc = subprocess.call(cmd)
+            if rc:
+                raise CommandError(f"esptool failed (exit status {rc}): see its messages above")
+            return 0
     if bd["hal"] == "rp2":
         mount = Path(args.port)
         if not (mount / "INFO_UF2.TXT").exists():

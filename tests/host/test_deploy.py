@@ -1,11 +1,20 @@
-"""`otlink deploy --dry-run`: the tree a board receives, built for its architecture."""
+"""`otlink deploy --dry-run`: the tree a board receives, built for its architecture; the board
+transport that deploy and config push go through."""
 
 import json
+import os
+import pty
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
+
+from otlink_tools import device
+from otlink_tools.errors import CommandError
+from otlink_tools.transport import Transport
 
 OTLINK = str(Path(sys.executable).parent / "otlink")
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
@@ -42,3 +51,64 @@ def test_unknown_board_is_named(tmp_path):
                           str(tmp_path)], capture_output=True, text=True)
     assert res.returncode == 1
     assert "unknown board 'esp8266'" in res.stderr and "esp32" in res.stderr
+
+
+# --- the board transport: what deploy and config push send, and how a board failing is told ---
+
+def test_deploy_sends_the_tree_and_umqtt_in_one_connection(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    tempfile.tempdir = None  # TMPDIR is read again
+    try:
+        board = Transport("/dev/ttyUSB9", dry_run=True)
+        out = tmp_path / "out"
+        files = device.deploy(board, "esp32", out)
+    finally:
+        tempfile.tempdir = None
+    assert len(board.sent) == 1  # one mpremote process: one connection, one board reset
+    cmd = board.sent[0]
+    assert cmd[1:3] == ["connect", "/dev/ttyUSB9"]
+    first, second = " ".join(cmd[3:]).split(" + ")
+    assert first == f"fs cp -r {out}/. :"
+    staged = second.split()[3]
+    assert second == f"fs cp -r {staged} :" and staged.endswith("/.")
+    assert main_py(files) and (out / "main.py").exists()
+    # the umqtt folder it sent from was temporary: nothing is left behind
+    assert not Path(staged).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def main_py(files: list[Path]) -> bool:
+    return any(f.name == "main.py" for f in files)
+
+
+def test_a_missing_mpremote_is_one_clear_error(tmp_path):
+    f = tmp_path / "node.json"
+    f.write_text("{}")
+    board = Transport(str(tmp_path), mpremote=str(tmp_path / "no-mpremote"))
+    with pytest.raises(CommandError, match="no-mpremote: not found .*make setup"):
+        board.copy([(f, "/config.json")])
+
+
+def test_mpremote_failure_is_reported_in_its_own_words(tmp_path):
+    port = tmp_path / "not-a-tty"
+    port.write_text("")
+    f = tmp_path / "node.json"
+    f.write_text("{}")
+    board = Transport(str(port))
+    board.check_port()  # it exists
+    with pytest.raises(CommandError, match=r"^mpremote fs cp: .*failed to access .*not-a-tty"):
+        board.copy([(f, "/config.json")])
+
+
+def test_a_board_that_never_answers_is_given_up_on():
+    """mpremote alone waits forever for a raw REPL prompt; the transport stops it."""
+    master, slave = pty.openpty()  # a serial port with nobody on the other end
+    try:
+        board = Transport(os.ttyname(slave), timeout_s=2, min_rate=10**9)
+        t0 = time.monotonic()
+        with pytest.raises(CommandError, match=r"no answer from the board on /dev/.* within 2 s"):
+            board.copy([(Path(__file__), "/x.py")])
+        assert time.monotonic() - t0 < 10
+    finally:
+        os.close(master)
+        os.close(slave)
