@@ -25,9 +25,22 @@ _ACK_TIMEOUT_MS = const(10000)  # consumer mode: resend from the oldest unacked 
 _INFLIGHT_MAX = const(8)  # consumer mode: batches sent and not yet acknowledged
 
 
+# Sequence arithmetic by comparison and +-2**32, never `& 0xFFFFFFFF`: on 32-bit ports that
+# mask is a long int and every masked result a new heap object, even for small sequences.
 def sdiff(a, b):
-    d = (a - b) & _M32
-    return d - 0x100000000 if d & 0x80000000 else d
+    """a - b in 32-bit serial arithmetic (RFC 1982), in -2**31 .. 2**31-1."""
+    d = a - b
+    if d > 0x7FFFFFFF:
+        return d - 0x100000000
+    if d < -0x80000000:
+        return d + 0x100000000
+    return d
+
+
+def seq_add(a, k):
+    """(a + k) mod 2**32 for 0 <= k < 2**32."""
+    s = a + k
+    return s - 0x100000000 if s > _M32 else s
 
 
 class Publisher:
@@ -135,10 +148,10 @@ class Publisher:
             for seq, _b, _r, _n in q.peek(1):
                 first = seq
             if first is not None:
-                self._hist_end = (first + depth - 1) & _M32
+                self._hist_end = seq_add(first, depth - 1)
                 if self._can_seek and self.mode == "broker":
                     self._hist = first
-                    self._next = (self._hist_end + 1) & _M32
+                    self._next = seq_add(self._hist_end, 1)
                 else:
                     self._hist = None  # single stream: the flag comes from _hist_end
                     self._next = None
@@ -280,7 +293,7 @@ class Publisher:
 
     def _delivered(self, last, boot):
         """The live/single stream published up to `last`."""
-        nxt = (last + 1) & _M32
+        nxt = seq_add(last, 1)
         if self.mode == "consumer" and boot is not None:
             self._inflight.append([last, boot, self.clock.ticks_ms()])
             self._next = nxt
@@ -306,7 +319,7 @@ class Publisher:
                 self.q.ack(self._live_done)
                 self._live_done = None
         else:
-            self._hist = (last + 1) & _M32
+            self._hist = seq_add(last, 1)
 
     # --- state ------------------------------------------------------------------------
     def state_fields(self, online=True):

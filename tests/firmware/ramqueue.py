@@ -9,6 +9,22 @@ from otlink.core.reading import MAX_SIZE
 _MASK = const(0xFFFFFFFF)
 
 
+# Sequence arithmetic by comparison (see otlink.publisher.sdiff): no `& 0xFFFFFFFF`, which
+# allocates on 32-bit ports. Sequences of 2**30 and more are heap objects there anyway.
+def _add(a, k):
+    s = a + k
+    return s - 0x100000000 if s > _MASK else s
+
+
+def _diff(a, b):
+    d = a - b
+    if d > 0x7FFFFFFF:
+        return d - 0x100000000
+    if d < -0x80000000:
+        return d + 0x100000000
+    return d
+
+
 class RamQueue:
     """capacity records of at most `slot` bytes each (reading.SIZE holds numeric and error
     records in 20 bytes; the MAX_SIZE default also holds text records)."""
@@ -25,14 +41,14 @@ class RamQueue:
         self._mv = memoryview(self._buf)
         self._len = bytearray(capacity)  # record lengths (<= 255)
         self._boots = array("I", bytes(4 * capacity))
-        # append time for oldest-age: ms since _t0, modulo 2**31 (ages up to 24 days)
-        self._t = array("I", bytes(4 * capacity))
-        self._t0 = clock.ticks_ms()
+        # append time for oldest-age: ticks_ms() (a small int: the ticks period is 2**30 or
+        # less), so ages are right across the ticks wrap up to half a period (6.2 days)
+        self._t = array("i", bytes(4 * capacity))
         for i in range(capacity):
             self._boots[i] = boot
         self._head = 0  # slot of the oldest unacknowledged record
         self._n = 0
-        self._seq0 = first_seq & _MASK  # seq of the record in slot _head
+        self._seq0 = first_seq % 0x100000000  # seq of the record in slot _head
         self.drops = 0
         self.appended = 0
 
@@ -42,7 +58,7 @@ class RamQueue:
             raise ValueError("reading record length %d: want 1..%d" % (n, self._slot))
         if self._n == self.capacity:  # full: drop the oldest (policy drop_oldest)
             self._head = (self._head + 1) % self.capacity
-            self._seq0 = (self._seq0 + 1) & _MASK
+            self._seq0 = _add(self._seq0, 1)
             self._n -= 1
             self.drops += 1
         i = (self._head + self._n) % self.capacity
@@ -50,14 +66,11 @@ class RamQueue:
         self._mv[o:o + n] = rec[:n] if n != len(rec) else rec
         self._len[i] = n
         self._boots[i] = self.boot
-        self._t[i] = self._ms()
-        seq = (self._seq0 + self._n) & _MASK
+        self._t[i] = self.clock.ticks_ms()
+        seq = _add(self._seq0, self._n)
         self._n += 1
         self.appended += 1
         return seq
-
-    def _ms(self):
-        return self.clock.ticks_diff(self.clock.ticks_ms(), self._t0) & 0x7FFFFFFF
 
     def tick(self, now_ms=None):
         pass
@@ -75,8 +88,8 @@ class RamQueue:
         to it; a start past the newest yields nothing."""
         skip = 0
         if start is not None:
-            skip = (start - self._seq0) & _MASK
-            if skip & 0x80000000:
+            skip = _diff(start, self._seq0)
+            if skip < 0:
                 skip = 0  # before the oldest (serial arithmetic)
             if skip >= self._n:
                 return
@@ -86,16 +99,16 @@ class RamQueue:
             i = (self._head + k) % cap
             o = i * self._slot
             n = self._len[i]
-            yield (self._seq0 + k) & _MASK, self._boots[i], self._mv[o:o + n], n
+            yield _add(self._seq0, k), self._boots[i], self._mv[o:o + n], n
             k += 1
 
     def ack(self, seq):
         """Acknowledge everything up to seq (serial arithmetic); older/unknown seqs ignored."""
-        k = ((seq - self._seq0) & _MASK) + 1
-        if k > self._n:
+        k = _diff(seq, self._seq0) + 1
+        if k < 1 or k > self._n:
             return
         self._head = (self._head + k) % self.capacity
-        self._seq0 = (self._seq0 + k) & _MASK
+        self._seq0 = _add(self._seq0, k)
         self._n -= k
 
     @property
@@ -108,6 +121,6 @@ class RamQueue:
     def stats(self):
         age = 0
         if self._n:
-            age = (self._ms() - self._t[self._head]) & 0x7FFFFFFF
+            age = self.clock.ticks_diff(self.clock.ticks_ms(), self._t[self._head])
         return {"depth": self._n, "oldest_age_ms": age, "drops": self.drops, "boot": self.boot,
-                "bytes_used": self._n * self._slot, "next_seq": (self._seq0 + self._n) & _MASK}
+                "bytes_used": self._n * self._slot, "next_seq": _add(self._seq0, self._n)}

@@ -357,6 +357,54 @@ def test_ramqueue_append_and_ack_do_not_allocate():
     mptest.eq(q.depth(), 16, "ack past the newest ignored")
 
 
+def _garbage_per_reading(first_seq, n=100):
+    """(append, read-and-encode) bytes allocated per reading: RamQueue.append of prepared
+    records, then Publisher.step until the queue is empty (peek, DataEncoder, publish)."""
+    clock = FakeClock()
+    q = RamQueue(clock, capacity=n, slot=reading.SIZE, first_seq=first_seq)
+    up = FakeUplink()
+    up.publish = lambda t, p, qos=1, retain=False: None  # keep nothing
+    p = Publisher(q, up, clock, {"ack": "broker", "qos": 1, "batch_max": 50, "linger_ms": 0,
+                                 "replay_rate": 0}, BIRTH)
+    p._session_start()
+    recs = []
+    for i in range(n):
+        r = bytearray(reading.SIZE)
+        if i % 2:
+            reading.pack_float(r, 2, clock.now_ms() + i * 100, 230.5)
+        else:
+            reading.pack_int(r, 1, clock.now_ms() + i * 100, 3000000000 + i * 7)
+        recs.append(r)
+    gc.collect()
+    gc.disable()
+    try:
+        a = gc.mem_alloc()
+        for r in recs:
+            q.append(r, reading.SIZE)
+        b = gc.mem_alloc()
+        while p.step():
+            pass
+        c = gc.mem_alloc()
+    finally:
+        gc.enable()
+    mptest.eq(q.depth(), 0, "all sent")
+    return (b - a) / n, (c - b) / n
+
+
+def test_garbage_per_reading_bound():
+    # Measured (docs/uplink.md): per reading, the queue's (seq, boot, view, n) tuple and view
+    # from peek; on 32-bit ports one long int more per seq of 2**30 and above, in the queue
+    # and in the encoder. No timestamp, value or CBOR head makes heap objects.
+    import sys
+    wide = sys.maxsize < 2**32
+    app, enc = _garbage_per_reading(1)
+    mptest.eq(app, 0, "append, small seqs")
+    mptest.true(enc <= (56 if wide else 110), "read+encode %.1f B/reading" % enc)
+    app, enc = _garbage_per_reading(2**31 - 10)
+    mptest.true(app <= (32 if wide else 0), "append, high seqs: %.1f B/reading" % app)
+    mptest.true(enc <= (128 if wide else 110), "read+encode, high seqs %.1f B/reading" % enc)
+
+
 def test_publisher_state_fields():
     p, q, up, clock = make()
     put(q, clock, 3)

@@ -108,6 +108,10 @@ def f32(x: float) -> float:
     return struct.unpack("<f", struct.pack("<f", x))[0]
 
 
+WIDE = [2**29 - 1, 2**29, -2**29, -2**29 - 1, 2**63 - 1, -2**63, 5, 2**63 - 1, 2**30,
+        -2**63, 2**62, 3_000_000_000, 3_000_000_007, -1]
+
+
 def edge_ints() -> list[int]:
     vals = []
     for b in (0, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**62, 2**63, 2**64 - 1):
@@ -169,6 +173,8 @@ def encoded(tmp_path_factory):
                      ["e", 5, t, [1, 2, 3, 4, 16, 17, 32, 0x81, 0x84, 0x86][k % 10], 0]]
         if k % 2 == 0:
             readings.append(["t", 6, t + 500, "state-%d" % k, 0])
+        # across the +-2**29 line where the firmware switches to byte-wise differences
+        readings.append(["i", 7, t + 500, WIDE[k % len(WIDE)], 0])
     batches.append({"capacity": 512, "boot": 4294967295, "historical": True,
                     "seq": 2**32 - 100, "readings": readings})
     untimed = [["i", 9, 1000 + 250 * k, k * k, 1] for k in range(30)]

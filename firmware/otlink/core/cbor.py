@@ -7,10 +7,13 @@
 #     infinities are half 0xf97c00 / 0xf9fc00;
 #   - only definite lengths are produced.
 #
-# Allocation contract: after Writer() returns, uint/nint/int (64-bit range)/float/f64le/bool/
-# null/undefined/simple/tag/array_head/map_head/bytes (from a bytes-like object) and
-# raw_from allocate nothing. text() of a str creates one memoryview (MicroPython str exposes its
-# UTF-8 bytes only through the buffer protocol); text_bytes() of UTF-8 bytes does not.
+# Allocation contract: after Writer() returns, uint/nint/int (64-bit range)/int_le/float/f64le/
+# bool/null/undefined/simple/tag/array_head/map_head/bytes (from a bytes-like object) and
+# raw_from allocate nothing, on 32-bit ports too: an integer argument of any size is read by
+# comparisons and struct.pack_into, never shifted or masked (that would make a new long int
+# when it is 2**30 or more), and int_le/f64le take integers and floats as raw bytes. text()
+# of a str creates one memoryview (MicroPython str exposes its UTF-8 bytes only through the
+# buffer protocol); text_bytes() of UTF-8 bytes does not.
 # Integers outside the 64-bit range become bignums (tags 2/3) and allocate: not a hot path.
 #
 # A write that does not fit raises BufferFull and writes nothing of that item's head
@@ -36,6 +39,8 @@ _UNDEFINED = const(0xF7)
 _F16 = const(0xF9)
 _F32 = const(0xFA)
 _F64 = const(0xFB)
+_U64_MAX = const(0xFFFFFFFFFFFFFFFF)
+_N64_MIN = const(-0x10000000000000000)
 
 
 class BufferFull(Exception):
@@ -98,6 +103,9 @@ class Writer:
     # -- heads (RFC 8949 §3: major type in the top 3 bits, argument in the shortest form)
 
     def head(self, mt, v):
+        # 4- and 8-byte arguments go through struct.pack_into, which reads an int object of
+        # any size without creating another: on 32-bit ports (small ints below 2**30) a shift
+        # or mask of v would allocate.
         b = self.buf
         o = self.pos
         if v < 24:
@@ -121,24 +129,38 @@ class Writer:
         elif v < 0x100000000:
             if o + 5 > self.end:
                 raise BufferFull()
-            b[o] = mt | 26
-            b[o + 1] = v >> 24
-            b[o + 2] = (v >> 16) & 0xFF
-            b[o + 3] = (v >> 8) & 0xFF
-            b[o + 4] = v & 0xFF
+            struct.pack_into(">BI", b, o, mt | 26, v)
             self.pos = o + 5
         else:
-            if (v >> 32) >> 32:
+            if v > _U64_MAX:
                 raise ValueError("cbor: argument over 64 bits")
             if o + 9 > self.end:
                 raise BufferFull()
-            b[o] = mt | 27
-            i = 8
-            while i:
-                b[o + i] = v & 0xFF
-                v >>= 8
-                i -= 1
+            struct.pack_into(">BQ", b, o, mt | 27, v)
             self.pos = o + 9
+
+    def _nhead(self, v):
+        # Major type 1 for -2**64 <= v <= -1; the argument is -1 - v. Wide forms pack v's
+        # two's complement and invert it in place, so no -1 - v object is made.
+        if v >= -0x10000:
+            self.head(_MT_NINT, -1 - v)
+            return
+        b = self.buf
+        o = self.pos
+        if v >= -0x100000000:
+            if o + 5 > self.end:
+                raise BufferFull()
+            struct.pack_into(">BI", b, o, _MT_NINT | 26, v)  # the low 32 bits of v
+            k = 4
+        else:
+            if o + 9 > self.end:
+                raise BufferFull()
+            struct.pack_into(">BQ", b, o, _MT_NINT | 27, v)
+            k = 8
+        self.pos = o + 1 + k
+        while k:
+            b[o + k] ^= 0xFF
+            k -= 1
 
     def _byte(self, x):
         o = self.pos
@@ -158,20 +180,54 @@ class Writer:
         """A negative integer v (-2**64 <= v <= -1): major type 1 carries -1 - v."""
         if v >= 0:
             raise ValueError("cbor: nint >= 0")
-        self.head(_MT_NINT, -1 - v)
+        if v < _N64_MIN:
+            raise ValueError("cbor: argument over 64 bits")
+        self._nhead(v)
 
     def int(self, v):
+        # Comparisons only (no shifts or masks of v): see head().
         if v >= 0:
-            if (v >> 32) >> 32:
+            if v > _U64_MAX:
                 self._bignum(2, v)
             else:
                 self.head(_MT_UINT, v)
+        elif v < _N64_MIN:
+            self._bignum(3, -1 - v)
         else:
-            a = -1 - v
-            if (a >> 32) >> 32:
-                self._bignum(3, a)
-            else:
-                self.head(_MT_NINT, a)
+            self._nhead(v)
+
+    def int_le(self, src, off, nb):
+        """The signed integer stored little endian (two's complement) in src[off:off+nb]
+        (nb >= 1), shortest head; reads bytes only, so no int object is created for it
+        (timestamps in ms and 32-bit counters are heap objects on 32-bit ports). Raises
+        ValueError when it is outside the 64-bit CBOR range."""
+        top = off + nb - 1
+        x = 0xFF if src[top] & 0x80 else 0  # negative: the argument -1 - v is the inverse
+        k = top
+        while k >= off and src[k] == x:
+            k -= 1
+        sig = k - off + 1  # significant bytes of the argument
+        mt = _MT_NINT if x else _MT_UINT
+        if sig <= 3:
+            a = 0
+            while k >= off:
+                a = (a << 8) | (src[k] ^ x)
+                k -= 1
+            self.head(mt, a)
+            return
+        if sig > 8:
+            raise ValueError("cbor: integer over 64 bits")
+        w = 4 if sig == 4 else 8
+        o = self.pos
+        if o + 1 + w > self.end:
+            raise BufferFull()
+        b = self.buf
+        b[o] = mt | (26 if w == 4 else 27)
+        i = 0
+        while i < w:
+            b[o + w - i] = src[off + i] ^ x
+            i += 1
+        self.pos = o + 1 + w
 
     def _bignum(self, tag, a):
         # RFC 8949 §3.4.3: tag 2 (or 3 for -1 - a) over the big-endian magnitude bytes.

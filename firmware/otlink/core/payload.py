@@ -78,19 +78,21 @@ def topic(prefix, site, node, kind):
     return "%s/%s/%s/%s" % (prefix, site, node, kind)
 
 
-def _i64(rec, o):
-    # Little-endian i64 from a record without struct.unpack_from (which allocates a tuple).
-    # Values within +-2**62 stay small ints on 64-bit ports: no allocation.
+def _small(rec, o):
+    # The i64 at rec[o:o+8] (little endian) when it lies within +-2**29, else None: such a
+    # value and the difference of two of them are small ints on every port (32-bit ports box
+    # ints from 2**30 up). Reads bytes only.
     h = rec[o + 7]
-    if h & 0x80:  # negative: two's complement, built from the inverted bytes
-        i = o + 7
-        v = 0
-        while i >= o:
-            v = (v << 8) | (rec[i] ^ 0xFF)
-            i -= 1
-        return -1 - v
-    return (rec[o] | rec[o + 1] << 8 | rec[o + 2] << 16 | rec[o + 3] << 24 | rec[o + 4] << 32
-            | rec[o + 5] << 40 | rec[o + 6] << 48 | h << 56)
+    if h == 0:
+        if rec[o + 6] | rec[o + 5] | rec[o + 4] or rec[o + 3] >= 0x20:
+            return None
+        return rec[o] | rec[o + 1] << 8 | rec[o + 2] << 16 | rec[o + 3] << 24
+    if h == 0xFF:
+        if rec[o + 6] & rec[o + 5] & rec[o + 4] != 0xFF or rec[o + 3] < 0xE0:
+            return None
+        return (rec[o] | rec[o + 1] << 8 | rec[o + 2] << 16 | (rec[o + 3] & 0x1F) << 24) \
+            - 0x20000000
+    return None
 
 
 class DataEncoder:
@@ -100,7 +102,10 @@ class DataEncoder:
     nothing) when the reading cannot join this batch: buffer or count full, sequence not
     contiguous, time running backwards, timed/untimed mix, or too many distinct integer
     points. The caller then publishes finish() and starts the next batch with that reading.
-    add() allocates nothing (for values within +-2**62); finish() allocates one memoryview.
+    add() allocates nothing, on 32-bit ports too: times are split into 24-bit parts and
+    integer values wider than 30 bits go from the record's bytes to CBOR (differences taken
+    byte by byte). finish() allocates one memoryview (plus, on 32-bit ports, whatever the
+    caller's sequence numbers of 2**30 and more cost to compare).
     """
 
     def __init__(self, capacity_bytes, max_count=0, int_points=64):
@@ -114,7 +119,11 @@ class DataEncoder:
         self._max = max_count
         # Last integer value per point in this batch, for differences (see module comment).
         self._pids = [0] * int_points
-        self._last = [0] * int_points
+        self._last = [0] * int_points  # the value, when within +-2**29 (see _small)
+        self._wide = bytearray(int_points)  # 1: the value is in _lastb instead
+        self._lastb = bytearray(8 * int_points)  # i64 little endian per slot
+        self._d = bytearray(9)  # a difference of two i64, 65-bit two's complement
+        self._t0b = bytearray(8)  # base time, the record's bytes
         self._nslots = 0
         self._hint = 0
         self.boot = 0
@@ -123,8 +132,8 @@ class DataEncoder:
         self.last_seq = 0
         self.count = 0
         self._untimed = 0
-        self._t0 = 0
-        self._t = 0
+        self._thi = 0  # time of the last reading: ms >> 24 (signed) ...
+        self._tlo = 0  # ... and ms & 0xFFFFFF
         self._nitems = 0
 
     def start(self, boot, historical=False):
@@ -145,13 +154,27 @@ class DataEncoder:
             return False
         kind = rec[2]
         untimed = rec[3] & _REC_UNTIMED
-        t = _i64(rec, 4)
+        # time in ms as (hi, lo) = (t >> 24, t & 0xFFFFFF): both small ints for |t| < 2**54
+        tlo = rec[4] | rec[5] << 8 | rec[6] << 16
+        h = rec[11]
+        if h == 0 and rec[10] < 0x40:
+            thi = rec[7] | rec[8] << 8 | rec[9] << 16 | rec[10] << 24
+        elif h == 0xFF and rec[10] >= 0xC0:
+            thi = (rec[7] | rec[8] << 8 | rec[9] << 16 | (rec[10] & 0x3F) << 24) - 0x40000000
+        else:
+            raise ValueError("reading time beyond +-2**54 ms")
         if count:
-            if seq != (self.last_seq + 1) & SEQ_MASK:
+            nxt = self.last_seq + 1
+            if nxt > SEQ_MASK:
+                nxt = 0
+            if seq != nxt:
                 return False
             if untimed != self._untimed:
                 return False
-            dt = t - self._t
+            dhi = thi - self._thi
+            if dhi < 0 or dhi > 63:  # backwards, or ~2**30 ms (12 days) later: a new batch
+                return False
+            dt = (dhi << 24) + tlo - self._tlo
             if dt < 0:
                 return False
         else:
@@ -199,22 +222,42 @@ class DataEncoder:
         if count == 0:
             self.first_seq = seq
             self._untimed = untimed
-            self._t0 = t
+            t0 = self._t0b
+            i = 0
+            while i < 8:
+                t0[i] = rec[4 + i]
+                i += 1
         elif dt:
             w.head(0x20, dt - 1)  # CBOR negative integer -dt: advance time by dt ms
             self._nitems += 1
-        self._t = t
+        self._thi = thi
+        self._tlo = tlo
         w.head(0, pid)
         if kind == _KIND_INT:
-            v = _i64(rec, 12)
+            v = _small(rec, 12)
             if slot < 0:
                 slot = self._nslots
                 self._pids[slot] = pid
                 self._nslots = slot + 1
-                w.int(v)
-            else:
+                if v is None:
+                    w.int_le(rec, 12, 8)
+                else:
+                    w.int(v)
+            elif v is not None and not self._wide[slot]:
                 w.int(v - self._last[slot])
-            self._last[slot] = v
+            else:
+                self._wide_delta(slot, rec)
+            if v is None:
+                lb = self._lastb
+                o = slot << 3
+                i = 0
+                while i < 8:
+                    lb[o + i] = rec[12 + i]
+                    i += 1
+                self._wide[slot] = 1
+            else:
+                self._last[slot] = v
+                self._wide[slot] = 0
             self._hint = slot + 1
         elif kind == _KIND_FLOAT:
             w.f64le(rec, 12)
@@ -226,6 +269,30 @@ class DataEncoder:
         self.count = count + 1
         self._nitems += 2
         return True
+
+    def _wide_delta(self, slot, rec):
+        # rec's i64 value minus the slot's previous one, exactly (65 bits), written from bytes.
+        lb = self._lastb
+        o = slot << 3
+        if not self._wide[slot]:  # the previous value is a small int: its bytes first
+            x = self._last[slot]
+            i = 0
+            while i < 8:
+                lb[o + i] = x & 0xFF
+                x >>= 8
+                i += 1
+        d = self._d
+        borrow = 0
+        i = 0
+        while i < 8:
+            x = rec[12 + i] - lb[o + i] - borrow
+            borrow = 1 if x < 0 else 0
+            d[i] = x & 0xFF
+            i += 1
+        # ninth byte: sign extensions of both operands, minus the borrow
+        x = (0xFF if rec[19] & 0x80 else 0) - (0xFF if lb[o + 7] & 0x80 else 0) - borrow
+        d[8] = x & 0xFF
+        self._w.int_le(d, 0, 9)
 
     def finish(self):
         """The encoded batch as a memoryview into this encoder's buffer (valid until the next
@@ -247,7 +314,7 @@ class DataEncoder:
         h.uint((FLAG_HISTORICAL if self.historical else 0)
                | (FLAG_UNTIMED if self._untimed else 0))
         self._key(h, _K_T)
-        h.int(self._t0)
+        h.int_le(self._t0b, 0, 8)
         self._key(h, _K_R)
         h.array_head(self._nitems)
         hn = h.pos
