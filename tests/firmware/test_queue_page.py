@@ -62,6 +62,7 @@ def test_queue_programs_whole_pages():
         prev = s
         got += 1
     mptest.eq(got, want, "every unacknowledged reading back")
+    q = None  # the reboot: the old queue is gone
     q2 = Queue(dev, c, prog_size=256)
     mptest.eq(q2.depth(), want, "after reboot")
     nor.close()

@@ -20,7 +20,7 @@ from array import array
 from binascii import crc32
 
 from otlink.core.queue.fmt import (
-    MAGIC, M32, SHDR, GHDR, ACK_SIZE, BOOT_SIZE, T_GROUP, T_ACK, T_BOOT, CMP, MAX_REC, MAX_ENC,
+    MAGIC, M32, SHDR, GHDR, ACK_SIZE, T_GROUP, T_ACK, CMP, MAX_REC, MAX_ENC,
     POLICIES, sdiff, wrap, u32, put32,
 )
 from otlink.core.queue.codec import enc, decn, zero
@@ -110,6 +110,7 @@ class Queue:
         self._e = bytearray(SHDR)  # small entries (sector header, ack, boot)
         self._emv = memoryview(self._e)
         self._recover()
+        self._settle()
 
     # ---------------- append / commit ----------------
 
@@ -342,14 +343,13 @@ class Queue:
             if not self._valid[s]:
                 self._erases[s] = emax  # unknown: assume the worst seen
         if head < 0:
-            # blank or unreadable region: format it
+            # blank or unreadable region: the first write formats it (opens sector 0)
             self.boot = 1
             self._wseq = 1
             self._ack = 0
             self._head = n - 1
             self._sseq[n - 1] = M32
             self._sealed = True
-            self._advance()
         else:
             sc.hdr_ok(head)
             ack = u32(hb, 20)
@@ -408,17 +408,31 @@ class Queue:
             self._ack = ack
             self._head = head
             self.boot = wrap(boot + 1)
-        # persist the new boot counter before anything is committed under it
-        if self._sealed or self._off + BOOT_SIZE > S:
-            self._advance()  # the new header carries the boot counter
-        else:
-            e = self._e
-            e[0] = T_BOOT
-            e[1] = e[2] = e[3] = 0
-            put32(e, 4, self.boot)
-            put32(e, 8, crc32(self._emv[0:8]))
-            self._prog(self._head, self._emv[0:BOOT_SIZE], self._off)
-            self._off += BOOT_SIZE
+        # Nothing is written at open: the new boot counter is persisted by the first write of
+        # this run (a group header carries it, and so does a sector header), so a start that
+        # fails before writing anything (out of memory further on, a power cut) does not
+        # spend a boot number, and a cut during recovery cannot damage anything.
+
+    def _settle(self):
+        """Leave the heap as a fresh image's after recovery, whatever the history.
+
+        Recovery's garbage grows with what the region holds (every entry walked); left
+        uncollected, the modules imported next would land above it and split the free heap
+        when it is finally collected. Values that may be heap ints (>= 2**30 on 32-bit
+        ports) were allocated in the middle of that garbage: they are re-made after the
+        collection, next to the queue's buffers, so none is left stranded.
+        """
+        e = self._e
+        put32(e, 0, self._wseq)
+        put32(e, 4, self._ack)
+        put32(e, 8, self.boot)
+        put32(e, 12, self.drops)
+        self._wseq = self._ack = self.boot = self.drops = 0
+        gc.collect()
+        self._wseq = u32(e, 0)
+        self._ack = u32(e, 4)
+        self.boot = u32(e, 8)
+        self.drops = u32(e, 12)
 
     # ---------------- the sector ring ----------------
 
@@ -495,7 +509,7 @@ class Queue:
         for i in range(self._n):
             if self._valid[i]:
                 nvalid += 1
-        used = (nvalid - 1) * self._S + self._off
+        used = (nvalid - 1) * self._S + self._off if nvalid else 0
         er = self._erases
         emax = max(er)
         emean = sum(er) / len(er)
