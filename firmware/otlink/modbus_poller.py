@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover
 
 from otlink.core import modbus, planner
 from otlink.core.compat import const
-from otlink.core.points import pack_error, pack_reading, parse_serial
+from otlink.core.points import pack_error, pack_reading
 from otlink.core.reading import FLAG_UNTIMED, MAX_SIZE
 
 _SLICE_MS = const(1)  # longest single wait inside a transaction before yielding
@@ -52,14 +52,15 @@ _NAMES = ("ok", "timeouts", "crc", "frame", "exceptions", "wrong", "offline", "s
 class Poller:
     """Poll the configured points forever; write on request.
 
-    Poller(uart, clock, serial_cfg, points, sink): serial_cfg is the "serial" config section,
-    with the poll groups in serial_cfg["groups"]; points come from parse_points(); sink(rec, n)
+    Poller(uart, clock, serial_cfg, points, sink): serial_cfg is the validated "serial" section
+    (core/config.py: every field filled in, poll groups in serial_cfg["groups"]), points come
+    from the same validation; sink(rec, n)
     receives every reading record (core/reading.py layout) - values and error readings."""
 
     def __init__(self, uart, clock, serial_cfg, points, sink, merge=True):
         self.uart = uart
         self.clock = clock
-        self.ser = parse_serial(serial_cfg)
+        self.ser = serial_cfg  # validated once, by core/config.py
         self.sink = sink
         self.points = points
         self.groups = planner.plan(points, self.ser, merge)

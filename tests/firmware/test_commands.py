@@ -1,12 +1,13 @@
 # Command path: a value written to a point reads back as the same value through the
 # point decoder, for every writable type and word/byte order; refusals name the reason.
-# heapsize: 64K
+# heapsize: 88K 32:64K
 import json
 
 import mptest
 from otlink import commands
 from otlink.core import reading
-from otlink.core.points import ORDERS, parse_points, pack_reading
+from otlink.core.config import parse_points
+from otlink.core.points import ORDERS, pack_reading
 
 SERIAL = {"port": "/dev/null", "baud": 9600, "groups": {"fast": {"interval_ms": 1000}}}
 

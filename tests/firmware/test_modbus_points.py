@@ -7,7 +7,8 @@ from mptest import eq, no_alloc, raises, true
 
 from otlink.core import planner, reading
 from otlink.core.errors import ConfigError
-from otlink.core.points import ORDERS, pack_error, pack_reading, parse_points, parse_serial
+from otlink.core.config import parse_points, parse_serial
+from otlink.core.points import ORDERS, pack_error, pack_reading
 
 SER = {"baud": 9600, "groups": {"fast": {"interval_ms": 1000}, "slow": {"interval_ms": 60000}}}
 FMT = {"int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "float32": ">f",

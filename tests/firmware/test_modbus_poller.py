@@ -10,7 +10,7 @@ import mptest
 from mptest import eq, true
 
 from otlink.core import modbus, reading
-from otlink.core.points import parse_points
+from otlink.core.config import parse_points, parse_serial
 from otlink.modbus_poller import Poller
 
 
@@ -142,6 +142,7 @@ def make(points_cfg, ser=SER, **line_kw):
     def sink(rec, n):
         got.append(reading.unpack(rec, n))
 
+    ser = parse_serial(ser)
     p = Poller(line, clock, ser, parse_points(points_cfg, ser), sink)
     return clock, line, p, got
 

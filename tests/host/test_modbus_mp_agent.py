@@ -18,14 +18,14 @@ def main():
     import micropython
 
     from otlink.core import reading
-    from otlink.core.points import parse_points
+    from otlink.core.config import parse_points, parse_serial
     from otlink.hal.clock import Clock
     from otlink.hal.unix.uart import open_uart
     from otlink.modbus_poller import Poller
 
     with open(sys.argv[1]) as f:
         job = json.load(f)
-    ser = job["serial"]
+    ser = parse_serial(job["serial"])
     points = parse_points(job["points"], ser)
     clock = Clock()
     uart = open_uart(ser, clock)

@@ -1,313 +1,719 @@
-# Node configuration: one JSON file, validated at boot before anything touches the bus or
-# the network. Every error names the field ("mqtt.port", "points[3].type") and what is
-# wrong with it. The same module runs on CPython for `otlink node validate`.
-# Schema reference: docs/config.md.
+# Node configuration: the one schema. One JSON file, validated once at boot before anything
+# touches the bus or the network; the same module runs on CPython for `otlink node validate`.
+#
+# validate() returns a complete, normalized config: every default is filled in here, next to
+# its range, so runtime modules index it (cfg["mqtt"]["batch_max"]) and never carry a default
+# of their own. It reports every error of the file, not only the first: ConfigErrors holds a
+# list of ConfigError(field, problem), each naming its path ("points[3].address").
+# Reference (defaults, ranges, messages): docs/config.md.
 import json
 
-from otlink.core.errors import ConfigError
+from otlink.core import modbus
+from otlink.core.compat import const
+from otlink.core.errors import ConfigError, ConfigErrors
+from otlink.core.points import ORDERS, T_BIT, T_BOOL, T_STRING, TABLES, TYPES, Point
 
 SCHEMA_VERSION = 1
 
 BOARDS = ("unix", "esp32", "pico_w")
 POLICIES = ("drop_oldest", "drop_newest")
 ACK_MODES = ("broker", "consumer")
+PARITIES = ("N", "E", "O")
 SENSOR_DRIVERS = {
     # driver: (channels it measures, unit of each, default I2C address)
     "sht3x": ({"temperature": "degC", "humidity": "%RH"}, 0x44),
 }
+DEFAULT_GROUP = "default"
+DEFAULT_INTERVAL_MS = const(1000)
+
+# Numbers (scale, offset, deadband) are finite and |x| <= NUM_MAX: the boards hold single
+# floats (3.4e38 max, 7 digits); a nonzero scale is at least SCALE_MIN so it stays nonzero there.
+NUM_MAX = 1e12
+SCALE_MIN = 1e-12
+MS_MAX = const(86400000)  # one day: every ms figure stays a small int on 32-bit boards
+# umqtt.simple writes a SUBSCRIBE's remaining length in one byte (micropython-lib#284):
+# 2 (packet id) + 2 (length) + topic + 1 (qos) <= 127, so a subscribed topic has <= 122 bytes.
+TOPIC_MAX = const(122)
+QUEUE_MIN = const(8192)  # two 4 KiB sectors: the smallest queue (core/queue)
+BATCH_BYTES_MIN = const(128)  # data header (48) + the largest text reading (78)
+BATCH_BYTES_MAX = const(8192)  # see docs/config.md, "batch_bytes"
+_MAX_ERRORS = const(20)
+_MAX_STRING_REGS = const(32)  # MAX_TEXT bytes of the reading record
+_WORDS = (1, 1, 2, 2, 4, 4, 2, 4, 0, 1, 1)  # registers per type (TYPES order)
 
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
+_HOST_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_"
+_HEX6 = "0123456789abcdefABCDEF:."
+# Modicon register numbers (1-based, table digit first) people paste as "address":
+# holding 4xxxx, input 3xxxx, discrete 1xxxx; coils (0xxxx) cannot be told apart.
+_MODICON = {"holding": 40001, "input": 30001, "discrete": 10001}
+
+_REQ = "(required)"  # default marker: the field must be given
 
 
-def _keys(d, path, allowed, required=()):
-    if not isinstance(d, dict):
-        raise ConfigError(path or "(top level)", "must be an object")
-    for k in d:
-        if k not in allowed:
-            raise ConfigError(_join(path, k),
-                              "unknown field (allowed: %s)" % ", ".join(sorted(allowed)))
-    for k in required:
-        if k not in d:
-            raise ConfigError(_join(path, k), "is required")
+# ---- topic rule (the host decoder's valid_level/valid_prefix is the same rule) -------------
+
+def topic_level_ok(s):
+    """One topic level (site, node, one level of a prefix): not empty, no / + # or NUL
+    (MQTT 3.1.1 section 4.7)."""
+    if not isinstance(s, str) or not s:
+        return False
+    for c in s:
+        if c == "/" or c == "+" or c == "#" or c == "\0":
+            return False
+    return True
+
+
+def topic_prefix_ok(s):
+    """A topic prefix: one or more levels joined by /, none empty, no wildcards or NUL, and not
+    starting with $ (broker-reserved topics such as $SYS, MQTT 3.1.1 section 4.7.2)."""
+    if not isinstance(s, str) or not s or s[0] == "$":
+        return False
+    for lv in s.split("/"):
+        if not topic_level_ok(lv):
+            return False
+    return True
+
+
+# ---- the checker ------------------------------------------------------------------------------
+
+class _Check:
+    """Collects every error of one config (the first _MAX_ERRORS, then only counts)."""
+
+    def __init__(self):
+        self.errors = []
+        self.more = 0
+
+    def bad(self, path, problem):
+        if len(self.errors) < _MAX_ERRORS:
+            self.errors.append(ConfigError(path, problem))
+        else:
+            self.more += 1
+
+    def done(self):
+        if self.errors:
+            if self.more:
+                self.errors.append(ConfigError("(file)", "%d more errors not shown" % self.more))
+            raise ConfigErrors(self.errors)
 
 
 def _join(path, k):
-    return "%s.%s" % (path, k) if path else k
+    return "%s.%s" % (path, k) if path else str(k)
 
 
-def _int(d, key, path, default=None, lo=None, hi=None):
-    v = d.get(key, default)
-    p = _join(path, key)
-    if v is None:
-        if key in d:  # an explicit null is a mistake, not "use the default"
-            raise ConfigError(p, "must be an integer, got null")
-        return v
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(p, "must be an integer, got %r" % (v,))
-    if lo is not None and v < lo:
-        raise ConfigError(p, "must be >= %d, got %d" % (lo, v))
-    if hi is not None and v > hi:
-        raise ConfigError(p, "must be <= %d, got %d" % (hi, v))
-    return v
+def _show(v):
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
 
 
-def _str(d, key, path, default=None, required=False, choices=None, ident=False):
-    v = d.get(key, default)
-    p = _join(path, key)
-    if v is None:
+def _obj(ck, d, path, required=False):
+    """An object section: absent or null is {} (or an error when required)."""
+    if d is None:
         if required:
-            raise ConfigError(p, "is required")
-        return None
-    if not isinstance(v, str) or not v:
-        raise ConfigError(p, "must be a non-empty string")
-    if choices and v not in choices:
-        raise ConfigError(p, "must be one of %s, got %r" % (", ".join(choices), v))
-    if ident:
-        if len(v) > 32:
-            raise ConfigError(p, "at most 32 characters")
-        for c in v:
-            if c not in _ID_CHARS:
-                raise ConfigError(p, "may only hold letters, digits, '_', '-', '.' (got %r)" % c)
-    return v
-
-
-def _bool(d, key, path, default):
-    v = d.get(key, default)
-    if not isinstance(v, bool):
-        raise ConfigError(_join(path, key), "must be true or false")
-    return v
-
-
-def _node(d):
-    _keys(d, "node", ("id", "site", "description"), ("id", "site"))
-    return {
-        "id": _str(d, "id", "node", required=True, ident=True),
-        "site": _str(d, "site", "node", required=True, ident=True),
-        "description": _str(d, "description", "node") or "",
-    }
-
-
-def _tls(d, path):
-    if d is None:
-        return None
-    _keys(d, path, ("ca_file", "cert_file", "key_file", "server_hostname"), ("ca_file",))
-    t = {k: _str(d, k, path) for k in ("ca_file", "cert_file", "key_file", "server_hostname")}
-    if (t["cert_file"] is None) != (t["key_file"] is None):
-        raise ConfigError(path + ".key_file", "cert_file and key_file go together")
-    return t
-
-
-def _mqtt(d, node_id):
-    p = "mqtt"
-    _keys(d, p, ("host", "port", "client_id", "user", "password", "keepalive_s", "qos",
-                 "prefix", "ack", "batch_max", "batch_bytes", "linger_ms", "replay_rate",
-                 "state_interval_s", "tls", "backoff_ms"), ("host",))
-    tls = _tls(d.get("tls"), "mqtt.tls")
-    m = {
-        "host": _str(d, "host", p, required=True),
-        "port": _int(d, "port", p, 8883 if tls else 1883, 1, 65535),
-        "client_id": _str(d, "client_id", p) or node_id,
-        "user": _str(d, "user", p),
-        "password": d.get("password"),
-        "keepalive_s": _int(d, "keepalive_s", p, 30, 0, 65535),
-        "qos": _int(d, "qos", p, 1, 0, 1),
-        "prefix": _str(d, "prefix", p, "otlink"),
-        "ack": _str(d, "ack", p, "broker", choices=ACK_MODES),
-        "batch_max": _int(d, "batch_max", p, 50, 1, 500),
-        "batch_bytes": _int(d, "batch_bytes", p, 1024, 64, 16384),
-        "linger_ms": _int(d, "linger_ms", p, 200, 0, 60000),
-        "replay_rate": _int(d, "replay_rate", p, 20, 1, 10000),
-        "state_interval_s": _int(d, "state_interval_s", p, 60, 1, 86400),
-        "tls": tls,
-        "backoff_ms": _backoff(d.get("backoff_ms", [500, 60000]), "mqtt.backoff_ms"),
-    }
-    if m["password"] is not None and not isinstance(m["password"], str):
-        raise ConfigError("mqtt.password", "must be a string")
-    if (m["user"] is None) != (m["password"] is None):
-        raise ConfigError("mqtt.password", "user and password go together")
-    if m["qos"] == 0 and m["ack"] == "broker":
-        # QoS0 has no PUBACK: nothing would ever confirm delivery to the queue.
-        raise ConfigError("mqtt.qos", "qos 0 cannot confirm delivery; use qos 1 or ack 'consumer'")
-    return m
-
-
-def _backoff(v, path):
-    if (not isinstance(v, list) or len(v) != 2 or isinstance(v[0], bool)
-            or not isinstance(v[0], int) or not isinstance(v[1], int)):
-        raise ConfigError(path, "must be [first_ms, max_ms]")
-    if v[0] < 1 or v[1] < v[0]:
-        raise ConfigError(path, "needs 1 <= first_ms <= max_ms")
-    return v
-
-
-def _groups(d):
-    if d is None:  # absent: one group, "default", polled every second
-        return {"default": {"interval_ms": 1000}}
-    if not isinstance(d, dict):
-        raise ConfigError("groups", "must be an object of name -> {interval_ms}")
-    out = {}
-    for name in d:
-        p = "groups." + name
-        g = d[name]
-        _keys(g, p, ("interval_ms",), ("interval_ms",))
-        out[name] = {"interval_ms": _int(g, "interval_ms", p, None, 10, 86400000)}
-    return out
-
-
-def _obj(d, path):
-    """An optional object: absent or null is {}; anything else but an object is an error."""
-    if d is None:
+            ck.bad(path, "is required")
         return {}
     if not isinstance(d, dict):
-        raise ConfigError(path, "must be an object")
+        ck.bad(path or "(top level)", "must be an object, got %s" % _show(d))
+        return {}
     return d
 
 
-def _queue(d):
-    p = "queue"
-    d = _obj(d, p)
-    _keys(d, p, ("commit_ms", "commit_count", "policy", "capacity"))
+def _keys(ck, d, path, allowed):
+    for k in d:
+        if k not in allowed:
+            ck.bad(_join(path, k), "unknown field (allowed: %s)" % ", ".join(sorted(allowed)))
+
+
+def _get(ck, d, key, path, default):
+    """d[key], default when absent; an explicit null is a mistake, not "use the default"."""
+    if key not in d:
+        if default is _REQ:
+            ck.bad(_join(path, key), "is required")
+            return None
+        return default
+    v = d[key]
+    if v is None:
+        ck.bad(_join(path, key), "must not be null (leave the field out for its default)")
+    return v
+
+
+def _int(ck, d, key, path, default, lo, hi):
+    v = _get(ck, d, key, path, default)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):
+        ck.bad(_join(path, key), "must be an integer in %d..%d, got %s" % (lo, hi, _show(v)))
+        return None
+    if v < lo or v > hi:
+        ck.bad(_join(path, key), "must be in %d..%d, got %d" % (lo, hi, v))
+        return None
+    return v
+
+
+def _num(ck, d, key, path, default):
+    """A finite number, |x| <= NUM_MAX, returned as float."""
+    v = _get(ck, d, key, path, default)
+    if v is None:
+        return None
+    p = _join(path, key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        ck.bad(p, "must be a number, got %s" % _show(v))
+        return None
+    # ints first: float() of a huge int overflows; v - v is nan for inf and nan
+    if v != v or (isinstance(v, float) and v - v != 0) or v > NUM_MAX or v < -NUM_MAX:
+        ck.bad(p, "must be a finite number with |x| <= 1e12, got %s" % _show(v))
+        return None
+    return float(v)
+
+
+def _str(ck, d, key, path, default, choices=None):
+    v = _get(ck, d, key, path, default)
+    if v is None:
+        return None
+    p = _join(path, key)
+    if choices is not None:
+        if not isinstance(v, str) or v not in choices:
+            ck.bad(p, "must be one of %s, got %s" % (", ".join(choices), _show(v)))
+            return None
+        return v
+    if not isinstance(v, str) or not v:
+        ck.bad(p, "must be a non-empty string, got %s" % _show(v))
+        return None
+    return v
+
+
+def _ident(ck, d, key, path):
+    v = _str(ck, d, key, path, _REQ)
+    if v is None:
+        return None
+    p = _join(path, key)
+    if len(v) > 32:
+        ck.bad(p, "at most 32 characters, got %d" % len(v))
+        return None
+    for c in v:
+        if c not in _ID_CHARS:
+            ck.bad(p, "may only hold letters, digits, '_', '-', '.' (got %r)" % c)
+            return None
+    return v
+
+
+def _bool(ck, d, key, path, default):
+    v = _get(ck, d, key, path, default)
+    if v is None:
+        return None
+    if not isinstance(v, bool):
+        ck.bad(_join(path, key), "must be true or false, got %s" % _show(v))
+        return None
+    return v
+
+
+def _backoff(ck, d, key, path, default):
+    v = _get(ck, d, key, path, default)
+    if v is None:
+        return default
+    ok = isinstance(v, (list, tuple)) and len(v) == 2
+    if ok:
+        for x in v:
+            if isinstance(x, bool) or not isinstance(x, int) or x < 1 or x > MS_MAX:
+                ok = False
+    if not ok or v[0] > v[1]:
+        ck.bad(_join(path, key), "must be [first_ms, max_ms] with 1 <= first_ms <= max_ms "
+               "<= 86400000, got %s" % _show(v))
+        return default
+    return (v[0], v[1])
+
+
+# ---- sections ---------------------------------------------------------------------------------
+
+def _node(ck, d):
+    d = _obj(ck, d, "node", True)
+    _keys(ck, d, "node", ("id", "site", "description"))
     return {
-        "commit_ms": _int(d, "commit_ms", p, 1000, 0, 60000),
-        "commit_count": _int(d, "commit_count", p, 64, 1, 255),
-        "policy": _str(d, "policy", p, "drop_oldest", choices=POLICIES),
-        "capacity": _int(d, "capacity", p, 0, 0),  # 0: the whole flash region
+        "id": _ident(ck, d, "id", "node"),
+        "site": _ident(ck, d, "site", "node"),
+        "description": _text(ck, d, "description", "node"),
     }
 
 
-def _sensors(lst, groups, ids):
+def _text(ck, d, key, path):
+    """Free text, "" allowed (units, descriptions)."""
+    v = _get(ck, d, key, path, "")
+    if not isinstance(v, str):
+        ck.bad(_join(path, key), "must be a string, got %s" % _show(v))
+        return ""
+    return v
+
+
+def _host(ck, d, path):
+    h = _str(ck, d, "host", path, _REQ)
+    if h is None:
+        return None
+    p = path + ".host"
+    if "://" in h:
+        ck.bad(p, "a host name or address, not a URL (got %s): the port goes in %s.port, TLS "
+               "in %s.tls" % (_show(h), path, path))
+        return None
+    if h.count(":") == 1:
+        ck.bad(p, "%s holds a port: give the host alone and the port in %s.port"
+               % (_show(h), path))
+        return None
+    chars = _HEX6 if ":" in h else _HOST_CHARS  # an IPv6 address, or a name / IPv4 address
+    for c in h:
+        if c not in chars:
+            ck.bad(p, "a host name or IP address wanted, got %s (%r is not allowed)"
+                   % (_show(h), c))
+            return None
+    if len(h) > 253:
+        ck.bad(p, "a host name has at most 253 characters, got %d" % len(h))
+        return None
+    return h
+
+
+def _tls(ck, d, path):
+    if d is None:
+        return None
+    d = _obj(ck, d, path)
+    _keys(ck, d, path, ("ca_file", "cert_file", "key_file", "server_hostname"))
+    t = {"ca_file": _str(ck, d, "ca_file", path, _REQ)}
+    for k in ("cert_file", "key_file", "server_hostname"):
+        t[k] = _str(ck, d, k, path, None)
+    if ("cert_file" in d) != ("key_file" in d):
+        ck.bad(path + ".key_file", "cert_file and key_file go together")
+    return t
+
+
+def _mqtt(ck, d, node_id, site):
+    p = "mqtt"
+    d = _obj(ck, d, p, True)
+    _keys(ck, d, p, ("host", "port", "client_id", "user", "password", "keepalive_s", "qos",
+                     "prefix", "ack", "batch_max", "batch_bytes", "linger_ms", "replay_rate",
+                     "state_interval_s", "tls", "backoff_ms"))
+    tls = _tls(ck, d.get("tls"), "mqtt.tls")
+    m = {
+        "host": _host(ck, d, p),
+        "port": _int(ck, d, "port", p, 8883 if tls else 1883, 1, 65535),
+        "client_id": _str(ck, d, "client_id", p, node_id),
+        "user": _str(ck, d, "user", p, None),
+        "password": None,
+        "keepalive_s": _int(ck, d, "keepalive_s", p, 30, 0, 65535),
+        "qos": _int(ck, d, "qos", p, 1, 0, 1),
+        "prefix": _str(ck, d, "prefix", p, "otlink"),
+        "ack": _str(ck, d, "ack", p, "broker", ACK_MODES),
+        "batch_max": _int(ck, d, "batch_max", p, 50, 1, 500),
+        "batch_bytes": _int(ck, d, "batch_bytes", p, 1024, BATCH_BYTES_MIN, BATCH_BYTES_MAX),
+        "linger_ms": _int(ck, d, "linger_ms", p, 200, 0, 60000),
+        "replay_rate": _int(ck, d, "replay_rate", p, 20, 0, 10000),
+        "state_interval_s": _int(ck, d, "state_interval_s", p, 60, 1, 86400),
+        "tls": tls,
+        "backoff_ms": _backoff(ck, d, "backoff_ms", p, (500, 60000)),
+    }
+    pw = d.get("password")
+    if pw is not None and not isinstance(pw, str):
+        ck.bad("mqtt.password", "must be a string")  # never echo a secret
+    else:
+        m["password"] = pw
+    if ("user" in d) != ("password" in d):
+        ck.bad("mqtt.password", "user and password go together")
+    if m["qos"] == 0 and m["ack"] == "broker":
+        # QoS0 has no PUBACK: nothing would ever confirm delivery to the queue.
+        ck.bad("mqtt.qos", "qos 0 cannot confirm delivery; use qos 1 or ack 'consumer'")
+    pre = m["prefix"]
+    if pre is not None:
+        if not topic_prefix_ok(pre):
+            ck.bad("mqtt.prefix", "topic levels joined by / wanted, none empty, without + # "
+                   "or NUL, not starting with $ (got %s)" % _show(pre))
+        elif node_id and site:
+            # the longest topic the node subscribes to: <prefix>/<site>/<node>/ack (or cmd)
+            n = len(("%s/%s/%s/ack" % (pre, site, node_id)).encode())
+            if n > TOPIC_MAX:
+                ck.bad("mqtt.prefix", "topics would be %d bytes, the node's MQTT client "
+                       "subscribes to at most %d: shorten the prefix, site or node id"
+                       % (n, TOPIC_MAX))
+    return m
+
+
+def _groups(ck, d, path="groups"):
+    """{name: {"interval_ms": n}} -> {name: n}; absent: one group "default", every second."""
+    if d is None:
+        return {DEFAULT_GROUP: DEFAULT_INTERVAL_MS}
+    if not isinstance(d, dict):
+        ck.bad(path, "must be an object of name -> {interval_ms}")
+        return {}
+    out = {}
+    for name in d:
+        p = _join(path, name)
+        g = _obj(ck, d[name], p, True)
+        _keys(ck, g, p, ("interval_ms",))
+        v = _int(ck, g, "interval_ms", p, _REQ, 0, MS_MAX)  # 0: back to back
+        if v is not None:
+            out[name] = v
+    return out
+
+
+def _queue(ck, d):
+    p = "queue"
+    d = _obj(ck, d, p)
+    _keys(ck, d, p, ("commit_ms", "commit_count", "policy", "capacity"))
+    cap = _int(ck, d, "capacity", p, 0, 0, 0x3FFFFFFF)  # 0: the whole flash region
+    if cap is not None and 0 < cap < QUEUE_MIN:
+        ck.bad("queue.capacity", "must be 0 (the whole region) or at least %d bytes (two "
+               "sectors), got %d" % (QUEUE_MIN, cap))
+        cap = 0
+    return {
+        "commit_ms": _int(ck, d, "commit_ms", p, 1000, 0, 60000),
+        "commit_count": _int(ck, d, "commit_count", p, 64, 1, 255),
+        "policy": _str(ck, d, "policy", p, "drop_oldest", POLICIES),
+        "capacity": cap or 0,
+    }
+
+
+_SERIAL_KEYS = ("backoff_ms", "baud", "char_timeout_ms", "echo", "frame_gap_us",
+                "high_addresses", "max_bits", "max_gap_bits", "max_gap_regs", "max_regs",
+                "offline_after", "parity", "port", "retries", "stop_bits", "timeout_ms",
+                "turnaround_ms")
+
+
+def _serial(ck, d, groups, need_port):
+    w = "serial"
+    d = _obj(ck, d, w)
+    if "groups" in d:
+        ck.bad("serial.groups", "poll groups are the top-level \"groups\" object, not part "
+               "of serial")
+    _keys(ck, d, w, _SERIAL_KEYS + ("groups",))
+    port = d.get("port")
+    if port is None:
+        if need_port:
+            ck.bad("serial.port", "is required on board unix (a pty or tty path such as "
+                   "/dev/ttyUSB0); on a board the UART comes from the board file")
+    elif not isinstance(port, str) or not port:
+        ck.bad("serial.port", "must be a device path such as /dev/ttyUSB0, got %s" % _show(port))
+        port = None
+    return {
+        "port": port,
+        "baud": _int(ck, d, "baud", w, 9600, 300, 4000000),
+        "parity": _str(ck, d, "parity", w, "N", PARITIES),
+        "stop_bits": _int(ck, d, "stop_bits", w, 1, 1, 2),
+        "timeout_ms": _int(ck, d, "timeout_ms", w, 200, 1, 60000),
+        "turnaround_ms": _int(ck, d, "turnaround_ms", w, 100, 0, 60000),
+        "char_timeout_ms": _int(ck, d, "char_timeout_ms", w, 5, 0, 1000),
+        "frame_gap_us": _int(ck, d, "frame_gap_us", w, 0, 0, 1000000),
+        "retries": _int(ck, d, "retries", w, 0, 0, 10),
+        "offline_after": _int(ck, d, "offline_after", w, 2, 1, 1000000),
+        "backoff_ms": _backoff(ck, d, "backoff_ms", w, (1000, 30000)),
+        "echo": _bool(ck, d, "echo", w, False),
+        "max_gap_regs": _int(ck, d, "max_gap_regs", w, 10, -1, modbus.MAX_REGS - 1),
+        "max_regs": _int(ck, d, "max_regs", w, modbus.MAX_REGS, 1, modbus.MAX_REGS),
+        "max_bits": _int(ck, d, "max_bits", w, modbus.MAX_BITS, 1, modbus.MAX_BITS),
+        "max_gap_bits": _int(ck, d, "max_gap_bits", w, 64, -1, modbus.MAX_BITS - 1),
+        "high_addresses": _bool(ck, d, "high_addresses", w, False),
+        "groups": groups,  # the top-level poll groups, {name: interval_ms} (the planner's)
+    }
+
+
+_POINT_KEYS = ("id", "name", "slave", "table", "address", "type", "order", "bit", "length",
+               "scale", "offset", "unit", "group", "deadband")
+
+
+def _point(ck, cfg, w, ser, first_group):
+    """One Modbus point; None when it has an error (reported to ck)."""
+    n0 = len(ck.errors) + ck.more
+    cfg = _obj(ck, cfg, w, True)
+    _keys(ck, cfg, w, _POINT_KEYS)
+    pid = _int(ck, cfg, "id", w, _REQ, 0, 65535)
+    name = _str(ck, cfg, "name", w, "p%d" % pid if pid is not None else "p")
+    slave = _int(ck, cfg, "slave", w, _REQ, 1, 247)
+    table = _str(ck, cfg, "table", w, _REQ, TABLES)
+    bits_table = table == "coil" or table == "discrete"
+    tname = _str(ck, cfg, "type", w, "bool" if bits_table else _REQ, TYPES)
+    typ = TYPES.index(tname) if tname is not None else None
+    if typ is not None and table is not None:
+        if bits_table and typ != T_BOOL:
+            ck.bad(w + ".type", "a %s point is a single bit: type must be bool" % table)
+        if not bits_table and typ == T_BOOL:
+            ck.bad(w + ".type", "bool is for coil/discrete; use bit with \"bit\": 0..15")
+    address = _address(ck, cfg, w, table, ser)
+    order = _str(ck, cfg, "order", w, "ABCD", ORDERS)
+    bit = 0
+    if typ == T_BIT:
+        bit = _int(ck, cfg, "bit", w, _REQ, 0, 15)
+    elif "bit" in cfg:
+        ck.bad(w + ".bit", "only for type bit")
+    words = _WORDS[typ] if typ is not None else 1
+    if typ == T_STRING:
+        words = _int(ck, cfg, "length", w, _REQ, 1, _MAX_STRING_REGS)
+    elif "length" in cfg:
+        ck.bad(w + ".length", "only for type string (registers)")
+    if address is not None and words is not None:
+        if address + words > 65536:
+            ck.bad(w + ".address", "%d + %d registers runs past 65535" % (address, words))
+    scale = _num(ck, cfg, "scale", w, 1.0)
+    if scale is not None and -SCALE_MIN < scale < SCALE_MIN:
+        ck.bad(w + ".scale", "must not be 0 (|scale| >= 1e-12)")
+    offset = _num(ck, cfg, "offset", w, 0.0)
+    unit = _text(ck, cfg, "unit", w)
+    group = _get(ck, cfg, "group", w, first_group)
+    if ser["groups"] and (not isinstance(group, str) or group not in ser["groups"]):
+        ck.bad(w + ".group", "unknown group %s (declared: %s)"
+               % (_show(group), ", ".join(sorted(ser["groups"])) or "none"))
+    deadband = None  # absent: report every poll
+    if "deadband" in cfg:
+        deadband = _num(ck, cfg, "deadband", w, None)
+        if deadband is not None and deadband < 0:
+            ck.bad(w + ".deadband", "must be >= 0")
+    if len(ck.errors) + ck.more != n0:
+        return None
+    return Point(pid, name, slave, table, address, typ, ORDERS.index(order), bit, words,
+                 scale, offset, unit, group, deadband)
+
+
+def _address(ck, cfg, w, table, ser):
+    a = cfg.get("address")
+    base = _MODICON.get(table)
+    if base and isinstance(a, int) and not isinstance(a, bool):
+        # 40001..49999 (or 400001..465536) on a holding point: a Modicon register number
+        if base * 10 - 9 <= a <= base * 10 + 65535:
+            base = base * 10 - 9
+        elif not (base <= a < base + 9999) or ser["high_addresses"]:
+            base = None
+        if base:
+            ck.bad(w + ".address", "%d looks like a 1-based register number (%dxxxx: %s "
+                   "register 1), not an address: address is the 0-based PDU address the "
+                   "request carries, so register %d is address %d; if the device really "
+                   "uses address %d (SunSpec maps from 40000), set serial.high_addresses: "
+                   "true" % (a, base // 10000 if base < 100000 else base // 100000, table, a,
+                             a - base, a))
+            return None
+    return _int(ck, cfg, "address", w, _REQ, 0, 65535)
+
+
+def _overlaps(ck, pts, where):
+    """Two points of one slave and table reading the same register (or bit) is a mistake;
+    type bit points may share a register with each other (other bits) and with a number."""
+    spans = sorted((p.slave, p.table, p.address, p.address + p.span(), i)
+                   for i, p in enumerate(pts) if p.type != T_BIT)
+    for k in range(1, len(spans)):
+        a = spans[k - 1]
+        b = spans[k]
+        if a[0] == b[0] and a[1] == b[1] and b[2] < a[3]:
+            ck.bad(where[b[4]] + ".address", "registers %d..%d overlap %s (slave %d %s %d..%d): "
+                   "two points read the same register" % (b[2], b[3] - 1, where[a[4]], a[0],
+                                                           a[1], a[2], a[3] - 1))
+            spans[k] = a if a[3] > b[3] else b  # compare the next one with the longer span
+    seen = {}
+    for i, p in enumerate(pts):
+        if p.type == T_BIT:
+            k = (p.slave, p.table, p.address, p.bit)
+            if k in seen:
+                ck.bad(where[i] + ".bit", "bit %d of register %d is also %s"
+                       % (p.bit, p.address, where[seen[k]]))
+            seen[k] = i
+
+
+def _points(ck, lst, ser, ids, names):
     if lst is None:
         return []
     if not isinstance(lst, list):
-        raise ConfigError("sensors", "must be a list")
+        ck.bad("points", "must be a list")
+        return []
+    groups = ser["groups"]
+    first_group = DEFAULT_GROUP
+    if first_group not in groups and groups:
+        first_group = sorted(groups, key=lambda n: (groups[n], n))[0]
+    out = []
+    where = []
+    for i, cfg in enumerate(lst):
+        w = "points[%d]" % i
+        p = _point(ck, cfg, w, ser, first_group)
+        if p is None:
+            continue
+        _unique(ck, ids, p.id, w + ".id", "point id %d" % p.id)
+        _unique(ck, names, p.name, w + ".name", "name %s" % _show(p.name))
+        out.append(p)
+        where.append(w)
+    _overlaps(ck, out, where)
+    return out
+
+
+def _unique(ck, seen, key, path, what):
+    if key in seen:
+        ck.bad(path, "%s is used twice (also %s)" % (what, seen[key]))
+    else:
+        seen[key] = path
+
+
+def _sensors(ck, lst, groups, ids, names):
+    if lst is None:
+        return []
+    if not isinstance(lst, list):
+        ck.bad("sensors", "must be a list")
+        return []
     out = []
     for i, s in enumerate(lst):
         p = "sensors[%d]" % i
-        _keys(s, p, ("name", "driver", "bus", "address", "group", "points"),
-              ("driver", "bus", "points"))
-        drv = _str(s, "driver", p, required=True, choices=tuple(SENSOR_DRIVERS))
-        channels, addr = SENSOR_DRIVERS[drv]
-        group = _str(s, "group", p, required=True)
-        if group not in groups:
-            raise ConfigError(p + ".group", "unknown poll group %r (defined: %s)"
-                              % (group, ", ".join(sorted(groups)) or "none"))
-        pts = s["points"]
-        if not isinstance(pts, list) or not pts:
-            raise ConfigError(p + ".points", "must be a non-empty list")
+        s = _obj(ck, s, p, True)
+        _keys(ck, s, p, ("name", "driver", "bus", "address", "group", "points"))
+        drv = _str(ck, s, "driver", p, _REQ, tuple(SENSOR_DRIVERS))
+        channels, addr = SENSOR_DRIVERS[drv] if drv else ({}, 0x44)
+        group = _str(ck, s, "group", p, _REQ)
+        if group is not None and group not in groups:
+            ck.bad(p + ".group", "unknown poll group %s (defined: %s)"
+                   % (_show(group), ", ".join(sorted(groups)) or "none"))
+        pts = _get(ck, s, "points", p, _REQ)
+        if pts is not None and (not isinstance(pts, list) or not pts):
+            ck.bad(p + ".points", "must be a non-empty list")
+            pts = None
         plist = []
-        for j, pt in enumerate(pts):
+        for j, pt in enumerate(pts or ()):
             pp = "%s.points[%d]" % (p, j)
-            _keys(pt, pp, ("id", "name", "channel", "scale", "offset"), ("id", "name", "channel"))
-            pid = _int(pt, "id", pp, None, 0, 65535)
-            if pid in ids:
-                raise ConfigError(pp + ".id", "point id %d is used twice" % pid)
-            ids[pid] = pp
-            ch = _str(pt, "channel", pp, required=True, choices=tuple(channels))
-            plist.append({"id": pid, "name": _str(pt, "name", pp, required=True),
-                          "channel": ch, "unit": channels[ch],
-                          "scale": _num(pt, "scale", pp, 1.0),
-                          "offset": _num(pt, "offset", pp, 0.0)})
-        out.append({"name": _str(s, "name", p) or drv, "driver": drv,
-                    "bus": _str(s, "bus", p, required=True),
-                    "address": _int(s, "address", p, addr, 0x08, 0x77),
+            pt = _obj(ck, pt, pp, True)
+            _keys(ck, pt, pp, ("id", "name", "channel", "scale", "offset"))
+            pid = _int(ck, pt, "id", pp, _REQ, 0, 65535)
+            if pid is not None:
+                _unique(ck, ids, pid, pp + ".id", "point id %d" % pid)
+            name = _str(ck, pt, "name", pp, _REQ)
+            if name is not None:
+                _unique(ck, names, name, pp + ".name", "name %s" % _show(name))
+            ch = _str(ck, pt, "channel", pp, _REQ, tuple(channels) if drv else None)
+            plist.append({"id": pid, "name": name, "channel": ch,
+                          "unit": channels.get(ch, ""),
+                          "scale": _num(ck, pt, "scale", pp, 1.0),
+                          "offset": _num(ck, pt, "offset", pp, 0.0)})
+        out.append({"name": _str(ck, s, "name", p, drv), "driver": drv,
+                    "bus": _str(ck, s, "bus", p, _REQ),
+                    "address": _int(ck, s, "address", p, addr, 0x08, 0x77),
                     "group": group, "points": plist})
     return out
 
 
-def _num(d, key, path, default):
-    v = d.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ConfigError(_join(path, key), "must be a number")
-    return float(v)
-
-
-def _commands(d, points):
+def _commands(ck, d, points):
     # Writes from the cmd topic are off unless points are listed here (docs/config.md).
-    d = _obj(d, "commands")
-    _keys(d, "commands", ("writable",))
-    w = d.get("writable", [])
+    d = _obj(ck, d, "commands")
+    _keys(ck, d, "commands", ("writable",))
+    w = _get(ck, d, "writable", "commands", [])
     if not isinstance(w, list):
-        raise ConfigError("commands.writable", "must be a list of point ids")
+        ck.bad("commands.writable", "must be a list of point ids")
+        return {"writable": []}
     tables = {}
     for p in points:
         tables[p.id] = p.table
     for i, pid in enumerate(w):
+        pp = "commands.writable[%d]" % i
         if isinstance(pid, bool) or not isinstance(pid, int):
-            raise ConfigError("commands.writable[%d]" % i, "must be a point id, got %r" % (pid,))
+            ck.bad(pp, "must be a point id, got %s" % _show(pid))
+            continue
         t = tables.get(pid)
         if t is None:
-            raise ConfigError("commands.writable[%d]" % i, "%r is not a Modbus point id" % (pid,))
-        if t != "holding" and t != "coil":
-            raise ConfigError("commands.writable[%d]" % i,
-                              "point %d is a read-only %s point" % (pid, t))
+            ck.bad(pp, "%d is not a Modbus point id" % pid)
+        elif t != "holding" and t != "coil":
+            ck.bad(pp, "point %d is a read-only %s point" % (pid, t))
     return {"writable": w}
 
 
+def _wifi(ck, w, board):
+    if w is None:
+        if board != "unix" and board is not None:
+            ck.bad("wifi", "is required on board %r" % board)
+        return None
+    w = _obj(ck, w, "wifi")
+    _keys(ck, w, "wifi", ("ssid", "password", "country"))
+    pw = w.get("password")
+    # WPA2-PSK: a passphrase of 8..63 characters; absent or "" for an open network
+    if pw is not None and (not isinstance(pw, str) or 0 < len(pw) < 8 or len(pw) > 63):
+        ck.bad("wifi.password", "must be a string of 8..63 characters (WPA2), or absent for "
+               "an open network")  # never echo a secret
+        pw = None
+    ssid = _str(ck, w, "ssid", "wifi", _REQ)
+    if ssid is not None and len(ssid.encode()) > 32:
+        ck.bad("wifi.ssid", "at most 32 bytes (802.11)")
+    return {"ssid": ssid, "password": pw or None, "country": _str(ck, w, "country", "wifi", None)}
+
+
+_TOP = ("version", "node", "board", "wifi", "mqtt", "serial", "groups", "points", "sensors",
+        "queue", "flash", "commands")
+
+
 def validate(cfg):
-    """Check a decoded config dict; return it normalised with every default filled in.
+    """Check a decoded config dict; return it normalized with every default filled in.
 
-    Raises ConfigError naming the first wrong field."""
-    _keys(cfg, "", ("version", "node", "board", "wifi", "mqtt", "serial", "groups", "points",
-                    "sensors", "queue", "flash", "commands"), ("node", "mqtt"))
-    ver = _int(cfg, "version", "", SCHEMA_VERSION, 1)
-    if ver != SCHEMA_VERSION:
-        raise ConfigError("version", "this firmware reads config version %d, got %d"
-                          % (SCHEMA_VERSION, ver))
-    node = _node(cfg["node"])
+    Raises ConfigErrors (a ConfigError: field/problem of the first) listing every wrong field."""
+    ck = _Check()
+    if not isinstance(cfg, dict):
+        ck.bad("(top level)", "must be a JSON object")
+        ck.done()
+    _keys(ck, cfg, "", _TOP)
+    ver = _int(ck, cfg, "version", "", SCHEMA_VERSION, 1, 0x3FFFFFFF)
+    if ver is not None and ver != SCHEMA_VERSION:
+        ck.bad("version", "this firmware reads config version %d, got %d" % (SCHEMA_VERSION, ver))
+    node = _node(ck, cfg.get("node"))
+    board = _str(ck, cfg, "board", "", "unix", BOARDS)
+    groups = _groups(ck, cfg.get("groups"))
     out = {
-        "version": ver,
+        "version": SCHEMA_VERSION,
         "node": node,
-        "board": _str(cfg, "board", "", "unix", choices=BOARDS),
-        "mqtt": _mqtt(cfg["mqtt"], node["id"]),
-        "groups": _groups(cfg.get("groups")),
-        "queue": _queue(cfg.get("queue")),
+        "board": board,
+        "wifi": _wifi(ck, cfg.get("wifi"), board),
+        "mqtt": _mqtt(ck, cfg.get("mqtt"), node["id"], node["site"]),
+        "groups": {},
+        "queue": _queue(ck, cfg.get("queue")),
+        "serial": None,
     }
-    w = cfg.get("wifi")
-    if w is not None:
-        _keys(w, "wifi", ("ssid", "password", "country"), ("ssid",))
-        pw = w.get("password")
-        # WPA2-PSK: a passphrase of 8..63 characters; absent or "" for an open network
-        if pw is not None and (not isinstance(pw, str) or 0 < len(pw) < 8 or len(pw) > 63):
-            raise ConfigError("wifi.password", "must be a string of 8..63 characters (WPA2), "
-                              "or absent for an open network")
-        out["wifi"] = {"ssid": _str(w, "ssid", "wifi", required=True), "password": pw,
-                       "country": _str(w, "country", "wifi")}
-    elif out["board"] != "unix":
-        raise ConfigError("wifi", "is required on board %r" % out["board"])
-    f = _obj(cfg.get("flash"), "flash")
-    _keys(f, "flash", ("image",))
-    out["flash"] = {"image": _str(f, "image", "flash")}
+    for name in groups:
+        out["groups"][name] = {"interval_ms": groups[name]}
+    f = _obj(ck, cfg.get("flash"), "flash")
+    _keys(ck, f, "flash", ("image",))
+    out["flash"] = {"image": _str(ck, f, "image", "flash", None)}
     ids = {}
-    points = cfg.get("points") or []
+    names = {}
+    points = cfg.get("points")
+    if points is not None and not isinstance(points, list):
+        ck.bad("points", "must be a list of points, got %s" % _show(points))
+        points = None
+    ser = cfg.get("serial")
+    need_port = board == "unix" and bool(points)
     if points:
-        if "serial" not in cfg:
-            raise ConfigError("serial", "is required when Modbus points are configured")
-        from otlink.core.points import parse_points  # the Modbus point model validates its own
-
-        if not isinstance(cfg["serial"], dict):
-            raise ConfigError("serial", "must be an object")
-        serial = dict(cfg["serial"])
-        if "groups" in serial:
-            raise ConfigError("serial.groups", "poll groups are the top-level \"groups\" "
-                              "object, not part of serial")
-        if not out["groups"]:
-            raise ConfigError("groups", "is empty: Modbus points need at least one poll group")
-        serial["groups"] = out["groups"]
-        out["points"] = parse_points(points, serial)
-        out["serial"] = serial
-        for i, p in enumerate(out["points"]):
-            pid = p.id
-            if pid in ids:
-                raise ConfigError("points[%d].id" % i, "point id %d is used twice" % pid)
-            ids[pid] = "points[%d]" % i
-    else:
-        out["points"] = []
-        out["serial"] = cfg.get("serial")
-    out["sensors"] = _sensors(cfg.get("sensors"), out["groups"], ids)
-    out["commands"] = _commands(cfg.get("commands"), out["points"])
-    if not ids:
-        raise ConfigError("points", "no points configured: add Modbus points or sensors")
+        if ser is None:
+            ck.bad("serial", "is required when Modbus points are configured")
+            ser = {}
+            need_port = False
+        elif not groups and isinstance(cfg.get("groups"), dict):
+            ck.bad("groups", "is empty: Modbus points need at least one poll group")
+    if points or ser is not None:
+        out["serial"] = _serial(ck, ser, groups, need_port)
+    out["points"] = _points(ck, points, out["serial"], ids, names) if points else []
+    out["sensors"] = _sensors(ck, cfg.get("sensors"), groups, ids, names)
+    out["commands"] = _commands(ck, cfg.get("commands"), out["points"])
+    if not ids and not ck.errors:
+        ck.bad("points", "no points configured: add Modbus points or sensors")
+    ck.done()
     return out
+
+
+def parse_serial(serial_cfg, groups=None):
+    """The serial section alone (tools, tests), normalized; groups in the top-level form
+    ({name: {"interval_ms": n}}, default: "default" every second) become ser["groups"].
+    A "groups" key inside serial_cfg is taken as that argument. Raises ConfigErrors."""
+    ck = _Check()
+    if isinstance(serial_cfg, dict) and "groups" in serial_cfg:
+        serial_cfg = dict(serial_cfg)
+        groups = serial_cfg.pop("groups")
+    ser = _serial(ck, serial_cfg, _groups(ck, groups, "serial.groups"), False)
+    ck.done()
+    return ser
+
+
+def parse_points(points_cfg, serial_cfg):
+    """The points list alone (tools, tests): a list of Point, validated against serial_cfg
+    (raw, or parse_serial()'s output). Raises ConfigErrors."""
+    ser = serial_cfg
+    if not (isinstance(ser, dict) and "high_addresses" in ser and "max_regs" in ser):
+        ser = parse_serial(serial_cfg)  # a raw section (its own "groups" allowed)
+    ck = _Check()
+    if not isinstance(points_cfg, list):
+        ck.bad("points", "must be a list")
+        ck.done()
+    pts = _points(ck, points_cfg, ser, {}, {})
+    ck.done()
+    return pts
 
 
 def loads(text):
@@ -328,6 +734,11 @@ def load(path):
     except ValueError:  # UnicodeDecodeError: not a text file
         raise ConfigError("(file)", "%s is not UTF-8 text (a JSON file is expected)" % path)
     return loads(text)
+
+
+def errors_of(e):
+    """The list of ConfigError an exception from validate()/load() carries."""
+    return getattr(e, "errors", None) or [e]
 
 
 def config_hash(text):

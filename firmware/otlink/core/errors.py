@@ -29,3 +29,16 @@ class ConfigError(ValueError):
 
     def __str__(self):
         return "config: %s: %s" % (self.field, self.problem)
+
+
+class ConfigErrors(ConfigError):
+    """Every error of one config: errors is a list of ConfigError, each naming its field.
+    Itself a ConfigError with the first one's field and problem, so `except ConfigError`
+    still catches it; str() gives one line per error."""
+
+    def __init__(self, errors):
+        super().__init__(errors[0].field, errors[0].problem)
+        self.errors = errors
+
+    def __str__(self):
+        return "\n".join([str(e) for e in self.errors])
