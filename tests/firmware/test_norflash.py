@@ -1,7 +1,7 @@
 # heapsize: 64K
 # The emulated NOR flash of the Unix HAL: erased 0xFF file image that survives a restart,
 # program only clears bits, 4 KiB sector erase, counters, power-cut hook, block device for
-# vfs.VfsLfs2 (issue 3 item 4).
+# vfs.VfsLfs2 (issue 3 item 4), the datasheet busy-time model.
 import gc
 import vfs
 
@@ -102,6 +102,48 @@ def test_power_cut_hook():
     nor.power_on()
     nor.read(0, b)
     mptest.eq(bytes(b), b"\x00" * 64, "untorn cut leaves the sector untouched")
+
+
+def test_timing_model_accounts_datasheet_busy_time():
+    # W25Q32JV/W25Q16JV section 9.6: tPP 0.4 ms typ / 3 ms max per page program command,
+    # tSE 45 ms typ / 400 ms max per 4 KiB sector erase
+    gc.collect()
+    nor = NorFlash(None, RAM)
+    nor.program(0, b"\x00" * 16)
+    mptest.eq(nor.busy_us, 0, "no timing model: no busy time")
+    mptest.raises(ValueError, NorFlash, None, RAM, timing="fast")
+    nor = NorFlash(None, RAM, timing="typ")
+    nor.program(10, b"\x00" * 8)  # part of one page: one command
+    mptest.eq(nor.busy_us, 400, "one page program")
+    nor.program(250, b"\x00" * 12)  # crosses a page boundary: two commands
+    mptest.eq(nor.busy_program_us, 1200, "a program across two pages")
+    nor.erase(1)
+    mptest.eq(nor.busy_erase_us, 45000, "sector erase, typical")
+    mptest.eq(nor.busy_us, 46200, "total")
+    nor.reset_counters()
+    mptest.eq(nor.busy_us, 0, "reset")
+    worst = NorFlash(None, RAM, timing="max")
+    worst.program(0, b"\x00" * 256)
+    worst.erase(0)
+    mptest.eq((worst.busy_program_us, worst.busy_erase_us), (3000, 400000), "max corner")
+    # a cut operation completes nothing, so no one waits for it
+    worst.cut_after(0)
+    mptest.raises(PowerCut, worst.erase, 1)
+    mptest.eq(worst.busy_us, 403000, "torn erase not charged")
+
+
+def test_timing_model_makes_the_caller_wait():
+    import time
+
+    nor = NorFlash(None, RAM, timing="typ", sleep=True)
+    t = time.ticks_us()
+    nor.program(0, b"\x00" * 512)  # two page programs: 0.8 ms
+    dt = time.ticks_diff(time.ticks_us(), t)
+    mptest.true(dt >= 800, "program waited %d us, want >= 800" % dt)
+    t = time.ticks_ms()
+    nor.erase(1)
+    dt = time.ticks_diff(time.ticks_ms(), t)
+    mptest.true(dt >= 45, "erase waited %d ms, want >= 45" % dt)
 
 
 def test_littlefs_on_a_region_survives_restart():

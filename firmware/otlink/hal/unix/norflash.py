@@ -14,8 +14,24 @@
 # cut_after(n): the next n program/erase operations complete, operation n+1 is torn (when
 # tear=True) and raises PowerCut, and every flash access after that raises PowerCut until
 # power_on() is called (the "reboot").
+#
+# Timing (timing="typ" or "max"): a real part is busy while it programs or erases, and the
+# caller waits for it (polls the status register's BUSY bit). Figures of the Winbond
+# W25Q32JV / W25Q16JV (datasheets, section 9.6 "AC Electrical Characteristics"):
+#   tPP page program (up to 256 B, one page)   0.4 ms typical,   3 ms max
+#   tSE sector erase (4 KiB)                    45 ms typical, 400 ms max
+# A program command cannot cross a 256-byte page, so a program spanning k pages is k
+# commands: k * tPP. A program of part of a page is charged a whole tPP (the datasheet gives
+# no smaller bound for it: an upper estimate for small entries). sleep=True makes the caller
+# actually wait that long (time.sleep_us); by default the busy time is only accounted, in
+# busy_us (with busy_program_us and busy_erase_us), so tests stay fast.
 import os
+import time
 from array import array
+
+# (tPP, tSE) in microseconds: W25Q32JV/W25Q16JV datasheet section 9.6
+TIMING = {"typ": (400, 45000), "max": (3000, 400000)}
+_PAGE = 256  # the part's program page: a program command stays within one
 
 
 class FlashError(Exception):
@@ -34,9 +50,18 @@ class NorFlash:
     cache when there is no file.
     """
 
-    def __init__(self, path, size, sector=4096, create=True, cache=None, page=1):
+    def __init__(self, path, size, sector=4096, create=True, cache=None, page=1, timing=None,
+                 sleep=False):
         if sector <= 0 or size <= 0 or size % sector:
             raise ValueError("flash size %d is not a multiple of sector %d" % (size, sector))
+        if timing is not None and timing not in TIMING:
+            raise ValueError("flash timing %r: want None, %s" % (timing, ", ".join(TIMING)))
+        # busy-time model (see the top of this file): None, or (tPP, tSE) in us
+        self._t = TIMING[timing] if timing is not None else None
+        self._sleep = sleep and timing is not None
+        self.busy_us = 0  # accounted busy time of programs and erases, us
+        self.busy_program_us = 0
+        self.busy_erase_us = 0
         if page < 1 or sector % page:
             raise ValueError("flash page %d does not divide sector %d" % (page, sector))
         # page > 1: a page-programmed part (rp2's QSPI flash through rp2.Flash: 256 bytes):
@@ -113,6 +138,17 @@ class NorFlash:
             self.erases[i] = 0
             self.programs[i] = 0
         self.bytes_programmed = 0
+        self.busy_us = self.busy_program_us = self.busy_erase_us = 0
+
+    def _busy(self, us, erase):
+        # the part is busy for us microseconds; the caller waits (sleep) or it is accounted
+        self.busy_us += us
+        if erase:
+            self.busy_erase_us += us
+        else:
+            self.busy_program_us += us
+        if self._sleep:
+            time.sleep_us(us)
 
     def close(self):
         if self._f is not None:
@@ -220,6 +256,9 @@ class NorFlash:
         self._store(addr, data)
         self.programs[addr // self.sector] += 1
         self.bytes_programmed += n
+        if self._t is not None and n:
+            # one page-program command per 256-byte page the bytes touch
+            self._busy(((addr + n - 1) // _PAGE - addr // _PAGE + 1) * self._t[0], False)
 
     def erase(self, sector):
         if sector < 0 or sector >= self.sectors:
@@ -240,6 +279,8 @@ class NorFlash:
         for i in range(a, a + ss, 256):
             self._store(i, _FF256 if a + ss - i >= 256 else _FF256[0:a + ss - i])
         self.erases[sector] += 1
+        if self._t is not None:
+            self._busy(self._t[1], True)
 
 
 _FF256 = b"\xff" * 256
