@@ -12,12 +12,16 @@
 # wire. Two response buffers alternate for that.
 #
 # Time: the ms clock (groups, backoff) is the injected clock; the us timing of the line comes
-# from the UART (uart.now_us), so both can be simulated in tests.
+# from the UART (uart.now_us), so both can be simulated in tests. Both wrap at TICKS_PERIOD
+# (2**30 on the boards: us ticks every 17.9 minutes) and every sum and distance goes through the
+# clock's ticks_add/ticks_diff. A tick older than 2**29 reads as in the future, so no stored
+# tick is trusted past that: the silence before a request is judged as "long enough" whenever
+# the last bus activity is not within t3.5 (a line silent for minutes must not look busy).
 #
-# Allocation contract: after the first cycle, polling allocates nothing (heap-lock tested), as
-# long as the sink does not and the points are of the non-allocating kinds (core/points.py).
-import time
-
+# Allocation contract: after the first cycle, polling allocates nothing (heap-lock tested on
+# the 32-bit build too), as long as the sink does not and the points are of the non-allocating
+# kinds (core/points.py). Counters never reach 2**30 (a heap int on 32-bit): they carry into a
+# second word at _CARRY; the timestamp is stamped by the clock as split fields.
 try:
     import asyncio
 except ImportError:  # pragma: no cover
@@ -26,11 +30,14 @@ except ImportError:  # pragma: no cover
 from otlink.core import modbus, planner
 from otlink.core.compat import const
 from otlink.core.points import pack_error, pack_reading
-from otlink.core.reading import FLAG_UNTIMED, MAX_SIZE
+from otlink.core.errors import ERR_EXCEPTION
+from otlink.core.reading import MAX_SIZE
 
 _SLICE_MS = const(1)  # longest single wait inside a transaction before yielding
 _SPIN_US = const(1100)  # below this, busy-poll instead of poll(1) (poll rounds up to >= 1 ms)
 _IDLE_MS = const(20)  # longest nap when no group is due
+_CARRY = const(0x20000000)  # counters carry at 2**29: small ints on 32-bit boards
+_MS_US = const(1000)
 
 # per-slave counters, index into Poller._cnt[slave_index * _NC + k]
 _C_OK = const(0)
@@ -49,6 +56,15 @@ _ST_RX = const(2)
 _NAMES = ("ok", "timeouts", "crc", "frame", "exceptions", "wrong", "offline", "skipped", "retries")
 
 
+def _retry(code):
+    """Is a failed transaction worth another attempt (serial.retries)? Line failures are: no
+    answer, a garbled or truncated one, or a frame meant for someone else. A slave's exception
+    is an answer (asking again gets the same one), an echo mismatch is our own transmitter's
+    fault and a write confirmation that disagrees is the slave's, so those are not retried."""
+    return (code == modbus.ERR_TIMEOUT or code == modbus.ERR_CRC or code == modbus.ERR_FRAME
+            or code == modbus.ERR_WRONG_SLAVE or code == modbus.ERR_WRONG_FUNCTION)
+
+
 class Poller:
     """Poll the configured points forever; write on request.
 
@@ -60,6 +76,9 @@ class Poller:
     def __init__(self, uart, clock, serial_cfg, points, sink, merge=True):
         self.uart = uart
         self.clock = clock
+        # tick arithmetic of the clock (ms and us ticks share the period): bound once here
+        self._add = clock.ticks_add
+        self._diff = clock.ticks_diff
         self.ser = serial_cfg  # validated once, by core/config.py
         self.sink = sink
         self.points = points
@@ -85,15 +104,19 @@ class Poller:
             self._si[s] = i
         n = len(slaves)
         self._cnt = [0] * (n * _NC)
-        self._bus_us = [0] * n
+        self._cnt_hi = [0] * (n * _NC)  # carries of _cnt (each unit is _CARRY counts)
+        self._bus_us = [0] * n  # bus time per slave: us below one second ...
+        self._bus_s = [0] * n  # ... and whole seconds (small ints for 34 years)
         self._fails = [0] * n  # consecutive timeouts
         self._offline = [False] * n
         self._probe_at = [0] * n  # ticks_ms of the next probe while offline
         self._backoff = [self._bo_first] * n
         self.codes = {}
+        self._codes_hi = {}
         for c in modbus.ERROR_NAMES:
             self.codes[c] = 0
-        self.cycles = 0
+            self._codes_hi[c] = 0
+        self._cycles = [0, 0]  # low, carries
         self.bus_errors = 0  # the port itself failed (OSError from the UART)
         self.last_bus_error = None
         # the transaction in flight (set per request; created here so the instance dict is
@@ -119,6 +142,11 @@ class Poller:
 
     # ---- statistics -------------------------------------------------------------------------
 
+    @property
+    def cycles(self):
+        """Poll cycles run (allocates past 2**30 on 32-bit boards)."""
+        return self._cycles[1] * _CARRY + self._cycles[0]
+
     def stats(self):
         """{slave: {ok, timeouts, crc, frame, exceptions, wrong, offline, skipped, retries,
         errors, online, bus_ms}} plus "codes": {error name: count} and "cycles". errors: the
@@ -127,35 +155,48 @@ class Poller:
         for i, s in enumerate(self.slaves):
             d = {}
             for k, name in enumerate(_NAMES):
-                d[name] = self._cnt[i * _NC + k]
+                j = i * _NC + k
+                d[name] = self._cnt_hi[j] * _CARRY + self._cnt[j]
             d["errors"] = d["timeouts"] + d["crc"] + d["frame"] + d["exceptions"] + d["wrong"]
             d["online"] = not self._offline[i]
-            d["bus_ms"] = self._bus_us[i] // 1000
+            d["bus_ms"] = self._bus_s[i] * 1000 + self._bus_us[i] // _MS_US
             out[s] = d
-        out["codes"] = dict((modbus.error_name(c), v) for c, v in self.codes.items() if v)
+        out["codes"] = dict((modbus.error_name(c), self._codes_hi.get(c, 0) * _CARRY + v)
+                            for c, v in self.codes.items() if v or self._codes_hi.get(c, 0))
         out["cycles"] = self.cycles
         return out
 
-    def _count(self, si, code):
+    def _inc(self, j):
+        # one count of counter j; carries before 2**30 so no heap int is ever made
         c = self._cnt
+        v = c[j] + 1
+        if v >= _CARRY:
+            v = 0
+            self._cnt_hi[j] += 1
+        c[j] = v
+
+    def _count(self, si, code):
         b = si * _NC
         if code == 0:
-            c[b + _C_OK] += 1
+            self._inc(b + _C_OK)
             return
-        if code in self.codes:
-            self.codes[code] += 1
-        else:
-            self.codes[code] = 1
+        codes = self.codes
+        v = codes.get(code, 0) + 1  # a code outside the table is added once (allocates)
+        if v >= _CARRY:
+            v = 0
+            self._codes_hi[code] = self._codes_hi.get(code, 0) + 1
+        codes[code] = v
         if code == modbus.ERR_TIMEOUT:
-            c[b + _C_TIMEOUT] += 1
+            self._inc(b + _C_TIMEOUT)
         elif code == modbus.ERR_CRC:
-            c[b + _C_CRC] += 1
+            self._inc(b + _C_CRC)
         elif code == modbus.ERR_FRAME:
-            c[b + _C_FRAME] += 1
-        elif code < 256:
-            c[b + _C_EXC] += 1
+            self._inc(b + _C_FRAME)
+        elif code & ERR_EXCEPTION:
+            self._inc(b + _C_EXC)  # 0x80 | x: the slave answered with exception x
         else:
-            c[b + _C_WRONG] += 1
+            # wrong slave, wrong function, echo, write mismatch: a frame that is not the answer
+            self._inc(b + _C_WRONG)
 
     # ---- one transaction: a state machine pumped by one coroutine ----------------------------
     # Calling a coroutine allocates its generator, so the hot path never does: run() calls the
@@ -178,7 +219,12 @@ class Poller:
             # t3.5 of silence before a request; bytes arriving now are stray and are dropped.
             while u.read_byte() >= 0:
                 pass
-            rem = time.ticks_diff(time.ticks_add(u.last_us, self._t35), u.now_us())
+            # Silence so far. Negative: last_us is more than 2**29 us (537 s) old and reads as
+            # the future - the line has been silent for long. (Counting the wrapped distance as
+            # a wait held the first request after 540-1,074 s of silence up to 537 s.) Past a
+            # whole period a stale tick may read as recent again: that costs at most t3.5.
+            quiet = self._diff(u.now_us(), u.last_us)
+            rem = self._t35 - quiet if quiet >= 0 else 0
             if rem > 0:
                 if rem > _SPIN_US:
                     u.wait(_SLICE_MS)
@@ -193,7 +239,7 @@ class Poller:
             self._got = 0
             tx_end = u.tx_end_us()
             wait = self.ser["turnaround_ms"] * 1000 if self._bc else self._timeout_us
-            self._first = time.ticks_add(tx_end, wait)
+            self._first = self._add(tx_end, wait)
             self._st = _ST_RX
         adu = self._adu
         n = self._n
@@ -210,7 +256,7 @@ class Poller:
                         self._echo_bad = True
                     self._echo_left -= 1
                     if not self._echo_left:
-                        self._first = time.ticks_add(u.now_us(), self._timeout_us)
+                        self._first = self._add(u.now_us(), self._timeout_us)
                     continue
                 if got < modbus.MAX_ADU:
                     rx[got] = b
@@ -218,14 +264,14 @@ class Poller:
                 continue
             now = u.now_us()
             if got == 0 or self._echo_left:
-                rem = time.ticks_diff(self._first, now)
+                rem = self._diff(self._first, now)
             else:
                 # Complete: the frame ends after t3.5 of silence. Still short: allow the
                 # lenient inter-character timeout (FIFO chunking, a busy host) before calling
                 # it truncated - a longer wait only on the error path.
                 short = got < self._want and not (got >= 2 and rx[1] & 0x80 and got >= 5)
                 gap = self._char_timeout_us if short else t35
-                rem = time.ticks_diff(time.ticks_add(u.last_us, gap), now)
+                rem = gap - self._diff(now, u.last_us)
             if rem <= 0:
                 if not last_look:
                     # one more look before calling it: bytes that arrived while this task
@@ -268,10 +314,11 @@ class Poller:
         self._pend = None
         code = self._pend_code
         rx = self._pend_rx
-        clock = self.clock
-        t = clock.now_ms()
-        flags = 0 if clock.is_set() else FLAG_UNTIMED
         rec = self.rec
+        # the timestamp goes into rec[4:12] once, as split fields (no int >= 2**30 on 32-bit);
+        # pack_reading/pack_error (t None) leave it there for every point of the request
+        flags = self.clock.stamp_into(rec, 4)
+        t = None
         sink = self.sink
         pts = req.points
         offs = req.offs
@@ -301,7 +348,7 @@ class Poller:
     def _may_ask(self, si, now):
         if not self._offline[si]:
             return True
-        return time.ticks_diff(now, self._probe_at[si]) >= 0
+        return self._diff(now, self._probe_at[si]) >= 0
 
     def _outcome(self, si, code):
         if code == modbus.ERR_TIMEOUT:
@@ -310,12 +357,12 @@ class Poller:
                 # failed probe: wait longer
                 b = self._backoff[si] * 2
                 self._backoff[si] = b if b < self._bo_max else self._bo_max
-                self._probe_at[si] = time.ticks_add(self.clock.ticks_ms(), self._backoff[si])
+                self._probe_at[si] = self._add(self.clock.ticks_ms(), self._backoff[si])
             elif self._fails[si] >= self._offline_after:
                 self._offline[si] = True
                 self._cnt[si * _NC + _C_OFFLINE] += 1
                 self._backoff[si] = self._bo_first
-                self._probe_at[si] = time.ticks_add(self.clock.ticks_ms(), self._bo_first)
+                self._probe_at[si] = self._add(self.clock.ticks_ms(), self._bo_first)
         else:
             # any answer (even an exception or a bad CRC) means the slave is alive
             self._fails[si] = 0
@@ -351,9 +398,13 @@ class Poller:
         code = self._result(self._got)
         self._count(si, code)
         # bus time spent on this slave (us): what a dead slave costs the others
-        self._bus_us[si] += time.ticks_diff(self.uart.now_us(), self._t0)
+        us = self._bus_us[si] + self._diff(self.uart.now_us(), self._t0)
+        if us >= 1000000:
+            self._bus_s[si] += us // 1000000
+            us %= 1000000
+        self._bus_us[si] = us
         self._tries -= 1
-        if 0 < code < modbus.ERR_EXCEPTION and code != modbus.ERR_ECHO and self._tries > 0:
+        if _retry(code) and self._tries > 0:
             self._cnt[si * _NC + _C_RETRY] += 1
             self._begin(req.adu, 8, self.rtu.rx, False, req.resp_len)
             return False
@@ -377,7 +428,7 @@ class Poller:
             while True:
                 ran = False
                 for g in self.groups:
-                    if cycles or time.ticks_diff(self.clock.ticks_ms(), g.due) >= 0:
+                    if cycles or self._diff(self.clock.ticks_ms(), g.due) >= 0:
                         try:
                             for req in g.requests:
                                 if self._wq:
@@ -399,12 +450,16 @@ class Poller:
                             self.last_bus_error = e
                             self._fail_group(g, modbus.ERR_PORT)
                             await asyncio.sleep_ms(100)
-                        g.due = time.ticks_add(g.due, g.interval_ms)
-                        if time.ticks_diff(self.clock.ticks_ms(), g.due) > 0:
+                        g.due = self._add(g.due, g.interval_ms)
+                        if self._diff(self.clock.ticks_ms(), g.due) > 0:
                             g.due = self.clock.ticks_ms()  # overrun: no catch-up burst
                         ran = True
                 if ran:
-                    self.cycles += 1
+                    c = self._cycles
+                    c[0] += 1
+                    if c[0] >= _CARRY:
+                        c[0] = 0
+                        c[1] += 1
                     if self.on_cycle is not None:
                         self.on_cycle(self)
                 if cycles:
@@ -425,7 +480,7 @@ class Poller:
                     wait = _IDLE_MS
                     now = self.clock.ticks_ms()
                     for g in self.groups:
-                        d = time.ticks_diff(g.due, now)
+                        d = self._diff(g.due, now)
                         if d < wait:
                             wait = d
                     await asyncio.sleep_ms(wait if wait > 0 else 0)
@@ -492,6 +547,8 @@ class Poller:
             if si is not None:
                 self._count(si, code)
             tries -= 1
-            if code == 0 or code < 256 or tries <= 0:
+            if not _retry(code) or tries <= 0:
                 break
+            if si is not None:
+                self._inc(si * _NC + _C_RETRY)
         job[5] = code

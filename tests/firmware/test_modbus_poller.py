@@ -1,133 +1,19 @@
 # heapsize: 128K
-# Poller scheduling on a simulated line and clock (deterministic): RTU timing, offline
-# detection with backoff, retries, pipelined readings, write path, heap-locked cycles.
-# The slave model answers like the serial line spec describes (t3.5 before answering, 11-bit
-# characters); the real-peer tests are in tests/host/test_modbus_rtu.py (pymodbus).
+# Poller scheduling on a simulated line and clock (deterministic, tests/firmware/modbus_sim.py):
+# RTU timing, offline detection with backoff, retries, pipelined readings, write path, the
+# counters, heap-locked cycles. The real-peer tests are in tests/host/test_modbus_rtu.py
+# (pymodbus); time across the ticks wrap in test_modbus_time.py.
 import asyncio
 import micropython
 
 import mptest
+from modbus_sim import SimLine, sim_clock
 from mptest import eq, true
 
 from otlink.core import modbus, reading
 from otlink.core.config import parse_points, parse_serial
+from otlink.hal.clock import ticks_diff
 from otlink.modbus_poller import Poller
-
-
-class SimClock:
-    """Time that moves only when the line waits: us resolution, no wrap in a test."""
-
-    def __init__(self):
-        self.us = 100000  # the line has been silent since 0
-
-    def ticks_ms(self):
-        return self.us // 1000
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def now_ms(self):
-        return 1700000000000 + self.us // 1000
-
-    def is_set(self):
-        return True
-
-
-class SimLine:
-    """HAL UART over a simulated RS-485 line with slaves holding registers. Allocation-free
-    once built (the heap-lock test runs through it): one preallocated answer buffer."""
-
-    def __init__(self, clock, baud=9600, turnaround_us=5000):
-        self.clock = clock
-        self.char_us = 11000000 // baud
-        self.t35_us = modbus.t35_us(baud)
-        self.t15_us = modbus.t15_us(baud)
-        self.turn = turnaround_us
-        self.regs = {}  # slave -> list of holding registers
-        self.dead = set()
-        self.ans = bytearray(260)  # the answer on its way
-        self.n = 0
-        self.head = 0
-        self.t_first = 0  # arrival of ans[0]; ans[i] arrives at t_first + i * char_us
-        self.last_us = 0
-        self._tx_end = 0
-        self.de_log = [0, 0, 0, 0]  # last pulse: t_up, level, t_down, level
-        self.requests = 0
-        self.gone = False
-
-    def now_us(self):
-        self.clock.us += 5  # every look at the clock costs a little time: loops terminate
-        return self.clock.us
-
-    def write(self, req, n):
-        if self.gone:
-            raise OSError(5)  # EIO: the USB adapter was unplugged
-        self.de_log[0] = self.clock.us
-        self.de_log[1] = 1
-        self._tx_end = self.clock.us + n * self.char_us
-        self.requests += 1
-        self.n = self.head = 0
-        slave = req[0]
-        if slave in self.dead or slave not in self.regs:
-            return
-        fc = req[1]
-        addr = (req[2] << 8) | req[3]
-        cnt = (req[4] << 8) | req[5]
-        r = self.regs[slave]
-        a = self.ans
-        a[0] = slave
-        if fc == 3 and addr + cnt <= len(r):
-            a[1] = 3
-            a[2] = 2 * cnt
-            for i in range(cnt):
-                a[3 + 2 * i] = r[addr + i] >> 8
-                a[4 + 2 * i] = r[addr + i] & 0xFF
-            k = 3 + 2 * cnt
-        elif fc == 6:
-            r[addr] = cnt
-            for i in range(1, 6):
-                a[i] = req[i]
-            k = 6
-        else:
-            a[1] = fc | 0x80
-            a[2] = 2 if fc == 3 else 1
-            k = 3
-        c = modbus.crc16(a, k)
-        a[k] = c & 0xFF
-        a[k + 1] = c >> 8
-        self.n = k + 2
-        # the slave waits t3.5 to see the request ended, then its turnaround
-        self.t_first = self._tx_end + self.t35_us + self.turn + self.char_us
-
-    def _due(self):
-        return self.t_first + self.head * self.char_us
-
-    def tx_done(self):
-        if self._tx_end and self.clock.us >= self._tx_end:
-            self.de_log[2] = self._tx_end
-            self.de_log[3] = 0
-            self.last_us = self._tx_end
-            self._tx_end = 0
-        return not self._tx_end
-
-    def tx_end_us(self):
-        return self._tx_end
-
-    def wait(self, timeout_ms):
-        nxt = self.clock.us + timeout_ms * 1000
-        if self.head < self.n and self._due() < nxt:
-            nxt = self._due()
-        if nxt > self.clock.us:
-            self.clock.us = nxt
-        return self.head < self.n and self._due() <= self.clock.us
-
-    def read_byte(self):
-        if self.head < self.n and self._due() <= self.clock.us:
-            b = self.ans[self.head]
-            self.head += 1
-            self.last_us = self.clock.us
-            return b
-        return -1
 
 
 SER = {"baud": 9600, "timeout_ms": 100, "offline_after": 2, "backoff_ms": [1000, 4000],
@@ -135,8 +21,8 @@ SER = {"baud": 9600, "timeout_ms": 100, "offline_after": 2, "backoff_ms": [1000,
 
 
 def make(points_cfg, ser=SER, **line_kw):
-    clock = SimClock()
-    line = SimLine(clock, **line_kw)
+    ticks, clock = sim_clock()
+    line = SimLine(ticks, **line_kw)
     got = []
 
     def sink(rec, n):
@@ -144,7 +30,7 @@ def make(points_cfg, ser=SER, **line_kw):
 
     ser = parse_serial(ser)
     p = Poller(line, clock, ser, parse_points(points_cfg, ser), sink)
-    return clock, line, p, got
+    return ticks, line, p, got
 
 
 def pts(*specs):
@@ -165,11 +51,11 @@ def test_reads_and_wire_timing():
     line.regs[1] = list(range(100, 200))
     t0 = clock.us
     run(p.poll_once())
+    dt = ticks_diff(clock.us, t0)
     eq(sorted((r[0], r[4]) for r in got), [(1, 100), (2, 101), (3, 105)], "values")
     eq(line.requests, 1, "merged into one request")
     # one transaction: 8 chars request + t3.5 + turnaround + 17 chars answer + t3.5 silence
     want = (8 + 17) * line.char_us + 2 * line.t35_us + line.turn
-    dt = clock.us - t0
     true(want <= dt <= want + 300, "cycle %d us, wire bound %d us" % (dt, want))
     eq((line.de_log[1], line.de_log[3]), (1, 0), "DE pulse")
     eq(line.de_log[2] - line.de_log[0], 8 * line.char_us, "DE high for 8 chars exactly")
@@ -213,7 +99,7 @@ def test_dead_slave_backoff_costs_one_timeout_per_period():
     line.dead.add(2)
     run(p.run(cycles=400))
     s1, s2 = p.stats()[1], p.stats()[2]
-    span_ms = clock.us // 1000
+    span_ms = clock.elapsed_ms
     # 2 timeouts to go offline, then probes at 1 s, 2 s, 4 s, 4 s ... (doubling, capped)
     probes = 0
     t = 0
@@ -241,7 +127,7 @@ def test_slave_comes_back():
     run(p.run(cycles=20))
     true(not p.stats()[2]["online"], "offline")
     line.dead.discard(2)
-    clock.us += 1100000  # past the first backoff period
+    clock.advance(1100000)  # past the first backoff period
     run(p.run(cycles=2))
     true(p.stats()[2]["online"], "back online after a successful probe")
     eq(got[-1][:2], (2, reading.KIND_INT), "value reported again")

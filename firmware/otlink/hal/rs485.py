@@ -15,6 +15,11 @@
 #   now_us()                         the ticks_us clock the timing above is measured on
 #   last_us                          ticks_us of the last bus activity (byte seen, tx end)
 #   close()
+#
+# Time comes from the injected clock (hal/clock.py): clock.ticks_us, and its ticks_add /
+# ticks_diff for every sum and distance, so a clock started near the wrap moves the line too.
+# Ticks wrap every 2**30 us (17.9 min): last_us may be far older than half of that after a
+# long silence, and users judge it with that in mind (the poller bounds its pre-request wait).
 import select
 import time
 
@@ -22,7 +27,11 @@ from otlink.core import modbus
 
 
 class Rs485Uart:
-    def _setup(self, stream, de, baud, parity, stop_bits):
+    def _setup(self, stream, de, baud, parity, stop_bits, clock=None):
+        t = time if clock is None else clock
+        self._ticks_us = t.ticks_us
+        self._ticks_add = t.ticks_add
+        self._ticks_diff = t.ticks_diff
         self._io = stream
         self.de = de
         self.baud = baud
@@ -34,7 +43,7 @@ class Rs485Uart:
         self._b1 = bytearray(1)
         self._busy = False
         self._tx_end = 0
-        self.last_us = time.ticks_us()
+        self.last_us = self._ticks_us()
         self.tx_bytes = 0
         self.rx_bytes = 0
 
@@ -45,7 +54,7 @@ class Rs485Uart:
 
     def _de_low(self):
         self.de(0)
-        self.last_us = time.ticks_us()
+        self.last_us = self._ticks_us()
 
     def _readable(self):
         for _ in self._poll.ipoll(0):
@@ -54,18 +63,18 @@ class Rs485Uart:
 
     # the interface
     def now_us(self):
-        return time.ticks_us()
+        return self._ticks_us()
 
     def write(self, buf, n):
         """Raise DE, then queue buf[:n]. Does not allocate when n == len(buf)."""
         self.de(1)  # before the first start bit
-        t0 = time.ticks_us()
+        t0 = self._ticks_us()
         if n == len(buf):
             self._io.write(buf)
         else:
             self._io.write(memoryview(buf)[:n])
         # expected end of the last stop bit: the deadline for the answer counts from here
-        self._tx_end = time.ticks_add(t0, n * self.char_us)
+        self._tx_end = self._ticks_add(t0, n * self.char_us)
         self._busy = True
         self.tx_bytes += n
 
@@ -90,7 +99,7 @@ class Rs485Uart:
             return -1
         if self._io.readinto(self._b1, 1) != 1:
             raise OSError(5)  # EIO: readable but nothing came: the other end went away
-        self.last_us = time.ticks_us()
+        self.last_us = self._ticks_us()
         self.rx_bytes += 1
         return self._b1[0]
 

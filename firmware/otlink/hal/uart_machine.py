@@ -18,13 +18,14 @@ from otlink.hal.rs485 import Rs485Uart
 
 
 class MachineUart(Rs485Uart):
-    def __init__(self, uart_id, tx, rx, de_pin, baud=9600, parity="N", stop_bits=1):
+    def __init__(self, uart_id, tx, rx, de_pin, baud=9600, parity="N", stop_bits=1,
+                 clock=None):
         par = None if parity == "N" else (0 if parity == "E" else 1)
         self._u = machine.UART(uart_id, baudrate=baud, bits=8, parity=par, stop=stop_bits,
                                tx=machine.Pin(tx), rx=machine.Pin(rx), timeout=0,
                                timeout_char=0, rxbuf=512)
         self._setup(self._u, machine.Pin(de_pin, machine.Pin.OUT, value=0), baud, parity,
-                    stop_bits)
+                    stop_bits, clock)
 
     def _sent(self):
         return self._u.txdone()
@@ -41,4 +42,4 @@ def open_uart(serial_cfg, clock, uart_id, tx, rx, de_pin):
     """The board's RS-485 UART (ids and pins from boards/<board>.json) at the configured
     baud/parity/stop bits."""
     return MachineUart(uart_id, tx, rx, de_pin, serial_cfg.get("baud", 9600),
-                       serial_cfg.get("parity", "N"), serial_cfg.get("stop_bits", 1))
+                       serial_cfg.get("parity", "N"), serial_cfg.get("stop_bits", 1), clock)

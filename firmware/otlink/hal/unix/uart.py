@@ -23,9 +23,11 @@ _LOG = 64  # DE transitions kept (ring)
 
 class RecordedPin:
     """A DE pin for a machine without one: records (ticks_us, level) of every transition in a
-    preallocated ring so tests can check the direction timing. Callable like machine.Pin."""
+    preallocated ring so tests can check the direction timing. Callable like machine.Pin.
+    ticks_us: the clock's ticks (the UART passes its own), so the log and the line agree."""
 
-    def __init__(self):
+    def __init__(self, ticks_us=None):
+        self._ticks_us = time.ticks_us if ticks_us is None else ticks_us
         self.level = 0
         self._t = [0] * _LOG
         self._v = [0] * _LOG
@@ -38,7 +40,7 @@ class RecordedPin:
         if v != self.level:
             self.level = v
             i = self.count % _LOG
-            self._t[i] = time.ticks_us()
+            self._t[i] = self._ticks_us()
             self._v[i] = v
             self.count += 1
         return None
@@ -66,7 +68,7 @@ _SPEEDS = ("B9600", "B57600", "B115200", "B230400", "B460800", "B921600")
 
 
 class UnixUart(Rs485Uart):
-    def __init__(self, path, baud=9600, parity="N", stop_bits=1, de=None):
+    def __init__(self, path, baud=9600, parity="N", stop_bits=1, de=None, clock=None):
         f = open(path, "r+b")
         fd = f.fileno()
         if termios is not None:
@@ -80,11 +82,13 @@ class UnixUart(Rs485Uart):
             except OSError:
                 pass  # not a tty (a pipe in a test): nothing to configure
         self._f = f
-        self._setup(f, de if de is not None else RecordedPin(), baud, parity, stop_bits)
+        t = time if clock is None else clock
+        self._setup(f, de if de is not None else RecordedPin(t.ticks_us), baud, parity,
+                    stop_bits, clock)
 
     def _sent(self):
         # A pty has no shift register: the wire time is modelled from the baud rate.
-        return time.ticks_diff(time.ticks_us(), self._tx_end) >= 0
+        return self._ticks_diff(self._ticks_us(), self._tx_end) >= 0
 
     def _de_low(self):
         # The last stop bit left at _tx_end: DE goes low at that instant, not when noticed.
@@ -110,4 +114,4 @@ def open_uart(serial_cfg, clock=None):
 
         raise ConfigError("serial.port", "required on the Unix port (a pty or tty path)")
     return UnixUart(port, serial_cfg.get("baud", 9600), serial_cfg.get("parity", "N"),
-                    serial_cfg.get("stop_bits", 1))
+                    serial_cfg.get("stop_bits", 1), clock=clock)
