@@ -186,11 +186,11 @@ class App:
                 # the port itself fails (USB adapter unplugged?): say so, at most once a
                 # second, with how often; the points report error 8 meanwhile
                 log("modbus: serial port %s failed %d times: %r" % (
-                    self.cfg["serial"].get("port") or "(board UART)", p.bus_errors,
+                    self.cfg["serial"]["port"] or "(board UART)", p.bus_errors,
                     p.last_bus_error))
                 bus_said = p.bus_errors
             if not board.network_ok():
-                board.network_start(self.cfg.get("wifi"))
+                board.network_start(self.cfg["wifi"])
             elif not self.clock.is_set():
                 board.sync_time()
             await asyncio.sleep_ms(1000 if board.network_ok() else 5000)
@@ -240,6 +240,16 @@ class App:
             pass
 
 
+def _out_of_memory(npoints):
+    # A raw MemoryError traceback would leave a board at the REPL with no hint: say what
+    # ran out and what to do (docs/config.md, "How many points fit").
+    heap = (gc.mem_free() + gc.mem_alloc()) // 1024
+    what = "reading the config" if npoints is None else "building %d points" % npoints
+    return ("otlink: out of memory at boot while %s in a %d KiB heap: on the Unix port give "
+            "`otlink node run` a bigger --heap (e.g. --heap %dK); on a board configure fewer "
+            "points (docs/config.md, \"How many points fit\")" % (what, heap, 2 * heap))
+
+
 def main(args):
     path = args["config"]
     try:
@@ -253,11 +263,21 @@ def main(args):
         print("otlink: cannot read config %s: %s" % (path, e))
         return 2
     except config_mod.ConfigError as e:
-        print("otlink: %s: %s" % (path, e))
+        for err in config_mod.errors_of(e):  # every wrong field, one line each
+            print("otlink: %s: %s" % (path, err))
         return 2
+    except MemoryError:
+        print(_out_of_memory(None))
+        return 3
     board = make_board(cfg, args)
     gc.collect()
-    app = App(cfg, cfg_hash, board)
+    try:
+        app = App(cfg, cfg_hash, board)
+    except MemoryError:
+        n = len(cfg["points"]) + sum([len(s["points"]) for s in cfg["sensors"]])
+        gc.collect()
+        print(_out_of_memory(n))
+        return 3
     log("node %s/%s fw %s boot %d, %d points, broker %s:%d" % (
         cfg["node"]["site"], cfg["node"]["id"], VERSION, app.queue.boot,
         len(app.birth["points"]), cfg["mqtt"]["host"], cfg["mqtt"]["port"]))

@@ -45,25 +45,26 @@ def seq_add(a, k):
 
 class Publisher:
     def __init__(self, queue, uplink, clock, mqtt_cfg, birth_info, state_fn=None,
-                 time_sync=None):
-        mode = mqtt_cfg.get("ack", "broker")
+                 time_sync=None, ack_timeout_ms=_ACK_TIMEOUT_MS, inflight_max=_INFLIGHT_MAX):
+        # mqtt_cfg: the validated "mqtt" section (core/config.py fills in every default)
+        mode = mqtt_cfg["ack"]
         if mode not in ("broker", "consumer"):
             raise ValueError("mqtt.ack %r: want 'broker' or 'consumer'" % (mode,))
         self.q = queue
         self.up = uplink
         self.clock = clock
         self.mode = mode
-        self.qos = mqtt_cfg.get("qos", 1)
-        self.batch_max = mqtt_cfg.get("batch_max", 50)
-        self.linger_ms = mqtt_cfg.get("linger_ms", 200)
-        rate = mqtt_cfg.get("replay_rate", 20)
+        self.qos = mqtt_cfg["qos"]
+        self.batch_max = mqtt_cfg["batch_max"]
+        self.linger_ms = mqtt_cfg["linger_ms"]
+        rate = mqtt_cfg["replay_rate"]
         self.replay_gap_ms = 1000 // rate if rate else 0
-        self.state_ms = mqtt_cfg.get("state_interval_s", 60) * 1000
-        self.ack_timeout_ms = mqtt_cfg.get("ack_timeout_ms", _ACK_TIMEOUT_MS)
-        self.inflight_max = mqtt_cfg.get("inflight_max", _INFLIGHT_MAX)
+        self.state_ms = mqtt_cfg["state_interval_s"] * 1000
+        self.ack_timeout_ms = ack_timeout_ms
+        self.inflight_max = inflight_max
         self.state_fn = state_fn
         self.time_sync = time_sync
-        self.enc = DataEncoder(mqtt_cfg.get("batch_bytes", 1024), self.batch_max)
+        self.enc = DataEncoder(mqtt_cfg["batch_bytes"], self.batch_max)
         self._rec = bytearray(reading.MAX_SIZE)  # re-timed copy of an untimed record
         self._sbuf = bytearray(512)
         self._can_seek = hasattr(queue, "peek_from")

@@ -216,29 +216,29 @@ def _b(s):
 
 
 class Uplink:
-    """One MQTT session. mqtt_cfg: the "mqtt" config section; node_cfg: {"id", "site"}.
+    """One MQTT session. mqtt_cfg: the validated "mqtt" section (core/config.py, every field
+    filled in); node_cfg: {"id", "site"}.
     on_ack(msg) / on_cmd(msg) are called from inside MQTT reads (keep them short).
     rand: a function returning an int in [0, n) for backoff jitter (random.getrandbits based
     by default)."""
 
     def __init__(self, mqtt_cfg, node_cfg, clock, on_ack=None, on_cmd=None, rand=None,
-                 out_size=2048, op_timeout_ms=5000):
+                 out_size=2048, op_timeout_ms=5000, connect_timeout_ms=5000):
         self.cfg = mqtt_cfg
         self.clock = clock
         self.node = node_cfg["id"]
-        prefix = mqtt_cfg.get("prefix", "otlink")
-        base = "%s/%s/%s/" % (prefix, node_cfg.get("site", "site"), self.node)
+        base = "%s/%s/%s/" % (mqtt_cfg["prefix"], node_cfg["site"], self.node)
         self.t_birth = (base + "birth").encode()
         self.t_data = (base + "data").encode()
         self.t_state = (base + "state").encode()
         self.t_ack = (base + "ack").encode()
         self.t_cmd = (base + "cmd").encode()
-        self.host = mqtt_cfg.get("host", "127.0.0.1")
-        self.port = mqtt_cfg.get("port") or (8883 if mqtt_cfg.get("tls") else 1883)
-        self.keepalive_s = mqtt_cfg.get("keepalive_s", 30)
+        self.host = mqtt_cfg["host"]
+        self.port = mqtt_cfg["port"]
+        self.keepalive_s = mqtt_cfg["keepalive_s"]
         self.op_timeout_ms = op_timeout_ms
-        self.connect_timeout_ms = mqtt_cfg.get("connect_timeout_ms", 5000)
-        bo = mqtt_cfg.get("backoff_ms") or (500, 60000)
+        self.connect_timeout_ms = connect_timeout_ms
+        bo = mqtt_cfg["backoff_ms"]
         self.backoff_min = bo[0]
         self.backoff_max = bo[1]
         self.on_ack = on_ack
@@ -246,7 +246,7 @@ class Uplink:
         self._rand = rand or _rand
         self._out = bytearray(out_size)  # write coalescing buffer, shared by all sessions
         self.tls = None
-        tls_cfg = mqtt_cfg.get("tls")
+        tls_cfg = mqtt_cfg["tls"]
         if tls_cfg:
             self.tls = _tls_module().Tls(tls_cfg, self.host)  # raises TlsError on a bad section
         self.client = None
@@ -292,9 +292,9 @@ class Uplink:
         if will is not None:
             self.will = bytes(will)
         cfg = self.cfg
-        client_id = _b(cfg.get("client_id") or self.node)
-        user = _b(cfg.get("user"))
-        pw = _b(cfg.get("password")) if user is not None else None
+        client_id = _b(cfg["client_id"])
+        user = _b(cfg["user"])
+        pw = _b(cfg["password"]) if user is not None else None
         c = _mqtt.MQTTClient(client_id, self.host, self.port, user=user,
                              password=pw if pw is not None else (b"" if user else None),
                              keepalive=self.keepalive_s, ssl=self.tls is not None,

@@ -19,6 +19,7 @@ import sys
 import time
 
 from otlink.core import reading
+from otlink.core.config import parse_mqtt
 from otlink.hal.clock import Clock
 from otlink.publisher import Publisher
 from ramqueue import RamQueue
@@ -49,10 +50,10 @@ mqtt = {"host": o.get("host", "127.0.0.1"), "port": o["port"], "ack": o.get("ack
         "batch_max": o.get("batch_max", 50), "batch_bytes": o.get("batch_bytes", 1024),
         "linger_ms": o.get("linger_ms", 50), "replay_rate": o.get("replay_rate", 20),
         "state_interval_s": o.get("state_interval_s", 60),
-        "backoff_ms": o.get("backoff_ms", [100, 1000]),
-        "ack_timeout_ms": o.get("ack_timeout_ms", 3000)}
+        "backoff_ms": o.get("backoff_ms", [100, 1000])}
 if o.get("tls"):
     mqtt["tls"] = o["tls"]
+mqtt = parse_mqtt(mqtt, o.get("node", "n1"), o.get("site", "s1"))  # the schema fills the rest
 node = {"id": o.get("node", "n1"), "site": o.get("site", "s1")}
 points = [{"id": i, "name": "p%d" % i, "unit": "V", "type": "int32" if i % 2 else "float32",
            "scale": 0.1 if i % 2 else 1.0, "offset": 0, "source": "synthetic"}
@@ -61,7 +62,8 @@ gc.collect()  # as App does: the long-lived uplink buffers go into a collected h
 up = Uplink(mqtt, node, clock)
 birth = {"node": node["id"], "fw": "bench", "config_hash": "0" * 8, "boot": q.boot,
          "points": points}
-pub = Publisher(q, up, clock, mqtt, birth, lambda: {"free_heap": 0, "reset_cause": "power"})
+pub = Publisher(q, up, clock, mqtt, birth, lambda: {"free_heap": 0, "reset_cause": "power"},
+                ack_timeout_ms=o.get("ack_timeout_ms", 3000))
 
 buf = bytearray(reading.SIZE)
 produced = 0
