@@ -1,10 +1,11 @@
-# heapsize: 128K
+# heapsize: 192K 32:128K
 # Publisher logic against a RamQueue and a fake uplink (records what would go to the broker):
 # batching, boot split, queue advance only on PUBACK / consumer ack, historical flag and
 # rate-capped replay, re-timing of untimed readings; RamQueue hot paths under heap_lock.
 import gc
 
 from otlink.core import reading
+from otlink.core.config import parse_mqtt
 from otlink.core.payload import encode_ack
 gc.collect()
 from otlink.publisher import Publisher  # noqa: E402
@@ -174,9 +175,14 @@ def make(mode="broker", synced=True, capacity=256, **cfg):
     clock = FakeClock(synced)
     q = RamQueue(clock, capacity=capacity, slot=reading.SIZE)
     up = FakeUplink()
-    c = {"ack": mode, "qos": 1, "batch_max": 50, "linger_ms": 0, "replay_rate": 0}
+    c = {"host": "127.0.0.1", "ack": mode, "qos": 1, "batch_max": 50, "linger_ms": 0,
+         "replay_rate": 0}
+    kw = {}
+    for k in ("ack_timeout_ms", "inflight_max"):  # constructor parameters, not config
+        if k in cfg:
+            kw[k] = cfg.pop(k)
     c.update(cfg)
-    p = Publisher(q, up, clock, c, BIRTH)
+    p = Publisher(q, up, clock, parse_mqtt(c), BIRTH, **kw)
     return p, q, up, clock
 
 
@@ -364,8 +370,8 @@ def _garbage_per_reading(first_seq, n=100):
     q = RamQueue(clock, capacity=n, slot=reading.SIZE, first_seq=first_seq)
     up = FakeUplink()
     up.publish = lambda t, p, qos=1, retain=False: None  # keep nothing
-    p = Publisher(q, up, clock, {"ack": "broker", "qos": 1, "batch_max": 50, "linger_ms": 0,
-                                 "replay_rate": 0}, BIRTH)
+    p = Publisher(q, up, clock, parse_mqtt({"host": "127.0.0.1", "linger_ms": 0,
+                                            "replay_rate": 0}), BIRTH)
     p._session_start()
     recs = []
     for i in range(n):

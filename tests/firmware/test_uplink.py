@@ -1,4 +1,4 @@
-# heapsize: 96K
+# heapsize: 112K 32:96K
 # Uplink without a broker: topics, reconnect backoff bounds with jitter (exponential, capped,
 # reset by a connection), no TLS module loaded unless configured, the write-coalescing path
 # of the deadline socket under heap_lock, and the deadline itself.
@@ -8,6 +8,7 @@ import sys
 import time
 
 from otlink import uplink
+from otlink.core.config import parse_mqtt
 gc.collect()
 import mptest  # noqa: E402
 
@@ -23,7 +24,8 @@ class FakeClock:
 def make(rand, **cfg):
     c = {"host": "127.0.0.1", "port": 1, "backoff_ms": [500, 8000]}
     c.update(cfg)
-    return uplink.Uplink(c, {"id": "node-7", "site": "plant"}, FakeClock(), rand=rand)
+    return uplink.Uplink(parse_mqtt(c), {"id": "node-7", "site": "plant"}, FakeClock(),
+                         rand=rand)
 
 
 def delays(up, n):

@@ -101,10 +101,11 @@ def test_tls_without_ca_is_a_config_error(pki, tls_brokers):
     script = Path(tempfile.mkdtemp()) / "t.py"
     script.write_text(
         "from otlink.hal.clock import Clock\nfrom otlink.uplink import Uplink\n"
-        "from otlink.hal.tls import TlsError\n"
+        "from otlink.hal.tls import TlsError\nfrom otlink.core.config import parse_mqtt\n"
+        f"m = parse_mqtt({{'host': '127.0.0.1', 'port': {port}}})\n"
+        "m['tls'] = {'ca_file': None}  # past the schema: the TLS layer checks it again\n"
         "try:\n"
-        f"    Uplink({{'host': '127.0.0.1', 'port': {port}, 'tls': {{'ca_file': None}}}},"
-        " {'id': 'n', 'site': 's'}, Clock())\n"
+        "    Uplink(m, {'id': 'n', 'site': 's'}, Clock())\n"
         "except TlsError as e:\n    print('ERR', e)\n")
     res = run(script, heap="256K")
     assert "ERR TLS: mqtt.tls.ca_file is required" in res.stdout, res.stdout + res.stderr

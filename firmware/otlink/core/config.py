@@ -716,6 +716,14 @@ def parse_points(points_cfg, serial_cfg):
     return pts
 
 
+def parse_mqtt(mqtt_cfg, node_id="node", site="site"):
+    """The mqtt section alone (tools, tests), normalized. Raises ConfigErrors."""
+    ck = _Check()
+    m = _mqtt(ck, mqtt_cfg, node_id, site)
+    ck.done()
+    return m
+
+
 def loads(text):
     """Parse and validate config text; JSON syntax errors become ConfigError too."""
     try:
