@@ -143,6 +143,42 @@ def test_write_path():
     mptest.raises(ValueError, run, p.write(1, "input", 0, [1]))
 
 
+def test_foreign_frames_count_as_wrong_not_exceptions():
+    # a valid frame from another slave id is "wrong" (and its code wrong_slave), not a slave
+    # exception; retried like any line failure
+    clock, line, p, got = make(pts((1, 0)), ser=dict(SER, retries=1))
+    line.regs[1] = [5] * 10
+    line.other_slave = 9
+    run(p.run(cycles=3))
+    s1 = p.stats()[1]
+    eq(s1["wrong"], 6, "3 requests x 2 attempts")
+    eq(s1["exceptions"], 0, "no exception was answered")
+    eq(s1["retries"], 3, "one retry each")
+    eq(p.stats()["codes"], {"wrong_slave": 6}, "codes")
+    eq((got[-1][1], got[-1][4]), (reading.KIND_ERR, modbus.ERR_WRONG_SLAVE), "the reading")
+    clock2, line2, p2, got2 = make(pts((1, 99)))  # register 99 does not exist: an exception
+    line2.regs[1] = [7] * 98
+    run(p2.poll_once())
+    eq((p2.stats()[1]["exceptions"], p2.stats()[1]["wrong"]), (1, 0), "exception counted apart")
+
+
+def test_writes_are_retried():
+    clock, line, p, got = make(pts((1, 0)), ser=dict(SER, retries=2))
+    line.regs[1] = [0] * 10
+    line.drop = 2  # the first two answers are lost
+    eq(run(p.write(1, "holding", 3, [4321])), 0, "third attempt confirmed")
+    eq(line.requests, 3, "sent three times")
+    eq(line.regs[1][3], 4321, "written")
+    s1 = p.stats()[1]
+    eq((s1["timeouts"], s1["retries"], s1["ok"]), (2, 2, 1), "counted")
+    line.drop = 5
+    eq(run(p.write(1, "holding", 3, [1])), modbus.ERR_TIMEOUT, "gives up after 1 + 2 tries")
+    eq(line.requests, 6, "no fourth attempt")
+    line.drop = 0
+    eq(run(p.write(1, "coil", 3, [True])), modbus.EX_ILLEGAL_FUNCTION, "exception: an answer")
+    eq(line.requests, 7, "not retried")
+
+
 def test_poll_cycles_do_not_allocate():
     clock, line, p, got = make(pts((1, 0), (1, 1), (1, 3), (2, 0), (3, 7)))
     line.regs[1] = list(range(10))
