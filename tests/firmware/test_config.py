@@ -1,5 +1,5 @@
 # Node config validation inside the Unix port: good configs normalise, bad ones name the field.
-# heapsize: 96K 32:32K
+# heapsize: 112K 32:36K
 import json
 import mptest
 from otlink.core import config
@@ -130,6 +130,146 @@ def test_serial_section_and_poll_groups():
     f, p = err(c)
     mptest.eq(f, "serial", "serial not an object")
     mptest.true(p.startswith("must be an object"), p)
+
+
+def modbus():
+    c = base()
+    c["serial"] = {"port": "/dev/ttyUSB0"}
+    c["points"] = [{"id": 1, "name": "v", "slave": 1, "table": "holding", "address": 0,
+                    "type": "uint32", "group": "slow"}]
+    return c
+
+
+def with_points(*pts):
+    c = modbus()
+    c["points"] = []
+    for i, p in enumerate(pts):
+        d = {"id": i + 1, "name": "p%d" % i, "slave": 1, "table": "holding", "address": 0,
+             "type": "uint16", "group": "slow"}
+        d.update(p)
+        c["points"].append(d)
+    return c
+
+
+def test_prefix_is_topic_levels_without_wildcards():
+    for bad in ("plant/#", "plant/+/x", "#", "a//b", "/a", "a/", "$SYS/x", "a\0b", "", 5):
+        c = base()
+        c["mqtt"]["prefix"] = bad
+        mptest.eq(err(c)[0], "mqtt.prefix", repr(bad))
+    for good in ("plant", "plant/line-1", "a b/\u00e9"):
+        c = base()
+        c["mqtt"]["prefix"] = good
+        mptest.eq(config.validate(c)["mqtt"]["prefix"], good, good)
+    # the node subscribes to <prefix>/<site>/<node>/ack: umqtt.simple takes <= 122 bytes
+    c = base()
+    c["mqtt"]["prefix"] = "p" * (122 - len("/plant1/press-01/ack"))
+    config.validate(c)
+    c["mqtt"]["prefix"] += "p"
+    f, p = err(c)
+    mptest.eq(f, "mqtt.prefix", "too long")
+    mptest.true("123 bytes" in p, p)
+
+
+def test_host_is_a_name_not_a_url():
+    for bad, word in (("mqtt://broker:1883", "URL"), ("broker:1883", "port"),
+                      ("broker plant", "not allowed"), ("broker/x", "not allowed")):
+        c = base()
+        c["mqtt"]["host"] = bad
+        f, p = err(c)
+        mptest.eq(f, "mqtt.host", bad)
+        mptest.true(word in p, p)
+    for good in ("broker.plant", "10.0.0.5", "::1", "fe80::1", "my_broker-2"):
+        c = base()
+        c["mqtt"]["host"] = good
+        config.validate(c)
+
+
+def test_serial_port_is_required_on_the_unix_port():
+    c = modbus()
+    del c["serial"]["port"]
+    f, p = err(c)
+    mptest.eq(f, "serial.port", "missing port")
+    mptest.true("unix" in p, p)
+    c["board"] = "esp32"  # a board's UART comes from its board file
+    c["wifi"] = {"ssid": "plant", "password": "long-enough"}
+    mptest.eq(config.validate(c)["serial"]["port"], None, "no port on a board")
+
+
+def test_register_numbers_are_not_addresses():
+    for table, typ, number, address in (("holding", "uint16", 40001, 0),
+                                        ("input", "float32", 30010, 9),
+                                        ("discrete", "bool", 10001, 0),
+                                        ("holding", "uint16", 400101, 100)):
+        c = with_points({"table": table, "type": typ, "address": number})
+        f, p = err(c)
+        mptest.eq(f, "points[0].address", "%s %d" % (table, number))
+        mptest.true("0-based" in p and ("is address %d" % address) in p, p)
+    c = with_points({"address": 40002}, {"address": 40003})  # SunSpec: base 40000
+    c["serial"]["high_addresses"] = True
+    mptest.eq(config.validate(c)["points"][1].address, 40003, "opt-in")
+    c = with_points({"table": "input", "address": 40001})  # not the input prefix: accepted
+    config.validate(c)
+
+
+def test_point_names_are_unique():
+    c = with_points({"name": "v"}, {"name": "v", "address": 5})
+    mptest.eq(err(c)[0], "points[1].name", "modbus twice")
+    c = with_points({"name": "ambient_t"})
+    mptest.eq(err(c)[0], "sensors[0].points[0].name", "modbus and sensor")
+
+
+def test_overlapping_registers_are_refused():
+    c = with_points({"type": "uint32", "address": 0}, {"address": 1})
+    f, p = err(c)
+    mptest.eq(f, "points[1].address", "uint16 inside a uint32")
+    mptest.true("points[0]" in p, p)
+    c = with_points({"type": "float64", "address": 10}, {"type": "int32", "address": 9})
+    mptest.eq(err(c)[0], "points[0].address", "reported on the later address")
+    c = with_points({"type": "bit", "bit": 3}, {"type": "bit", "bit": 3, "address": 0})
+    mptest.eq(err(c)[0], "points[1].bit", "the same bit twice")
+    config.validate(with_points(
+        {"type": "uint32"}, {"address": 0, "slave": 2}, {"address": 0, "table": "input"},
+        {"address": 2, "type": "bit", "bit": 0}, {"address": 0, "type": "bit", "bit": 1},
+        {"address": 2}, {"table": "coil", "type": "bool", "address": 0}))
+
+
+def test_batch_bytes_range_is_what_the_agent_can_hold():
+    for v, ok in ((64, False), (config.BATCH_BYTES_MIN, True), (config.BATCH_BYTES_MAX, True),
+                  (16384, False)):
+        c = base()
+        c["mqtt"]["batch_bytes"] = v
+        if ok:
+            config.validate(c)
+        else:
+            mptest.eq(err(c)[0], "mqtt.batch_bytes", str(v))
+
+
+def test_numbers_beyond_range_are_config_errors():
+    text = json.dumps(with_points({"scale": 2.0}))
+    for bad, field in (('"scale": 1e999', "scale"), ('"scale": -1e999', "scale"),
+                       ('"scale": 1%s' % ("0" * 400), "scale"), ('"scale": -0.0', "scale"),
+                       ('"scale": 1e-300', "scale"), ('"scale": "NaN"', "scale")):
+        e = mptest.raises(ConfigError, config.loads, text.replace('"scale": 2.0', bad))
+        mptest.eq(e.field, "points[0]." + field, bad)
+    c = with_points({"scale": 1e-9, "deadband": 1e300})
+    mptest.eq(err(c)[0], "points[0].deadband", "huge deadband")
+    c = base()
+    c["mqtt"]["port"] = 10 ** 30
+    mptest.eq(err(c)[0], "mqtt.port", "huge int")
+    c = base()
+    c["queue"] = {"capacity": 100}  # the queue needs two sectors
+    mptest.eq(err(c)[0], "queue.capacity", "tiny queue")
+
+
+def test_every_error_is_reported_with_its_path():
+    c = with_points({"address": 40001}, {"type": "flaot32", "address": 3})
+    c["mqtt"]["prefix"] = "plant/#"
+    c["mqtt"]["port"] = 0
+    e = mptest.raises(ConfigError, config.validate, c)
+    fields = [x.field for x in getattr(e, "errors", [e])]
+    mptest.eq(fields, ["mqtt.port", "mqtt.prefix", "points[0].address", "points[1].type"],
+              "all four, in file order")
+    mptest.eq(str(e).count("\n"), 3, "one line each")
 
 
 def test_hash_is_stable_and_short():
