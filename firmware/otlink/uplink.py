@@ -3,6 +3,16 @@
 # last will carrying the death state, retained birth, subscriptions to ack and cmd, and
 # reconnects with exponential backoff and jitter. See docs/uplink.md.
 #
+# Where umqtt.simple 1.3.4 is wrong, this wrapper does the step itself (never a fork):
+#   - packet ids: umqtt increments without wrapping and packs "!H", so publish 65,536 of a
+#     session carries id 0, which MQTT 3.1.1 §2.3.1 forbids: the id is wrapped to 1 here;
+#   - SUBSCRIBE: umqtt writes a 1-byte remaining length (topics of 123 bytes and more fail):
+#     subscribe() here writes the variable-length form (§2.2.3);
+#   - incoming PUBLISH: umqtt reads topic and payload whole into new objects (a 300 KB
+#     retained message on cmd means MemoryError on every connect): read_msg() here reads at
+#     most max_in bytes of payload and discards anything longer in bounded chunks, still
+#     acknowledging it, so the session stays up. Installed as the client's wait_msg.
+#
 # Errors: the session raises OSError (or TlsError / MQTTException on connect) and marks
 # itself down; the Publisher (the supervisor) decides when to call connect() again, which
 # honours the backoff. Nothing here waits without a deadline.
@@ -21,6 +31,8 @@ _POLLIN = const(1)
 _POLLOUT = const(4)
 _POLLERR = const(8)
 _POLLHUP = const(16)
+_MAX_IN = const(2048)  # largest ack/cmd payload taken in; longer ones are discarded
+_SKIP = const(256)  # chunk used to read and drop what is refused
 
 
 class DeadlineSocket:
@@ -118,6 +130,28 @@ class DeadlineSocket:
             got += r
         self.last_rx = time.ticks_ms()
         return bytes(buf)
+
+    def readinto(self, mv):
+        """Fill mv exactly (same waits and deadline as read); allocates nothing of its own
+        beyond the views it reads through."""
+        if self._nout:
+            self.flush()
+        n = len(mv)
+        got = 0
+        while got < n:
+            try:
+                r = self._io.readinto(mv[got:])
+            except OSError as e:
+                if e.args[0] != errno.EAGAIN:
+                    raise
+                r = None
+            if r is None:
+                self._wait(_POLLIN)
+                continue
+            if r == 0:
+                raise OSError(errno.ECONNRESET)
+            got += r
+        self.last_rx = time.ticks_ms()
 
     def write(self, data, n=-1):
         if n < 0:
@@ -223,7 +257,8 @@ class Uplink:
     by default)."""
 
     def __init__(self, mqtt_cfg, node_cfg, clock, on_ack=None, on_cmd=None, rand=None,
-                 out_size=2048, op_timeout_ms=5000, connect_timeout_ms=5000):
+                 out_size=2048, op_timeout_ms=5000, connect_timeout_ms=5000,
+                 max_in=_MAX_IN):
         self.cfg = mqtt_cfg
         self.clock = clock
         self.node = node_cfg["id"]
@@ -245,6 +280,9 @@ class Uplink:
         self.on_cmd = on_cmd
         self._rand = rand or _rand
         self._out = bytearray(out_size)  # write coalescing buffer, shared by all sessions
+        self.max_in = max_in
+        self._skip = memoryview(bytearray(_SKIP))  # scratch for discarded bytes
+        self._hdr = bytearray(8)  # SUBSCRIBE / PUBACK packet heads
         self.tls = None
         tls_cfg = mqtt_cfg["tls"]
         if tls_cfg:
@@ -261,6 +299,7 @@ class Uplink:
         self.failures = 0
         self.disconnects = 0
         self.last_error = None
+        self.refused_in = 0  # incoming messages discarded: too long or on an unknown topic
         self.birth = None
         self.will = None
 
@@ -302,15 +341,14 @@ class Uplink:
         if self.will is not None:
             c.set_last_will(self.t_state, self.will, retain=True, qos=1)
         c.set_callback(self._dispatch)
+        c.wait_msg = self.read_msg  # bounded reads of incoming messages (header comment)
         self.client = c
         _transport.owner = self
         try:
             c.connect(clean_session=True)  # the deadline socket bounds every wait in it
             s = self.sock
-            s.arm(self.op_timeout_ms)
-            c.subscribe(self.t_ack, 1)
-            s.arm(self.op_timeout_ms)
-            c.subscribe(self.t_cmd, 1)
+            self.subscribe(self.t_ack, 1)
+            self.subscribe(self.t_cmd, 1)
             if self.birth is not None:
                 s.arm(self.op_timeout_ms)
                 c.publish(self.t_birth, self.birth, True, 1)
@@ -345,10 +383,6 @@ class Uplink:
             self.sock.close()
         self.sock = None
 
-    def lost(self, e):
-        """The caller saw an operation fail: drop the session and back off."""
-        self._failed(e)
-
     def close(self, clean=True):
         """Orderly DISCONNECT (the broker then drops the will: publish death first)."""
         if self.connected and clean:
@@ -367,8 +401,11 @@ class Uplink:
             raise OSError(errno.ENOTCONN)
         s = self.sock
         s.arm(self.op_timeout_ms)
+        c = self.client
+        if qos and c.pid >= 0xFFFF:
+            c.pid = 0  # umqtt adds 1 first: the next id is 1, never 0 (header comment)
         try:
-            self.client.publish(topic, payload, retain, qos)
+            c.publish(topic, payload, retain, qos)
             if qos == 0:
                 s.flush()
         except Exception as e:
@@ -400,6 +437,121 @@ class Uplink:
         except Exception as e:
             self._failed(e)
             raise OSError(errno.ECONNRESET)
+
+    def _next_pid(self):
+        c = self.client
+        c.pid = 1 if c.pid >= 0xFFFF else c.pid + 1
+        return c.pid
+
+    def subscribe(self, topic, qos=1):
+        """SUBSCRIBE with a variable-length remaining length (MQTT 3.1.1 §3.8), then wait for
+        the SUBACK (handling what arrives meanwhile). Raises OSError / MQTTException."""
+        s = self.sock
+        s.arm(self.op_timeout_ms)
+        pid = self._next_pid()
+        h = self._hdr
+        h[0] = 0x82
+        n = 2 + 2 + len(topic) + 1  # packet id, topic length, topic, requested QoS
+        i = 1
+        while n > 0x7F:
+            h[i] = (n & 0x7F) | 0x80
+            n >>= 7
+            i += 1
+        h[i] = n
+        h[i + 1] = pid >> 8
+        h[i + 2] = pid & 0xFF
+        h[i + 3] = len(topic) >> 8
+        h[i + 4] = len(topic) & 0xFF
+        s.write(h, i + 5)
+        s.write(topic)
+        h[0] = qos
+        s.write(h, 1)
+        while True:
+            op = self.read_msg()
+            if op == 0x90:
+                r = s.read(4)  # remaining length 3, packet id, return code
+                if r[0] != 3 or (r[1] << 8 | r[2]) != pid:
+                    raise OSError(errno.EPROTO)
+                if r[3] == 0x80:
+                    raise _mqtt.MQTTException(0x80)
+                return
+            if op is not None:
+                raise OSError(errno.EPROTO)  # nothing else is due before the SUBACK
+
+    def _varlen(self):
+        s = self._skip
+        n = 0
+        sh = 0
+        while sh < 28:  # at most 4 bytes (§2.2.3)
+            self.sock.readinto(s[0:1])
+            b = s[0]
+            n |= (b & 0x7F) << sh
+            if not b & 0x80:
+                return n
+            sh += 7
+        raise OSError(errno.EPROTO)
+
+    def _drop_bytes(self, n):
+        s = self.sock
+        sk = self._skip
+        while n > 0:
+            k = n if n < _SKIP else _SKIP
+            s.arm(self.op_timeout_ms)  # a deadline per chunk: progress keeps it going
+            s.readinto(sk[0:k])
+            n -= k
+
+    def read_msg(self):
+        """umqtt's wait_msg with bounded memory: the first byte of a packet (None when idle
+        in check_msg); a PUBLISH is handled here (dispatched, or discarded when its payload
+        is over max_in or its topic is not ack/cmd) and acknowledged; any other packet's
+        type is returned with its body unread, as umqtt's callers expect."""
+        s = self.sock
+        res = s.read(1)
+        s.setblocking(True)
+        if res is None:
+            return None
+        op = res[0]
+        if op == 0xD0:  # PINGRESP
+            if self._varlen():
+                raise OSError(errno.EPROTO)
+            return None
+        if op & 0xF0 != 0x30:
+            return op
+        qos = (op >> 1) & 3
+        if qos == 3:
+            raise OSError(errno.EPROTO)
+        sz = self._varlen()
+        sk = self._skip
+        s.readinto(sk[0:2])
+        tl = sk[0] << 8 | sk[1]
+        sz -= tl + 2
+        topic = None
+        if tl <= len(self.t_cmd) or tl <= len(self.t_ack):
+            topic = s.read(tl)
+        else:
+            self._drop_bytes(tl)
+        pid = 0
+        if qos:
+            s.readinto(sk[0:2])
+            pid = sk[0] << 8 | sk[1]
+            sz -= 2
+        if sz < 0:
+            raise OSError(errno.EPROTO)
+        if topic is None or sz > self.max_in or (topic != self.t_ack and topic != self.t_cmd):
+            self.refused_in += 1
+            self._drop_bytes(sz)
+        else:
+            self._dispatch(topic, s.read(sz))
+        if qos:
+            # PUBACK (QoS 1); QoS 2 is never granted (subscriptions ask for 1) but a PUBREC
+            # keeps a broker that sends one in step.
+            h = self._hdr
+            h[0] = 0x40 if qos == 1 else 0x50
+            h[1] = 2
+            h[2] = pid >> 8
+            h[3] = pid & 0xFF
+            s.write(h, 4)
+        return None
 
     def _dispatch(self, topic, msg):
         if topic == self.t_ack:

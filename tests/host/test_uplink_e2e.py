@@ -158,3 +158,142 @@ def test_monitor_bad_payloads_reported_never_crash(broker):
     mon.handle("not/a/topic", b"\xa0")
     assert mon.bad == len(cases) + 1 and mon.written == 0
     assert "bad payload on otlink/s/n/data" in err.getvalue()
+
+
+# --- umqtt.simple's limits, fixed in otlink.uplink (docs/uplink.md) -----------------------
+# Runs in MicroPython: one Uplink session against the broker, driven by argv[2] (JSON).
+SESSION_MP = r'''
+import json, sys, time
+from otlink.uplink import Uplink
+
+class Clock:
+    def ticks_ms(self):
+        return time.ticks_ms()
+
+o = json.load(open(sys.argv[1]))
+cmds = []
+acks = []
+m = {"host": "127.0.0.1", "port": o["port"], "backoff_ms": [100, 200]}
+try:
+    from otlink.core.config import parse_mqtt
+    m = parse_mqtt(m, "n1", "s1")
+except ImportError:
+    pass
+m["prefix"] = o.get("prefix", "otlink")  # past the config's topic-length check
+up = Uplink(m, {"id": "n1", "site": "s1"}, Clock(), on_ack=acks.append, on_cmd=cmds.append)
+ok = up.connect(b"birth")
+print("CONNECTED", ok, up.last_error)
+t0 = time.ticks_ms()
+sent = 0
+for i in range(o.get("publish", 0)):
+    up.publish(up.t_data, b"x", 1, False)
+    sent += 1
+pid = up.client.pid if up.client else None
+deadline = time.ticks_add(time.ticks_ms(), o.get("listen_ms", 0))
+while time.ticks_diff(deadline, time.ticks_ms()) > 0 and len(cmds) < o.get("want_cmds", 0):
+    try:
+        up.poll()
+        up.publish(up.t_data, b"y", 1, False)  # data keeps flowing meanwhile
+        sent += 1
+    except OSError:
+        if not up.connected:
+            up.connect()
+    time.sleep_ms(5)
+print("RESULT " + json.dumps({"connected": up.connected, "connects": up.connects,
+                              "failures": up.failures, "error": up.last_error, "sent": sent,
+                              "pid": pid, "ms": time.ticks_diff(time.ticks_ms(), t0),
+                              "cmds": [bytes(c).decode() for c in cmds],
+                              "acks": len(acks), "refused": up.refused_in,
+                              "topic_len": len(up.t_cmd)}))
+up.close()
+'''
+
+
+def session(tmp_path, build="64", **opts) -> dict:
+    """One Uplink session in MicroPython: the 64-bit port from source, or the 32-bit build
+    (the boards' object model) with the agent frozen in."""
+    from mp import run
+
+    script = tmp_path / "session.py"
+    script.write_text(SESSION_MP)
+    (tmp_path / "opts.json").write_text(json.dumps(opts))
+    res = run(script, str(tmp_path / "opts.json"), heap="1M" if build == "64" else "256K",
+              timeout=240, build=build)
+    for line in res.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise AssertionError(res.stdout + res.stderr)
+
+
+@pytest.mark.parametrize("build", ["64", "32"])
+def test_70000_qos1_publishes_in_one_session(broker, tmp_path, build):
+    # umqtt.simple sends packet id 0 at publish 65,536; mosquitto drops the session for it.
+    res = session(tmp_path, build, port=broker.port, publish=70_000)
+    assert res["sent"] == 70_000
+    assert res["connects"] == 1 and res["failures"] == 0 and res["connected"], res
+    # 2 SUBSCRIBEs + birth + 70,000 publishes = 70,003 ids: wrapped once, 0 skipped
+    assert res["pid"] == 70_003 - 65_535, res
+
+
+def _paho(port: int):
+    import paho.mqtt.client as mqtt
+
+    cli = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    cli.connect("127.0.0.1", port)
+    cli.loop_start()
+    return cli
+
+
+def test_subscription_on_a_200_byte_topic(broker, tmp_path):
+    prefix = "plant-" + "x" * 184  # cmd topic: prefix/s1/n1/cmd = 200 bytes
+    topic = prefix + "/s1/n1/cmd"
+    assert len(topic) == 200
+    cli = _paho(broker.port)
+    try:
+        import threading
+
+        def later():
+            time.sleep(1.5)  # the node is subscribed by then
+            for k in range(3):
+                cli.publish(topic, json.dumps({"id": "c%d" % k}), qos=1).wait_for_publish(5)
+
+        threading.Thread(target=later, daemon=True).start()
+        res = session(tmp_path, "32", port=broker.port, prefix=prefix, listen_ms=15_000,
+                      want_cmds=3)
+    finally:
+        cli.loop_stop()
+        cli.disconnect()
+    assert res["topic_len"] == 200
+    assert res["connects"] == 1 and res["failures"] == 0, res
+    assert res["cmds"] == ['{"id": "c0"}', '{"id": "c1"}', '{"id": "c2"}'], res
+
+
+@pytest.mark.parametrize("size,build", [(8_000, "64"), (300_000, "64"), (300_000, "32")])
+def test_oversized_cmd_and_ack_refused_session_kept(broker, tmp_path, size, build):
+    # A retained oversized command is delivered at every subscribe; umqtt.simple read it
+    # whole (MemoryError at 300 KB: no data batch ever left). It is read and discarded now.
+    cli = _paho(broker.port)
+    base = "otlink/s1/n1/"
+    try:
+        cli.publish(base + "cmd", b"{" + b"x" * size, qos=1, retain=True).wait_for_publish(5)
+        import threading
+
+        def later():
+            time.sleep(1.5)
+            cli.publish(base + "ack", b"\xa0" * size, qos=1).wait_for_publish(5)
+            cli.publish(base + "cmd", b"\x00" * size, qos=0).wait_for_publish(5)
+            cli.publish(base + "cmd", b'{"id": "small"}', qos=1).wait_for_publish(5)
+
+        threading.Thread(target=later, daemon=True).start()
+        res = session(tmp_path, build, port=broker.port, publish=10, listen_ms=20_000,
+                      want_cmds=1)
+        res2 = session(tmp_path, build, port=broker.port, publish=10)  # retained again
+    finally:
+        cli.publish(base + "cmd", b"", qos=1, retain=True).wait_for_publish(5)  # clear it
+        cli.loop_stop()
+        cli.disconnect()
+    assert res["connects"] == 1 and res["failures"] == 0 and res["connected"], res
+    assert res["cmds"] == ['{"id": "small"}'], res
+    assert res["refused"] == 3 and res["sent"] > 10, res  # retained cmd, ack, cmd
+    assert res2["connects"] == 1 and res2["failures"] == 0 and res2["sent"] == 10, res2
+    assert res2["refused"] == 1, res2
