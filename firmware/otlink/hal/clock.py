@@ -142,7 +142,8 @@ class Clock:
         """Write now_ms() as a little-endian int64 into buf[off:off + 8] and return the
         reading flags (FLAG_UNTIMED while the wall clock is unset). Does not allocate: the
         time is summed in 24-bit low / high parts and packed as 2 + 1 + 4 + 1 bytes."""
-        lo = self._up_lo + self._elapsed()
+        d = self._elapsed()  # first: it may fold into _up_hi/_up_lo
+        lo = self._up_lo + d
         hi = self._up_hi
         flags = FLAG_UNTIMED
         if self._set:
