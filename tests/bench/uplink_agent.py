@@ -11,7 +11,9 @@
 #   backlog (readings queued before the first connect), seconds (run limit),
 #   batch_max, linger_ms, replay_rate, until_acked (stop when everything is acknowledged),
 #   untimed (readings start untimed; the clock is set after clock_after_ms),
-#   connect_after_clock (the publisher starts only once the clock is set).
+#   connect_after_clock (the publisher starts only once the clock is set),
+#   rate_connected (readings/s once the first session is up: an outage runs at `rate`),
+#   after_drain_ms (stop this long after the first session's backlog is replayed).
 import asyncio
 import gc
 import json
@@ -22,7 +24,6 @@ from otlink.core import reading
 from otlink.core.config import parse_mqtt
 from otlink.hal.clock import Clock
 from otlink.publisher import Publisher
-from ramqueue import RamQueue
 from otlink.uplink import Uplink
 
 _arg = sys.argv[1]
@@ -41,6 +42,8 @@ if o.get("queue", "ram") == "flash":
     q = Queue(nor.region(0, o.get("flash_size", 1 << 20)), clock,
               commit_count=o.get("commit_count", 64), commit_ms=o.get("commit_ms", 1000))
 else:
+    from ramqueue import RamQueue  # a test helper (tests/firmware): imported only when used
+
     # the synthetic source writes numeric records only: reading.SIZE slots
     q = RamQueue(clock, capacity=o.get("capacity", 4096), boot=o.get("boot", 1),
                  slot=o.get("slot", reading.SIZE))
@@ -98,7 +101,10 @@ async def source():
     rate = o.get("rate", 0)
     t0 = time.ticks_ms()
     base = produced
+    switch = o.get("rate_connected")
     while produced < total:
+        if switch is not None and up.connects:
+            rate, switch, t0, base = switch, None, time.ticks_ms(), produced
         if rate:
             due = base + rate * time.ticks_diff(time.ticks_ms(), t0) // 1000
             while produced < due and produced < total:
@@ -149,7 +155,12 @@ async def publish_when_ready():
     await pub.run()
 
 
+t_connect = None  # ms after start: first session up
+t_drained = None  # ms after start: its backlog replayed
+
+
 async def main():
+    global t_connect, t_drained
     asyncio.create_task(guard(publish_when_ready()))
     asyncio.create_task(guard(source()))
     asyncio.create_task(guard(ticker()))
@@ -158,6 +169,13 @@ async def main():
     while time.ticks_diff(time.ticks_ms(), t_start) < limit:
         await asyncio.sleep_ms(10)
         if failed is not None or (fail_limit and not up.connects and up.failures >= fail_limit):
+            break
+        if t_connect is None and up.connects:
+            t_connect = time.ticks_diff(time.ticks_ms(), t_start)
+        if t_connect is not None and t_drained is None and not pub._has_backlog:
+            t_drained = time.ticks_diff(time.ticks_ms(), t_start)
+        if (t_drained is not None and o.get("after_drain_ms") is not None
+                and time.ticks_diff(time.ticks_ms(), t_start) - t_drained >= o["after_drain_ms"]):
             break
         if o.get("until_acked") and produced >= o.get("total", 0) + o.get("backlog", 0):
             q.commit()
@@ -177,4 +195,4 @@ print("RESULT " + json.dumps({
     "ack_timeouts": pub.ack_timeouts, "connects": up.connects, "failures": up.failures,
     "last_error": up.last_error, "retimed": pub.retimed, "boot": q.boot,
     "nodelay": True, "mem_free": gc.mem_free(), "drops": q.stats().get("drops", 0),
-    "failed": failed}))
+    "t_connect": t_connect, "t_drained": t_drained, "failed": failed}))
