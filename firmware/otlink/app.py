@@ -9,7 +9,6 @@ import gc
 import sys
 
 from otlink import VERSION
-from otlink.core import config as config_mod
 from otlink.core.queue import codec as queue_codec
 
 _DEBUG = False
@@ -250,8 +249,12 @@ def _out_of_memory(npoints):
             "points (docs/config.md, \"How many points fit\")" % (what, heap, 2 * heap))
 
 
-def main(args):
-    path = args["config"]
+def read_config(path):
+    """(validated config, hash of the file), or (None, exit status) after printing every
+    error. Validated once: the schema module is then dropped, since on the Unix port its
+    bytecode holds ~25 KiB of the heap (a board's is frozen in flash)."""
+    from otlink.core import config as config_mod
+
     try:
         with open(path) as f:
             text = f.read()
@@ -259,16 +262,30 @@ def main(args):
         cfg = config_mod.loads(text)
         # the file's text is not needed once parsed: on a board it is KiBs of the heap
         del text
+        return cfg, cfg_hash
     except OSError as e:
         print("otlink: cannot read config %s: %s" % (path, e))
-        return 2
+        return None, 2
     except config_mod.ConfigError as e:
         for err in config_mod.errors_of(e):  # every wrong field, one line each
             print("otlink: %s: %s" % (path, err))
-        return 2
+        return None, 2
     except MemoryError:
         print(_out_of_memory(None))
-        return 3
+        return None, 3
+    finally:
+        del config_mod
+        sys.modules.pop("otlink.core.config", None)
+        core = sys.modules.get("otlink.core")
+        if core is not None and hasattr(core, "config"):
+            delattr(core, "config")
+
+
+def main(args):
+    cfg, cfg_hash = read_config(args["config"])
+    if cfg is None:
+        return cfg_hash
+    gc.collect()
     board = make_board(cfg, args)
     gc.collect()
     try:

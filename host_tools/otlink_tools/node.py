@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,7 +34,11 @@ def agent_command(config: str, state: str, heap: str = "256K",
     env = dict(os.environ)
     first = [mpy_dir] if mpy_dir else []
     env["MICROPYPATH"] = paths.micropypath(*first)
-    cmd = [paths.micropython(), "-X", f"heapsize={heap}", str(paths.FIRMWARE / "main.py"),
+    # The script's folder comes first on the module path: main.py beside the .mpy tree, so the
+    # agent's modules load from there and not from the sources beside firmware/main.py.
+    main = Path(mpy_dir) / "main.py" if mpy_dir and (Path(mpy_dir) / "main.py").exists() \
+        else paths.FIRMWARE / "main.py"
+    cmd = [paths.micropython(), "-X", f"heapsize={heap}", str(main),
            "--config", str(config), "--state", str(state), "--board", board,
            "--boards", str(paths.BOARDS)]
     for a in cmd:
@@ -44,9 +49,30 @@ def agent_command(config: str, state: str, heap: str = "256K",
     return cmd, env
 
 
+def firmware_mpy() -> str | None:
+    """The firmware compiled to .mpy in build/mpy-node (recompiled where a source is newer),
+    loaded as a board loads it. Compiling the sources at import instead takes a share of the
+    heap the agent needs (the agent then runs out at the default --heap). None when mpy-cross
+    is missing: the agent then runs from source."""
+    from otlink_tools import mpy
+
+    out = paths.BUILD / "mpy-node"
+    try:
+        mpy.compile_tree(mpy.tree(paths.FIRMWARE, "otlink/**/*.py"), out, incremental=True)
+        main = out / "main.py"
+        src = paths.FIRMWARE / "main.py"
+        if not main.exists() or main.stat().st_mtime < src.stat().st_mtime:
+            part = out / f"main.py.{os.getpid()}.part"
+            shutil.copyfile(src, part)
+            os.replace(part, main)
+    except (CommandError, OSError):
+        return None
+    return str(out)
+
+
 def start_agent(config: str, state: str, heap: str = "256K", log=None,
                 mpy_dir: str | None = None) -> subprocess.Popen:
-    cmd, env = agent_command(config, state, heap, mpy_dir=mpy_dir)
+    cmd, env = agent_command(config, state, heap, mpy_dir=mpy_dir or firmware_mpy())
     Path(state).mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(cmd, env=env, stdout=log or subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -82,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if state.exists() and not state.is_dir():
         raise CommandError(f"--state {args.state}: exists and is not a folder (the agent keeps "
                            "its emulated flash image there)")
-    cmd, env = agent_command(args.config, args.state, args.heap)
+    cmd, env = agent_command(args.config, args.state, args.heap, mpy_dir=firmware_mpy())
     state.mkdir(parents=True, exist_ok=True)
     # Its own session: a Ctrl-C at the terminal reaches only this process, which then asks
     # the agent to stop exactly once (a second SIGINT could cut its final queue commit short).
