@@ -3,6 +3,8 @@
 # Workload: 10 points polled together once a second (10 readings/s, one timestamp per poll,
 # slowly changing integers, one float), group commit window 1 s, one ack per second.
 # Prints "K name value" lines.
+# argv: readings for the main run, readings for littlefs; or "life <readings> <seed>": only
+# the write-amplification / life matrix (workloads x rates), one run with that seed.
 import gc
 import sys
 import time
@@ -15,8 +17,10 @@ from otlink.hal.unix.norflash import NorFlash
 
 from queue_helpers import T0, Clock  # noqa: F401  (tests/firmware: the tests' fake clock)
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 200000
-NB = int(sys.argv[2]) if len(sys.argv) > 2 else 1500
+LIFE = len(sys.argv) > 1 and sys.argv[1] == "life"
+N = int(sys.argv[1 + LIFE]) if len(sys.argv) > 1 + LIFE else 200000
+NB = int(sys.argv[2]) if len(sys.argv) > 2 and not LIFE else 1500
+SEED = int(sys.argv[3]) if LIFE and len(sys.argv) > 3 else 1
 REGION = 128 * 1024  # 32 sectors: the ring wraps several times, so wear spread is steady
 
 
@@ -194,6 +198,103 @@ def bench_codec(tag, n=20000):
     out("codec_%s_append_per_s" % tag, n * 1e6 / ta)
     out("codec_%s_peek_per_s" % tag, got * 1e6 / tr)
 
+
+# ---- write amplification and life, per workload and rate ----
+# WAF counts what the queue adds to the records it stores, not what its codec saves:
+#   compression = records as encoded (group bodies) / raw record bytes
+#   WAF(program) = bytes programmed / records as encoded
+#   WAF(erase)   = sectors erased * sector size / records as encoded
+# WAF(erase) is what wears the flash: it also counts header, group and ack entries and the
+# unused tail a sector is left with when the next group does not fit.
+
+# the 60-point reference map (host_tools sim_meter.reference_points, docs/modbus.md):
+# F float, I int, T text, per point id 1..60 in order; its values are fixed
+REF = "FFFFFFFFFFFF" + "IIFIIIIT" + "IIIIII" + "III" + "IIII" + "FF" + "I" + "IIII" + \
+    "IIIIIIII" + "IIIIIIII" + "FF" + "F" + "I"
+
+
+class Rng:
+    # 16-bit-state LCG: small ints only
+    def __init__(self, seed):
+        self.x = seed & 0xFFFF
+
+    def byte(self):
+        self.x = (self.x * 75 + 74) % 65537
+        return self.x & 0xFF
+
+
+def ref_value(k, kind):
+    if kind == "F":
+        return 100.0 + k * 3.25 - (k % 7) * 11.5
+    return -(300 * k + 3) if k % 2 else 1000 * k + 7
+
+
+def make_ref(buf, i, cycle_t):
+    k = i % 60 + 1
+    kind = REF[k - 1]
+    if kind == "F":
+        return reading.pack_float(buf, k, cycle_t, ref_value(k, kind))
+    if kind == "T":
+        return reading.pack_text(buf, k, cycle_t, b"METER-%02d" % k)
+    return reading.pack_int(buf, k, cycle_t, ref_value(k, kind))
+
+
+def make_random(buf, rng):
+    for k in range(reading.SIZE):
+        buf[k] = rng.byte()
+    return reading.SIZE
+
+
+def bench_life(kind, rate, n, seed):
+    nor = NorFlash(None, REGION, timing="typ")
+    clock = Clock()
+    q = Queue(nor.region(0, REGION), clock, commit_ms=1000)
+    body = [0]
+    commit = q.commit
+
+    def counting_commit():
+        # the group body about to be written: records as encoded (a bench-only wrapper)
+        if q.staged:
+            body[0] += q.staged * q._uni if q._uni else q._blen  # uniform: no length bytes
+        return commit()
+
+    q.commit = counting_commit  # the instance attribute shadows the method for append too
+    nor.reset_counters()
+    rng = Rng(seed)
+    buf = bytearray(reading.MAX_SIZE)
+    raw = 0
+    t_us = 0
+    sec = 0
+    for i in range(n):
+        if kind == "ref60":
+            k = make_ref(buf, i, T0 + (i // 60) * 60000 // rate)
+        else:
+            k = make_random(buf, rng)
+        raw += k
+        q.append(buf, k)
+        t_us += 1000000 // rate
+        clock.t = t_us // 1000
+        q.tick(clock.t)
+        if clock.t // 1000 != sec:  # each second the uplink delivers and acks what it read
+            sec = clock.t // 1000
+            if q.depth():
+                q.ack(q.stats()["next_seq"] - 1)
+    tag = "life_%s_%d_" % (kind, rate)
+    out(tag + "readings", n)
+    out(tag + "raw", raw)
+    out(tag + "encoded", body[0])
+    out(tag + "programmed", nor.bytes_programmed)
+    out(tag + "erases", sum(nor.erases))
+    out(tag + "spread", spread(nor.erases))
+    out(tag + "busy_us", nor.busy_us)
+
+
+if LIFE:
+    for kind in ("random", "ref60"):
+        for rate in (1, 10, 60):
+            gc.collect()
+            bench_life(kind, rate, N, SEED)
+    sys.exit(0)
 
 bench_queue()
 gc.collect()

@@ -82,10 +82,11 @@ def run(nor, total, model, cut_at, reboots_every=1000, ack_every=15, batch=50, c
             model.appended = i
             clock.t += 100
             q.tick(clock.t)
-            if q.staged == 0:
-                for k in range(model.committed, i):
+            c = i - q.staged  # readings before the staged ones are committed (a group can
+            if c > model.committed:  # be committed before the reading that did not fit it)
+                for k in range(model.committed, c):
                     model.st[k] = 1
-                model.committed = i
+                model.committed = c
             # uplink outages: no acknowledgement for 1,200 readings of every 2,500 (a backlog
             # over several sectors), then batches of 50 drain it
             if i % ack_every == 0 and i % 2500 >= 1200:

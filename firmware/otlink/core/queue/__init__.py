@@ -20,10 +20,10 @@ from array import array
 from binascii import crc32
 
 from otlink.core.queue.fmt import (
-    MAGIC, M32, SHDR, GHDR, ACK_SIZE, T_GROUP, T_ACK, CMP, MAX_REC, MAX_ENC,
-    POLICIES, sdiff, wrap, u32, put32,
+    MAGIC, M32, SHDR, GHDR, ACK_SIZE, T_GROUP, T_ACK, CMP, MAX_REC, MAX_ENC, UNIFORM,
+    POLICIES, sdiff, wrap, u16, u32, put32,
 )
-from otlink.core.queue.codec import enc, decn, zero
+from otlink.core.queue.codec import enc, decn, zero, squeeze, copy
 from otlink.core.queue.scan import Scanner
 
 
@@ -90,7 +90,8 @@ class Queue:
         self.commits = 0
         self._pager = None
         self._scan = None
-        self._room = group_bytes - GHDR - MAX_ENC  # body length above which a record may not fit
+        self._gb = group_bytes
+        self._uni = 0  # length of every staged record when all are unmasked and alike, else 0
         # buffers, allocated once (the biggest first, after a collection: boot-time only)
         gc.collect()
         self._g = bytearray(group_bytes)  # staging: group header + encoded records
@@ -124,13 +125,28 @@ class Queue:
         if n > MAX_REC or n < 1 or n > len(rec):
             raise ValueError("reading record length %d: want 1..%d and <= len(rec) %d"
                              % (n, MAX_REC, len(rec)))
-        if self._blen > self._room or self._cnt >= self.commit_count:
-            self.commit()
-        o = enc(self._g, GHDR + self._blen, rec, self._prev, n)
+        blen = self._blen
+        if self._cnt:
+            # Where the staged group goes: the head's free room, else (it does not fit
+            # there) a new sector. A record that might not fit with it commits it first, so
+            # groups fill sectors to within a record rather than leaving half a group's
+            # room unused at each sector's end (docs/queue.md "Write amplification").
+            lim = 0 if self._sealed else self._S - self._off
+            if lim > self._gb or GHDR + blen > lim:
+                lim = self._gb
+            if GHDR + blen + n + 1 > lim or self._cnt >= self.commit_count:
+                self.commit()
+                blen = 0
+        o = GHDR + blen
+        g = self._g
+        p = enc(g, o, rec, self._prev, n)
         if self._cnt == 0:
             self._t0 = self._clock.ticks_ms()
+            self._uni = n if g[o] == n else 0  # unmasked: the length byte is n itself
+        elif self._uni != g[o]:
+            self._uni = 0
         self._cnt += 1
-        self._blen = o - GHDR
+        self._blen = p - GHDR
         if self._cnt >= self.commit_count:
             self.commit()
 
@@ -154,7 +170,14 @@ class Queue:
         cnt = self._cnt
         if not cnt:
             return 0
-        size = GHDR + self._blen
+        blen = self._blen
+        u = self._uni
+        if u:
+            # every record unmasked and n bytes long: the length bytes carry nothing
+            squeeze(self._g, GHDR, cnt, u)
+            blen = cnt * u
+            self._blen = blen
+        size = GHDR + blen
         if self._sealed or self._off + size > self._S:
             if not self._advance():
                 # drop_newest and the flash is full of unacknowledged readings
@@ -164,8 +187,8 @@ class Queue:
         g = self._g
         g[0] = T_GROUP
         g[1] = cnt
-        g[2] = self._blen & 0xFF
-        g[3] = self._blen >> 8
+        g[2] = blen & 0xFF
+        g[3] = (blen | UNIFORM) >> 8 if u else blen >> 8
         put32(g, 4, self._wseq)
         put32(g, 8, self.boot)
         c = crc32(self._gmv[GHDR:size], crc32(self._gmv[0:12]))
@@ -180,6 +203,7 @@ class Queue:
     def _reset_stage(self):
         self._cnt = 0
         self._blen = 0
+        self._uni = 0
         zero(self._prev)
 
     # ---------------- acknowledge ----------------
@@ -284,18 +308,31 @@ class Queue:
                 gboot = u32(b, 8)
                 gen = sc.gen
                 zero(prev)
-                # readings of this group before want: decoded (each is the base of the next)
-                # but not yielded
                 i = sdiff(want, first)
                 if i < 0:
                     i = 0
-                p = decn(b, GHDR, size, rec, prev, i) if i else GHDR
+                un = 0  # uniform body: record length
+                if u16(b, 2) & UNIFORM:
+                    un = (size - GHDR) // cnt
+                    if un < 1 or un > MAX_REC or un * cnt != size - GHDR:
+                        self.read_errors += 1
+                        continue
+                    p = GHDR + i * un
+                else:
+                    # readings of this group before want: decoded (each is the base of the
+                    # next) but not yielded
+                    p = decn(b, GHDR, size, rec, prev, i) if i else GHDR
                 while p > 0 and i < cnt:
-                    n = p  # the record's length byte is at the old offset
-                    p = decn(b, p, size, rec, prev, 1)
-                    if p < 0:
-                        break
-                    n = b[n] & 0x7F
+                    if un:
+                        copy(b, p, rec, un)
+                        p += un
+                        n = un
+                    else:
+                        n = p  # the record's length byte is at the old offset
+                        p = decn(b, p, size, rec, prev, 1)
+                        if p < 0:
+                            break
+                        n = b[n] & 0x7F
                     yield wrap(first + i), gboot, rec, n
                     got += 1
                     if got >= max_n:

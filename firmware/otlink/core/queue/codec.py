@@ -10,6 +10,9 @@
 #   stays there) and prev; return the offset after them, or -1 when the bytes are not a
 #   well-formed encoding (never reads at or past end). Does not allocate.
 # zero(prev): clear prev (the start of a group).
+# squeeze(g, o, cnt, n): rewrite in place cnt unmasked records of n bytes each, encoded at
+#   g[o..] (length byte + n bytes), as their cnt * n raw bytes (a uniform group body).
+# copy(b, p, rec, n): rec[0:n] = b[p:p + n]. Neither allocates.
 #
 # Two implementations, same bytes (tests/firmware/test_queue_codec.py):
 # - native (core/queue/codec_src.py): @micropython.viper functions compiled at import by the
@@ -34,7 +37,7 @@ def _native():
 
         ns = {}
         exec(SRC, ns)
-        return ns["enc"], ns["decn"], ns["zero"]
+        return ns["enc"], ns["decn"], ns["zero"], ns["squeeze"], ns["copy"]
     finally:
         # the source is not needed once compiled: let the collector have it
         sys.modules.pop(name, None)
@@ -44,9 +47,9 @@ def _native():
 
 
 try:
-    enc, decn, zero = _native()
+    enc, decn, zero, squeeze, copy = _native()
     NATIVE = True
 except Exception as e:  # noqa: BLE001 - any failure to compile: the bytecode version
     WHY = "%s: %s" % (type(e).__name__, e)
-    from otlink.core.queue.codec_py import enc, decn, zero  # noqa: F401 (re-exported)
+    from otlink.core.queue.codec_py import enc, decn, zero, squeeze, copy  # noqa: F401
 del _native

@@ -73,6 +73,21 @@ def decn(b, p, end, rec, prev, cnt):
     return p
 
 
+def squeeze(g, o, cnt, n):
+    d = o
+    for _ in range(cnt):
+        o += 1
+        for k in range(n):
+            g[d + k] = g[o + k]
+        d += n
+        o += n
+
+
+def copy(b, p, rec, n):
+    for k in range(n):
+        rec[k] = b[p + k]
+
+
 def zero(prev):
     for k in range(CMP):
         prev[k] = 0

@@ -79,6 +79,23 @@ def decn(b: ptr8, p: int, end: int, rec: ptr8, prev: ptr8, cnt: int) -> int:
 
 
 @micropython.viper
+def squeeze(g: ptr8, o: int, cnt: int, n: int):
+    d = o
+    for _ in range(cnt):
+        o += 1
+        for k in range(n):
+            g[d + k] = g[o + k]
+        d += n
+        o += n
+
+
+@micropython.viper
+def copy(b: ptr8, p: int, rec: ptr8, n: int):
+    for k in range(n):
+        rec[k] = b[p + k]
+
+
+@micropython.viper
 def zero(prev: ptr8):
     for k in range(20):
         prev[k] = 0

@@ -20,6 +20,8 @@ BOOT_SIZE = const(12)  # type, 0, 0, 0, boot, crc
 T_GROUP = const(0x47)  # 'G'
 T_ACK = const(0x41)  # 'A'
 T_BOOT = const(0x42)  # 'B'
+UNIFORM = const(0x8000)  # group body_len bit 15: the body is count records of equal length,
+# raw (no length bytes): body_len / count bytes each
 MASKED = const(0x80)  # record length byte: bit 7 = bytes equal to the previous record omitted
 CMP = const(20)  # leading bytes of a record eligible for masking (the numeric record size)
 MAX_REC = const(76)  # reading.MAX_SIZE

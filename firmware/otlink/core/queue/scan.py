@@ -65,7 +65,7 @@ class Scanner:
         if t == T_GROUP:
             if k < GHDR:
                 return -1
-            size = GHDR + u16(hb, 2)
+            size = GHDR + (u16(hb, 2) & 0x7FFF)  # bit 15: fmt.UNIFORM
             if o + size > S or size > len(self.rb) or hb[1] == 0:
                 return -1
             rmv = self.rmv[0:size]
