@@ -91,8 +91,11 @@ def valid_level(value: str) -> bool:
 
 
 def valid_prefix(prefix: str) -> bool:
-    """A topic prefix: one or more valid levels joined by /."""
-    return bool(prefix) and all(valid_level(p) for p in prefix.split("/"))
+    """A topic prefix: one or more valid levels joined by /, not starting with $ (topics the
+    broker reserves, such as $SYS). The firmware's rule (core/config.py, topic_prefix_ok) is
+    the same; tests/host/test_config_fuzz.py checks that they agree."""
+    return (bool(prefix) and not prefix.startswith("$")
+            and all(valid_level(p) for p in prefix.split("/")))
 
 
 def _check_segment(value: str, what: str) -> None:

@@ -25,7 +25,11 @@ def validate_file(path: str) -> dict:
     try:
         return config.load(path)
     except ConfigError as e:
-        raise CommandError(f"{path}: {e}") from None
+        errs = config.errors_of(e)  # every wrong field of the file, each with its path
+        if len(errs) == 1:
+            raise CommandError(f"{path}: {errs[0]}") from None
+        lines = "\n".join(f"  {x.field}: {x.problem}" for x in errs)
+        raise CommandError(f"{path}: {len(errs)} config errors:\n{lines}") from None
 
 
 def agent_command(config: str, state: str, heap: str = "256K",
@@ -100,7 +104,7 @@ def heap_size(text: str) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = validate_file(args.config)  # fail on the laptop with a clear message, before starting
-    port = (cfg.get("serial") or {}).get("port")
+    port = cfg["serial"]["port"] if cfg["serial"] else None
     if cfg["points"] and port and not os.path.exists(port):
         raise CommandError(f"{args.config}: serial.port {port}: no such device (is the "
                            "adapter plugged in? `ls /dev/ttyUSB* /dev/ttyACM*` lists them)")

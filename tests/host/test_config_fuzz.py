@@ -124,3 +124,128 @@ def test_docs_config_example_validates():
     assert block, "docs/config.md has no ## Example json block"
     cfg = config.validate(json.loads(block.group(1)))
     assert [p.id for p in cfg["points"]] == [1, 2, 5, 6] and cfg["serial"]["parity"] == "E"
+
+
+# ---- one topic rule per side, and they agree ------------------------------------------------
+
+TOPIC_CASES = ["otlink", "plant/line-1", "a b", "é/ü", "$SYS", "$share/g", "a$", "plant/#",
+               "plant/+", "+", "#", "a//b", "/a", "a/", "/", "", "a\0b", "x" * 200, "ot.link",
+               "a/b/c/d/e", " ", "a+b", "a#b"]
+
+
+@pytest.mark.parametrize("case", TOPIC_CASES, ids=[repr(c) for c in TOPIC_CASES])
+def test_firmware_and_host_topic_rules_agree(case):
+    from otlink_tools import decode
+
+    assert config.topic_prefix_ok(case) == decode.valid_prefix(case), case
+    assert config.topic_level_ok(case) == decode.valid_level(case), case
+    if not decode.valid_prefix(case):  # what the host decoder refuses, validate refuses
+        c = full_config()
+        c["mqtt"]["prefix"] = case
+        with pytest.raises(ConfigError) as e:
+            config.validate(c)
+        assert "mqtt.prefix" in [x.field for x in config.errors_of(e.value)]
+
+
+# ---- random mutations: every bad value is a ConfigError, never another exception ------------
+
+HUGE = [10 ** 30, -(10 ** 30), 2 ** 31, 2 ** 63, -(2 ** 63) - 1, 2 ** 64, 10 ** 400,
+        float("inf"), float("-inf"), float("nan"), -0.0, 1e-320, 1e308, 5e-324, 3.4e39,
+        "NaN", "Infinity", "-Infinity", "1e999", "-0", "0x10", "", "x" * 300, None, True,
+        False, [], {}, [None], {"": None}, 0, -1, 1, 65535, 65536, 40001, 0.5]
+
+
+def mutate(c: dict, rnd) -> dict:
+    """1-3 random edits: a value replaced (numbers often by huge or odd ones), a key
+    removed, an unknown key added, a list element duplicated."""
+    c = copy.deepcopy(c)
+    for _ in range(rnd.randint(1, 3)):
+        paths = list(leaves(c))[1:]
+        path = rnd.choice(paths)
+        d = c
+        for p in path[:-1]:
+            d = d[p]
+        k = path[-1]
+        op = rnd.random()
+        if op < 0.6:
+            v = d[k]
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and rnd.random() < 0.5:
+                if isinstance(v, int):  # exact: huge ints stay ints, as JSON carries them
+                    d[k] = rnd.choice([v * 10 ** rnd.randint(1, 40), -v, v + 1, rnd.choice(HUGE)])
+                else:
+                    d[k] = rnd.choice([v * 1e300, -v, v + 0.5, v * 1e30, rnd.choice(HUGE)])
+            else:
+                d[k] = rnd.choice(HUGE + BAD_VALUES)
+        elif op < 0.75 and isinstance(d, dict):
+            del d[k]
+        elif op < 0.85 and isinstance(d, dict):
+            d[rnd.choice(["extra", "Port", "groups", "id", ""])] = rnd.choice(HUGE)
+        elif isinstance(d, list):
+            d.append(copy.deepcopy(d[k]))
+        else:
+            d[k] = rnd.choice(HUGE)
+    return c
+
+
+def check_errors(e: ConfigError) -> None:
+    errs = config.errors_of(e)
+    assert errs and all(isinstance(x, ConfigError) and x.field and x.problem for x in errs), e
+    assert "s3cret-pw" not in str(e) and "not-a-default-1" not in str(e)
+
+
+def test_20000_mutated_configs_raise_only_config_errors():
+    import random
+
+    rnd = random.Random(20000)
+    base = full_config()
+    refused = 0
+    for _ in range(20000):
+        c = mutate(base, rnd)
+        try:
+            config.validate(c)
+        except ConfigError as e:
+            check_errors(e)
+            refused += 1
+    assert refused > 15000  # the mutations mostly break something; all of it was named
+
+
+FUZZ_MP = """
+import sys
+from otlink.core import config
+from otlink.core.errors import ConfigError
+ok = bad = other = 0
+with open(sys.argv[1]) as f:
+    for line in f:
+        try:
+            config.loads(line)
+            ok += 1
+        except ConfigError as e:
+            bad += 1
+        except Exception as e:
+            other += 1
+            print("OTHER", repr(e), line[:300])
+print("RESULT", ok, bad, other)
+"""
+
+
+def test_mutated_configs_on_the_32_bit_build(tmp_path):
+    """A share of the fuzz where the boards' object model runs: 31-bit small ints, single
+    floats (1e39 is inf there), a MicroPython json parser."""
+    import random
+    import sys
+
+    sys.path.insert(0, str(paths.ROOT / "tests"))
+    from mp import run
+
+    rnd = random.Random(32)
+    base = full_config()
+    lines = [json.dumps(mutate(base, rnd)) for _ in range(1500)]
+    (tmp_path / "cases.jsonl").write_text("\n".join(lines) + "\n")
+    script = tmp_path / "fuzz_mp.py"
+    script.write_text(FUZZ_MP)
+    res = run(script, str(tmp_path / "cases.jsonl"), heap="256K", build="32", timeout=300)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and "RESULT" in out, out[-2000:]
+    ok, bad, other = (int(x) for x in out.split("RESULT")[1].split()[:3])
+    assert other == 0, out[-3000:]
+    assert ok + bad == len(lines) and bad > 1000

@@ -98,7 +98,8 @@ class _Check:
 
 
 def _join(path, k):
-    return "%s.%s" % (path, k) if path else str(k)
+    k = str(k) or '""'  # an empty key still gets a visible name
+    return "%s.%s" % (path, k) if path else k
 
 
 def _show(v):
