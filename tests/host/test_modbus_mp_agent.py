@@ -4,7 +4,9 @@
 # micropython test_modbus_mp_agent.py JOB.json OUT.json
 # JOB: {"serial": {...}, "points": [...], "cycles": n, "warmup": n, "merge": true,
 #       "heap_lock": false, "expect": {pid: value} (optional), "writes": [[slave, table,
-#       address, [values]], ...] (optional, done before polling), "run_ms": 0}
+#       address, [values]], ...] (optional, done before polling), "run_ms": 0,
+#       "ticks": {"ms": n, "us": n} (optional: the clock on the boards' 2**30 period, started
+#       at these ticks, e.g. just before the wrap)}
 # OUT: {"stats", "last": {pid: [kind, value]}, "cycle_us", "cycles", "records",
 #       "wrong": n (records that disagree with "expect"), "heap_locked_cycles", "de": [...]}
 import sys
@@ -19,7 +21,7 @@ def main():
 
     from otlink.core import reading
     from otlink.core.config import parse_points, parse_serial
-    from otlink.hal.clock import Clock
+    from otlink.hal.clock import Clock, Ticks
     from otlink.hal.unix.uart import open_uart
     from otlink.modbus_poller import Poller
 
@@ -27,7 +29,8 @@ def main():
         job = json.load(f)
     ser = parse_serial(job["serial"])
     points = parse_points(job["points"], ser)
-    clock = Clock()
+    tk = job.get("ticks")
+    clock = Clock(ticks=Ticks(ms=tk.get("ms"), us=tk.get("us")) if tk else None)
     uart = open_uart(ser, clock)
     expect = {}
     for k, v in job.get("expect", {}).items():

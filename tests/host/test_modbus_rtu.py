@@ -215,6 +215,33 @@ def test_heap_locked_polling_and_de_timing(line, tmp_path):
         assert t2 - t1 <= 8 * out["char_us"] + 2000
 
 
+def test_polling_across_the_tick_wrap(line, tmp_path):
+    """The agent's clock on the boards' period (2**30), started 1.5 s before the us ticks wrap
+    and 1.5 s before the ms ticks wrap: the map polls through both wraps with every value
+    right, no line error, the heap locked, and DE pulses of the right length across the wrap."""
+    relay, meter = line
+    period = 1 << 30
+    pts = [p for p in REFERENCE_POINTS if p["type"] != "uint64"]
+    out = agent(tmp_path, {"serial": serial(relay.agent_port, 115200), "points": pts,
+                           "cycles": 70, "warmup": 2, "heap_lock": True,
+                           "ticks": {"ms": period - 1500, "us": period - 1500000}})
+    assert out["heap_locked_cycles"] == 69
+    assert out["cycle_us"] * 70 > 2.5e6, "the run crosses both wraps"
+    for p in pts:
+        kind, got = out["last"][str(p["id"])]
+        want = _expected(meter, p)
+        if p["type"] == "float32":
+            want = struct.unpack(">f", struct.pack(">f", want))[0]
+        assert got == want, (p, got, want)
+    for s in ("1", "2", "3"):
+        st = out["stats"][s]
+        assert st["ok"] >= 70 and st["errors"] == 0, st
+    de = out["de"]
+    for (t1, v1), (t2, v2) in zip(de[::2], de[1::2]):
+        assert (v1, v2) == (1, 0)
+        assert 8 * out["char_us"] <= (t2 - t1) % period <= 8 * out["char_us"] + 2000
+
+
 @pytest.mark.parametrize("line", [{"faults": {"echo": True}}], indirect=True)
 def test_echo_tolerance(line, tmp_path):
     relay, meter = line
