@@ -250,6 +250,7 @@ class Line:
         out["master_idle_median_s"] = idle[len(idle) // 2] if idle else 0.0
         out["turnaround_mean_s"] = sum(turn) / len(turn) if turn else 0.0
         out["turnaround_median_s"] = turn[len(turn) // 2] if turn else 0.0
+        out["turnaround_min_s"] = turn[0] if turn else 0.0
         out["turnaround_p95_s"] = turn[int(len(turn) * 0.95)] if turn else 0.0
         return out
 
