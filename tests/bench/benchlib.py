@@ -62,7 +62,7 @@ class Proc:
                                   env=env, cwd=str(ROOT))
         self.cpu_s = 0.0
         self.out = ""
-        self._timer = threading.Timer(timeout, self.p.kill)
+        self._timer = threading.Timer(timeout, self.kill)
         self._timer.start()
 
     def finish(self) -> str:
@@ -78,8 +78,12 @@ class Proc:
         return self.out
 
     def kill(self) -> None:
-        if self.p.poll() is None:
-            self.p.kill()
+        # never poll() here: it would reap the process and lose its CPU time to wait4
+        if self.p.returncode is None:
+            try:
+                os.kill(self.p.pid, 9)
+            except ProcessLookupError:
+                pass
 
     def result(self) -> dict:
         """The RESULT line as a dict (finish() first); without one {"error": tail}."""
@@ -252,3 +256,7 @@ def sleep_until(pred, seconds: float) -> bool:
             return True
         time.sleep(0.01)
     return pred()
+
+
+def fmt_ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.1f}" if v < 10 else f"{v:,.0f}"
