@@ -239,11 +239,10 @@ class App:
             pass
 
 
-def _out_of_memory(npoints):
+def _out_of_memory(what):
     # A raw MemoryError traceback would leave a board at the REPL with no hint: say what
     # ran out and what to do (docs/config.md, "How many points fit").
     heap = (gc.mem_free() + gc.mem_alloc()) // 1024
-    what = "reading the config" if npoints is None else "building %d points" % npoints
     return ("otlink: out of memory at boot while %s in a %d KiB heap: on the Unix port give "
             "`otlink node run` a bigger --heap (e.g. --heap %dK); on a board configure fewer "
             "points (docs/config.md, \"How many points fit\")" % (what, heap, 2 * heap))
@@ -270,8 +269,10 @@ def read_config(path):
         for err in config_mod.errors_of(e):  # every wrong field, one line each
             print("otlink: %s: %s" % (path, err))
         return None, 2
-    except MemoryError:
-        print(_out_of_memory(None))
+    except MemoryError as e:
+        what = e.args[0] if e.args else ""
+        gc.collect()
+        print(_out_of_memory(what if what.startswith("validating") else "reading the config"))
         return None, 3
     finally:
         del config_mod
@@ -293,7 +294,7 @@ def main(args):
     except MemoryError:
         n = len(cfg["points"]) + sum([len(s["points"]) for s in cfg["sensors"]])
         gc.collect()
-        print(_out_of_memory(n))
+        print(_out_of_memory("building %d points" % n))
         return 3
     log("node %s/%s fw %s boot %d, %d points, broker %s:%d" % (
         cfg["node"]["site"], cfg["node"]["id"], VERSION, app.queue.boot,

@@ -731,7 +731,18 @@ def loads(text):
         cfg = json.loads(text)
     except ValueError as e:
         raise ConfigError("(file)", "not valid JSON: %s" % (e,))
-    return validate(cfg)
+    try:
+        return validate(cfg)
+    except MemoryError:  # name the size of what did not fit (app.py says what to do)
+        n = 0
+        for k in ("points", "sensors"):
+            v = cfg.get(k) if isinstance(cfg, dict) else None
+            if isinstance(v, list):
+                n += len(v) if k == "points" else sum(
+                    [len(s["points"]) for s in v
+                     if isinstance(s, dict) and isinstance(s.get("points"), list)])
+        cfg = None
+        raise MemoryError("validating %d points" % n)
 
 
 def load(path):
