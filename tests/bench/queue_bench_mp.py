@@ -245,6 +245,9 @@ def make_random(buf, rng):
     return reading.SIZE
 
 
+ACK_MS = 200
+
+
 def bench_life(kind, rate, n, seed):
     nor = NorFlash(None, REGION, timing="typ")
     clock = Clock()
@@ -264,7 +267,8 @@ def bench_life(kind, rate, n, seed):
     buf = bytearray(reading.MAX_SIZE)
     raw = 0
     t_us = 0
-    sec = 0
+    commits = 0
+    due = -1  # when the ack of the last committed group arrives
     for i in range(n):
         if kind == "ref60":
             k = make_ref(buf, i, T0 + (i // 60) * 60000 // rate)
@@ -275,8 +279,13 @@ def bench_life(kind, rate, n, seed):
         t_us += 1000000 // rate
         clock.t = t_us // 1000
         q.tick(clock.t)
-        if clock.t // 1000 != sec:  # each second the uplink delivers and acks what it read
-            sec = clock.t // 1000
+        if q.commits != commits and due < 0:
+            # the uplink reads the committed readings and their ack comes back ACK_MS later
+            # (the publisher's 200 ms linger, then the broker's PUBACK)
+            commits = q.commits
+            due = clock.t + ACK_MS
+        if 0 <= due <= clock.t:
+            due = -1
             if q.depth():
                 q.ack(q.stats()["next_seq"] - 1)
     tag = "life_%s_%d_" % (kind, rate)

@@ -42,7 +42,10 @@ class Model:
     def __init__(self, total):
         self.seq = array("I", (0 for _ in range(total)))
         self.boot = array("I", (0 for _ in range(total)))
-        self.st = bytearray(total)  # 0 staged/lost, 1 committed, 2 acked
+        # 0 staged/lost, 1 committed, 2 acked, 3 acked in RAM only (the ack rides in the
+        # staged group's header: a cut before its commit re-delivers, which is allowed)
+        self.st = bytearray(total)
+        self.pend = 0  # readings below this index may be in state 3
         self.appended = 0  # readings appended so far
         self.committed = 0  # readings 0..committed-1 are committed or lost-at-reboot
         self.inflight_ack = -1  # index whose ack was in flight at the cut
@@ -54,6 +57,7 @@ class Model:
         m.st = bytearray(self.st)
         m.appended = self.appended
         m.committed = self.committed
+        m.pend = self.pend
         return m
 
 
@@ -87,6 +91,8 @@ def run(nor, total, model, cut_at, reboots_every=1000, ack_every=15, batch=50, c
                 for k in range(model.committed, c):
                     model.st[k] = 1
                 model.committed = c
+            if model.pend and not q.ack_pending:
+                settle(model, 2)
             # uplink outages: no acknowledgement for 1,200 readings of every 2,500 (a backlog
             # over several sectors), then batches of 50 drain it
             if i % ack_every == 0 and i % 2500 >= 1200:
@@ -97,15 +103,19 @@ def run(nor, total, model, cut_at, reboots_every=1000, ack_every=15, batch=50, c
                     k = index_of(model, last, boot)
                     model.inflight_ack = k
                     q.ack(last)
+                    a = 3 if q.ack_pending else 2
                     for j in range(k + 1):
-                        if model.st[j] == 1:
-                            model.st[j] = 2
+                        if model.st[j] == 1 or (model.st[j] == 3 and a == 2):
+                            model.st[j] = a
+                    if a == 3:
+                        model.pend = k + 1
                     model.inflight_ack = -1
             if i % reboots_every == 0:
                 # clean reboot: staged readings are lost (they were never committed)
                 for k in range(model.committed, i):
                     model.st[k] = 0
                 model.committed = i
+                settle(model, 1)  # an ack still in RAM is gone: those readings come back
                 if ckpt is not None:
                     ckpt.append((bytes(nor.mem), model.copy(), nor.ops))
                 q = Queue(dev, clock, commit_ms=1000, prog_size=PAGE[0])
@@ -116,6 +126,14 @@ def run(nor, total, model, cut_at, reboots_every=1000, ack_every=15, batch=50, c
         return False
     except PowerCut:
         return True
+
+
+def settle(model, to):
+    """Readings whose ack was in RAM only: now persisted (2) or lost with the RAM (1)."""
+    for j in range(model.pend):
+        if model.st[j] == 3:
+            model.st[j] = to
+    model.pend = 0
 
 
 def index_of(model, seq, boot):
@@ -150,6 +168,8 @@ def verify(nor, model, what):
     last_committed = model.committed
     for k in range(model.appended):
         s = model.st[k]
+        if s == 3:
+            continue  # acknowledged in RAM only: may come back, or not
         if s == 2 and k in have and k > model.inflight_ack:
             raise mptest.Fail("%s: acknowledged reading %d came back" % (what, k))
         if s == 1 and k not in have:
@@ -167,12 +187,15 @@ def adopt(model, q, got):
     for k in range(model.appended):
         if k in have:
             model.st[k] = 1
+        elif model.st[k] == 3:
+            model.st[k] = 2
         elif model.st[k] == 1 and model.inflight_ack >= k:
             model.st[k] = 2
         elif model.st[k] != 2:
             model.st[k] = 0
     model.committed = model.appended
     model.inflight_ack = -1
+    model.pend = 0
 
 
 def sweep(total, step, start=0, tail=300):

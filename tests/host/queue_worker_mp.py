@@ -1,7 +1,8 @@
 # MicroPython worker for tests/host/test_queue_sigkill.py: opens the queue on a file-backed
 # emulated NOR flash, prints what it recovered, then appends and acknowledges until killed.
 # Lines: "R seq boot value" (recovered), "S start boot", "C v" (all appended up to v are
-# committed), "a v" (ack of v about to be written), "A v" (ack of v persisted).
+# committed), "a v" (ack of v about to be written), "A v" (ack of v persisted: at once, or
+# with the next group when readings were staged).
 import sys
 
 from otlink.core import reading
@@ -25,12 +26,18 @@ for seq, boot, rec, n in q.peek(100000):
 print("S", start, q.boot, q.stats()["drops"], q.stats()["corrupt_skipped"])
 buf = bytearray(reading.MAX_SIZE)
 i = start
+done = start - 1  # last value known committed
+pend = None  # value of an ack still in RAM (it rides in the staged group's header)
 while True:
     q.append(buf, reading.pack_int(buf, i % 1000, T0 + i, i))
     clock.t += 100
     q.tick(clock.t)
-    if q.staged == 0:
-        print("C", i)
+    if i - q.staged > done:  # a group may commit before the reading that did not fit it
+        done = i - q.staged
+        print("C", done)
+    if pend is not None and not q.ack_pending:
+        print("A", pend)
+        pend = None
     i += 1
     if i % 15 == 0 and (i // 600) % 3:  # every third stretch of 600: uplink down
         last = -1
@@ -40,4 +47,8 @@ while True:
         if last >= 0:
             print("a", v)
             q.ack(last)
-            print("A", v)
+            if q.ack_pending:
+                pend = v  # persisted with the next group: until then, in flight
+            else:
+                print("A", v)
+                pend = None

@@ -20,7 +20,8 @@ from array import array
 from binascii import crc32
 
 from otlink.core.queue.fmt import (
-    MAGIC, M32, SHDR, GHDR, ACK_SIZE, T_GROUP, T_ACK, CMP, MAX_REC, MAX_ENC, UNIFORM,
+    MAGIC, M32, SHDR, GHDR, ACK_SIZE, T_GROUP, T_GROUP1, T_ACK, CMP, MAX_REC, MAX_ENC, UNIFORM,
+    DMAX,
     POLICIES, sdiff, wrap, u16, u32, put32,
 )
 from otlink.core.queue.codec import enc, decn, zero, squeeze, copy
@@ -64,6 +65,8 @@ class Queue:
         self._head = 0  # sector being filled
         self._off = 0  # first free byte in it
         self._sealed = False  # the head takes no more entries (torn tail found at recovery)
+        self._hboot = 0  # boot counter in the head sector's header (group boot deltas)
+        self._ack_due = False  # _ack not persisted yet: rides in the staged group's header
         self._dev = dev
         self._clock = clock
         self._S = S
@@ -178,11 +181,14 @@ class Queue:
             blen = cnt * u
             self._blen = blen
         size = GHDR + blen
-        if self._sealed or self._off + size > self._S:
+        if (self._sealed or self._off + size > self._S
+                or wrap(self.boot - self._hboot) > DMAX):
             if not self._advance():
                 # drop_newest and the flash is full of unacknowledged readings
                 self.drops += cnt
                 self._reset_stage()
+                if self._ack_due:
+                    self._put_ack()
                 return 0
         g = self._g
         g[0] = T_GROUP
@@ -190,13 +196,24 @@ class Queue:
         g[2] = blen & 0xFF
         g[3] = (blen | UNIFORM) >> 8 if u else blen >> 8
         put32(g, 4, self._wseq)
-        put32(g, 8, self.boot)
+        # boot as a delta from the sector header's, the ack as a distance below first_seq
+        # (saturated: a lower bound, which at worst re-delivers)
+        d = wrap(self.boot - self._hboot)
+        g[8] = d & 0xFF
+        g[9] = d >> 8
+        d = wrap(self._wseq - 1 - self._ack)
+        if d > DMAX:
+            d = DMAX
+        g[10] = d & 0xFF
+        g[11] = d >> 8
         c = crc32(self._gmv[GHDR:size], crc32(self._gmv[0:12]))
         put32(g, 12, c)
         self._prog(self._head, self._gmv[0:size], self._off)
         self._off += size
         self._wseq = wrap(self._wseq + cnt)
         self.commits += 1
+        if d < DMAX:
+            self._ack_due = False
         self._reset_stage()
         return cnt
 
@@ -209,7 +226,9 @@ class Queue:
     # ---------------- acknowledge ----------------
 
     def ack(self, seq):
-        """Acknowledge every committed reading up to seq (delivery confirmed); persisted."""
+        """Acknowledge every committed reading up to seq (delivery confirmed); persisted now,
+        or, while readings are staged, in the header of their group (at their commit: within
+        commit_ms). A power cut before that re-delivers those readings, never loses any."""
         if seq < 0 or seq > M32:
             seq &= M32
         if sdiff(seq, self._ack) <= 0:
@@ -217,11 +236,24 @@ class Queue:
         last = wrap(self._wseq - 1)
         if sdiff(seq, last) > 0:
             raise ValueError("ack %d beyond the last committed reading %d" % (seq, last))
+        self._ack = seq
+        if self._cnt and sdiff(last, seq) < DMAX:
+            self._ack_due = True  # the staged group carries it: no ack entry
+            return
+        self._put_ack()
+
+    @property
+    def ack_pending(self):
+        """True while the last ack is in RAM only (it rides in the staged group)."""
+        return self._ack_due
+
+    def _put_ack(self):
+        seq = self._ack
+        self._ack_due = False
         if self._sealed or self._off + ACK_SIZE > self._S:
             # No room in the head: the next sector's header records the ack. With drop_newest
             # and a ring full of unacknowledged readings there is no next sector yet: the ack
             # then lives in RAM until one opens (a reboot before that re-delivers, never loses).
-            self._ack = seq
             self._advance()
             return
         e = self._e
@@ -233,7 +265,6 @@ class Queue:
         e[3] = (c >> 16) & 0xFF
         self._prog(self._head, self._emv[0:ACK_SIZE], self._off)
         self._off += ACK_SIZE
-        self._ack = seq
 
     # ---------------- reading back ----------------
 
@@ -293,8 +324,11 @@ class Queue:
         b = sc.rb
         while s >= 0:
             hi = self._off if s == self._head else self._S
+            sc.hdr_ok(s)
+            sboot = u32(sc.hb, 12)  # the groups' boot deltas are from the sector's header
             for eo, size in sc.walk(s, hi, o):
-                if sc.hb[0] != T_GROUP:
+                t = sc.hb[0]
+                if t != T_GROUP and t != T_GROUP1:
                     continue
                 first = u32(b, 4)
                 cnt = b[1]
@@ -305,7 +339,7 @@ class Queue:
                 self._h_o = eo
                 self._h_seq = first
                 self._h_sseq = self._sseq[s]
-                gboot = u32(b, 8)
+                gboot = wrap(sboot + u16(b, 8)) if t == T_GROUP else u32(b, 8)
                 gen = sc.gen
                 zero(prev)
                 i = sdiff(want, first)
@@ -401,15 +435,26 @@ class Queue:
                 if expect >= 0 and sdiff(lo, expect) > 0:
                     gaps.append((expect, lo))
                 expect = lo
+                sc.hdr_ok(s)
+                sboot = u32(hb, 12)
+                if s == head:
+                    self._hboot = sboot
                 for _o, _size in sc.walk(s, S):
                     t = hb[0]
-                    if t == T_GROUP:
+                    if t == T_GROUP or t == T_GROUP1:
                         first = u32(hb, 4)
                         if sdiff(first, expect) > 0:
                             gaps.append((expect, first))
                         expect = wrap(first + hb[1])
-                        if sdiff(u32(hb, 8), boot) > 0:
-                            boot = u32(hb, 8)
+                        if t == T_GROUP:
+                            b = wrap(sboot + u16(hb, 8))
+                            a = wrap(first - 1 - u16(hb, 10))
+                            if sdiff(a, ack) > 0:
+                                ack = a
+                        else:
+                            b = u32(hb, 8)
+                        if sdiff(b, boot) > 0:
+                            boot = b
                     elif t == T_ACK:
                         a = u32(hb, 4)
                         if sdiff(a, ack) > 0:
@@ -504,6 +549,8 @@ class Queue:
         self._erases[nxt] += 1
         sseq = wrap(self._sseq[self._head] + 1)
         self._write_header(nxt, sseq, ack)
+        self._ack_due = False  # the header carries the ack
+        self._hboot = self.boot
         self._sseq[nxt] = sseq
         self._lo[nxt] = self._wseq
         self._valid[nxt] = 1

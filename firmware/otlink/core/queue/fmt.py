@@ -14,10 +14,13 @@ _MOD = 0x100000000
 _HALF = 0x80000000
 
 SHDR = const(32)  # sector header: magic, sseq, erases, boot, next_seq, ack, drops, crc
-GHDR = const(16)  # group header: type, count, body_len u16, first_seq, boot, crc
+GHDR = const(16)  # group header: type, count, body_len u16, first_seq, boot delta u16,
+# ack delta u16, crc (a 'G' group of earlier images: boot u32 in place of the deltas)
+DMAX = const(0xFFFF)  # largest boot or ack delta
 ACK_SIZE = const(8)  # type, crc24, seq
 BOOT_SIZE = const(12)  # type, 0, 0, 0, boot, crc
-T_GROUP = const(0x47)  # 'G'
+T_GROUP = const(0x67)  # 'g': group header with boot and ack deltas (written)
+T_GROUP1 = const(0x47)  # 'G': group header with the whole boot counter (read only)
 T_ACK = const(0x41)  # 'A'
 T_BOOT = const(0x42)  # 'B'
 UNIFORM = const(0x8000)  # group body_len bit 15: the body is count records of equal length,

@@ -9,7 +9,7 @@ from binascii import crc32
 from otlink.core.compat import const
 
 from otlink.core.queue.fmt import (
-    MAGIC, SHDR, GHDR, ACK_SIZE, BOOT_SIZE, T_GROUP, T_ACK, T_BOOT, u16, u32,
+    MAGIC, SHDR, GHDR, ACK_SIZE, BOOT_SIZE, T_GROUP, T_GROUP1, T_ACK, T_BOOT, u16, u32,
 )
 
 _CB = const(64)
@@ -62,7 +62,7 @@ class Scanner:
         hb = self.hb
         self.dev.readblocks(s, self.hmv[0:k], o)
         t = hb[0]
-        if t == T_GROUP:
+        if t == T_GROUP or t == T_GROUP1:
             if k < GHDR:
                 return -1
             size = GHDR + (u16(hb, 2) & 0x7FFF)  # bit 15: fmt.UNIFORM
@@ -99,7 +99,7 @@ class Scanner:
             self.dev.readblocks(s, self.cmv[0:k] if k < _CB else cb, o)
             for i in range(k):
                 t = cb[i]
-                if (t == T_GROUP or t == T_BOOT) and self.entry(s, o + i) > 0:
+                if (t == T_GROUP or t == T_GROUP1 or t == T_BOOT) and self.entry(s, o + i) > 0:
                     return o + i
             o += k
         return hi
