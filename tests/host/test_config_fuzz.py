@@ -249,3 +249,84 @@ def test_mutated_configs_on_the_32_bit_build(tmp_path):
     ok, bad, other = (int(x) for x in out.split("RESULT")[1].split()[:3])
     assert other == 0, out[-3000:]
     assert ok + bad == len(lines) and bad > 1000
+
+
+# ---- docs/config.md is true to the schema: every documented default and range --------------
+
+def doc_rows(section: str) -> list[tuple[str, str, str]]:
+    """(field, default, meaning) of the table under "## `section`" in docs/config.md."""
+    import re
+
+    text = (paths.ROOT / "docs" / "config.md").read_text()
+    part = text.split(f"## `{section}`\n", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in part.splitlines():
+        m = re.match(r"\| `(\w+)` \| ([^|]*) \| (.*) \|$", line)
+        if m:
+            rows.append((m.group(1), m.group(2).strip(), m.group(3)))
+    return rows
+
+
+def doc_base() -> dict:
+    c = full_config()
+    c["mqtt"]["ack"] = "consumer"  # qos 0 is then allowed: the qos range is tested alone
+    del c["mqtt"]["tls"]  # the documented port default is the plain one
+    return c
+
+
+SECTIONS = ["mqtt", "queue", "serial"]
+DOC_CASES = [(s, f, d, m) for s in SECTIONS for f, d, m in doc_rows(s)]
+
+
+@pytest.mark.parametrize("section, field, default, meaning", DOC_CASES,
+                         ids=[f"{s}.{f}" for s, f, _, _ in DOC_CASES])
+def test_docs_match_the_schema(section, field, default, meaning):
+    import re
+
+    # the default: what validate fills in when the field is left out
+    c = doc_base()
+    if default != "required":
+        c[section].pop(field, None)
+    got = config.validate(c)[section][field]
+    d = default.split(",")[0].strip("` ") if not default.startswith("`[") else default
+    if re.fullmatch(r"-?\d+", d):
+        assert got == int(d), (field, got, default)
+    elif d.startswith("`["):
+        assert list(got) == json.loads(d.strip("`")), (field, got, default)
+    elif d in ("false", "true"):
+        assert got is (d == "true"), (field, got, default)
+        return  # a flag: no range
+    elif d == "none":
+        assert got is None, (field, got, default)
+    elif re.fullmatch(r"[A-Za-z_]+", d) and d not in ("required", "the"):
+        assert got == d, (field, got, default)
+    # the range: both ends accepted, one beyond each refused by name
+    m = re.search(r"(-?\d+)\.\.(-?\d+)", meaning + " " + default)
+    if not m:
+        return
+    lo, hi = int(m.group(1)), int(m.group(2))
+    for v, ok in ((lo, True), (hi, True), (lo - 1, False), (hi + 1, False)):
+        c = doc_base()
+        c[section][field] = v
+        if ok:
+            assert config.validate(c)[section][field] == v, (field, v)
+        else:
+            with pytest.raises(ConfigError) as e:
+                config.validate(c)
+            assert f"{section}.{field}" in [x.field for x in config.errors_of(e.value)], v
+
+
+def test_docs_error_example_is_what_validate_says(tmp_path):
+    """The multi-error example at the top of docs/config.md is the validator's own output."""
+    import re
+
+    text = (paths.ROOT / "docs" / "config.md").read_text()
+    shown = re.search(r"```\n(otlink: node.json: 3 config errors:.*?)```", text, re.S).group(1)
+    c = json.loads(re.search(r"## Example\n.*?```json\n(.*?)```", text, re.S).group(1))
+    c["mqtt"]["prefix"] = "plant/#"
+    c["points"][3]["address"] = 40001
+    c["points"][1]["type"] = "flaot32"
+    with pytest.raises(ConfigError) as e:
+        config.validate(c)
+    lines = [f"  {x.field}: {x.problem}" for x in config.errors_of(e.value)]
+    assert shown.strip().splitlines()[1:] == lines
