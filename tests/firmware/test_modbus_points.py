@@ -116,6 +116,8 @@ def test_report_on_change_and_deadband():
     true(pack_reading(f, fd(230.0), 3, rec, 0, 0) > 0, "float first")
     eq(pack_reading(f, fd(230.5), 3, rec, 0, 0), 0, "float inside deadband")
     true(pack_reading(f, fd(231.0), 3, rec, 0, 0) > 0, "float at deadband")
+    true(pack_reading(f, fd(float("nan")), 3, rec, 0, 0) > 0, "a NaN is a change")
+    true(pack_reading(f, fd(231.0), 3, rec, 0, 0) > 0, "and so is its end")
     s = one({"type": "string", "length": 2, "deadband": 0})
     true(pack_reading(s, frame_with(b"ABCD"), 3, rec, 0, 0) > 0, "string first")
     eq(pack_reading(s, frame_with(b"ABCD"), 3, rec, 0, 0), 0, "string unchanged")

@@ -284,7 +284,7 @@ def _float_moved(p, rec, typ, hi, lo):
     d = f[0] - f[1]
     if d < 0:
         d = -d
-    return d >= p.db_raw
+    return not d < p.db_raw  # NaN (to or from a number) counts as moved: it is reported
 
 
 def pack_reading(p, data, off, rec, t, flags):
