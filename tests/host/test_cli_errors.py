@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from otlink_tools.demo import demo_config
 
 OTLINK = str(Path(sys.executable).parent / "otlink")
@@ -145,20 +147,23 @@ def boot_line(cfg: Path, tmp_path: Path, *extra: str) -> tuple[int, str]:
     return p.returncode, log.read_text()
 
 
-def test_node_run_holds_50_points_and_the_largest_batch_at_the_default_heap(tmp_path):
+@pytest.mark.parametrize("npoints, batch_bytes", [(50, 1024), (6, 8192)],
+                         ids=["50-points", "batch_bytes-8192"])
+def test_node_run_boots_at_the_default_heap(tmp_path, npoints, batch_bytes):
+    """Once a raw MemoryError: 50 points, or the largest batch_bytes validate accepted."""
     import os
 
     master, slave = os.openpty()  # a tty the agent can open; nobody answers on it
     try:
-        c = many_points(50, os.ttyname(slave))
-        c["mqtt"]["batch_bytes"] = 8192  # the largest validate accepts
+        c = many_points(npoints, os.ttyname(slave))
+        c["mqtt"]["batch_bytes"] = batch_bytes
         f = tmp_path / "node.json"
         f.write_text(json.dumps(c))
         code, out = boot_line(f, tmp_path)
     finally:
         os.close(master)
         os.close(slave)
-    assert "52 points, broker 127.0.0.1:1" in out, out
+    assert f"{npoints + 2} points, broker 127.0.0.1:1" in out, out
     assert "MemoryError" not in out and "Traceback" not in out, out
 
 
