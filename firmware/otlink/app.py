@@ -105,12 +105,14 @@ class App:
         self.publisher = Publisher(self.queue, self.uplink, clock, cfg["mqtt"], self.birth,
                                    self.state)
         self.tasks.append(("publisher", self.publisher.run))
-        self._cmds = []
-        self.cmd_errors = 0
-        if self.poller is not None:
-            self.uplink.on_cmd = self._on_cmd  # writes go through the poller's bus slot
-            self.t_reply = self.uplink.t_cmd[:-3] + b"reply"
-            self.tasks.append(("commands", self._command_loop))
+        self.commands = None
+        if self.poller is not None:  # writes go through the poller's bus slot
+            from otlink.commands import Commands
+
+            self.commands = Commands(self.uplink, self.poller, cfg["points"],
+                                     cfg["commands"]["writable"], log)
+            self.uplink.on_cmd = self.commands.on_msg
+            self.tasks.append(("commands", self.commands.run))
         self.tasks.append(("queue", self._commit_loop))
         self.tasks.append(("network", self._network_loop))
 
@@ -130,42 +132,6 @@ class App:
             self.queue.tick(self.clock.ticks_ms())
             self.board.watchdog_feed()
             await asyncio.sleep_ms(period)
-
-    def _on_cmd(self, msg):
-        # Called from inside an MQTT read: only queue it (bounded), the task does the work.
-        if len(self._cmds) < 8:
-            self._cmds.append(bytes(msg))
-        else:
-            self.cmd_errors += 1
-
-    async def _command_loop(self):
-        from otlink import commands
-
-        writable = self.cfg["commands"]["writable"]
-        while True:
-            if not self._cmds:
-                await asyncio.sleep_ms(50)
-                continue
-            msg = self._cmds.pop(0)
-            rid = None
-            err = None
-            try:
-                rid, (p, regs) = commands.parse(msg, self.cfg["points"], writable)
-                code = await self.poller.write(p.slave, p.table, p.address, regs)
-                if code:
-                    from otlink.core.modbus import error_name
-
-                    err = "write failed: %s" % error_name(code)
-            except ValueError as e:  # CommandError and the poller's argument checks
-                err = str(e)
-                rid = getattr(e, "rid", rid)
-            if err:
-                self.cmd_errors += 1
-                log("command %r refused: %s" % (rid, err))
-            try:
-                self.uplink.publish(self.t_reply, commands.reply(rid, err), 1, False)
-            except OSError:
-                pass  # the session is down: the sender times out and may retry
 
     async def _network_loop(self):
         # Keep the link up and the wall clock set. Nothing here waits without a bound:
@@ -196,11 +162,9 @@ class App:
 
     def state(self):
         """Fields of the state/health message."""
-        st = {"uptime_s": self.clock.uptime_ms() // 1000, "free_heap": self.board.free_heap(),
-              "reset_cause": self.board.reset_cause(), "task_errors": self.task_errors}
-        q = self.queue.stats()
-        for k in q:
-            st["q_" + k] = q[k]
+        # what only the app knows; the publisher adds queue, clock and session fields
+        st = {"free_heap": self.board.free_heap(), "reset_cause": self.board.reset_cause(),
+              "task_errors": self.task_errors}
         if self.poller is not None:
             st["slaves"] = self.poller.stats()
             st["bus_errors"] = self.poller.bus_errors

@@ -6,8 +6,9 @@
 #   "consumer" the queue advances only when the consumer's ack message says it stored the
 #              batch (highest contiguous seq per boot), so a broker crash loses nothing.
 # Backlog: what is in the queue when a session starts is replayed oldest first, flagged
-# historical and rate-capped (replay_rate batches/s) while live readings keep going out,
-# when the queue can read from a given seq (peek_from); otherwise strictly in order.
+# historical and rate-capped (replay_rate batches/s) while live readings keep going out
+# (broker mode: the queue reads from a given seq with peek_from); in consumer mode strictly
+# in order.
 # Untimed readings of this boot are re-timed once the clock is set.
 #
 # Blocking: each step does at most one MQTT operation, each bounded by the uplink's
@@ -67,13 +68,11 @@ class Publisher:
         self.enc = DataEncoder(mqtt_cfg["batch_bytes"], self.batch_max)
         self._rec = bytearray(reading.MAX_SIZE)  # re-timed copy of an untimed record
         self._sbuf = bytearray(512)
-        self._can_seek = hasattr(queue, "peek_from")
         self.info = birth_info
         self.birth = self._encode_birth(birth_info)
         n = encode_state(self._sbuf, {"online": False, "boot": queue.boot})
         self.will = bytes(self._sbuf[:n])
         uplink.on_ack = self._on_ack
-        uplink.on_cmd = self._on_cmd
         # stream cursors (seqs); None: from the oldest unacknowledged
         self._next = None  # next seq of the live / single stream
         self._hist = None  # next backlog seq, None when there is no backlog
@@ -93,9 +92,7 @@ class Publisher:
         self.ack_timeouts = 0
         self.bad_records = 0
         self.bad_acks = 0
-        self.cmds = 0
         self.retimed = 0
-        self.last_cmd = None
 
     def _encode_birth(self, b):
         size = 1024
@@ -129,10 +126,6 @@ class Publisher:
             if fl:
                 fl[0][2] = self.clock.ticks_ms()  # the next one's wait starts now
 
-    def _on_cmd(self, msg):
-        self.cmds += 1
-        self.last_cmd = bytes(msg)
-
     # --- session ----------------------------------------------------------------------
     def _session_start(self):
         """A new session: whatever is queued now is backlog (historical)."""
@@ -150,7 +143,7 @@ class Publisher:
                 first = seq
             if first is not None:
                 self._hist_end = seq_add(first, depth - 1)
-                if self._can_seek and self.mode == "broker":
+                if self.mode == "broker":
                     self._hist = first
                     self._next = seq_add(self._hist_end, 1)
                 else:
@@ -160,23 +153,9 @@ class Publisher:
         self._publish_state()
 
     def _records(self, start, n):
-        q = self.q
         if start is None:
-            return q.peek(n)
-        if self._can_seek:
-            return q.peek_from(start, n)
-        return self._skip_to(start, n)
-
-    def _skip_to(self, start, n):
-        # A queue without peek_from: read from the oldest and skip what is in flight.
-        skip = 0
-        for seq, _b, _r, _n in self.q.peek(1):
-            skip = sdiff(start, seq)
-        if skip < 0:
-            skip = 0
-        for item in self.q.peek(skip + n):
-            if sdiff(item[0], start) >= 0:
-                yield item
+            return self.q.peek(n)
+        return self.q.peek_from(start, n)
 
     def _fill(self, start, historical, stop_seq):
         """Encode one batch from `start`; stop at a boot change, at stop_seq (inclusive,
