@@ -28,10 +28,6 @@ from otlink.core.queue.codec import enc, decn, zero, squeeze, copy
 from otlink.core.queue.scan import Scanner
 
 
-class QueueError(Exception):
-    pass
-
-
 class Queue:
     def __init__(self, dev, clock, commit_count=64, commit_ms=1000, capacity=None,
                  policy="drop_oldest", group_bytes=512, prog_size=1):
