@@ -17,38 +17,28 @@ monitor stops quietly with exit status 141, like a Unix tool ended by SIGPIPE.
 from __future__ import annotations
 
 import bisect
-import csv
 import errno
 import io
-import json
 import math
 import os
 import ssl
 import sys
 import threading
 import time
-from datetime import datetime, timezone
-from typing import IO, Any
+from typing import IO
 
 import paho.mqtt.client as mqtt
 
-from otlink_tools.decode import PayloadError, apply_scale, decode_message, encode_ack, \
-    error_name, valid_level, valid_prefix
+from otlink_tools.decode import PayloadError, decode_message, encode_ack, valid_level, \
+    valid_prefix
+from otlink_tools.monitor_formats import FORMATS, WRITERS, LiveTable, format_age, \
+    format_value, make_row, plural
 
-FORMATS = ("table", "jsonl", "csv", "influx")
-CSV_FIELDS = ["time", "uptime_ms", "site", "node", "boot", "seq", "point", "pid", "value",
-              "unit", "raw", "err", "historical", "untimed"]
+__all__ = ["EXIT_OUTPUT_CLOSED", "FORMATS", "Monitor", "Seen", "check_topic_args", "format_age",
+           "format_value", "output_gone", "plural", "run"]
+
 REDRAW_S = 0.5  # live table: at most two redraws a second
 EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for `cat big | head`
-# scrolling table: headings, alignment (< left, > right) and the width each column starts
-# with; a column widens (and the heading is written again) when content needs more
-TABLE_COLUMNS = (("time", "<", 24), ("node", "<", 12), ("point", "<", 16), ("value", ">", 14),
-                 ("unit", "<", 6), ("seq", ">", 8))
-
-
-def plural(n: int, word: str) -> str:
-    """`1 reading`, `2 readings`."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def output_gone(e: BaseException) -> bool:
@@ -75,34 +65,6 @@ def check_topic_args(prefix: str, site: str, node: str, group: str | None = None
 def _ssl_detail(e: ssl.SSLError) -> str:
     reason = getattr(e, "reason", None)
     return f" ({reason.lower().replace('_', ' ')})" if reason else ""
-
-
-def format_value(v: Any) -> str:
-    """A reading's value for people: integers as integers (1000000, not 1e+06), floats
-    with up to 4 decimals and no trailing zeros (100.3, not 100.30000000000001), very
-    large or small floats in exponent form."""
-    if v is None:
-        return "-"
-    if isinstance(v, bool) or isinstance(v, int) or isinstance(v, str):
-        return str(v)
-    if isinstance(v, float):
-        if v != v or v in (float("inf"), float("-inf")):
-            return str(v)
-        if v != 0 and (abs(v) >= 1e15 or abs(v) < 1e-4):
-            return f"{v:.6g}"
-        text = f"{v:.4f}".rstrip("0").rstrip(".")
-        return "0" if text in ("-0", "") else text
-    return str(v)
-
-
-def format_age(seconds: float) -> str:
-    if seconds < 0:
-        seconds = 0
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
-    return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
 
 
 class Seen:
@@ -140,14 +102,6 @@ class Seen:
         return [(self.ends[i] + 1, self.starts[i + 1] - 1) for i in range(len(self.starts) - 1)]
 
 
-def _iso(t_ms: int) -> str:
-    return datetime.fromtimestamp(t_ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _influx_escape(s: str) -> str:
-    return s.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ").replace("=", "\\=")
-
-
 class Monitor:
     """Subscribe, decode, dedupe, write out and (optionally) acknowledge.
 
@@ -177,8 +131,8 @@ class Monitor:
             live = bool(isatty and isatty())
         # table on a terminal: one row per (node, point) redrawn in place
         self.live = fmt == "table" and live
-        self.latest: dict[tuple[str, str], dict[int, dict]] = {}
-        self.last_seq: dict[tuple[str, str], tuple[int, int]] = {}
+        self.writer = WRITERS[fmt](self.out)  # rows as text (not used by the live table)
+        self.table = LiveTable()  # the live table's latest row of every (node, point)
         self._drawn = 0.0
         self.err = err or sys.stderr
         self.fsync = fsync
@@ -209,9 +163,6 @@ class Monitor:
         self.bad = 0
         self.gaps: list[tuple[str, int, int, int]] = []
         self.acks_sent = 0
-        self._csv: Any = None
-        self._header = False
-        self._widths = [w for _, _, w in TABLE_COLUMNS]
 
     # --- topics -------------------------------------------------------------------------
     def _topic(self, kind: str) -> str:
@@ -405,80 +356,16 @@ class Monitor:
                 self.client.publish(t, encode_ack(m["boot"], top), qos=1, retain=True)
                 self.acks_sent += 1
 
-    # --- output ---------------------------------------------------------------------------
-    def _row(self, key: tuple[str, str], m: dict, r: dict) -> dict:
-        birth = self.births.get(key)
-        point = None
-        if birth is not None:
-            for p in birth.get("points", []):
-                if p.get("id") == r["pid"]:
-                    point = p
-                    break
-        value = apply_scale(r, point) if point else r.get("value")
-        untimed = r["untimed"]
-        # An untimed reading's clock is the node's uptime, not the epoch: never present it
-        # as a time (docs/uplink.md "Untimed readings").
-        return {
-            "time": None if untimed else _iso(r["t_ms"]),
-            "t_ms": None if untimed else r["t_ms"],
-            "uptime_ms": r["t_ms"] if untimed else None,
-            "site": key[0], "node": key[1], "boot": m["boot"], "seq": r["seq"],
-            "point": point.get("name") if point else f"#{r['pid']}", "pid": r["pid"],
-            "value": value, "unit": (point.get("unit") if point else None) or "",
-            "raw": r.get("value"), "err": r.get("err"),
-            "historical": m["historical"], "untimed": r["untimed"],
-        }
-
+    # --- output (the formats are in monitor_formats.py) ---------------------------------------
     def _write(self, key: tuple[str, str], m: dict, readings: list[dict]) -> None:
+        """Write readings of data message m out, flush (and fsync); count them written."""
         out = self.out
-        rows = [self._row(key, m, r) for r in readings]
-        if self.fmt == "jsonl":
-            for row in rows:
-                out.write(json.dumps(row) + "\n")
-        elif self.fmt == "csv":
-            if self._csv is None:
-                self._csv = csv.DictWriter(out, CSV_FIELDS, extrasaction="ignore")
-                self._csv.writeheader()
-            self._csv.writerows(rows)
-        elif self.fmt == "influx":
-            for row in rows:
-                out.write(self._influx(row) + "\n")
-        elif self.live:
-            pts = self.latest.setdefault(key, {})
-            now = time.time()
-            for row in rows:
-                row["_rx"] = now
-                pts[row["pid"]] = row
-            last = rows[-1]
-            prev = self.last_seq.get(key)
-            if prev is None or (last["boot"], last["seq"]) > prev:
-                self.last_seq[key] = (last["boot"], last["seq"])
+        rows = [make_row(key, m, r, self.births.get(key)) for r in readings]
+        if self.live:
+            self.table.update(key, rows)
             self._maybe_draw()
         else:
-            now = time.time() * 1000
-            lines = []
-            for row in rows:
-                if row["untimed"]:
-                    when = f"uptime+{row['uptime_ms'] / 1000:.1f}s"
-                else:
-                    when = row["time"][11:23] + f" ({(now - row['t_ms']) / 1000:.0f}s ago)"
-                note = []
-                if row["historical"]:
-                    note.append("historical")
-                if row["err"] is not None:
-                    note.append(f"error {row['err']}: {error_name(row['err'])}")
-                lines.append(([when, row["node"], str(row["point"]), format_value(row["value"]),
-                               row["unit"], str(row["seq"])], ", ".join(note)))
-            widths = [max([w] + [len(cells[i]) for cells, _ in lines])
-                      for i, w in enumerate(self._widths)]
-            if not self._header or widths != self._widths:
-                # first rows, or a node id / point name / value longer than any before:
-                # widen the columns and head them again so rows and headings line up
-                self._widths = widths
-                out.write(self._table_line([h for h, _, _ in TABLE_COLUMNS], "note"))
-                self._header = True
-            for cells, note in lines:
-                out.write(self._table_line(cells, note))
+            self.writer.write(rows)
         out.flush()
         if self.fsync:
             try:
@@ -487,10 +374,6 @@ class Monitor:
                 pass
         self.written += len(rows)
 
-    def _table_line(self, cells: list[str], note: str) -> str:
-        parts = [f"{c:{a}{w}}" for c, (_, a, _), w in zip(cells, TABLE_COLUMNS, self._widths)]
-        return (" ".join(parts) + "  " + note).rstrip() + "\n"
-
     # --- live table -------------------------------------------------------------------------
     def _maybe_draw(self) -> None:
         if time.monotonic() - self._drawn >= REDRAW_S:
@@ -498,45 +381,7 @@ class Monitor:
 
     def render(self, now: float | None = None) -> str:
         """The live table as text: per node a state line, then one row per point."""
-        now = time.time() if now is None else now
-        lines = []
-        keys = sorted(set(self.latest) | set(self.states) | set(self.births))
-        for key in keys:
-            st = self.states.get(key, {})
-            online = st.get("online")
-            state = "online" if online else ("OFFLINE" if online is False else "state unknown")
-            seq = self.last_seq.get(key)
-            head = [f"{key[1]} ({key[0]})", state]
-            if "queue_depth" in st:
-                head.append(f"queue {st['queue_depth']}")
-            if "drops" in st:
-                head.append(f"drops {st['drops']}")
-            if seq is not None:
-                head.append(f"boot {seq[0]} last seq {seq[1]}")
-            if not st.get("clock_set", True):
-                head.append("clock not set")
-            lines.append("  ".join(head))
-            pts = self.latest.get(key, {})
-            if not pts:
-                lines.append("  (no readings yet)")
-            rows = [pts[p] for p in sorted(pts)]
-            wn = max([5] + [len(str(r["point"])) for r in rows])
-            wv = max([5] + [len(format_value(r["value"])) for r in rows])
-            wu = max([4] + [len(r["unit"]) for r in rows])
-            if rows:
-                lines.append(f"  {'point':{wn}}  {'value':>{wv}}  {'unit':{wu}}  {'age':>7}  "
-                             "error")
-            for r in rows:
-                if r["untimed"]:
-                    age = now - r["_rx"]  # no wall time on the node: age since arrival
-                else:
-                    age = now - r["t_ms"] / 1000
-                err = "" if r["err"] is None else f"{r['err']}: {error_name(r['err'])}"
-                note = " (historical)" if r["historical"] else ""
-                lines.append(f"  {str(r['point']):{wn}}  {format_value(r['value']):>{wv}}  "
-                             f"{r['unit']:{wu}}  {format_age(age):>7}  {err}{note}")
-            lines.append("")
-        return "\n".join(lines)
+        return self.table.render(self.states, self.births, now)
 
     def draw(self) -> None:
         """Redraw the live table in place (cursor home, clear screen)."""
@@ -550,36 +395,6 @@ class Monitor:
             if not output_gone(e):
                 raise
             self.output_closed = True
-
-    @staticmethod
-    def _influx(row: dict) -> str:
-        tags = (f"otlink,site={_influx_escape(row['site'])},node={_influx_escape(row['node'])},"
-                f"point={_influx_escape(str(row['point']))}")
-        if row["unit"]:
-            tags += f",unit={_influx_escape(row['unit'])}"
-        if row["untimed"]:
-            tags += ",untimed=true"  # no timestamp: the node's clock was not set
-        v = row["value"]
-        fields = []
-        if row["err"] is not None:
-            fields.append(f"err={row['err']}i")
-        elif isinstance(v, bool):
-            fields.append(f"value={'true' if v else 'false'}")
-        elif isinstance(v, int):
-            fields.append(f"value={v}i")
-        elif isinstance(v, float):
-            fields.append(f"value={v!r}")
-        elif isinstance(v, str):
-            fields.append('value="' + v.replace("\\", "\\\\").replace('"', '\\"') + '"')
-        fields += [f"seq={row['seq']}i", f"boot={row['boot']}i"]
-        if row["historical"]:
-            fields.append("historical=true")
-        if row["untimed"]:
-            fields.append(f"uptime_ms={row['uptime_ms']}i")
-        line = tags + " " + ",".join(fields)
-        if not row["untimed"]:
-            line += f" {row['t_ms'] * 1_000_000}"
-        return line
 
     # --- waiting --------------------------------------------------------------------------
     def wait(self, count: int | None = None, seconds: float | None = None,
