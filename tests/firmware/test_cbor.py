@@ -1,4 +1,4 @@
-# heapsize: 72K
+# heapsize: 80K
 # CBOR encoder tests (RFC 8949): Appendix A vectors from tests/data/, preferred serialization,
 # bounds, no allocation. One file so the test bridge sees every test function.
 import json

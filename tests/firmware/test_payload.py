@@ -1,4 +1,4 @@
-# heapsize: 64K
+# heapsize: 72K
 # Payload encoder tests (docs/payload.md): data batches, birth/state/ack, topics, no allocation.
 import mptest
 from otlink.core import reading
