@@ -338,6 +338,7 @@ class Publisher:
         if self.clock.is_set():
             st["t"] = self.clock.now_ms()
         st["mqtt_reconnects"] = self.up.connects - 1 if self.up.connects else 0
+        st["msgs_refused"] = getattr(self.up, "refused_in", 0)
         return st
 
     def _publish_state(self):

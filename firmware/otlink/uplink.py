@@ -300,6 +300,7 @@ class Uplink:
         self.disconnects = 0
         self.last_error = None
         self.refused_in = 0  # incoming messages discarded: too long or on an unknown topic
+        # (counted across sessions: the state message's msgs_refused)
         self.birth = None
         self.will = None
 

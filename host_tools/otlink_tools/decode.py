@@ -64,6 +64,7 @@ STATE_FIELDS: dict[str, type] = {
     "sensor_errors": int,  # failed local sensor reads since boot
     "task_errors": int,  # agent tasks that failed and were restarted since boot
     "bus_errors": int,  # times the serial port itself failed since boot
+    "msgs_refused": int,  # ack/cmd messages discarded unread (over 2 KiB) since boot
 }
 
 _MAX_PAYLOAD = 1 << 20  # far above anything a node sends; refuses absurd inputs early

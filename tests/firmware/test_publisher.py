@@ -418,6 +418,8 @@ def test_publisher_state_fields():
     mptest.eq((st["online"], st["boot"], st["queue_depth"], st["clock_set"]),
               (True, 1, 3, True), "state")
     mptest.eq(st["queue_corrupt"], 0, "no flash damage")
+    up.refused_in = 3  # the uplink discarded three oversized ack/cmd messages
+    mptest.eq(p.state_fields()["msgs_refused"], 3, "refused messages reported")
 
 
 def test_state_carries_app_health_and_per_slave_errors():
