@@ -11,7 +11,7 @@ import json
 from otlink.core import modbus
 from otlink.core.compat import const
 from otlink.core.errors import ConfigError, ConfigErrors
-from otlink.core.points import ORDERS, T_BIT, T_BOOL, T_STRING, TABLES, TYPES, Point
+from otlink.core.points import ORDERS, T_BIT, T_BOOL, T_STRING, TABLES, TYPES, WORDS, Point
 
 SCHEMA_VERSION = 1
 
@@ -39,7 +39,6 @@ BATCH_BYTES_MIN = const(128)  # data header (48) + the largest text reading (78)
 BATCH_BYTES_MAX = const(8192)  # see docs/config.md, "batch_bytes"
 _MAX_ERRORS = const(20)
 _MAX_STRING_REGS = const(32)  # MAX_TEXT bytes of the reading record
-_WORDS = (1, 1, 2, 2, 4, 4, 2, 4, 0, 1, 1)  # registers per type (TYPES order)
 
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 _HOST_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_"
@@ -273,7 +272,9 @@ def _host(ck, d, path):
 def _tls(ck, d, path):
     if d is None:
         return None
-    d = _obj(ck, d, path)
+    if not isinstance(d, dict):
+        ck.bad(path, "must be an object with ca_file, got %s" % _show(d))
+        return None
     _keys(ck, d, path, ("ca_file", "cert_file", "key_file", "server_hostname"))
     t = {"ca_file": _str(ck, d, "ca_file", path, _REQ)}
     for k in ("cert_file", "key_file", "server_hostname"):
@@ -439,7 +440,7 @@ def _point(ck, cfg, w, ser, first_group):
         bit = _int(ck, cfg, "bit", w, _REQ, 0, 15)
     elif "bit" in cfg:
         ck.bad(w + ".bit", "only for type bit")
-    words = _WORDS[typ] if typ is not None else 1
+    words = WORDS[typ] if typ is not None else 1
     if typ == T_STRING:
         words = _int(ck, cfg, "length", w, _REQ, 1, _MAX_STRING_REGS)
     elif "length" in cfg:

@@ -41,16 +41,11 @@ T_BOOL = const(10)  # a coil or discrete input
 
 TYPES = ("int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64",
          "string", "bit", "bool")
-_WORDS = (1, 1, 2, 2, 4, 4, 2, 4, 0, 1, 1)
+WORDS = (1, 1, 2, 2, 4, 4, 2, 4, 0, 1, 1)  # registers per type (string: its length)
 ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")  # bit 0: word swap, bit 1: byte swap
 _ORDER_FLAGS = (0, 1, 2, 3)
 TABLES = ("coil", "discrete", "holding", "input")
-_FIELDS = ("id", "name", "slave", "table", "address", "type", "order", "bit", "length",
-           "scale", "offset", "unit", "group", "deadband")
-_MAX_STRING_REGS = const(32)  # MAX_TEXT bytes of the reading record
-
-DEFAULT_GROUP = "default"
-DEFAULT_INTERVAL_MS = const(1000)
+# Which fields a point has, their defaults and ranges: the config schema (core/config.py).
 
 _T = const(4)  # offset of the timestamp in a reading record (core/reading.py)
 _NEAR = const(8191)  # |high-half difference| up to which d = dh * 65536 + dl stays < 2**29
