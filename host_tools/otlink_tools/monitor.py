@@ -52,7 +52,7 @@ def check_topic_args(prefix: str, site: str, node: str, group: str | None = None
     levels (docs/payload.md "Topics"); the share group is one level. No wildcards inside."""
     if not valid_prefix(prefix):
         raise ValueError(f"--prefix {prefix!r}: topic levels joined by / wanted, none empty, "
-                         "without + # or NUL (default otlink)")
+                         "without + # or NUL, not starting with $ (default otlink)")
     for value, what in ((site, "site"), (node, "node")):
         if value != "+" and not valid_level(value):
             raise ValueError(f"--{what} {value!r}: one {what} name wanted (one topic level, "
