@@ -11,6 +11,7 @@ a deadline that grows with the bytes to send, instead of waiting forever as mpre
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -22,13 +23,19 @@ TIMEOUT_S = 30.0  # connecting, entering the raw REPL, a soft reset: the fixed p
 MIN_RATE = 1000  # bytes/s: the slowest copy rate waited for (115200 baud gives ~5x that)
 
 
+def _mpremote() -> str:
+    """mpremote beside this Python (a virtualenv's bin/), else on PATH."""
+    beside = Path(sys.executable).parent / "mpremote"
+    return str(beside) if beside.exists() else (shutil.which("mpremote") or str(beside))
+
+
 class Transport:
     """A MicroPython board on `port` (a device path, or an mpremote name such as auto)."""
 
     def __init__(self, port: str, *, mpremote: str | None = None, timeout_s: float = TIMEOUT_S,
                  min_rate: int = MIN_RATE, dry_run: bool = False) -> None:
         self.port = port
-        self.exe = mpremote or str(Path(sys.executable).parent / "mpremote")
+        self.exe = mpremote or _mpremote()
         self.timeout_s = timeout_s
         self.min_rate = min_rate
         self.dry_run = dry_run
