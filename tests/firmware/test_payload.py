@@ -208,6 +208,24 @@ def test_high_sequences_allocation_bound():
     mptest.true(used <= bound, "allocated %d B for 40 readings, bound %d" % (used, bound))
 
 
+_TEXT = b"x" * 80  # longer than MAX_TEXT: truncated
+
+
+def _pack_all(r, t):
+    reading.pack_int(r, 1, t, -(2 ** 40))
+    reading.pack_float(r, 2, t, 21.5)
+    reading.pack_err(r, 3, t, 0x84)
+    reading.pack_text(r, 4, t, b"fault")
+    return reading.pack_text(r, 4, t, _TEXT)
+
+
+def test_reading_pack_does_not_allocate():
+    r = bytearray(reading.MAX_SIZE)
+    n = mptest.no_alloc(_pack_all, r, T0)  # T0 is a heap int on 32-bit ports: passed in
+    mptest.eq(n, reading.MAX_SIZE, "text truncated to MAX_TEXT")
+    mptest.eq(reading.unpack(r, n)[3:], (T0, b"x" * reading.MAX_TEXT), "time and text")
+
+
 def test_birth_state_ack():
     buf = bytearray(256)
     pts = [{"id": 1, "name": "voltage", "unit": "V", "type": "f32", "scale": 1, "offset": 0,

@@ -1,5 +1,7 @@
 # The reading record: what a source produces and the queue stores, byte for byte.
-# Fixed layout so sources pack it into one preallocated buffer (no allocation per reading):
+# Fixed layout so sources pack it into one preallocated buffer (no allocation per reading,
+# on 32-bit ports too: t and the value are the caller's objects, written by pack_into;
+# tests/firmware/test_payload.py checks it under heap_lock):
 #
 #   off size field
 #   0   2    point id (u16, little endian) - the integer id from the node config
@@ -47,7 +49,11 @@ def pack_text(buf, pid, t, text, flags=0):
     if n > MAX_TEXT:
         n = MAX_TEXT
     struct.pack_into("<HBBq", buf, 0, pid, KIND_TEXT, flags, t)
-    buf[HEADER:HEADER + n] = text[:n]
+    if n == len(text):
+        buf[HEADER:HEADER + n] = text  # a slice store allocates nothing
+    else:
+        for i in range(n):  # text[:n] would be a new object
+            buf[HEADER + i] = text[i]
     return HEADER + n
 
 
