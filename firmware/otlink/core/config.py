@@ -42,7 +42,7 @@ _MAX_STRING_REGS = const(32)  # MAX_TEXT bytes of the reading record
 
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 _HOST_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_"
-_HEX6 = "0123456789abcdefABCDEF:."
+_IPV6_CHARS = "0123456789abcdefABCDEF:."
 # Modicon register numbers (1-based, table digit first) people paste as "address":
 # holding 4xxxx, input 3xxxx, discrete 1xxxx; coils (0xxxx) cannot be told apart.
 _MODICON = {"holding": 40001, "input": 30001, "discrete": 10001}
@@ -257,7 +257,7 @@ def _host(ck, d, path):
         ck.bad(p, "%s holds a port: give the host alone and the port in %s.port"
                % (_show(h), path))
         return None
-    chars = _HEX6 if ":" in h else _HOST_CHARS  # an IPv6 address, or a name / IPv4 address
+    chars = _IPV6_CHARS if ":" in h else _HOST_CHARS  # an IPv6 address, or a name / IPv4 address
     for c in h:
         if c not in chars:
             ck.bad(p, "a host name or IP address wanted, got %s (%r is not allowed)"
