@@ -14,6 +14,7 @@
 # Blocking: each step does at most one MQTT operation, each bounded by the uplink's
 # deadline, then yields to the other tasks.
 import asyncio
+import struct
 
 from otlink.core import reading
 from otlink.core.compat import const
@@ -67,6 +68,7 @@ class Publisher:
         self.time_sync = time_sync
         self.enc = DataEncoder(mqtt_cfg["batch_bytes"], self.batch_max)
         self._rec = bytearray(reading.MAX_SIZE)  # re-timed copy of an untimed record
+        self._off = bytearray(8)  # clock offset (epoch - uptime ms), little endian
         self._sbuf = bytearray(512)
         self.info = birth_info
         self.birth = self._encode_birth(birth_info)
@@ -177,15 +179,22 @@ class Publisher:
                 full = True
                 break
             if rec[3] & reading.FLAG_UNTIMED and retime and b == qboot:
+                if retime is True:  # once per batch: epoch - uptime, as 8 bytes
+                    struct.pack_into("<q", self._off, 0, clock.to_epoch(0))
+                    retime = 1
+                # copy with uptime + offset added byte by byte (an int sum would be a heap
+                # object on 32-bit ports)
                 r = self._rec
-                r[0:n] = rec[0:n] if n == len(rec) else memoryview(rec)[0:n]
-                t = 0
-                for k in range(11, 3, -1):
-                    t = (t << 8) | r[k]
-                t = clock.to_epoch(t)
+                off = self._off
+                for k in range(4):
+                    r[k] = rec[k]
+                c = 0
                 for k in range(4, 12):
-                    r[k] = t & 0xFF
-                    t >>= 8
+                    c += rec[k] + off[k - 4]
+                    r[k] = c & 0xFF
+                    c >>= 8
+                for k in range(12, n):
+                    r[k] = rec[k]
                 r[3] &= ~reading.FLAG_UNTIMED
                 rec = r
                 self.retimed += 1

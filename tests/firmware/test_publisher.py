@@ -363,7 +363,7 @@ def test_ramqueue_append_and_ack_do_not_allocate():
     mptest.eq(q.depth(), 16, "ack past the newest ignored")
 
 
-def _garbage_per_reading(first_seq, n=100):
+def _garbage_per_reading(first_seq, n=100, untimed=False):
     """(append, read-and-encode) bytes allocated per reading: RamQueue.append of prepared
     records, then Publisher.step until the queue is empty (peek, DataEncoder, publish)."""
     clock = FakeClock()
@@ -374,12 +374,14 @@ def _garbage_per_reading(first_seq, n=100):
                                             "replay_rate": 0}), BIRTH)
     p._session_start()
     recs = []
+    t0 = clock.uptime_ms() if untimed else clock.now_ms()
+    fl = reading.FLAG_UNTIMED if untimed else 0
     for i in range(n):
         r = bytearray(reading.SIZE)
         if i % 2:
-            reading.pack_float(r, 2, clock.now_ms() + i * 100, 230.5)
+            reading.pack_float(r, 2, t0 + i * 100, 230.5, fl)
         else:
-            reading.pack_int(r, 1, clock.now_ms() + i * 100, 3000000000 + i * 7)
+            reading.pack_int(r, 1, t0 + i * 100, 3000000000 + i * 7, fl)
         recs.append(r)
     gc.collect()
     gc.disable()
@@ -394,6 +396,7 @@ def _garbage_per_reading(first_seq, n=100):
     finally:
         gc.enable()
     mptest.eq(q.depth(), 0, "all sent")
+    mptest.eq(p.retimed, n if untimed else 0, "re-timed")
     return (b - a) / n, (c - b) / n
 
 
@@ -409,6 +412,8 @@ def test_garbage_per_reading_bound():
     app, enc = _garbage_per_reading(2**31 - 10)
     mptest.true(app <= (32 if wide else 0), "append, high seqs: %.1f B/reading" % app)
     mptest.true(enc <= (128 if wide else 110), "read+encode, high seqs %.1f B/reading" % enc)
+    app, enc = _garbage_per_reading(1, untimed=True)  # re-timed on the way out
+    mptest.true(enc <= (56 if wide else 110), "read+retime+encode %.1f B/reading" % enc)
 
 
 def test_publisher_state_fields():
