@@ -13,12 +13,11 @@ from otlink_tools import node
 from otlink_tools.broker import Broker, free_port
 from otlink_tools.demo import demo_config
 from otlink_tools.monitor import Monitor
-from otlink_tools.sim_meter import start_meter
 
 
-def test_outage_then_power_cut_loses_nothing_committed(tmp_path):
-    meter = start_meter(slaves=(1,), frozen=True)
-    port = free_port()
+def test_outage_then_power_cut_loses_nothing_committed(tmp_path, demo_meter):
+    meter = demo_meter
+    port = free_port()  # the broker starts later, on this port: not a fixture
     cfg = demo_config(meter.agent_port, port)
     cfg["groups"]["fast"]["interval_ms"] = 100
     cfg["queue"] = {"commit_ms": 200}
@@ -70,6 +69,5 @@ def test_outage_then_power_cut_loses_nothing_committed(tmp_path):
         if agent.poll() is None:
             agent.kill()
             agent.wait()
-        meter.stop()
         if broker:
             broker.stop()

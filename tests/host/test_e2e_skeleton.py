@@ -15,25 +15,19 @@ import time
 import pytest
 
 from otlink_tools import node
-from otlink_tools.broker import Broker
 from otlink_tools.demo import demo_config
 from otlink_tools.monitor import Monitor
-from otlink_tools.sim_meter import start_meter
 
 
 @pytest.fixture
-def stack(tmp_path):
-    (tmp_path / "broker").mkdir()
-    broker = Broker(workdir=str(tmp_path / "broker")).start()
-    meter = start_meter(slaves=(1,), frozen=True)
+def stack(fresh_broker, demo_meter, tmp_path):
+    """(broker, meter, agents to kill at the end, folder): fixtures from tests/conftest.py."""
     procs = []
-    yield broker, meter, procs, tmp_path
+    yield fresh_broker, demo_meter, procs, tmp_path
     for p in procs:
         if p.poll() is None:
             p.kill()
             p.wait()
-    meter.stop()
-    broker.stop()
 
 
 def rows_of(buf: io.StringIO) -> list[dict]:

@@ -8,14 +8,6 @@ import pytest
 
 from otlink_tools import cli
 from otlink_tools import modbus_probe as probe
-from otlink_tools.sim_meter import start_meter
-
-
-@pytest.fixture(scope="module")
-def meter():
-    m = start_meter(slaves=(1, 2, 3), reference_map=True)
-    yield m
-    m.stop()
 
 
 def test_codec_round_trips_every_type_and_order():
@@ -44,8 +36,8 @@ def test_decode_table_marks_the_plausible_reading():
     assert "float32  CDAB" in out and "*" in out
 
 
-def test_scan_ids_and_registers_over_the_pty(meter):
-    m = probe.SerialMaster(meter.agent_port, 115200, timeout_ms=100)
+def test_scan_ids_and_registers_over_the_pty(reference_meter):
+    m = probe.SerialMaster(reference_meter.agent_port, 115200, timeout_ms=100)
     try:
         lines = []
         assert probe.scan_ids(m, range(1, 6), out=lines.append) == [1, 2, 3]
@@ -53,7 +45,7 @@ def test_scan_ids_and_registers_over_the_pty(meter):
         assert spans[4] == [(0, 40)] and spans[3] == [(0, 40)]
         regs = m.read_regs(1, 4, 0, 2)
         v = probe.decode(regs, "float32", "ABCD")
-        want = meter.expected(1, "input", 0, "float32", "ABCD")
+        want = reference_meter.expected(1, "input", 0, "float32", "ABCD")
         assert v == struct.unpack(">f", struct.pack(">f", want))[0]
         with pytest.raises(probe.ProbeError, match="exception 2"):
             m.read_regs(1, 3, 5000, 2)  # beyond the device: illegal address
@@ -63,10 +55,11 @@ def test_scan_ids_and_registers_over_the_pty(meter):
         m.close()
 
 
-def test_cli_decode_and_register(meter, capsys):
-    assert probe.main([meter.agent_port, "--baud", "115200", "--slave", "2", "--decode", "20"]) == 0
+def test_cli_decode_and_register(reference_meter, capsys):
+    assert probe.main([reference_meter.agent_port, "--baud", "115200", "--slave", "2",
+                       "--decode", "20"]) == 0
     out = capsys.readouterr().out
-    want = meter.expected(2, "holding", 20, "float32", "CDAB")
+    want = reference_meter.expected(2, "holding", 20, "float32", "CDAB")
     line = [ln for ln in out.splitlines() if ln.startswith("float32  CDAB")][0]
     assert f"{want:.6g}" in line and line.rstrip().endswith("*")
     # the same command through the CLI's table

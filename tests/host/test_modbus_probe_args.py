@@ -11,16 +11,8 @@ from pathlib import Path
 import pytest
 
 from otlink_tools import modbus_probe as probe
-from otlink_tools.sim_meter import start_meter
 
 OTLINK = str(Path(sys.executable).with_name("otlink"))
-
-
-@pytest.fixture(scope="module")
-def meter():
-    m = start_meter(slaves=(1, 2, 3), reference_map=True)
-    yield m
-    m.stop()
 
 
 def otlink(*args: str) -> subprocess.CompletedProcess:
@@ -134,8 +126,8 @@ def test_no_action_says_what_to_use(tmp_path):
 
 # ---- over the simulated meter --------------------------------------------------------------
 
-def test_scan_ids_reports_progress_and_a_summary(meter, capsys):
-    rc = probe.main([meter.agent_port, "--baud", "115200", "--timeout-ms", "50",
+def test_scan_ids_reports_progress_and_a_summary(reference_meter, capsys):
+    rc = probe.main([reference_meter.agent_port, "--baud", "115200", "--timeout-ms", "50",
                      "--scan-ids", "1-12"])
     out, err = capsys.readouterr()
     assert rc == 0
@@ -145,8 +137,8 @@ def test_scan_ids_reports_progress_and_a_summary(meter, capsys):
     assert "scanned 10 of 12 ids" in err and "scanned 12 of 12 ids" in err
 
 
-def test_scan_with_no_answer_says_so(meter, capsys):
-    rc = probe.main([meter.agent_port, "--baud", "115200", "--timeout-ms", "50",
+def test_scan_with_no_answer_says_so(reference_meter, capsys):
+    rc = probe.main([reference_meter.agent_port, "--baud", "115200", "--timeout-ms", "50",
                      "--scan-ids", "20-21"])
     out, err = capsys.readouterr()
     assert rc == 0
@@ -155,25 +147,25 @@ def test_scan_with_no_answer_says_so(meter, capsys):
     assert "no slave answered ids 20..21 at 115200 baud 8N1" in err
 
 
-def test_decode_failure_names_slave_and_register(meter, capsys):
-    rc = probe.main([meter.agent_port, "--baud", "115200", "--decode", "5000"])
+def test_decode_failure_names_slave_and_register(reference_meter, capsys):
+    rc = probe.main([reference_meter.agent_port, "--baud", "115200", "--decode", "5000"])
     err = capsys.readouterr().err
     assert rc == 1
     assert ("otlink: modbus probe: slave 1 FC03 register 5000: exception 2: illegal data address"
             in err)
 
 
-def test_serial_error_during_a_scan_is_one_line(meter, capsys, monkeypatch):
+def test_serial_error_during_a_scan_is_one_line(reference_meter, capsys, monkeypatch):
     import serial
 
     def unplugged(self, *a):
         raise serial.SerialException("device reports readiness to read but returned no data")
 
     monkeypatch.setattr(probe.SerialMaster, "read_regs", unplugged)
-    rc = probe.main([meter.agent_port, "--baud", "115200", "--scan-ids", "1-3"])
+    rc = probe.main([reference_meter.agent_port, "--baud", "115200", "--scan-ids", "1-3"])
     err = capsys.readouterr().err
     assert rc == 1
-    assert f"otlink: modbus probe: {meter.agent_port}: device reports readiness" in err
+    assert f"otlink: modbus probe: {reference_meter.agent_port}: device reports readiness" in err
 
 
 def test_progress_on_a_terminal_is_one_line_rewritten_in_place(capsys):

@@ -9,14 +9,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from otlink_tools import cli
-from otlink_tools.broker import Broker, TlsMaterial, tls_broker
+from otlink_tools.broker import tls_broker
 from otlink_tools.monitor import Monitor
 
 OTLINK = str(Path(sys.executable).parent / "otlink")
@@ -45,13 +44,6 @@ def main(capsys, *args: str) -> tuple[int, str]:
     """The CLI in this process (quicker than a subprocess): (exit code, stderr)."""
     rc = cli.main(["monitor", *args])
     return rc, capsys.readouterr().err
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = Broker(workdir=str(tmp_path_factory.mktemp("broker"))).start()
-    yield b
-    b.stop()
 
 
 # --- topic levels ---------------------------------------------------------------------------
@@ -121,16 +113,6 @@ def test_output_not_created_for_wrong_arguments(capsys, tmp_path):
 
 # --- TLS files ---------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tls():
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is missing")
-    # its own temp folder (made readable for mosquitto), not pytest's private one
-    m = TlsMaterial().generate()
-    yield m
-    shutil.rmtree(m.dir, ignore_errors=True)
-
-
 def test_cafile_missing():
     rc, err, _ = otlink("--cafile", "/nonexistent/ca.pem")
     line = one_line_error(rc, err)
@@ -145,36 +127,36 @@ def test_cafile_not_a_certificate(tmp_path):
     assert f"--cafile {bad}" in line and "not a PEM CA certificate" in line
 
 
-def test_cert_not_a_certificate(capsys, tmp_path, tls):
+def test_cert_not_a_certificate(capsys, tmp_path, tls_material):
     bad = tmp_path / "client.crt"
     bad.write_text("not a certificate\n")
-    rc, err = main(capsys, "--cafile", str(tls.ca_cert), "--cert", str(bad),
-                   "--key", str(tls.client_key))
+    rc, err = main(capsys, "--cafile", str(tls_material.ca_cert), "--cert", str(bad),
+                   "--key", str(tls_material.client_key))
     line = one_line_error(rc, err)
     assert f"--cert {bad}" in line and "not a PEM certificate" in line
 
 
-def test_key_not_matching_cert(capsys, tls):
-    rc, err = main(capsys, "--cafile", str(tls.ca_cert), "--cert", str(tls.client_cert),
-                   "--key", str(tls.server_key))
+def test_key_not_matching_cert(capsys, tls_material):
+    rc, err = main(capsys, "--cafile", str(tls_material.ca_cert),
+                   "--cert", str(tls_material.client_cert), "--key", str(tls_material.server_key))
     line = one_line_error(rc, err)
-    assert f"--key {tls.server_key}" in line and "matching" in line
+    assert f"--key {tls_material.server_key}" in line and "matching" in line
 
 
-def test_key_missing(capsys, tls):
-    rc, err = main(capsys, "--cafile", str(tls.ca_cert), "--cert", str(tls.client_cert),
-                   "--key", "/nonexistent/client.key")
+def test_key_missing(capsys, tls_material):
+    rc, err = main(capsys, "--cafile", str(tls_material.ca_cert),
+                   "--cert", str(tls_material.client_cert), "--key", "/nonexistent/client.key")
     line = one_line_error(rc, err)
     assert "--key /nonexistent/client.key" in line
 
 
-def test_valid_tls_still_connects(capsys, tls):
-    b, tls_port = tls_broker(tls, require_certificate=True)
+def test_valid_tls_still_connects(capsys, tls_material):
+    b, tls_port = tls_broker(tls_material, require_certificate=True)
     b.start()
     try:
-        rc, err = main(capsys, "--port", str(tls_port), "--cafile", str(tls.ca_cert),
-                       "--cert", str(tls.client_cert), "--key", str(tls.client_key),
-                       "--seconds", "0")
+        rc, err = main(capsys, "--port", str(tls_port), "--cafile", str(tls_material.ca_cert),
+                       "--cert", str(tls_material.client_cert),
+                       "--key", str(tls_material.client_key), "--seconds", "0")
     finally:
         b.stop()
         shutil.rmtree(b.dir, ignore_errors=True)
@@ -182,25 +164,6 @@ def test_valid_tls_still_connects(capsys, tls):
 
 
 # --- user name and password ---------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def auth_broker():
-    tool = shutil.which("mosquitto_passwd")
-    if not tool:
-        pytest.skip("mosquitto_passwd is missing")
-    d = Path(tempfile.mkdtemp(prefix="otlink-auth-"))
-    pwfile = d / "passwords"
-    subprocess.run([tool, "-b", "-c", str(pwfile), "alice", "s3cret-pw"], check=True,
-                   capture_output=True)
-    # mosquitto started as root reads the file as its own user
-    os.chmod(d, 0o755)
-    os.chmod(pwfile, 0o644)
-    b = Broker(workdir=str(d), allow_anonymous=False,
-               extra_conf=f"password_file {pwfile}\n").start()
-    yield b
-    b.stop()
-    shutil.rmtree(d, ignore_errors=True)
-
 
 def test_wrong_password_refused_at_once(auth_broker):
     rc, err, took = otlink("--port", str(auth_broker.port), "--user", "alice",

@@ -18,7 +18,6 @@ import cbor2
 import paho.mqtt.client as mqtt
 import pytest
 
-from otlink_tools.broker import Broker
 from otlink_tools.decode import decode_message
 from otlink_tools.monitor import EXIT_OUTPUT_CLOSED, Monitor
 
@@ -40,13 +39,6 @@ def batch(seq: int, n: int = 7) -> bytes:
         r += [1 + i % 2, 0 if i >= 2 else 100 + i]  # ints after the first are deltas
     return cbor2.dumps({"v": 1, "b": 1, "s": seq, "e": seq + n - 1, "f": 0,
                         "t": int(time.time() * 1000), "r": r})
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = Broker(workdir=str(tmp_path_factory.mktemp("broker"))).start()
-    yield b
-    b.stop()
 
 
 def client(port: int) -> mqtt.Client:
