@@ -23,13 +23,24 @@ def validate_file(path: str) -> dict:
     from otlink.core.errors import ConfigError
 
     try:
-        return config.load(path)
+        return config.load(path, board_buses(path))
     except ConfigError as e:
         errs = config.errors_of(e)  # every wrong field of the file, each with its path
         if len(errs) == 1:
             raise CommandError(f"{path}: {errs[0]}") from None
         lines = "\n".join(f"  {x.field}: {x.problem}" for x in errs)
         raise CommandError(f"{path}: {len(errs)} config errors:\n{lines}") from None
+
+
+def board_buses(path: str) -> tuple[str, ...] | None:
+    """I2C bus names of the board the config names (boards/<board>.json), so a sensor on a
+    bus the board does not have is refused here rather than at boot. None when unknown."""
+    try:
+        board = json.loads(Path(path).read_text()).get("board", "unix")
+        defn = json.loads((paths.BOARDS / f"{board}.json").read_text())
+        return tuple(defn.get("i2c", {}))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None  # the schema names what is wrong with the file itself
 
 
 def agent_command(config: str, state: str, heap: str = "256K",

@@ -272,6 +272,16 @@ def test_every_error_is_reported_with_its_path():
     mptest.eq(str(e).count("\n"), 3, "one line each")
 
 
+def test_sensor_bus_is_checked_against_the_board_when_known():
+    c = base()
+    c["sensors"][0]["bus"] = "i2c9"
+    config.validate(c)  # the bus names are not known: accepted
+    e = mptest.raises(ConfigError, config.validate, c, ("i2c0",))
+    mptest.eq(e.field, "sensors[0].bus", "unknown bus on this board")
+    c["sensors"][0]["bus"] = "i2c0"
+    config.validate(c, ("i2c0",))
+
+
 def test_hash_is_stable_and_short():
     h = config.config_hash('{"a": 1}')
     mptest.eq(len(h), 16, "hash length")

@@ -181,3 +181,13 @@ def test_node_run_out_of_memory_names_heap_and_points(tmp_path):
     assert code == 3, out
     assert "out of memory at boot while" in out and "52 points" in out, out
     assert "KiB heap" in out and "--heap" in out and "Traceback" not in out, out
+
+
+def test_node_validate_checks_sensor_buses_against_the_board_file(tmp_path):
+    c = demo_config("/dev/ttyUSB0", 1883)
+    c["board"] = "esp32"
+    c["wifi"] = {"ssid": "plant", "password": "long-enough"}
+    c["sensors"][0]["bus"] = "i2c1"  # boards/esp32.json has i2c0 only: a KeyError at boot
+    f = tmp_path / "node.json"
+    f.write_text(json.dumps(c))
+    one_clear_line(otlink("node", "validate", str(f)), "sensors[0].bus", "i2c1", "i2c0")

@@ -543,7 +543,7 @@ def _unique(ck, seen, key, path, what):
         seen[key] = path
 
 
-def _sensors(ck, lst, groups, ids, names):
+def _sensors(ck, lst, groups, ids, names, buses):
     if lst is None:
         return []
     if not isinstance(lst, list):
@@ -580,8 +580,11 @@ def _sensors(ck, lst, groups, ids, names):
                           "unit": channels.get(ch, ""),
                           "scale": _num(ck, pt, "scale", pp, 1.0),
                           "offset": _num(ck, pt, "offset", pp, 0.0)})
-        out.append({"name": _str(ck, s, "name", p, drv), "driver": drv,
-                    "bus": _str(ck, s, "bus", p, _REQ),
+        bus = _str(ck, s, "bus", p, _REQ)
+        if bus is not None and buses is not None and bus not in buses:
+            ck.bad(p + ".bus", "the board has no I2C bus %s (its board file names: %s)"
+                   % (_show(bus), ", ".join(buses) or "none"))
+        out.append({"name": _str(ck, s, "name", p, drv), "driver": drv, "bus": bus,
                     "address": _int(ck, s, "address", p, addr, 0x08, 0x77),
                     "group": group, "points": plist})
     return out
@@ -634,8 +637,9 @@ _TOP = ("version", "node", "board", "wifi", "mqtt", "serial", "groups", "points"
         "queue", "flash", "commands")
 
 
-def validate(cfg):
+def validate(cfg, buses=None):
     """Check a decoded config dict; return it normalized with every default filled in.
+    buses: the I2C bus names of the board file, when known (otlink node validate).
 
     Raises ConfigErrors (a ConfigError: field/problem of the first) listing every wrong field."""
     ck = _Check()
@@ -682,7 +686,7 @@ def validate(cfg):
     if points or ser is not None:
         out["serial"] = _serial(ck, ser, groups, need_port)
     out["points"] = _points(ck, points, out["serial"], ids, names) if points else []
-    out["sensors"] = _sensors(ck, cfg.get("sensors"), groups, ids, names)
+    out["sensors"] = _sensors(ck, cfg.get("sensors"), groups, ids, names, buses)
     out["commands"] = _commands(ck, cfg.get("commands"), out["points"])
     if not ids and not ck.errors:
         ck.bad("points", "no points configured: add Modbus points or sensors")
@@ -726,14 +730,14 @@ def parse_mqtt(mqtt_cfg, node_id="node", site="site"):
     return m
 
 
-def loads(text):
+def loads(text, buses=None):
     """Parse and validate config text; JSON syntax errors become ConfigError too."""
     try:
         cfg = json.loads(text)
     except ValueError as e:
         raise ConfigError("(file)", "not valid JSON: %s" % (e,))
     try:
-        return validate(cfg)
+        return validate(cfg, buses)
     except MemoryError:  # name the size of what did not fit (app.py says what to do)
         n = 0
         for k in ("points", "sensors"):
@@ -746,7 +750,7 @@ def loads(text):
         raise MemoryError("validating %d points" % n)
 
 
-def load(path):
+def load(path, buses=None):
     try:
         with open(path) as f:
             text = f.read()
@@ -754,7 +758,7 @@ def load(path):
         raise ConfigError("(file)", "cannot read %s: %s" % (path, e))
     except ValueError:  # UnicodeDecodeError: not a text file
         raise ConfigError("(file)", "%s is not UTF-8 text (a JSON file is expected)" % path)
-    return loads(text)
+    return loads(text, buses)
 
 
 def errors_of(e):
