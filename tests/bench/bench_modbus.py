@@ -30,7 +30,7 @@ from relay import Relay  # noqa: E402
 
 from otlink_tools.sim_meter import REFERENCE_POINTS, start_meter  # noqa: E402
 
-AGENT = ROOT / "tests" / "host" / "test_modbus_mp_agent.py"
+AGENT = ROOT / "tests" / "host" / "modbus_agent_mp.py"
 WORDS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "int64": 4,
          "uint64": 4, "float64": 4, "bit": 1, "bool": 1}
 FC = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}

@@ -20,7 +20,7 @@ from relay import Relay  # noqa: E402
 
 from otlink_tools.sim_meter import REFERENCE_POINTS, start_meter  # noqa: E402
 
-AGENT = HERE / "test_modbus_mp_agent.py"
+AGENT = HERE / "modbus_agent_mp.py"
 ERR = {"timeout": 1, "crc": 2, "frame": 3, "wrong_slave": 4, "offline": 32}  # core/errors.py
 
 
