@@ -82,6 +82,24 @@ def tasmota_json(row):
     return json.dumps({"Time": iso(t), sec: {key: val}})
 
 
+def tasmota_grouped(rows):
+    # Tasmota's telemetry: one SENSOR message per poll with every value of the device,
+    # grouped by section ({"Time": ..., "ENERGY": {...}}); rows of one timestamp share it
+    out = []
+    i = 0
+    n = len(rows)
+    while i < n:
+        t = rows[i][2]
+        msg = {"Time": iso(t)}
+        while i < n and rows[i][2] == t:
+            kind, pid, _t, v = rows[i]
+            sec, key, dec, scale = POINTS[pid]
+            msg.setdefault(sec, {})[key] = round(v * scale, dec)
+            i += 1
+        out.append(json.dumps(msg))
+    return out
+
+
 def naive_batch(b):
     # micropython-lib style: build dicts, serialise with json.dumps
     items = []
@@ -99,6 +117,9 @@ for b in range(NBATCH):
 json_total = 0
 for row in rows:
     json_total += len(tasmota_json(row))
+grouped_total = 0
+for m in tasmota_grouped(rows):
+    grouped_total += len(m)
 naive_total = 0
 for b in range(NBATCH):
     naive_total += len(naive_batch(b))
@@ -143,5 +164,6 @@ print("RESULT " + json.dumps({
     "readings": len(rows), "bytes_per_reading": total / len(rows),
     "json_bytes_per_reading": json_total / len(rows),
     "naive_bytes_per_reading": naive_total / len(rows),
+    "grouped_bytes_per_reading": grouped_total / len(rows),
     "heap_locked_ok": locked, "alloc_ours": alloc_ours, "alloc_naive": alloc_naive,
     "us_ours": us_ours, "us_naive": us_naive, "us_tasmota": us_tasmota}))
