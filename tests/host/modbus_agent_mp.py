@@ -1,7 +1,7 @@
 # MicroPython-side driver for the Modbus host tests and benchmarks (not a pytest module: it
 # defines no tests and does nothing when imported by CPython).
 #
-# micropython test_modbus_mp_agent.py JOB.json OUT.json
+# micropython modbus_agent_mp.py JOB.json OUT.json
 # JOB: {"serial": {...}, "points": [...], "cycles": n, "warmup": n, "merge": true,
 #       "heap_lock": false, "expect": {pid: value} (optional), "writes": [[slave, table,
 #       address, [values]], ...] (optional, done before polling), "run_ms": 0,
