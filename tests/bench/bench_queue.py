@@ -1,13 +1,18 @@
 """Flash queue benchmarks (issue 4 item 7), side by side with the naive littlefs baseline.
 
 Both run in the same MicroPython process on the same emulated NOR flash with the same
-workload (tests/bench/queue_bench_mp.py). The power-cut sweep runs too: every 10th flash
-operation normally, every operation when ctx["sweep"] is true (`make sweep`).
+workload (tests/bench/queue_bench_mp.py). Write amplification is reported apart from
+compression, per workload (incompressible, 60-point reference map) and rate (1, 10, 60/s),
+medians of 3 seeded runs. The power-cut sweep runs too, single and double faults, counting
+lost readings: every 10th flash operation normally, every operation when ctx["sweep"] is
+true (`make sweep`). Excluded: the time the flash is busy (accounted by the emulator's
+datasheet model and reported as a duty figure, not slept).
 """
 
 from __future__ import annotations
 
 import re
+import statistics
 import subprocess
 import tempfile
 from pathlib import Path
@@ -16,7 +21,12 @@ from otlink_tools.mpy import compile_tree, tree
 
 CYCLES = 100_000
 SECTORS_1MIB = 256
+SECTOR = 4096
 YEAR_S = 365.25 * 24 * 3600
+LIFE_RUNS = 3  # runs of the life matrix (seeds 1..3): medians reported
+RATES = (1, 10, 60)
+WORKLOADS = {"random": "incompressible 20-byte records",
+             "ref60": "60-point reference map, polled together"}
 
 
 def _mp(root: Path, script: Path, *args: str, heap: str = "4M", timeout: float = 1800) -> str:
@@ -71,6 +81,50 @@ def _life_years(erases_per_reading: float, spread: float, rate: float) -> float:
     return CYCLES / per_sector_per_s / YEAR_S if per_sector_per_s else float("inf")
 
 
+def _life_matrix(root: Path, n: int) -> dict[str, float]:
+    """Medians over LIFE_RUNS seeded runs of queue_bench_mp.py's life matrix."""
+    runs: dict[str, list[float]] = {}
+    for seed in range(1, LIFE_RUNS + 1):
+        out = _mp(root, root / "tests" / "bench" / "queue_bench_mp.py", "life", str(n), str(seed))
+        for m in re.finditer(r"^K (life_\w+) (\S+)$", out, re.M):
+            runs.setdefault(m.group(1), []).append(float(m.group(2)))
+    return {k: statistics.median(v) for k, v in runs.items()}
+
+
+def _life_rows(root: Path, quick: bool) -> list[dict]:
+    """WAF with compression reported apart, and flash life, per workload and rate.
+
+    compression = records as encoded / raw record bytes; WAF(program) = bytes programmed /
+    records as encoded; WAF(erase) = sectors erased x 4 KiB / records as encoded (what wears
+    the flash: headers, acks and unused sector tails included). Life: 100k cycles per sector,
+    1 MiB; the ring erases its sectors in turn, so the most-worn sector is at most one erase
+    ahead of the mean: life uses the mean erase rate (the measured spread is reported).
+    """
+    n = 20000 if quick else 60000
+    k = _life_matrix(root, n)
+    rows = []
+    for w, what in WORKLOADS.items():
+        for rate in RATES:
+            t = f"life_{w}_{rate}_"
+            enc, raw = k[t + "encoded"], k[t + "raw"]
+            wp = k[t + "programmed"] / enc
+            we = k[t + "erases"] * SECTOR / enc
+            epr = k[t + "erases"] / k[t + "readings"]
+            years = _life_years(epr, 1.0, rate)
+            busy = k[t + "busy_us"] / (k[t + "readings"] / rate) / 1e6  # busy s per s
+            note = (f"{what}, {rate}/s, 1 s commit window, ack 200 ms after each commit; "
+                    f"compression {enc / raw:.3f}, WAF(program) {wp:.3f}, wear spread "
+                    f"{k[t + 'spread']:.2f}; flash busy {busy * 100:.2f}% of the time "
+                    f"(W25Q32JV typical timing); median of {LIFE_RUNS} runs of {n:,} readings")
+            rows.append(_row(f"queue WAF(erase), {w}, {rate}/s", we, "x", None,
+                             "<= 1.25" if rate >= 10 else "", we <= 1.25 if rate >= 10 else None,
+                             note))
+            rows.append(_row(f"queue projected life, 1 MiB, {w}, {rate} readings/s", years,
+                             "years", None, ">= 15" if rate == 10 else "",
+                             years >= 15 if rate == 10 else None, note))
+    return rows
+
+
 def _row(name, value, unit, baseline, target, met, note="", baseline_name=None):
     if baseline_name is None:
         baseline_name = "littlefs append+flush per reading" if baseline is not None else ""
@@ -85,7 +139,6 @@ def run(ctx: dict) -> list[dict]:
     out = _mp(root, root / "tests" / "bench" / "queue_bench_mp.py",
               "20000" if quick else "200000", "500" if quick else "1500")
     k = {m.group(1): float(m.group(2)) for m in re.finditer(r"^K (\w+) (\S+)$", out, re.M)}
-    wa_q = k["queue_bytes_programmed"] / k["queue_payload_bytes"]
     wa_l = k["lfs_bytes_programmed"] / k["lfs_payload_bytes"]
     epr_q = k["queue_erases"] / k["queue_readings"]
     epr_l = k["lfs_erases"] / k["lfs_readings"]
@@ -93,18 +146,16 @@ def run(ctx: dict) -> list[dict]:
     rows = [
         _row("queue appends per second", k["queue_appends_per_s"], "1/s",
              k["lfs_appends_per_s"], "", None, "append + tick incl. group commits, Unix port"),
-        _row("queue write amplification", wa_q, "x", wa_l, "<= 1.2", wa_q <= 1.2,
-             "bytes programmed / reading bytes; 10 readings/s, 1 s commit window, ack each s"),
-        _row("queue erases per 1000 readings", epr_q * 1000, "erases", epr_l * 1000, "", None),
+        _row("queue erases per 1000 readings", epr_q * 1000, "erases", epr_l * 1000, "", None,
+             f"10-point workload, 10/s; littlefs WAF (stores raw records) {wa_l:.1f}"),
         _row("queue wear spread (max/mean erases per sector)", sp_q, "x", sp_l, "<= 1.5",
              sp_q <= 1.5, "128 KiB region after many wraps"),
     ]
     for rate in (1, 10):
-        yq = _life_years(epr_q, sp_q, rate)
         yl = _life_years(epr_l, sp_l, rate)
-        rows.append(_row(f"queue projected life, 1 MiB, {rate} reading/s", yq, "years", yl,
-                         ">= 15" if rate == 10 else "", yq >= 15 if rate == 10 else None,
-                         "100k cycles per sector, most-worn sector"))
+        rows.append(_row(f"littlefs projected life, 1 MiB, {rate} reading/s", yl, "years", None,
+                         "", None, "the baseline: 100k cycles per sector, most-worn sector"))
+    rows += _life_rows(root, bool(quick))
     nat = "native (viper)" if k["codec_native"] else "bytecode: NO native emitter"
     for what, key in (("append+commit", "append"), ("read-back, peek_from by 50", "peek")):
         v, b = k[f"codec_native_{key}_per_s"], k[f"codec_bytecode_{key}_per_s"]
@@ -132,14 +183,20 @@ def run(ctx: dict) -> list[dict]:
                      "append+flush per reading (same workload)"))
     sweep = bool(ctx.get("sweep"))
     step = "1" if sweep else ("50" if quick else "10")
-    sw = _mp(root, root / "tests" / "firmware" / "test_queue_sweep.py", str(ctx.get("build", root)),
-             "full", "10000", step, timeout=3600)
-    m = re.search(r"SWEEP readings=(\d+) ops=(\d+) cuts=(\d+) losses=(\d+) ms=(\d+)", sw)
-    assert m, sw
-    rows.append(_row("queue power-cut sweep: losses", int(m.group(4)), "readings", None, "0",
-                     int(m.group(4)) == 0,
-                     f"{m.group(3)} cuts of {m.group(2)} flash ops (every {step}), "
-                     f"{m.group(1)} readings, {int(m.group(5)) / 1000:.0f} s"))
+    for double, seed in (("0", "1"), ("1", "2")):
+        sw = _mp(root, root / "tests" / "firmware" / "test_queue_sweep.py",
+                 str(ctx.get("build", root)), "full", "10000", step, "1", double, seed,
+                 timeout=3600)
+        m = re.search(r"SWEEP readings=(\d+) ops=(\d+) cuts=(\d+) losses=(\d+) ms=(\d+)", sw)
+        assert m, sw
+        lost = int(m.group(4))
+        kind = "double faults (a second cut in the first writes after each reboot)" \
+            if double == "1" else "single faults"
+        rows.append(_row(f"queue power-cut sweep, {kind}: committed readings lost", lost,
+                         "readings", None, "0", lost == 0,
+                         f"{m.group(3)} cuts of {m.group(2)} flash ops (every {step}), "
+                         f"{m.group(1)} readings, tear points seeded ({seed}) per cut, "
+                         f"{int(m.group(5)) / 1000:.0f} s"))
     return rows
 
 

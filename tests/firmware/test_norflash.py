@@ -108,11 +108,12 @@ def test_timing_model_accounts_datasheet_busy_time():
     # W25Q32JV/W25Q16JV section 9.6: tPP 0.4 ms typ / 3 ms max per page program command,
     # tSE 45 ms typ / 400 ms max per 4 KiB sector erase
     gc.collect()
-    nor = NorFlash(None, RAM)
+    nor = NorFlash(fresh("t0.img"), RAM, cache=False)
     nor.program(0, b"\x00" * 16)
     mptest.eq(nor.busy_us, 0, "no timing model: no busy time")
     mptest.raises(ValueError, NorFlash, None, RAM, timing="fast")
-    nor = NorFlash(None, RAM, timing="typ")
+    nor.close()
+    nor = NorFlash(fresh("t1.img"), RAM, cache=False, timing="typ")
     nor.program(10, b"\x00" * 8)  # part of one page: one command
     mptest.eq(nor.busy_us, 400, "one page program")
     nor.program(250, b"\x00" * 12)  # crosses a page boundary: two commands
@@ -122,7 +123,8 @@ def test_timing_model_accounts_datasheet_busy_time():
     mptest.eq(nor.busy_us, 46200, "total")
     nor.reset_counters()
     mptest.eq(nor.busy_us, 0, "reset")
-    worst = NorFlash(None, RAM, timing="max")
+    nor.close()
+    worst = NorFlash(fresh("t2.img"), RAM, cache=False, timing="max")
     worst.program(0, b"\x00" * 256)
     worst.erase(0)
     mptest.eq((worst.busy_program_us, worst.busy_erase_us), (3000, 400000), "max corner")
@@ -130,12 +132,14 @@ def test_timing_model_accounts_datasheet_busy_time():
     worst.cut_after(0)
     mptest.raises(PowerCut, worst.erase, 1)
     mptest.eq(worst.busy_us, 403000, "torn erase not charged")
+    worst.close()
 
 
 def test_timing_model_makes_the_caller_wait():
     import time
 
-    nor = NorFlash(None, RAM, timing="typ", sleep=True)
+    gc.collect()
+    nor = NorFlash(fresh("t3.img"), RAM, cache=False, timing="typ", sleep=True)
     t = time.ticks_us()
     nor.program(0, b"\x00" * 512)  # two page programs: 0.8 ms
     dt = time.ticks_diff(time.ticks_us(), t)
@@ -144,6 +148,7 @@ def test_timing_model_makes_the_caller_wait():
     nor.erase(1)
     dt = time.ticks_diff(time.ticks_ms(), t)
     mptest.true(dt >= 45, "erase waited %d ms, want >= 45" % dt)
+    nor.close()
 
 
 def test_littlefs_on_a_region_survives_restart():

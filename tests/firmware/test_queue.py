@@ -1,4 +1,4 @@
-# heapsize: 80K
+# heapsize: 90K
 # The store-and-forward flash queue (issue 4), on a file-backed
 # emulated NOR flash (no flash image in the heap): append/peek/ack, group commit by count and
 # time, boot counter and sequence numbers across reboots, capacity policies, corruption.

@@ -1,4 +1,4 @@
-# heapsize: 64K
+# heapsize: 80K
 # Page-programmed flash (rp2: flash_range_program takes whole, aligned 256-byte pages): the
 # emulator refuses any other program, and the queue with prog_size=256 issues only whole
 # pages, across commits, acks, sector changes and reboots mid-page. Power cuts in page mode:

@@ -1,4 +1,4 @@
-# heapsize: 80K
+# heapsize: 92K
 # Queue.peek_from(start_seq, max_n) (issue 4 follow-up): reading committed, unacknowledged
 # readings from a given sequence number, as the publisher does to replay backlog beside live
 # data with several batches in flight. Checked against peek() across sector boundaries, ring

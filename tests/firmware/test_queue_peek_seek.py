@@ -1,4 +1,4 @@
-# heapsize: 72K
+# heapsize: 80K
 # Queue.peek_from(start_seq, max_n) seeks instead of rescanning (the per-sector first-seq
 # mirror picks the sector, a read hint the group); after drop_oldest drops and a damaged
 # group it returns what peek() returns from each start.

@@ -8,7 +8,7 @@
 # The heap cap is for the emulated 64 KiB flash image and the model; the queue alone runs
 # under 64K (test_queue.py).
 # Usage as a script for the bench:
-#   micropython test_queue_sweep.py DIR full [readings] [step] [page]
+#   micropython test_queue_sweep.py DIR full [readings] [step] [page] [double] [seed]
 import sys
 from array import array
 
@@ -20,10 +20,12 @@ from queue_helpers import T0, Clock
 
 SIZE = 64 * 1024  # 16 sectors: the log wraps several times in 10,000 readings
 PAGE = [1]  # program unit: 1 (byte-programmable NOR, ESP32) or 256 (rp2 page mode)
+LOST = [0, None]  # committed readings found missing after a cut (counted), the first one
 
 
-def new_nor():
-    return NorFlash(None, SIZE, page=PAGE[0])
+def new_nor(seed=1):
+    # seed: where torn operations stop (the emulator's tear point generator)
+    return NorFlash(None, SIZE, page=PAGE[0], seed=seed)
 
 
 def make(buf, i):
@@ -166,6 +168,7 @@ def verify(nor, model, what):
             raise mptest.Fail("%s: order broken at %d" % (what, got[a]))
     have = set(got)
     last_committed = model.committed
+    lost = 0
     for k in range(model.appended):
         s = model.st[k]
         if s == 3:
@@ -175,9 +178,12 @@ def verify(nor, model, what):
         if s == 1 and k not in have:
             if model.inflight_ack >= k:
                 continue  # its ack was being written when the power went
-            raise mptest.Fail("%s: committed reading %d is missing" % (what, k))
+            lost += 1  # counted: the sweep reports the total, the tests want 0
+            if LOST[1] is None:
+                LOST[1] = "%s: committed reading %d is missing" % (what, k)
         if s == 0 and k in have and k < last_committed:
             raise mptest.Fail("%s: reading %d lost at a reboot came back" % (what, k))
+    LOST[0] += lost
     return q, got
 
 
@@ -198,8 +204,17 @@ def adopt(model, q, got):
     model.pend = 0
 
 
-def sweep(total, step, start=0, tail=300):
-    """Cut at ops start, start+step, ...; returns (cuts, ops)."""
+def sweep(total, step, start=0, tail=300, double=False, seed=1):
+    """Cut at ops start, start+step, ...; returns (cuts, ops, lost).
+
+    Each cut tears its operation at a point drawn from a generator seeded with seed and the
+    cut's op number (reproducible, different at every cut). double: after the reboot the
+    power fails again within the first writes (recovery itself writes nothing: the first
+    writes after it, e.g. leaving a torn head, are where a second cut can land).
+    lost counts committed readings missing after recovery (the tests want 0).
+    """
+    LOST[0] = 0
+    LOST[1] = None
     nor = new_nor()
     ckpt = [(bytes(nor.mem), Model(total), 0)]
     run(nor, total, Model(total), None, ckpt=ckpt)
@@ -210,7 +225,7 @@ def sweep(total, step, start=0, tail=300):
         while c + 1 < len(ckpt) and ckpt[c + 1][2] <= cut:
             c += 1
         image, m0, ops0 = ckpt[c]
-        nor = new_nor()
+        nor = new_nor(seed * 1000003 + cut)
         nor.mem[:] = image
         nor.ops = ops0
         model = m0.copy()
@@ -219,29 +234,51 @@ def sweep(total, step, start=0, tail=300):
             raise mptest.Fail(what + ": the workload finished without a cut")
         q, got = verify(nor, model, what)
         adopt(model, q, got)
+        q = None
+        if double:
+            # a second cut among the first writes after the reboot
+            r = nor._rand() % 3
+            if run(nor, total, model, nor.ops + r):
+                what += ", then at op %d" % (nor.ops + r)
+                q, got = verify(nor, model, what)
+                adopt(model, q, got)
+                q = None
+                cuts += 1
         # the queue keeps working after recovery: finish a short tail, reboot, check again
         end = min(total, model.appended + tail)
         if run(nor, end, model, None):
             raise mptest.Fail(what + ": power cut without a cut armed")
         verify(nor, model, what + " (after recovery)")
         cuts += 1
-    return cuts, ops
+    return cuts, ops, LOST[0]
+
+
+def check(cuts, ops, lost, want_cuts, what):
+    mptest.true(cuts >= want_cuts, "%s made %d cuts of %d ops" % (what, cuts, ops))
+    mptest.eq(lost, 0, "%s: committed readings lost (first: %s)" % (what, LOST[1]))
 
 
 def test_sweep_subset():
     # every 7th operation of a 3,000-reading workload (the full sweep is `make sweep`)
-    cuts, ops = sweep(3000, 7, tail=100)
-    mptest.true(cuts >= 50, "sweep made %d cuts of %d ops" % (cuts, ops))
+    cuts, ops, lost = sweep(3000, 7, tail=100)
+    check(cuts, ops, lost, 50, "sweep")
+
+
+def test_sweep_double_faults():
+    # every 11th operation, and after each reboot the power fails again within its first
+    # writes; another seed for the tear points
+    cuts, ops, lost = sweep(3000, 11, tail=100, double=True, seed=7)
+    check(cuts, ops, lost, 60, "double-fault sweep")
 
 
 def test_sweep_subset_page_mode():
     # the same on a page-programmed flash (rp2): every program is one whole aligned page
     PAGE[0] = 256
     try:
-        cuts, ops = sweep(3000, 4, tail=100)
+        cuts, ops, lost = sweep(3000, 4, tail=100)
     finally:
         PAGE[0] = 1
-    mptest.true(cuts >= 50, "page-mode sweep made %d cuts of %d ops" % (cuts, ops))
+    check(cuts, ops, lost, 50, "page-mode sweep")
 
 
 def test_no_cut_delivers_everything():
@@ -261,9 +298,13 @@ if len(sys.argv) > 2 and sys.argv[2] == "full":
     total = int(sys.argv[3]) if len(sys.argv) > 3 else 10000
     step = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     PAGE[0] = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+    dbl = len(sys.argv) > 6 and sys.argv[6] == "1"
+    sd = int(sys.argv[7]) if len(sys.argv) > 7 else 1
     t = time.ticks_ms()
-    cuts, ops = sweep(total, step, tail=100)
-    print("SWEEP readings=%d ops=%d cuts=%d losses=0 ms=%d page=%d"
-          % (total, ops, cuts, time.ticks_diff(time.ticks_ms(), t), PAGE[0]))
+    cuts, ops, lost = sweep(total, step, tail=100, double=dbl, seed=sd)
+    print("SWEEP readings=%d ops=%d cuts=%d losses=%d ms=%d page=%d double=%d seed=%d"
+          % (total, ops, cuts, lost, time.ticks_diff(time.ticks_ms(), t), PAGE[0], dbl, sd))
+    if LOST[1]:
+        print("first loss:", LOST[1])
 else:
     mptest.main(globals())

@@ -51,7 +51,7 @@ class NorFlash:
     """
 
     def __init__(self, path, size, sector=4096, create=True, cache=None, page=1, timing=None,
-                 sleep=False):
+                 sleep=False, seed=0x2545F491):
         if sector <= 0 or size <= 0 or size % sector:
             raise ValueError("flash size %d is not a multiple of sector %d" % (size, sector))
         if timing is not None and timing not in TIMING:
@@ -112,7 +112,7 @@ class NorFlash:
         self._cut = -1  # ops left before the cut; -1: no cut armed
         self._tear = True
         self._dead = False
-        self._rng = 0x2545F491
+        self._rng = (seed & 0xFFFFFFFF) or 0x2545F491  # where torn operations stop
         self._chunk = bytearray(256)  # file mode: the bytes a program lands on, 256 at a time
 
     # ---- test hooks ----
@@ -123,6 +123,10 @@ class NorFlash:
         else:
             self._cut = n
             self._tear = tear
+
+    def reseed(self, seed):
+        """Restart the tear-point generator (xorshift32) from seed: reproducible tears."""
+        self._rng = (seed & 0xFFFFFFFF) or 0x2545F491
 
     def power_on(self):
         """End a power cut (the reboot): flash accesses work again, no cut armed."""
