@@ -139,6 +139,59 @@ def test_commit_and_ack_allocation_bounds():
         mptest.true(a <= 512, "ack at seq 0x%x allocated %d B" % (base, a))
 
 
+def test_ack_rides_in_the_staged_group():
+    nor = flash("q9")
+    dev = nor.region(0, nor.size)
+    c = Clock()
+    q = Queue(dev, c, commit_count=8, commit_ms=1000)
+    for i in range(8):
+        put(q, i)  # one group of 8, committed by count
+    put(q, 8)  # staged
+    ops = nor.ops
+    q.ack(4)
+    mptest.eq(nor.ops, ops, "no ack entry while readings are staged")
+    mptest.true(q.ack_pending, "the ack waits for the staged group")
+    q2 = Queue(dev, c)  # power cut before the commit: the ack is re-delivered, nothing lost
+    mptest.eq(values(q2), list(range(8)), "readings of an ack not yet persisted come back")
+    q.commit()  # (the first queue goes on: its commit carries the ack)
+    mptest.eq(q.ack_pending, False, "persisted with the group")
+    q3 = Queue(dev, c)
+    mptest.eq(values(q3), [4, 5, 6, 7, 8], "ack of seq 4 persisted by the group header")
+    q3.ack(6)  # nothing staged: an ack entry at once
+    mptest.eq(q3.ack_pending, False, "written at once")
+    mptest.eq(values(Queue(dev, c)), [6, 7, 8], "after reboot")
+    nor.close()
+
+
+def test_reads_groups_of_earlier_images():
+    # a 'G' group (whole boot counter in its header, no ack) as earlier firmware wrote it
+    from binascii import crc32
+    from otlink.core.queue.fmt import SHDR, put32
+
+    nor = flash("q10")
+    dev = nor.region(0, nor.size)
+    c = Clock()
+    q = Queue(dev, c, commit_count=4)
+    for i in range(4):
+        put(q, i)
+    g = bytearray(512)
+    dev.readblocks(0, g, SHDR)
+    size = 16 + (g[2] | (g[3] & 0x7F) << 8)
+    g[0] = 0x47
+    put32(g, 8, 7)  # boot 7
+    put32(g, 12, crc32(memoryview(g)[16:size], crc32(memoryview(g)[0:12])))
+    hdr = bytearray(SHDR)
+    dev.readblocks(0, hdr, 0)
+    dev.ioctl(6, 0)
+    dev.writeblocks(0, hdr, 0)
+    dev.writeblocks(0, memoryview(g)[0:size], SHDR)
+    q = Queue(dev, c)
+    got = [(s, b) for s, b, r, n in q.peek(10)]
+    mptest.eq(got, [(1, 7), (2, 7), (3, 7), (4, 7)], "seq and boot of a 'G' group")
+    mptest.eq(q.boot, 8, "boot counter follows the group's")
+    nor.close()
+
+
 def test_text_and_float_round_trip():
     nor = flash("q3")
     q = Queue(nor.region(0, nor.size), Clock())
