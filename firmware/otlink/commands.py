@@ -346,12 +346,18 @@ def request_id(msg):
         return None
 
 
+_BUSY = "busy: %d commands waiting, try again later" % MAX_PENDING
+_RETAINED = ("retained command not run: publish commands without the retain flag (a retained "
+             "one would run again at every reconnect)")
+
+
 class Commands:
     """The command task: on_msg() queues what the uplink receives (called from inside an
     MQTT read, so it never publishes), run() writes through the poller between polls and
     answers every command on the reply topic. Beyond MAX_PENDING waiting commands a command
-    is refused at once as busy (its reply is queued, up to MAX_REFUSED); only past that
-    is one dropped unanswered, and counted."""
+    is refused at once as busy, and a retained one (the broker replays it at every
+    subscribe) is never run (its reply is queued, up to MAX_REFUSED); only past that is
+    one dropped unanswered, and counted."""
 
     def __init__(self, uplink, poller, points, writable, log=None):
         self.up = uplink
@@ -367,11 +373,19 @@ class Commands:
         self.dropped = 0  # neither run nor answered (flood beyond both queues)
 
     def on_msg(self, msg):
+        if not len(msg):
+            return  # how a retained message is cleared (MQTT 3.1.1 §3.3.1.3): no command
         self.received += 1
-        if len(self._pending) < MAX_PENDING:
+        if getattr(self.up, "retained", False):
+            # a retained command would run again at every reconnect: answered, never run
+            why = _RETAINED
+        elif len(self._pending) < MAX_PENDING:
             self._pending.append(bytes(msg))
-        elif len(self._refused) < MAX_REFUSED:
-            self._refused.append(request_id(msg))
+            return
+        else:
+            why = _BUSY
+        if len(self._refused) < MAX_REFUSED:
+            self._refused.append((request_id(msg), why))
         else:
             self.dropped += 1
 
@@ -384,9 +398,9 @@ class Commands:
     async def step(self):
         """Answer one busy refusal or run one command; False when there was nothing."""
         if self._refused:
-            rid = self._refused.pop(0)
+            rid, why = self._refused.pop(0)
             self.errors += 1
-            self._send(reply(rid, "busy: %d commands waiting, try again later" % MAX_PENDING))
+            self._send(reply(rid, why))
             return True
         if not self._pending:
             return False

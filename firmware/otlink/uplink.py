@@ -299,6 +299,7 @@ class Uplink:
         self.failures = 0
         self.disconnects = 0
         self.last_error = None
+        self.retained = False  # the message being dispatched came from the retained store
         self.refused_in = 0  # incoming messages discarded: too long or on an unknown topic
         # (counted across sessions: the state message's msgs_refused)
         self.birth = None
@@ -542,6 +543,8 @@ class Uplink:
             self.refused_in += 1
             self._drop_bytes(sz)
         else:
+            # RETAIN set: from the broker's retained store, not sent now (§3.3.1.3)
+            self.retained = op & 1 == 1
             self._dispatch(topic, s.read(sz))
         if qos:
             # PUBACK (QoS 1); QoS 2 is never granted (subscriptions ask for 1) but a PUBREC

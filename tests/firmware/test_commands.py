@@ -132,6 +132,7 @@ class FakeUplink:
 
     def __init__(self):
         self.sent = []
+        self.retained = False
 
     def publish(self, topic, payload, qos=1, retain=False):
         self.sent.append((topic, json.loads(payload)))
@@ -174,6 +175,22 @@ def test_every_command_answered_busy_ones_too():
     mptest.eq(busy.count(None), 1, "the message without an id too")
     mptest.eq(len(pol.writes), commands.MAX_PENDING, "writes")
     mptest.eq((c.received, c.dropped), (31, 0), "counts")
+
+
+def test_retained_command_answered_not_run():
+    up = FakeUplink()
+    pol = FakePoller()
+    c = commands.Commands(up, pol, [point("int16")], [7])
+    up.retained = True  # replayed by the broker from its retained store at subscribe
+    c.on_msg(cmd(7, "5", "old").encode())
+    up.retained = False
+    c.on_msg(cmd(7, "6", "new").encode())
+    c.on_msg(b"")  # clearing the retained one: not a command, no reply
+    _run_all(c)
+    replies = [r for t, r in up.sent]
+    mptest.eq([(r["id"], r["ok"]) for r in replies], [("old", False), ("new", True)], "replies")
+    mptest.true("retain" in replies[0]["error"], replies[0]["error"])
+    mptest.eq(pol.writes, [(10, [6])], "only the live command written")
 
 
 class Lcg:

@@ -39,10 +39,16 @@ def test_write_command_reaches_the_register_and_is_answered(tmp_path):
     base = "otlink/demo-plant/demo-press-01/"
     cli.subscribe([(base + "reply", 1), (base + "birth", 1)])
     cli.loop_start()
+    # a retained command waits on the broker: replayed at every subscribe, it must not run
+    cli.publish(base + "cmd", json.dumps({"id": "r0", "op": "write", "point": 6,
+                                          "value": 0.5}), qos=1, retain=True).wait_for_publish(5)
     agent = node.start_agent(str(tmp_path / "node.json"), str(tmp_path / "state"),
                              log=open(tmp_path / "agent.log", "wb"))
     try:
         births.get(timeout=20)  # the node is online and subscribed
+        r = json.loads(replies.get(timeout=10))
+        assert r["id"] == "r0" and not r["ok"] and "retain" in r["error"], r
+        cli.publish(base + "cmd", b"", qos=1, retain=True).wait_for_publish(5)  # clear it
         time.sleep(0.5)
 
         def command(body: dict) -> dict:
