@@ -175,20 +175,6 @@ def supervise(proc: subprocess.Popen, stop_seconds: float = STOP_SECONDS) -> int
             signal.signal(s, h)
 
 
-def register(sub) -> None:
-    p = sub.add_parser("node", help="run the agent on this machine, or check a node config")
-    nsub = p.add_subparsers(dest="node_cmd", required=True)
-    r = nsub.add_parser("run", help="run the agent on the MicroPython Unix port")
-    r.add_argument("--config", required=True, help="node config file (JSON, docs/config.md)")
-    r.add_argument("--state", default="state", help="folder for the emulated flash image")
-    r.add_argument("--heap", default="256K", type=heap_size,
-                   help="MicroPython heap cap (default 256K)")
-    r.set_defaults(func=cmd_run)
-    v = nsub.add_parser("validate", help="check a node config file")
-    v.add_argument("config")
-    v.set_defaults(func=cmd_validate)
-
-
 def dump_json(obj) -> str:
     return json.dumps(obj, indent=2, sort_keys=True)
 
