@@ -2,7 +2,9 @@
 
 `decode_message(topic, payload)` turns one MQTT message into a plain dict. Any payload that
 is not a valid otlink message raises `PayloadError` with a message naming what is wrong; no
-other exception escapes (the monitor must survive whatever a broker delivers).
+other exception escapes (the monitor must survive whatever a broker delivers). A text value
+in a data batch that is not UTF-8 does not fail the batch: that reading gets the text with
+U+FFFD for each bad byte and a "note" naming the bytes.
 """
 
 from __future__ import annotations
@@ -131,7 +133,10 @@ def parse_topic(t: str) -> tuple[str, str, str, str]:
 # -- CBOR ---------------------------------------------------------------------------------
 
 
-def _loads(payload: bytes) -> Any:
+def _loads(payload: bytes, lenient_text: bool = False) -> Any:
+    """The one CBOR item of payload. lenient_text: text strings that are not valid UTF-8
+    decode with their bad bytes as lone surrogates (surrogateescape) instead of failing the
+    whole payload; the caller then flags the item that holds one (see _text_value)."""
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise PayloadError("payload: bytes wanted")
     payload = bytes(payload)
@@ -141,7 +146,9 @@ def _loads(payload: bytes) -> Any:
         raise PayloadError(f"payload of {len(payload)} bytes is too large")
     fp = io.BytesIO(payload)
     try:
-        obj = cbor2.CBORDecoder(fp).decode()
+        dec = cbor2.CBORDecoder(fp, str_errors="surrogateescape") if lenient_text \
+            else cbor2.CBORDecoder(fp)
+        obj = dec.decode()
     except cbor2.CBORDecodeEOF:
         raise PayloadError("payload truncated: CBOR item ends past the payload") from None
     except Exception as e:  # cbor2 raises several types on garbage; report them all as one
@@ -150,6 +157,17 @@ def _loads(payload: bytes) -> Any:
         raise PayloadError(f"payload has {len(payload) - fp.tell()} trailing bytes after the "
                            "CBOR item")
     return obj
+
+
+def _text_value(s: str) -> tuple[str, str | None]:
+    """(text, note) of a text value decoded leniently: text that is not UTF-8 becomes
+    readable text with U+FFFD for each bad byte, and the note names the exact bytes."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = s.encode("utf-8", "surrogateescape")
+        return raw.decode("utf-8", "replace"), f"text value is not UTF-8: bytes {raw.hex()}"
+    return s, None
 
 
 def _is_int(x: Any) -> bool:
@@ -229,7 +247,11 @@ def decode_data(obj: Any) -> dict:
         elif isinstance(v, float):
             rd["value"] = v
         elif isinstance(v, str):
-            rd["value"] = v
+            # one bad string register must not cost the rest of the batch (with consumer
+            # acks a batch refused whole would be resent and refused forever)
+            rd["value"], note = _text_value(v)
+            if note is not None:
+                rd["note"] = note
         elif isinstance(v, cbor2.CBORSimpleValue):
             rd["err"] = int(v.value)
         else:
@@ -357,7 +379,7 @@ def decode_message(topic: str, payload: bytes) -> dict:
         if not isinstance(body, dict):
             raise PayloadError(f"{kind}: a JSON object wanted")
         return {"kind": kind, "site": site, "node": node, "body": body}
-    obj = _loads(payload)
+    obj = _loads(payload, lenient_text=kind == "data")
     try:
         out = _DECODERS[kind](obj)
     except PayloadError:

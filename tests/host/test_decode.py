@@ -240,3 +240,33 @@ def test_host_names_every_firmware_error_code():
     fw |= {v for k, v in vars(modbus).items() if k.startswith("EX_")}
     assert fw <= set(ERROR_CODES), sorted(fw - set(ERROR_CODES))
     assert all(c < 20 or 31 < c < 256 for c in fw)  # fits a CBOR simple value
+
+
+def _raw_data_with_text(text: bytes) -> bytes:
+    """A data batch whose reading stream is [1, 5, 7, <text>, 2, 6] with `text` written as
+    a CBOR text string byte for byte (cbor2 would refuse to encode invalid UTF-8)."""
+    head = cbor2.dumps({"v": 1, "b": 3, "s": 10, "e": 12, "f": 0, "t": T0})
+    head = bytes([head[0] + 1]) + head[1:]  # map(6) -> map(7): 'r' follows
+    body = cbor2.dumps("r") + b"\x86" + cbor2.dumps(1) + cbor2.dumps(5) + cbor2.dumps(7)
+    body += bytes([0x60 + len(text)]) + text + cbor2.dumps(2) + cbor2.dumps(6)
+    return head + body
+
+
+def test_text_not_utf8_flags_only_that_reading():
+    """A string register holding non-UTF-8 bytes used to make the whole batch invalid (and,
+    with consumer acks, wedge the node's queue on a batch resent and refused forever)."""
+    d = decode_message(DATA_T, _raw_data_with_text(b"ab\xffc"))
+    rs = d["readings"]
+    assert [(r["seq"], r["pid"], r["value"]) for r in rs] == [
+        (10, 1, 5), (11, 7, "ab\ufffdc"), (12, 2, 6)]
+    assert rs[1]["note"] == "text value is not UTF-8: bytes 6162ff63"
+    assert "note" not in rs[0] and "note" not in rs[2]
+    ok = decode_message(DATA_T, _raw_data_with_text("é".encode()))
+    assert ok["readings"][1]["value"] == "é" and "note" not in ok["readings"][1]
+
+
+def test_text_not_utf8_outside_data_still_refused():
+    birth = cbor2.dumps({"v": 1, "node": "XX", "fw": "1", "cfg": "0", "boot": 1, "pts": []})
+    bad = birth.replace(b"bXX", b"b\xff\xfe")
+    with pytest.raises(PayloadError, match="not valid CBOR"):
+        decode_message("otlink/site1/node1/birth", bad)
