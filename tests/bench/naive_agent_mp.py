@@ -30,7 +30,7 @@ if mode != "typed":
     client.sock.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY: the one line
 topic = ("naive/%s/data" % cfg["node"]["id"]).encode()
 names = {p.id: p.name for p in cfg["points"]}
-group = {}
+group = {}  # point name -> value of the poll cycle being gathered
 group_t = None
 
 
@@ -40,11 +40,13 @@ def sink(rec, n):
     if mode != "grouped":
         client.publish(topic, json.dumps({"id": pid, "t": t, "v": v}), qos=1)
         return
-    if group and t != group_t:  # a new poll cycle: send the last one's values together
+    name = names.get(pid, str(pid))
+    if name in group:  # the next poll cycle began: send the last one's values together
         client.publish(topic, json.dumps({"t": group_t, "ENERGY": group}), qos=1)
         group.clear()
-    group_t = t
-    group[names.get(pid, str(pid))] = v
+    if not group:
+        group_t = t  # the cycle's first reading time: latency counts from there
+    group[name] = v
 
 
 poller = Poller(open_uart(cfg["serial"], clock), clock, cfg["serial"], cfg["points"], sink)
