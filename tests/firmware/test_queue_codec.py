@@ -136,6 +136,47 @@ def test_truncated_or_malformed_bodies_are_refused():
         mptest.eq(mod.decn(bad, 0, o, rec, prev, 1), -1)
 
 
+def test_uniform_squeeze_and_copy_alike():
+    # a group of unmasked records of one length: squeeze drops the length bytes in place,
+    # copy reads a record back; native and bytecode give the same bytes, without allocating
+    rng = _Rng()
+    n = 20
+    recs = []
+    for _ in range(12):
+        r = bytearray(n)
+        for k in range(n):
+            r[k] = rng.next() & 0xFF
+        recs.append(r)
+    raw = b"".join(bytes(r) for r in recs)
+    for mod in (qc, PY):
+        g = bytearray(4 + len(recs) * (n + 1))
+        o = 4
+        for r in recs:
+            g[o] = n
+            g[o + 1:o + 1 + n] = r
+            o += n + 1
+        _squeeze_locked(mod, g, len(recs), n)
+        mptest.eq(bytes(g[4:4 + len(raw)]), raw, "squeezed body")
+        rec = bytearray(MAX_REC)
+        for i in range(len(recs)):
+            mptest.no_alloc(_copy, mod, g, 4 + i * n, rec)
+            mptest.eq(bytes(rec[0:n]), bytes(recs[i]), "record %d" % i)
+
+
+def _squeeze_locked(mod, g, cnt, n):
+    import micropython
+
+    micropython.heap_lock()
+    try:
+        mod.squeeze(g, 4, cnt, n)
+    finally:
+        micropython.heap_unlock()
+
+
+def _copy(mod, g, p, rec):
+    mod.copy(g, p, rec, 20)
+
+
 def test_codec_does_not_allocate():
     recs = _records(_Rng(), 4)
     g = bytearray(8 * MAX_ENC)
