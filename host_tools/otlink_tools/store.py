@@ -1,0 +1,530 @@
+"""`otlink store`: a historian sink. Every reading nodes publish goes into a database once.
+
+--db sqlite:PATH (embedded, one file, no server) or postgresql://user@host/dbname (a plant
+server; the password from PGPASSWORD or ~/.pgpass rather than the URL). The schema is made
+when missing (docs/historian.md): readings, points (from births), node_health (from state
+messages), births, acks and rejected.
+
+Each group of MQTT messages (one batch, or the few that queued up meanwhile) is written in
+ONE transaction. A reading's key (site, node, boot, seq) is the readings table's primary
+key and inserts that conflict are ignored: resends, replays, restarts and share-group
+members can never store a reading twice. `--ack` is consumer acknowledgement: only after
+COMMIT does the sink publish (retained, QoS 1) the highest seq up to which the database holds
+every reading of that boot; the node's queue advances only then. The MQTT PUBACK of every
+message is also sent only after COMMIT, so with `--client-id` (a durable session) the broker
+redelivers what a killed sink had not committed. A batch that cannot be decoded is kept
+verbatim in `rejected` (and counts as stored, so that one bad batch cannot wedge a node's
+queue); a database that goes away is retried, with the messages kept, until it is back.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import io
+import math
+import os
+import queue
+import ssl
+import sys
+import threading
+import time
+
+import cbor2
+import paho.mqtt.client as mqtt
+
+from otlink_tools.decode import PayloadError, apply_scale, decode_message, encode_ack
+from otlink_tools.monitor import Monitor, Seen, check_topic_args, plural
+from otlink_tools.store_db import Db, DbDown, DbRefused, Tx, health_row, open_db, redact
+
+__all__ = ["Store", "build_parser", "run"]
+
+_I64 = 1 << 63
+GROUP_MAX = 64  # MQTT messages written in one transaction at most
+RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)  # waits between attempts while the database is down
+
+
+class Track:
+    """What the database holds of one (site, node, boot): `floor`, below which everything is
+    stored or was acknowledged already (ours from the acks table, or the retained ack on the
+    broker), and the runs of seqs stored above it. The ack is the top of the run that
+    continues the floor: never past a hole, whatever order batches arrive in."""
+
+    def __init__(self, floor: int | None = None) -> None:
+        self.floor = floor
+        self.seen = Seen()
+
+    def add(self, first: int, last: int) -> None:
+        if self.floor is None:
+            self.floor = first - 1  # first contact: the node's queue starts here
+        for s in range(max(first, self.floor + 1), last + 1):
+            if not self.seen.has(s):
+                self.seen.add(s)
+
+    def raise_floor(self, seq: int) -> None:
+        if self.floor is None or seq > self.floor:
+            self.floor = seq
+
+    def top(self) -> int | None:
+        if self.floor is None:
+            return None
+        s = self.seen
+        i = bisect.bisect_right(s.starts, self.floor + 1) - 1
+        if i >= 0 and s.ends[i] > self.floor:
+            return s.ends[i]
+        return self.floor
+
+
+def _header(payload: bytes) -> tuple[int | None, int | None, int | None]:
+    """(boot, first seq, last seq) of a data batch that failed to decode, when its header is
+    still readable; Nones otherwise."""
+    try:
+        m = cbor2.loads(bytes(payload), str_errors="replace")
+        b, s, e = m["b"], m["s"], m["e"]
+        if all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 1 << 32
+               for x in (b, s, e)) and s <= e:
+            return b, s, e
+    except Exception:
+        pass
+    return None, None, None
+
+
+def split_value(v) -> tuple[int | None, float | None, str | None, str | None]:
+    """(value_int, value_real, value_text, note) of an engineering value."""
+    if v is None:
+        return None, None, None, None
+    if isinstance(v, bool):
+        return int(v), None, None, None
+    if isinstance(v, int):
+        if -_I64 <= v < _I64:
+            return v, None, None, None
+        return None, float(v), str(v), "integer beyond 64 bits: exact value in value_text"
+    if isinstance(v, float):
+        return None, v, None, ("not a number" if v != v else None)
+    return None, None, str(v), None
+
+
+class Store:
+    """Subscribe, decode, write to the database, acknowledge after COMMIT.
+
+    Usable from tests: start(); wait(cond=..., seconds=...); stop(). The paho thread only
+    queues messages; one writer thread decodes and writes them in arrival order.
+    """
+
+    def __init__(self, db: str | Db, host: str = "127.0.0.1", port: int = 1883,
+                 prefix: str = "otlink", site: str = "+", node: str = "+",
+                 group: str | None = None, ack: bool = False, cafile: str | None = None,
+                 cert: str | None = None, key: str | None = None, user: str | None = None,
+                 password: str | None = None, client_id: str = "", keepalive: int = 30,
+                 err=None, group_max: int = GROUP_MAX) -> None:
+        check_topic_args(prefix, site, node, group)
+        self.db = open_db(db) if isinstance(db, str) else db
+        self.prefix, self.site, self.node, self.group, self.ack = prefix, site, node, group, ack
+        self.err = err or sys.stderr
+        self.group_max = group_max
+        # the MQTT side reuses the monitor's connection and TLS handling
+        self._mon = Monitor(host, port, prefix=prefix, site=site, node=node, group=group,
+                            cafile=cafile, cert=cert, key=key, user=user, password=password,
+                            client_id=client_id, keepalive=keepalive, out=io.StringIO(),
+                            err=self.err, live=False)
+        self._mon.group = None  # its note on gap detection is the monitor's, not ours
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  clean_session=not client_id, protocol=mqtt.MQTTv311,
+                                  manual_ack=True)
+        self._mon.client = self.client
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+        self._gen = 0  # connection generation: a PUBACK belongs to the session it came in
+        self._q: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._writer: threading.Thread | None = None
+        self.cond = threading.Condition()
+        # state (writer thread only)
+        self.points: dict[tuple[str, str], dict[int, dict[int, dict]]] = {}
+        self.tracks: dict[tuple[str, str, int], Track] = {}
+        self.acked: dict[tuple[str, str, int], int] = {}
+        self.last_health: dict[tuple[str, str], str] = {}
+        # counters
+        self.messages = self.stored = self.duplicates = self.rejected = 0
+        self.acks_sent = self.transactions = self.db_retries = 0
+        self.db_down = False
+
+    # --- MQTT -----------------------------------------------------------------------------
+    def subscriptions(self) -> list[str]:
+        t = f"{self.prefix}/{self.site}/{self.node}/"
+        data = t + "data"
+        if self.group:
+            data = f"$share/{self.group}/{data}"
+        # acks first: the retained position arrives before any data batch (see Track)
+        return [t + "ack", t + "birth", t + "state", data]
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._gen += 1
+        mon = self._mon
+        if reason_code.is_failure:
+            msg = f"broker refused the connection: {reason_code}"
+            if reason_code.value in (134, 135):
+                msg += " (check --user and its password)"
+            mon.connect_error = msg
+            if mon.connected.is_set():
+                self._note(msg)
+            mon._connack.set()
+            return
+        mon.connect_error = None
+        for t in self.subscriptions():
+            client.subscribe(t, qos=1)
+        mon.connected.set()
+        mon._connack.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code != 0 and self._mon.connected.is_set():
+            self._note(f"disconnected from broker ({reason_code}); reconnecting")
+
+    def _on_message(self, client, userdata, msg) -> None:
+        self._q.put((msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._gen))
+
+    def _puback(self, items) -> None:
+        for _topic, _payload, mid, qos, gen in items:
+            if qos and gen == self._gen:
+                self.client.ack(mid, qos)
+
+    # --- life cycle -----------------------------------------------------------------------
+    def start(self, timeout: float = 10.0) -> Store:
+        self._connect_db_until_up(deadline=time.monotonic() + timeout)
+        self._load()
+        self._writer = threading.Thread(target=self._run, name="otlink-store", daemon=True)
+        self._writer.start()
+        try:
+            self._mon.start(timeout)
+        except BaseException:
+            self._stop.set()
+            self._writer.join()
+            self.db.close()
+            raise
+        return self
+
+    def stop(self, drain_s: float = 5.0) -> None:
+        """Disconnect, write what has arrived (up to drain_s), close the database."""
+        self.client.disconnect()
+        self.client.loop_stop()
+        deadline = time.monotonic() + drain_s
+        while not self._q.empty() and time.monotonic() < deadline and self._writer.is_alive():
+            time.sleep(0.02)
+        self._stop.set()
+        if self._writer is not None:
+            self._writer.join(drain_s + 1)
+        self.db.close()
+
+    def wait(self, cond, seconds: float | None = None) -> bool:
+        """Block until cond(self) holds (True) or `seconds` passed (False)."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        with self.cond:
+            while not cond(self):
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self.cond.wait(0.5 if left is None else min(left, 0.5))
+        return True
+
+    def _note(self, text: str) -> None:
+        try:
+            print(f"otlink store: {text}", file=self.err, flush=True)
+        except OSError:
+            pass
+
+    def _connect_db_until_up(self, deadline: float | None = None) -> None:
+        """Connect, retrying while the database is down (until deadline: then DbDown)."""
+        n = 0
+        while True:
+            try:
+                self.db.connect()
+                if self.db_down:
+                    self._note(f"database {redact(self.db.url)} is back")
+                self.db_down = False
+                return
+            except DbDown as e:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                if not self.db_down:
+                    self._note(f"{e}; retrying, messages are kept until it is back")
+                self.db_down = True
+                self.db_retries += 1
+                if self._stop.wait(RETRY_S[min(n, len(RETRY_S) - 1)]):
+                    raise
+                n += 1
+
+    def _load(self) -> None:
+        """Point tables and acknowledged positions already in the database."""
+        for row in self.db.query("SELECT site, node, boot, pid, name, unit, type, scale, "
+                                 "value_offset, source FROM points"):
+            self._point(row[:2], row[2], {"id": row[3], "name": row[4], "unit": row[5],
+                                          "type": row[6], "scale": _num(row[7]),
+                                          "offset": _num(row[8]), "source": row[9]})
+        for site, node, boot, seq in self.db.query("SELECT site, node, boot, seq FROM acks"):
+            self.tracks[(site, node, boot)] = Track(seq)
+
+    def _point(self, key, boot: int, p: dict) -> None:
+        self.points.setdefault(tuple(key), {}).setdefault(boot, {})[p["id"]] = p
+
+    # --- the writer thread ----------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                first = self._q.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            items = [first]
+            while len(items) < self.group_max:
+                try:
+                    items.append(self._q.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._process(items)
+            except DbDown:
+                return  # stopping while the database was down: nothing was acknowledged
+            except Exception as e:  # a bug must not silently stop the historian
+                self._note(f"internal error: {type(e).__name__}: {e}")
+
+    def _process(self, items: list) -> None:
+        tracks_before: dict = {}
+        while True:
+            try:
+                tx, acks, health = self._build(items, tracks_before)
+                new = self.db.write(tx) if not tx.empty() else 0
+                break
+            except DbDown as e:
+                self._restore(tracks_before)
+                self._note(f"{e}; keeping {plural(len(items), 'message')}, retrying")
+                self.db_down = True
+                self.db.close()
+                self._connect_db_until_up()
+            except DbRefused as e:
+                self._restore(tracks_before)
+                if len(items) == 1:
+                    self._quarantine(items[0], str(e))
+                    return
+                for it in items:  # find the one that is refused: one transaction each
+                    self._process([it])
+                return
+        self.last_health.update(health)
+        with self.cond:
+            self.transactions += 1
+            self.messages += len(items)
+            self.stored += new
+            self.duplicates += len(tx.readings) - new
+            self.rejected += len(tx.rejected)
+            self.cond.notify_all()
+        self._publish_acks(acks)
+        self._puback(items)
+
+    def _restore(self, before: dict) -> None:
+        for k, t in before.items():
+            if t is None:
+                self.tracks.pop(k, None)
+            else:
+                self.tracks[k] = t
+        before.clear()
+
+    def _track(self, key, before: dict) -> Track:
+        if key not in before:
+            t = self.tracks.get(key)
+            before[key] = copy.deepcopy(t)
+            if t is None:
+                t = self.tracks[key] = Track()
+        return self.tracks[key]
+
+    def _build(self, items: list, before: dict):
+        """Decode a group of messages into one Tx; update the tracks (undone by _restore
+        when the transaction fails). Returns (tx, acks to publish after COMMIT, latest
+        health detail per node)."""
+        tx = Tx()
+        now = int(time.time() * 1000)
+        touched: set = set()
+        health_seen: dict = {}
+        for topic, payload, _mid, _qos, _gen in items:
+            try:
+                m = decode_message(topic, payload)
+            except PayloadError as e:
+                self._reject(tx, topic, payload, str(e), now, before, touched)
+                continue
+            site, node, kind = m.get("site", ""), m.get("node", ""), m["kind"]
+            if kind == "data":
+                self._data(tx, site, node, m)
+                key = (site, node, m["boot"])
+                self._track(key, before).add(m["seq_first"], m["seq_last"])
+                touched.add(key)
+            elif kind == "birth":
+                tx.births.append(((site, node, m["boot"], m["fw"], m["config_hash"],
+                                   m.get("t"), now),
+                                  [(site, node, m["boot"], p["id"], p["name"], p["unit"],
+                                    p["type"], p["scale"], p["offset"], p["source"])
+                                   for p in m["points"]]))
+                for p in m["points"]:
+                    self._point((site, node), m["boot"], p)
+            elif kind == "state":
+                row = health_row(site, node, now, m)
+                k = (site, node)
+                last = health_seen.get(k, self._last_health(k))
+                if row[-1] != last:  # a retained state seen again on reconnect: once only
+                    tx.health.append(row)
+                    health_seen[k] = row[-1]
+            elif kind == "ack":  # the retained position, or a share-group member's ack
+                key = (site, node, m["boot"])
+                self._track(key, before).raise_floor(m["seq"])
+                touched.add(key)
+        acks = {}
+        for key in touched:
+            top = self.tracks[key].top()
+            if top is not None and self.acked.get(key) != top:
+                acks[key] = top
+                tx.acks[key] = top  # the position is committed with the readings it covers
+        return tx, acks, health_seen
+
+    def _last_health(self, key) -> str | None:
+        if key not in self.last_health:
+            rows = self.db.query("SELECT detail FROM node_health WHERE site = ? AND node = ? "
+                                 "ORDER BY received_ms DESC LIMIT 1", key)
+            self.last_health[key] = rows[0][0] if rows else None
+        return self.last_health[key]
+
+    def _data(self, tx: Tx, site: str, node: str, m: dict) -> None:
+        boots = self.points.get((site, node), {})
+        boot = m["boot"]
+        # the point table of the readings' own boot; for a backlog of a boot whose birth was
+        # never seen, the latest one (birth_boot says which was used)
+        pboot = boot if boot in boots else (max(boots) if boots else None)
+        table = boots.get(pboot, {}) if pboot is not None else {}
+        hist, rows = m["historical"], tx.readings
+        for r in m["readings"]:
+            p = table.get(r["pid"])
+            v = apply_scale(r, p) if p is not None else r["value"]
+            vi, vr, vt, note = split_value(v)
+            note = r.get("note") or note
+            rows.append((site, node, boot, r["seq"], r["pid"], r["t_ms"], vi, vr, vt,
+                         r["err"], hist, r["untimed"], pboot if p is not None else None,
+                         note))
+
+    def _reject(self, tx: Tx, topic: str, payload: bytes, error: str, now: int,
+                before: dict, touched: set) -> None:
+        parts = topic.split("/")
+        site, node = (parts[-3], parts[-2]) if len(parts) >= 4 else ("", "")
+        boot = first = last = None
+        if parts[-1] == "data":
+            boot, first, last = _header(payload)
+        tx.rejected.append((site, node, topic, now, error, boot, first, last, payload))
+        self._note(f"bad payload on {topic}: {error} (kept in table rejected)")
+        if boot is not None and parts[-1] == "data":
+            key = (site, node, boot)
+            self._track(key, before).add(first, last)
+            touched.add(key)
+
+    def _quarantine(self, item, error: str) -> None:
+        """A message the database refuses even alone: keep it in `rejected`, so that it
+        neither blocks the messages behind it nor is lost."""
+        topic, payload = item[0], item[1]
+        tx = Tx()
+        parts = topic.split("/")
+        site, node = (parts[-3], parts[-2]) if len(parts) >= 4 else ("", "")
+        boot, first, last = _header(payload) if parts[-1] == "data" else (None, None, None)
+        tx.rejected.append((site, node, topic, int(time.time() * 1000), error, boot, first,
+                            last, payload))
+        self._note(f"database refused a message on {topic}: {error} (kept in table "
+                   "rejected)")
+        before: dict = {}
+        acks = {}
+        if boot is not None:
+            key = (site, node, boot)
+            t = self._track(key, before)
+            t.add(first, last)
+            top = t.top()
+            if top is not None and self.acked.get(key) != top:
+                acks[key] = tx.acks[key] = top
+        try:
+            self.db.write(tx)
+        except DbRefused as e:
+            self._restore(before)
+            self._note(f"cannot even keep it in rejected: {e}")
+            return
+        with self.cond:
+            self.rejected += 1
+            self.messages += 1
+            self.cond.notify_all()
+        self._publish_acks(acks)
+        self._puback([item])
+
+    def _publish_acks(self, acks: dict) -> None:
+        for key, top in acks.items():
+            self.acked[key] = top
+            if self.ack:
+                site, node, boot = key
+                self.client.publish(f"{self.prefix}/{site}/{node}/ack", encode_ack(boot, top),
+                                    qos=1, retain=True)
+                self.acks_sent += 1
+
+
+def _num(x):
+    """A scale/offset read back from the database: integers as int (apply_scale keeps
+    integer values integer only when scale is 1 and offset an int)."""
+    return int(x) if isinstance(x, float) and x.is_integer() else x
+
+
+# --- CLI -------------------------------------------------------------------------------------
+
+def build_parser(p) -> None:
+    """write every reading into a database, once (SQLite or PostgreSQL)"""
+    import argparse
+    p.description = __doc__
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--db", required=True,
+                   help="sqlite:PATH or postgresql://user@host[:port]/dbname")
+    p.add_argument("--host", default="127.0.0.1", help="MQTT broker (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="default 1883, 8883 with TLS")
+    p.add_argument("--prefix", default="otlink")
+    p.add_argument("--site", default="+", help="site to store (default all)")
+    p.add_argument("--node", default="+", help="node to store (default all)")
+    p.add_argument("--group", help="join shared subscription group NAME ($share/NAME/...)")
+    p.add_argument("--ack", action="store_true",
+                   help="consumer acknowledgement: ack to the node what the database committed")
+    p.add_argument("--cafile", help="CA certificate to verify the broker (enables TLS)")
+    p.add_argument("--cert", help="client certificate (with --key)")
+    p.add_argument("--key", help="client private key")
+    p.add_argument("--user")
+    p.add_argument("--password", help="or set OTLINK_MQTT_PASSWORD (preferred)")
+    p.add_argument("--client-id", default="",
+                   help="durable MQTT session under this id: the broker keeps messages "
+                        "for the sink while it is down")
+    p.add_argument("--seconds", type=float, help="exit after S seconds")
+
+
+def run(args) -> int:
+    from otlink_tools.errors import CommandError
+
+    password = args.password or os.environ.get("OTLINK_MQTT_PASSWORD")
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise CommandError(f"--port {args.port}: out of range, 1..65535 wanted")
+    if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds >= 0):
+        raise CommandError(f"--seconds {args.seconds:g}: a number of seconds >= 0 wanted")
+    port = args.port or (8883 if (args.cafile or args.cert) else 1883)
+    try:
+        st = Store(args.db, args.host, port, prefix=args.prefix, site=args.site,
+                   node=args.node, group=args.group, ack=args.ack, cafile=args.cafile,
+                   cert=args.cert, key=args.key, user=args.user, password=password,
+                   client_id=args.client_id)
+        st.start()
+    except (ValueError, ConnectionError, DbRefused) as e:
+        raise CommandError(str(e)) from None
+    except (OSError, ssl.SSLError) as e:
+        raise CommandError(f"cannot start the store on {args.host}:{port}: {e}") from None
+    st._note(f"storing into {redact(st.db.url)}" + (" (consumer acks)" if args.ack else ""))
+    try:
+        st.wait(lambda s: False, args.seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        st.stop()
+        print(f"otlink store: {plural(st.stored, 'reading')} stored, "
+              f"{plural(st.duplicates, 'duplicate')} ignored, "
+              f"{plural(st.rejected, 'bad message')} kept in rejected", file=sys.stderr)
+    return 0
