@@ -33,10 +33,13 @@ WHY = ""  # why the native compile failed, for the agent's boot log
 def _native():
     name = "otlink.core.queue.codec_src"
     try:
-        from otlink.core.queue.codec_src import SRC
+        from otlink.core.queue import codec_src
 
         ns = {}
-        exec(SRC, ns)
+        exec(codec_src.SRC, ns)
+        exec(codec_src.SRC2, ns)
+        exec(codec_src.SRC3, ns)
+        codec_src = None
         return ns["enc"], ns["decn"], ns["zero"], ns["squeeze"], ns["copy"]
     finally:
         # the source is not needed once compiled: let the collector have it
