@@ -21,7 +21,7 @@ def log(*a):
 def make_board(cfg, args):
     name = args.get("board") or cfg["board"]
     if name == "unix":
-        from otlink.hal import unix
+        from otlink.hal.unix import board as unix
 
         state = args.get("state") or "state"
         image = cfg["flash"]["image"] or (state + "/flash.img")

@@ -1,0 +1,95 @@
+# Unix-port HAL: the device-emulation harness. Behaves like a board towards the app:
+#  - flash: an emulated NOR chip kept in a file (hal/unix/norflash.py); littlefs on its "fs"
+#    region mounted at /flash, the raw "queue" region handed to the queue;
+#  - UART: a pty opened with termios (hal/unix/uart.py) with a recorded RS-485 DE pin;
+#  - I2C: a simulated bus with datasheet-built sensor models (hal/unix/sim_i2c.py);
+#  - clock and network: host clock, host sockets (same `socket`/`ssl` API as the boards).
+import gc
+import json
+import vfs
+
+from otlink.hal.board import Board as _Board
+from otlink.hal.clock import Clock  # noqa: F401  (re-exported: otlink.hal.unix.Clock)
+
+
+def load_board(name="unix", root="boards"):
+    with open("%s/%s.json" % (root, name)) as f:
+        return json.load(f)
+
+
+class Board(_Board):
+    name = "unix"
+
+    def __init__(self, board_def, image_path, clock=None, mount_point="/flash"):
+        from otlink.hal.unix.norflash import NorFlash
+
+        self.defn = board_def
+        fl = board_def["flash"]
+        self.clock = clock or Clock()
+        self.nor = NorFlash(image_path, fl["size"], fl["sector"])
+        regions = fl["regions"]
+        self._fs_dev = self.nor.region(regions["fs"]["offset"], regions["fs"]["size"])
+        self._q = regions["queue"]
+        self.mount_point = mount_point
+        self.fs = self._mount()
+        self._i2c = {}
+
+    def _mount(self):
+        try:
+            fs = vfs.VfsLfs2(self._fs_dev)
+        except OSError:  # blank or unreadable: a fresh board formats its filesystem
+            vfs.VfsLfs2.mkfs(self._fs_dev)
+            fs = vfs.VfsLfs2(self._fs_dev)
+        try:
+            vfs.mount(fs, self.mount_point)
+        except OSError:
+            pass  # already mounted by an earlier Board in this process (tests)
+        return fs
+
+    def queue_device(self):
+        return self.nor.region(self._q["offset"], self._q["size"])
+
+    def watchdog_start(self):
+        self.watchdog_feeds = 0  # no hardware watchdog here; tests can see it being fed
+
+    def watchdog_feed(self):
+        self.watchdog_feeds += 1
+
+    def prog_size(self):
+        return self.defn["flash"].get("prog_size", 1)
+
+    def uart(self, serial_cfg):
+        from otlink.hal.unix.uart import open_uart
+
+        return open_uart(serial_cfg, self.clock)
+
+    def i2c(self, bus_name):
+        bus = self._i2c.get(bus_name)
+        if bus is None:
+            from otlink.hal.unix.sim_i2c import SimI2C, SHT3xModel
+
+            bus = SimI2C({0x44: SHT3xModel(self.clock), 0x45: SHT3xModel(self.clock)})
+            self._i2c[bus_name] = bus
+        return bus
+
+    def network_start(self, wifi_cfg=None):
+        pass  # the host's network is always there
+
+    def network_ok(self):
+        return True
+
+    def sync_time(self):
+        self.clock.sync()
+        return True
+
+    def reset_cause(self):
+        return "power-on"
+
+    def free_heap(self):
+        return gc.mem_free()
+
+    def close(self):
+        try:
+            vfs.umount(self.mount_point)
+        except OSError:
+            pass
