@@ -41,6 +41,7 @@ __all__ = ["Store", "build_parser", "run"]
 
 _I64 = 1 << 63
 GROUP_MAX = 64  # MQTT messages written in one transaction at most
+ACK_WAIT_S = 15.0  # first contact: wait past the node's ack timeout (10 s) for its resends
 RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)  # waits between attempts while the database is down
 
 
@@ -48,16 +49,23 @@ class Track:
     """What the database holds of one (site, node, boot): `floor`, below which everything is
     stored or was acknowledged already (ours from the acks table, or the retained ack on the
     broker), and the runs of seqs stored above it. The ack is the top of the run that
-    continues the floor: never past a hole, whatever order batches arrive in."""
+    continues the floor: never past a hole, whatever order batches arrive in.
 
-    def __init__(self, floor: int | None = None) -> None:
+    With no floor known (first contact with this node and boot), the first batch seen need
+    not be the node's oldest unacknowledged one: batches published before the sink
+    subscribed went nowhere. The node resends from its oldest unacknowledged batch when no
+    ack comes within its ack timeout (10 s), so the floor is set only after `grace` seconds
+    of first contact, below the lowest seq seen by then."""
+
+    def __init__(self, floor: int | None = None, grace: float = 0.0) -> None:
         self.floor = floor
+        self.grace = grace
+        self.born = time.monotonic()
         self.seen = Seen()
 
     def add(self, first: int, last: int) -> None:
-        if self.floor is None:
-            self.floor = first - 1  # first contact: the node's queue starts here
-        for s in range(max(first, self.floor + 1), last + 1):
+        lo = first if self.floor is None else max(first, self.floor + 1)
+        for s in range(lo, last + 1):
             if not self.seen.has(s):
                 self.seen.add(s)
 
@@ -65,10 +73,13 @@ class Track:
         if self.floor is None or seq > self.floor:
             self.floor = seq
 
-    def top(self) -> int | None:
-        if self.floor is None:
-            return None
+    def top(self, now: float | None = None) -> int | None:
         s = self.seen
+        if self.floor is None:
+            now = time.monotonic() if now is None else now
+            if not s.starts or now - self.born < self.grace:
+                return None
+            self.floor = s.starts[0] - 1
         i = bisect.bisect_right(s.starts, self.floor + 1) - 1
         if i >= 0 and s.ends[i] > self.floor:
             return s.ends[i]
@@ -116,12 +127,13 @@ class Store:
                  group: str | None = None, ack: bool = False, cafile: str | None = None,
                  cert: str | None = None, key: str | None = None, user: str | None = None,
                  password: str | None = None, client_id: str = "", keepalive: int = 30,
-                 err=None, group_max: int = GROUP_MAX) -> None:
+                 err=None, group_max: int = GROUP_MAX, ack_wait: float = ACK_WAIT_S) -> None:
         check_topic_args(prefix, site, node, group)
         self.db = open_db(db) if isinstance(db, str) else db
         self.prefix, self.site, self.node, self.group, self.ack = prefix, site, node, group, ack
         self.err = err or sys.stderr
         self.group_max = group_max
+        self.ack_wait = ack_wait
         # the MQTT side reuses the monitor's connection and TLS handling
         self._mon = Monitor(host, port, prefix=prefix, site=site, node=node, group=group,
                             cafile=cafile, cert=cert, key=key, user=user, password=password,
@@ -145,6 +157,8 @@ class Store:
         self.tracks: dict[tuple[str, str, int], Track] = {}
         self.acked: dict[tuple[str, str, int], int] = {}
         self.last_health: dict[tuple[str, str], str] = {}
+        self._waiting: set = set()  # tracks whose first-contact wait (ack_wait) runs
+        self._session_start: set = set()  # nodes seen connecting (a live birth)
         # counters
         self.messages = self.stored = self.duplicates = self.rejected = 0
         self.acks_sent = self.transactions = self.db_retries = 0
@@ -182,10 +196,10 @@ class Store:
             self._note(f"disconnected from broker ({reason_code}); reconnecting")
 
     def _on_message(self, client, userdata, msg) -> None:
-        self._q.put((msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._gen))
+        self._q.put((msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._gen, msg.retain))
 
     def _puback(self, items) -> None:
-        for _topic, _payload, mid, qos, gen in items:
+        for _topic, _payload, mid, qos, gen, _retain in items:
             if qos and gen == self._gen:
                 self.client.ack(mid, qos)
 
@@ -273,6 +287,8 @@ class Store:
             try:
                 first = self._q.get(timeout=0.2)
             except queue.Empty:
+                if self._waiting and self.ack:
+                    self._process([])  # a first-contact wait may have ended: ack now
                 continue
             items = [first]
             while len(items) < self.group_max:
@@ -298,6 +314,7 @@ class Store:
                 self._restore(tracks_before)
                 self._note(f"{e}; keeping {plural(len(items), 'message')}, retrying")
                 self.db_down = True
+                self.db_retries += 1
                 self.db.close()
                 self._connect_db_until_up()
             except DbRefused as e:
@@ -321,6 +338,9 @@ class Store:
 
     def _restore(self, before: dict) -> None:
         for k, t in before.items():
+            if k == "session_start":
+                self._session_start = t
+                continue
             if t is None:
                 self.tracks.pop(k, None)
             else:
@@ -328,22 +348,26 @@ class Store:
         before.clear()
 
     def _track(self, key, before: dict) -> Track:
+        before.setdefault("session_start", set(self._session_start))
         if key not in before:
             t = self.tracks.get(key)
             before[key] = copy.deepcopy(t)
             if t is None:
-                t = self.tracks[key] = Track()
+                t = self.tracks[key] = Track(grace=self.ack_wait)
+                self._waiting.add(key)
         return self.tracks[key]
 
     def _build(self, items: list, before: dict):
         """Decode a group of messages into one Tx; update the tracks (undone by _restore
         when the transaction fails). Returns (tx, acks to publish after COMMIT, latest
         health detail per node)."""
+        before.setdefault("session_start", set(self._session_start))
         tx = Tx()
         now = int(time.time() * 1000)
         touched: set = set()
+        resent: set = set()  # keys that got a batch already acknowledged: ack again
         health_seen: dict = {}
-        for topic, payload, _mid, _qos, _gen in items:
+        for topic, payload, _mid, _qos, _gen, retain in items:
             try:
                 m = decode_message(topic, payload)
             except PayloadError as e:
@@ -353,8 +377,18 @@ class Store:
             if kind == "data":
                 self._data(tx, site, node, m)
                 key = (site, node, m["boot"])
-                self._track(key, before).add(m["seq_first"], m["seq_last"])
+                t = self._track(key, before)
+                if (site, node) in self._session_start:
+                    # the first batch of a session is the node's oldest unacknowledged
+                    self._session_start.discard((site, node))
+                    if t.floor is None:
+                        t.floor = m["seq_first"] - 1
+                t.add(m["seq_first"], m["seq_last"])
                 touched.add(key)
+                if key in self.acked and m["seq_last"] <= self.acked[key]:
+                    # the node resends what was acknowledged: it missed the ack (or got it
+                    # between clearing its in-flight list and resending); say it again
+                    resent.add(key)
             elif kind == "birth":
                 tx.births.append(((site, node, m["boot"], m["fw"], m["config_hash"],
                                    m.get("t"), now),
@@ -363,6 +397,9 @@ class Store:
                                    for p in m["points"]]))
                 for p in m["points"]:
                     self._point((site, node), m["boot"], p)
+                if not retain and not self.group:
+                    # published live: a session starts, its data from the oldest unacked
+                    self._session_start.add((site, node))
             elif kind == "state":
                 row = health_row(site, node, now, m)
                 k = (site, node)
@@ -375,9 +412,13 @@ class Store:
                 self._track(key, before).raise_floor(m["seq"])
                 touched.add(key)
         acks = {}
+        touched |= self._waiting
         for key in touched:
-            top = self.tracks[key].top()
-            if top is not None and self.acked.get(key) != top:
+            t = self.tracks.get(key)
+            top = t.top() if t is not None else None
+            if t is None or t.floor is not None:
+                self._waiting.discard(key)
+            if top is not None and (self.acked.get(key) != top or key in resent):
                 acks[key] = top
                 tx.acks[key] = top  # the position is committed with the readings it covers
         return tx, acks, health_seen
@@ -495,6 +536,10 @@ def build_parser(p) -> None:
     p.add_argument("--client-id", default="",
                    help="durable MQTT session under this id: the broker keeps messages "
                         "for the sink while it is down")
+    p.add_argument("--ack-wait", type=float, default=ACK_WAIT_S, metavar="S",
+                   help="--ack, first contact with a node and boot it has no position for: "
+                        "wait S seconds for the node's resends before the first ack (more "
+                        f"than the node's ack timeout, 10 s; default {ACK_WAIT_S:g})")
     p.add_argument("--seconds", type=float, help="exit after S seconds")
 
 
@@ -506,12 +551,14 @@ def run(args) -> int:
         raise CommandError(f"--port {args.port}: out of range, 1..65535 wanted")
     if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds >= 0):
         raise CommandError(f"--seconds {args.seconds:g}: a number of seconds >= 0 wanted")
+    if not (math.isfinite(args.ack_wait) and args.ack_wait >= 0):
+        raise CommandError(f"--ack-wait {args.ack_wait:g}: a number of seconds >= 0 wanted")
     port = args.port or (8883 if (args.cafile or args.cert) else 1883)
     try:
         st = Store(args.db, args.host, port, prefix=args.prefix, site=args.site,
                    node=args.node, group=args.group, ack=args.ack, cafile=args.cafile,
                    cert=args.cert, key=args.key, user=args.user, password=password,
-                   client_id=args.client_id)
+                   client_id=args.client_id, ack_wait=args.ack_wait)
         st.start()
     except (ValueError, ConnectionError, DbRefused) as e:
         raise CommandError(str(e)) from None

@@ -1,0 +1,351 @@
+"""`otlink store` against real parts: mosquitto, the agent under MicroPython (consumer acks),
+SQLite files and a private PostgreSQL server. Each test checks the table against what the
+node produced: every reading, exactly once, with its engineering value."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import cbor2
+import paho.mqtt.client as mqtt
+import pytest
+
+from otlink_tools.store import Store
+from otlink_tools.store_pg import PgServer, pg_bin
+from uplink_helpers import expected_raw, result, start_agent
+
+T0 = 1795000000000
+ACK_WAIT = 2.0  # the agent here resends after 1 s without an ack (a node: 10 s)
+
+
+@pytest.fixture(scope="module")
+def pg():
+    if pg_bin("initdb") is None:
+        pytest.skip("PostgreSQL server not installed (make debs installs it)")
+    server = PgServer().start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """A fresh, empty database: a new SQLite file, or a new database on the test server."""
+    if request.param == "sqlite":
+        return f"sqlite:{tmp_path / 'hist.db'}"
+    server = request.getfixturevalue("pg")
+    return _fresh_pg(server)
+
+
+def _fresh_pg(server: PgServer) -> str:
+    import psycopg
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(server.url, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    return server.url.rsplit("/", 1)[0] + "/" + name
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    """Rows of a query, on a plain connection of its own (as a Grafana or psql user has)."""
+    if url.startswith("sqlite:"):
+        c = sqlite3.connect(url[len("sqlite:"):], timeout=10)
+    else:
+        import psycopg
+        c = psycopg.connect(url, connect_timeout=5)
+    try:
+        return [tuple(r) for r in c.execute(sql).fetchall()]
+    finally:
+        c.close()
+
+
+def readings(url: str) -> list[tuple]:
+    return query(url, "SELECT seq, pid, value_int, value_real, value_text, err, historical, "
+                      "birth_boot FROM readings ORDER BY boot, seq")
+
+
+def count(url: str) -> int:
+    try:
+        return query(url, "SELECT count(*) FROM readings")[0][0]
+    except Exception:
+        return 0  # not created yet, or the sink holds it
+
+
+def assert_all_readings(url: str, total: int, backlog: int = 0) -> None:
+    """The table equals the node's readings 1..total, each once, values scaled by its birth
+    (odd points int32 x0.1, even points float32)."""
+    rows = readings(url)
+    assert [r[0] for r in rows] == list(range(1, total + 1))  # none lost, none twice
+    for seq, pid, vi, vr, vt, err, hist, bboot in rows:
+        want_pid, raw = expected_raw(seq)
+        assert pid == want_pid and err is None and vt is None and bboot == 1
+        if pid % 2:
+            assert vi is None and vr == pytest.approx(raw * 0.1)
+        else:
+            assert vi is None and vr == raw
+        assert bool(hist) == (seq <= backlog)
+
+
+def agent_opts(port: int, total: int, **more) -> dict:
+    o = {"port": port, "total": total, "rate": 2000, "ack": "consumer", "until_acked": True,
+         "seconds": 45, "ack_timeout_ms": 1000, "capacity": 16384}
+    o.update(more)
+    return o
+
+
+def wait_for(pred, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def test_every_reading_once_with_units_and_health(fresh_broker, db_url):
+    st = Store(db_url, port=fresh_broker.port, ack=True, ack_wait=ACK_WAIT).start()
+    try:
+        res = result(start_agent(agent_opts(fresh_broker.port, 3000, rate=0)))
+        st.wait(lambda s: s.stored >= 3000, 10)
+        # the death state follows the last ack
+        wait_for(lambda: query(db_url, "SELECT count(*) FROM node_health WHERE NOT online")[0][0]
+                 >= 1, 5)
+    finally:
+        st.stop()
+    assert res["depth"] == 0 and res["produced"] == 3000
+    assert_all_readings(db_url, 3000)
+    # the sink saw the node connect (a live birth), so it knew the first batch was the
+    # oldest unacknowledged: acked at once, nothing resent
+    assert st.duplicates == 0 and st.rejected == 0 and res["ack_timeouts"] == 0
+    pts = query(db_url, "SELECT pid, name, unit, type, scale FROM points ORDER BY pid")
+    assert pts[0] == (1, "p1", "V", "int32", pytest.approx(0.1)) and len(pts) == 10
+    v = query(db_url, "SELECT point, unit, value FROM reading_values WHERE seq = 11")
+    assert v == [("p1", "V", pytest.approx(101.0))]
+    assert query(db_url, "SELECT boot, seq FROM acks") == [(1, 3000)]
+    health = query(db_url, "SELECT online, boot, reset_cause FROM node_health "
+                           "ORDER BY received_ms")
+    assert [bool(h[0]) for h in health] == [True, False] and health[0][1:] == (1, "power")
+
+
+def _sink(db_url: str, port: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "otlink_tools.cli", "store", "--db", db_url,
+                             "--port", str(port), "--ack", "--ack-wait", str(ACK_WAIT)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_sink_started_after_the_node(fresh_broker, db_url):
+    """The node streams before the sink subscribes: its first batches went nowhere, so the
+    first batch the sink sees is not the node's oldest unacknowledged one. Acking it at
+    once would drop those from the node's queue (found by the SIGKILL test): the sink waits
+    for the node's resends before its first ack."""
+    total = 4000
+    agent = start_agent(agent_opts(fresh_broker.port, total))
+    time.sleep(1.0)  # about 2000 readings produced, the first batches published to nobody
+    st = Store(db_url, port=fresh_broker.port, ack=True, ack_wait=ACK_WAIT).start()
+    try:
+        res = result(agent)
+        assert st.wait(lambda s: s.stored >= total, 10)
+    finally:
+        st.stop()
+    assert res["depth"] == 0 and res["ack_timeouts"] >= 1
+    assert_all_readings(db_url, total)
+
+
+def test_sigkill_sink_mid_stream(fresh_broker, db_url):
+    """SIGKILL the sink twice while the node streams: whatever was in flight (written or
+    not, acknowledged or not) is resent by the node and stored once."""
+    total = 6000
+    sink = _sink(db_url, fresh_broker.port)
+    agent = start_agent(agent_opts(fresh_broker.port, total))
+    try:
+        for at in (1000, 3000):
+            assert wait_for(lambda at=at: count(db_url) >= at, 20), f"stuck below {at}"
+            sink.send_signal(signal.SIGKILL)
+            sink.communicate()
+            sink = _sink(db_url, fresh_broker.port)
+        res = result(agent)
+        assert wait_for(lambda: count(db_url) >= total, 10)
+    finally:
+        sink.send_signal(signal.SIGINT)
+        out = sink.communicate(timeout=10)[0]
+    assert res["depth"] == 0 and res["produced"] == total, out
+    assert_all_readings(db_url, total)
+    assert query(db_url, "SELECT seq FROM acks") == [(total,)]
+
+
+def test_postgres_crash_and_restart_mid_stream(fresh_broker, pg):
+    """The database dies (immediate shutdown: crash recovery at start) mid-stream: the sink
+    keeps the messages, retries, and acknowledges nothing it has not committed."""
+    url = _fresh_pg(pg)
+    total = 6000
+    st = Store(url, port=fresh_broker.port, ack=True, ack_wait=ACK_WAIT).start()
+    try:
+        agent = start_agent(agent_opts(fresh_broker.port, total))
+        assert st.wait(lambda s: s.stored >= 1500, 20)
+        pg.crash()
+        time.sleep(1.5)
+        pg.start()
+        res = result(agent)
+        assert st.wait(lambda s: s.stored >= total, 10)
+    finally:
+        st.stop()
+    assert res["depth"] == 0
+    assert st.db_retries >= 1  # it did see the database down
+    assert_all_readings(url, total)
+
+
+def test_sqlite_locked_by_a_reader_then_free(fresh_broker, tmp_path):
+    """Another process holds the SQLite file locked for longer than the busy timeout: the
+    sink retries with the messages kept, then stores everything once."""
+    url = f"sqlite:{tmp_path / 'h.db'}"
+    total = 3000
+    st = Store(url, port=fresh_broker.port, ack=True, ack_wait=ACK_WAIT).start()
+    lock = sqlite3.connect(str(tmp_path / "h.db"), isolation_level=None)
+    try:
+        agent = start_agent(agent_opts(fresh_broker.port, total))
+        assert st.wait(lambda s: s.stored >= 500, 20)
+        st.db.conn.execute("PRAGMA busy_timeout=300")  # fail fast while locked
+        lock.execute("BEGIN EXCLUSIVE")
+        time.sleep(2)
+        lock.execute("COMMIT")
+        res = result(agent)
+        assert st.wait(lambda s: s.stored >= total, 10)
+    finally:
+        lock.close()
+        st.stop()
+    assert res["depth"] == 0 and st.db_retries >= 1
+    assert_all_readings(url, total)
+
+
+def test_backlog_replay_and_live(fresh_broker, db_url):
+    """A backlog queued while the node was offline is replayed (historical) beside live
+    readings: all of it lands, flagged."""
+    backlog, live = 3000, 1000
+    st = Store(db_url, port=fresh_broker.port, ack=True, ack_wait=ACK_WAIT).start()
+    try:
+        res = result(start_agent(agent_opts(fresh_broker.port, live, backlog=backlog,
+                                            rate=500, replay_rate=50)))
+        st.wait(lambda s: s.stored >= backlog + live, 10)
+    finally:
+        st.stop()
+    assert res["depth"] == 0 and res["hist_batches"] > 0
+    assert_all_readings(db_url, backlog + live, backlog=backlog)
+
+
+# --- hand-made CBOR: decoding corner cases, the integer/real split, rejected batches ----------
+
+def _publish(port: int, msgs: list[tuple[str, bytes, bool]]) -> None:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    for t, p, retain in msgs:
+        c.publish(t, p, qos=1, retain=retain).wait_for_publish(5)
+    c.disconnect()
+    c.loop_stop()
+
+
+def _acks(port: int, topic: str, seconds: float = 5) -> list[dict]:
+    got: list[dict] = []
+    ev = threading.Event()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+
+    def on_msg(cl, u, m):
+        got.append(cbor2.loads(m.payload))
+        ev.set()
+    c.on_message = on_msg
+    c.connect("127.0.0.1", port)
+    c.subscribe(topic, qos=1)
+    c.loop_start()
+    ev.wait(seconds)
+    c.disconnect()
+    c.loop_stop()
+    return got
+
+
+def _data(b: int, s: int, r: list, f: int = 0) -> bytes:
+    n = sum(1 for i in range(0, len(r)) if not (isinstance(r[i], int) and r[i] < 0)) // 2
+    return cbor2.dumps({"v": 1, "b": b, "s": s, "e": s + n - 1, "f": f, "t": T0, "r": r})
+
+
+BIRTH = cbor2.dumps({"v": 1, "node": "m7", "fw": "1.0", "cfg": "abcd", "boot": 4, "pts": [
+    [1, "energy", "kWh", "u32", 1, 0, "modbus 1/4/0"],
+    [2, "voltage", "V", "float32", 1, 0, "modbus 1/4/2"],
+    [3, "freq", "Hz", "int16", 0.01, 0, "modbus 1/4/4"],
+    [4, "serial", None, "string", 1, 0, "modbus 1/3/9"]]})
+
+
+def test_values_split_rejected_batch_kept_and_acked(fresh_broker, db_url):
+    """Integers stay integers (value_int), scaled values are reals, text is text, errors
+    carry their code; a non-UTF-8 string flags only its reading; an undecodable batch is
+    kept verbatim in `rejected` and the ack moves past it, so the node is not wedged;
+    resends are ignored by the primary key."""
+    t = "otlink/plant1/m7/"
+    st = Store(db_url, port=fresh_broker.port, ack=True, ack_wait=ACK_WAIT).start()
+    try:
+        good = _data(4, 1, [1, 123456, 2, 230.5, 3, 5000, 4, "SN-1", 1, 3])
+        bad = _data(4, 5, [1, 1, 2, {"x": 1}])  # a map is no value: the batch is invalid
+        head = cbor2.dumps({"v": 1, "b": 4, "s": 7, "e": 8, "f": 0, "t": T0})
+        nonutf8 = bytes([head[0] + 1]) + head[1:] + cbor2.dumps("r") + b"\x84" + \
+            cbor2.dumps(4) + b"\x63a\xffb" + cbor2.dumps(3) + b"\xf8\x82"
+        _publish(fresh_broker.port, [(t + "birth", BIRTH, True), (t + "data", good, False),
+                                     (t + "data", bad, False), (t + "data", nonutf8, False),
+                                     (t + "data", good, False)])
+        assert st.wait(lambda s: s.messages >= 5 and s.acked.get(("plant1", "m7", 4)) == 8,
+                       10)
+        time.sleep(0.3)  # the ack is published right after COMMIT
+        acks = _acks(fresh_broker.port, t + "ack")
+    finally:
+        st.stop()
+    rows = readings(db_url)
+    assert rows == [
+        (1, 1, 123456, None, None, None, False, 4),
+        (2, 2, None, 230.5, None, None, False, 4),
+        (3, 3, None, 50.0, None, None, False, 4),
+        (4, 4, None, None, "SN-1", None, False, 4),
+        (5, 1, 123459, None, None, None, False, 4),
+        (7, 4, None, None, "a\ufffdb", None, False, 4),
+        (8, 3, None, None, None, 0x82, False, 4)]
+    assert query(db_url, "SELECT note FROM readings WHERE seq = 7") == [
+        ("text value is not UTF-8: bytes 61ff62",)]
+    rej = query(db_url, "SELECT boot, seq_first, seq_last, error, payload FROM rejected")
+    assert len(rej) == 1 and rej[0][:3] == (4, 5, 6) and "unsupported type dict" in rej[0][3]
+    assert bytes(rej[0][4]) == bad  # kept byte for byte
+    assert acks == [{"v": 1, "b": 4, "s": 8}]  # past the rejected batch 5..6
+    assert st.duplicates == 5  # the resent first batch
+    assert query(db_url, "SELECT unit FROM reading_values WHERE seq = 3") == [("Hz",)]
+
+
+def test_share_group_two_sinks_one_database(fresh_broker, pg):
+    """Two sinks in one share group write into one PostgreSQL database: together they hold
+    every reading once, and the node's queue drains on their acks."""
+    url = _fresh_pg(pg)
+    total = 4000
+    a = Store(url, port=fresh_broker.port, ack=True, group="hist", ack_wait=ACK_WAIT).start()
+    b = Store(url, port=fresh_broker.port, ack=True, group="hist", ack_wait=ACK_WAIT).start()
+    try:
+        res = result(start_agent(agent_opts(fresh_broker.port, total)))
+        wait_for(lambda: count(url) >= total, 10)
+    finally:
+        a.stop()
+        b.stop()
+    assert res["depth"] == 0
+    assert a.stored > 0 and b.stored > 0  # both took part
+    assert_all_readings(url, total)
+
+
+def test_cli_refuses_bad_db_url(fresh_broker, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "otlink_tools.cli", "store", "--db",
+                        "mysql://x", "--port", str(fresh_broker.port)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "sqlite:PATH or postgresql://" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "otlink_tools.cli", "store", "--db",
+                        "postgresql://u:hunter2@127.0.0.1:1/x", "--port",
+                        str(fresh_broker.port)],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PGCONNECT_TIMEOUT="2"))
+    assert r.returncode == 1 and "hunter2" not in r.stderr and "***" in r.stderr, r.stderr
