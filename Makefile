@@ -38,10 +38,12 @@ $(STUBS)/.installed: requirements-stubs.txt | $(STAMP)
 
 stubs: $(STUBS)/.installed
 
-# Debian packages the tests use: the broker they start, and the 32-bit C library for mp32.
+# Debian packages the tests use: the broker they start, the 32-bit C library for mp32, and
+# the PostgreSQL server the historian tests start (their own, on a free port).
 debs:
 	@bash tools/ensure_debs.sh mosquitto:mosquitto \
-		/usr/lib/gcc/x86_64-linux-gnu/12/32/crtbegin.o:gcc-multilib
+		/usr/lib/gcc/x86_64-linux-gnu/12/32/crtbegin.o:gcc-multilib \
+		/usr/lib/postgresql/15/bin/initdb:postgresql
 
 # The 32-bit Unix MicroPython with the agent frozen in (the boards' object model), built from
 # ../shared/toolchain's release tarball; one line says so when the tarball is absent.
