@@ -349,3 +349,48 @@ def test_cli_refuses_bad_db_url(fresh_broker, tmp_path):
                        capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, PGCONNECT_TIMEOUT="2"))
     assert r.returncode == 1 and "hunter2" not in r.stderr and "***" in r.stderr, r.stderr
+
+
+def _doc_queries() -> list[str]:
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "docs" / "historian.md").read_text()
+    out = []
+    for block in re.findall(r"```sql\n(.*?)```", text, re.S):
+        out += [q.strip() for q in block.split(";") if q.strip()]
+    return out
+
+
+def test_doc_queries_run(fresh_broker, db_url):
+    """Every example query of docs/historian.md runs on the database it is written for, and
+    the ones for one node and point find its readings."""
+    t = "otlink/plant1/meter-7/"
+    birth = cbor2.dumps({"v": 1, "node": "meter-7", "fw": "1.0", "cfg": "ab", "boot": 2,
+                         "pts": [[1, "energy", "Wh", "u32", 1, 0, None],
+                                 [2, "voltage", "V", "float32", 1, 0, None]]})
+    now = int(time.time() * 1000) // 3_600_000 * 3_600_000 + 1000  # both in one hour
+    batch = cbor2.dumps({"v": 1, "b": 2, "s": 1, "e": 4, "f": 0, "t": now,
+                         "r": [1, 1000, 2, 230.5, -1000, 1, 7, 2, 231.0]})
+    st = Store(db_url, port=fresh_broker.port, ack_wait=0).start()
+    try:
+        _publish(fresh_broker.port, [(t + "birth", birth, False), (t + "data", batch, False)])
+        assert st.wait(lambda s: s.stored >= 4, 10)
+    finally:
+        st.stop()
+    pg_only = ("date_trunc", "$__timeFilter")
+    queries = _doc_queries()
+    assert len(queries) >= 6
+    for q in queries:
+        if db_url.startswith("sqlite:") and any(w in q for w in pg_only):
+            continue
+        if db_url.startswith("postgresql") and "strftime" in q:
+            continue
+        q = q.replace("$__timeFilter(ts)", "ts > now() - interval '1 hour'")
+        rows = query(db_url, q)
+        if "point = 'voltage'" in q:
+            assert [r[1] for r in rows] == [230.5, 231.0], q
+        if "SELECT point, unit, value" in q:
+            assert sorted(r[:3] for r in rows) == [("energy", "Wh", 1007),
+                                                   ("voltage", "V", 231.0)], q
+        if "date_trunc" in q:
+            assert [r[1] for r in rows] == [7], q
