@@ -24,10 +24,11 @@ AGENT = HERE / "modbus_agent_mp.py"
 ERR = {"timeout": 1, "crc": 2, "frame": 3, "wrong_slave": 4, "offline": 32}  # core/errors.py
 
 
-def agent(tmp_path: Path, job: dict, heap: str = "256K", timeout: float = 120) -> dict:
+def agent(tmp_path: Path, job: dict, heap: str = "256K", timeout: float = 120,
+          build: str = "64") -> dict:
     jp, op = tmp_path / "job.json", tmp_path / "out.json"
     jp.write_text(json.dumps(job))
-    res = run(AGENT, str(jp), str(op), heap=heap, timeout=timeout)
+    res = run(AGENT, str(jp), str(op), heap=heap, timeout=timeout, build=build)
     assert res.returncode == 0, res.stdout + res.stderr
     return json.loads(op.read_text())
 
@@ -198,12 +199,16 @@ def test_dead_slave_goes_offline_with_backoff(tmp_path):
     assert s3["timeouts"] <= st["silenced"] <= s3["timeouts"] + 1
 
 
-def test_heap_locked_polling_and_de_timing(line, tmp_path):
+@pytest.mark.parametrize("build", ["64", "32"])
+def test_heap_locked_polling_and_de_timing(line, tmp_path, build):
+    """The whole reference map (uint64 beyond 2**63 included) polled with the heap locked, on
+    the 32-bit build too: there an int >= 2**30 or a float would raise MemoryError."""
     relay, meter = line
-    pts = [p for p in REFERENCE_POINTS if p["type"] != "uint64"]
+    pts = REFERENCE_POINTS
     out = agent(tmp_path, {"serial": serial(relay.agent_port, 115200), "points": pts,
                            "cycles": 20, "warmup": 3, "heap_lock": True,
-                           "keep": False})  # the sink only counts: every poll is reported
+                           "keep": False},  # the sink only counts: every poll is reported
+                build=build)
     assert out["heap_locked_cycles"] == 19
     assert out["stats"]["1"]["ok"] >= 20
     de = out["de"]
