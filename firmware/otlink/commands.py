@@ -20,7 +20,7 @@ import json
 import struct
 
 from otlink.core.points import (T_BOOL, T_FLOAT32, T_FLOAT64, T_INT16, T_INT32, T_INT64,
-                                T_UINT16, T_UINT32, T_UINT64)
+                                T_UINT16, T_UINT32, T_UINT64, order_word)
 
 _FMT = {T_INT16: ">h", T_UINT16: ">H", T_INT32: ">i", T_UINT32: ">I", T_INT64: ">q",
         T_UINT64: ">Q"}
@@ -266,17 +266,7 @@ def _registers(p, value, text):
         raise CommandError("point %d: type %s cannot be written" % (p.id, p.type_name()))
     b, raw, exact = convert(p, value, text)
     n = len(b) // 2
-    wswap = p.order & 1  # points.ORDERS: bit 0 word swap, bit 1 byte swap
-    bswap = p.order >> 1
-    regs = []
-    for w in range(n):
-        if bswap:
-            regs.append(b[2 * w] | (b[2 * w + 1] << 8))
-        else:
-            regs.append((b[2 * w] << 8) | b[2 * w + 1])
-    if wswap:
-        regs.reverse()
-    return regs, raw, exact
+    return [order_word(b, 0, w, n, p.order) for w in range(n)], raw, exact
 
 
 def parse(msg, points, writable):

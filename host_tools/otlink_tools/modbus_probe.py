@@ -32,20 +32,28 @@ _FMT = {"int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "float32":
         "int64": ">q", "uint64": ">Q", "float64": ">d"}
 
 
-def _to_wire(value_bytes: bytes, order: str) -> bytes:
-    """Big-endian value bytes -> the bytes as they sit in consecutive registers."""
-    n = len(value_bytes) // 2
-    words = [value_bytes[2 * i:2 * i + 2] for i in range(n)]
-    if order in ("CDAB", "DCBA"):
-        words.reverse()
-    if order in ("BADC", "DCBA"):
-        words = [w[::-1] for w in words]
-    return b"".join(words)
+def swaps(order: str) -> tuple[bool, bool]:
+    """(word swap, byte swap) of an order name: the host's one word-order rule. An order's
+    index in ORDERS has the firmware's bits (core/points.py ORDERS: bit 0 word swap, bit 1
+    byte swap); tests/host/test_one_rule.py checks both sides agree."""
+    try:
+        i = ORDERS.index(order)
+    except ValueError:
+        raise ValueError(f"word order {order!r}: want one of {', '.join(ORDERS)}") from None
+    return bool(i & 1), bool(i & 2)
 
 
-def _from_wire(wire: bytes, order: str) -> bytes:
-    # the transforms are involutions
-    return _to_wire(wire, order)
+def to_wire(value_bytes: bytes, order: str, words: bool = True) -> bytes:
+    """Big-endian value bytes -> the bytes as they sit in consecutive registers. words=False:
+    byte swap only (strings keep their register order). Both swaps are their own inverse, so
+    the same call turns register bytes back into value bytes."""
+    wswap, bswap = swaps(order)
+    ws = [value_bytes[i:i + 2] for i in range(0, len(value_bytes), 2)]
+    if wswap and words:
+        ws.reverse()
+    if bswap:
+        ws = [w[::-1] for w in ws]
+    return b"".join(ws)
 
 
 def encode(value, typ: str, order: str = "ABCD", length: int | None = None) -> list[int]:
@@ -53,10 +61,9 @@ def encode(value, typ: str, order: str = "ABCD", length: int | None = None) -> l
     if typ == "string":
         raw = value.encode() if isinstance(value, str) else bytes(value)
         raw = raw.ljust(2 * (length or (len(raw) + 1) // 2), b"\0")
-        if order in ("BADC", "DCBA"):
-            raw = b"".join(raw[i:i + 2][::-1] for i in range(0, len(raw), 2))
-        return [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
-    wire = _to_wire(struct.pack(_FMT[typ], value), order)
+        wire = to_wire(raw, order, words=False)
+    else:
+        wire = to_wire(struct.pack(_FMT[typ], value), order)
     return [int.from_bytes(wire[i:i + 2], "big") for i in range(0, len(wire), 2)]
 
 
@@ -64,11 +71,9 @@ def decode(regs: Iterable[int], typ: str, order: str = "ABCD"):
     """Value of typ read from registers regs in the given order."""
     wire = b"".join(int(r).to_bytes(2, "big") for r in regs)
     if typ == "string":
-        if order in ("BADC", "DCBA"):
-            wire = b"".join(wire[i:i + 2][::-1] for i in range(0, len(wire), 2))
-        return wire.split(b"\0", 1)[0].decode("latin-1")
+        return to_wire(wire, order, words=False).split(b"\0", 1)[0].decode("latin-1")
     n = 2 * WORDS[typ]
-    return struct.unpack(_FMT[typ], _from_wire(wire[:n], order))[0]
+    return struct.unpack(_FMT[typ], to_wire(wire[:n], order))[0]
 
 
 def plausible(typ: str, v) -> bool:
@@ -92,7 +97,7 @@ def decode_table(regs: list[int]) -> list[tuple[str, str, object, bool]]:
         if WORDS[typ] > len(regs):
             continue
         for order in ORDERS:
-            if WORDS[typ] == 1 and order in ("CDAB", "DCBA"):
+            if WORDS[typ] == 1 and swaps(order)[0]:
                 continue
             v = decode(regs[:WORDS[typ]], typ, order)
             out.append((typ, order, v, plausible(typ, v)))

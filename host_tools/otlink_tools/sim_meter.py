@@ -28,7 +28,7 @@ import threading
 import time
 import tty
 
-from otlink_tools.modbus_probe import decode, encode
+from otlink_tools.modbus_probe import WORDS, decode, encode
 
 _TABLE_FC = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 _SIZE = 1024
@@ -281,12 +281,9 @@ class Meter:
         if table in ("coil", "discrete"):
             return int(bool(self.registers(slave, table, address, 1)[0]))
         if type == "bit":
-            reg = self.registers(slave, table, address, 1)[0]
-            if order in ("BADC", "DCBA"):
-                reg = ((reg & 0xFF) << 8) | (reg >> 8)
+            reg = decode(self.registers(slave, table, address, 1), "uint16", order)
             return (reg >> bit) & 1
-        n = length if type == "string" else {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2,
-                                              "float32": 2}.get(type, 4)
+        n = length if type == "string" else WORDS[type]
         return decode(self.registers(slave, table, address, n), type, order)
 
     def stop(self) -> None:

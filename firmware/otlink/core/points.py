@@ -143,10 +143,11 @@ def _u16(data, off, bswap):
     return (data[off] << 8) | data[off + 1]
 
 
-def _word(data, off, w, nwords, order):
+def order_word(data, off, w, nwords, order):
     """Value word w (0 = most significant) of an nwords value whose registers start at
     data[off], as an unsigned 16-bit int: word swap reverses the registers, byte swap the two
-    bytes inside each."""
+    bytes inside each. The firmware's one word-order rule (ORDERS): both swaps are their own
+    inverse, so given big-endian value bytes it returns register w to write (commands.py)."""
     if order & 1:
         w = nwords - 1 - w
     return _u16(data, off + 2 * w, order >> 1)
@@ -313,8 +314,8 @@ def pack_reading(p, data, off, rec, t, flags):
         return SIZE
     if typ == T_INT32 or typ == T_UINT32 or typ == T_FLOAT32:
         # two 16-bit halves; the value itself (up to 2**32) is never built
-        hi = _word(data, off, 0, 2, order)
-        lo = _word(data, off, 1, 2, order)
+        hi = order_word(data, off, 0, 2, order)
+        lo = order_word(data, off, 1, 2, order)
         if typ == T_INT32 and hi & 0x8000:
             hi -= 0x10000
         if p.err == 0 and p.onchange:
@@ -366,7 +367,7 @@ def pack_reading(p, data, off, rec, t, flags):
     # 64-bit integers and float64: the 8 value bytes, little endian, as they go in the record
     raw = _RAW
     for w in range(4):
-        x = _word(data, off, w, 4, order)
+        x = order_word(data, off, w, 4, order)
         raw[7 - 2 * w] = x >> 8
         raw[6 - 2 * w] = x & 0xFF
     tx = p.text

@@ -4,16 +4,13 @@
 # before the measurement is done raises OSError(ENODEV) like a NACK on the real bus.
 import math
 
+from otlink.drivers.sht3x import crc8  # the firmware's one CRC-8 (datasheet section 4.12)
+
 _ENODEV = 19
 
 
 def _crc8(b0, b1):
-    c = 0xFF
-    for b in (b0, b1):
-        c ^= b
-        for _ in range(8):
-            c = ((c << 1) ^ 0x31) & 0xFF if c & 0x80 else (c << 1) & 0xFF
-    return c
+    return crc8((b0, b1), 0, 2)
 
 
 class SHT3xModel:
