@@ -5,7 +5,9 @@ from otlink import app
 
 
 def _args():
-    a = {"config": "/config.json", "state": None, "board": None, "boards": "boards"}
+    # --trace heap: log heap figures at each boot stage and while running (app.main)
+    a = {"config": "/config.json", "state": None, "board": None, "boards": "boards",
+         "trace": None}
     argv = sys.argv[1:]
     i = 0
     while i < len(argv) - 1:

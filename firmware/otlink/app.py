@@ -9,9 +9,11 @@ import gc
 import sys
 
 from otlink import VERSION
+from otlink.core.compat import const
 from otlink.core.queue import codec as queue_codec
 
 _DEBUG = False
+_BOOT_GC = const(2048)  # bytes allocated between collections while booting (main)
 
 
 def log(*a):
@@ -37,45 +39,102 @@ def make_board(cfg, args):
     raise ValueError("unknown board %r" % name)
 
 
-def birth_points(cfg):
-    """The point table the birth message carries: what a consumer needs to read values."""
+def birth_rows(cfg):
+    """The point table the birth message carries, one row at a time: (id, name, unit, type,
+    scale, offset, source), what a consumer needs to read values. A generator: the table is
+    streamed from the validated config into the encoder, never built as a list."""
     from otlink.sensors import driver_scale
 
-    out = []
     for p in cfg["points"]:
-        out.append({
-            "id": p.id, "name": p.name, "unit": p.unit or "", "type": p.type_name(),
-            "scale": p.scale, "offset": p.offset,
-            "source": "modbus:%d:%s:%d" % (p.slave, p.table, p.address),
-        })
+        yield (p.id, p.name, p.unit or "", p.type_name(), p.scale, p.offset,
+               "modbus:%d:%s:%d" % (p.slave, p.table, p.address))
     for s in cfg["sensors"]:
         for p in s["points"]:
             sc, off = driver_scale(s, p)
-            out.append({"id": p["id"], "name": p["name"], "unit": p["unit"], "type": "uint16",
-                        "scale": sc, "offset": off,
-                        "source": "%s:%s:0x%02x:%s" % (s["driver"], s["bus"], s["address"],
-                                                      p["channel"])})
-    return out
+            yield (p["id"], p["name"], p["unit"], "uint16", sc, off,
+                   "%s:%s:0x%02x:%s" % (s["driver"], s["bus"], s["address"], p["channel"]))
+
+
+def birth_points(cfg):
+    """The birth point table as dicts (tools and tests; the agent streams birth_rows)."""
+    keys = ("id", "name", "unit", "type", "scale", "offset", "source")
+    return [dict(zip(keys, r)) for r in birth_rows(cfg)]
+
+
+def encode_birth(cfg, cfg_hash, boot):
+    """The birth message, encoded once for the agent's life (re-published, retained, at every
+    connect): one bytes object of its exact size. The rows are streamed into a buffer sized
+    by birth_bound() and copied out, so the heap holds no list or dict of the point table."""
+    from otlink.core.payload import birth_bound, encode_birth_rows
+
+    node = cfg["node"]["id"]
+    n = len(cfg["points"]) + sum([len(s["points"]) for s in cfg["sensors"]])
+    buf = bytearray(birth_bound(node, VERSION, cfg_hash, birth_rows(cfg)))
+    used = encode_birth_rows(buf, node, VERSION, cfg_hash, boot, n, birth_rows(cfg))
+    return bytes(memoryview(buf)[:used]), n
+
+
+def heap_figures():
+    """(used, free, largest free block) of the heap in bytes, after a collection. The largest
+    block is found by halving trial allocations (a failed one costs a collection): boot
+    reports and tests only, never a hot path."""
+    gc.collect()
+    used = gc.mem_alloc()
+    free = gc.mem_free()
+    lo = _probe(free)
+    # The collector scans the stack and registers conservatively: a stale copy of the last
+    # probe's address would keep KiBs alive. Small allocations overwrite it before collecting.
+    for _ in range(4):
+        bytearray(16)
+    gc.collect()
+    return used, free, lo
+
+
+def _probe(free):
+    lo = 0
+    hi = free + 1
+    while hi - lo > 16:
+        m = (lo + hi) // 2
+        gc.collect()
+        try:
+            bytearray(m)
+            lo = m
+        except MemoryError:
+            hi = m
+    return lo
 
 
 class App:
-    def __init__(self, cfg, cfg_hash, board):
+    def __init__(self, cfg, cfg_hash, board, stage=None):
+        # Boot order matters as much as totals in a small heap: what lives for the agent's
+        # life is built in stages with a collection between them (the garbage of one stage
+        # does not fragment the next), and the biggest long-lived buffers come first.
+        # stage(name), when given, is called after each (main's --heap-trace).
         from otlink.core.queue import Queue
 
         self.cfg = cfg
         self.board = board
+        self.trace = False  # log heap figures while running (main's --trace heap)
         clock = self.clock = board.clock
+        stage = stage or _collect
         qc = cfg["queue"]
         kw = {"commit_count": qc["commit_count"], "commit_ms": qc["commit_ms"],
               "policy": qc["policy"], "prog_size": board.prog_size()}
         if qc["capacity"]:
             kw["capacity"] = qc["capacity"]
         self.queue = Queue(board.queue_device(), clock, **kw)
-        self.birth = {
-            "node": cfg["node"]["id"], "site": cfg["node"]["site"], "fw": VERSION,
-            "config_hash": cfg_hash, "boot": self.queue.boot,
-            "points": birth_points(cfg),
-        }
+        stage("queue")
+        from otlink.uplink import Uplink
+        from otlink.publisher import Publisher
+
+        birth, self.npoints = encode_birth(cfg, cfg_hash, self.queue.boot)
+        stage("birth")
+        self.uplink = Uplink(cfg["mqtt"], cfg["node"], clock)
+        stage("uplink")
+        self.publisher = Publisher(self.queue, self.uplink, clock, cfg["mqtt"], birth,
+                                   self.state)
+        birth = None  # the publisher holds it, once
+        stage("publisher")
         self.tasks = []
         self.task_errors = 0
         self.poller = None
@@ -85,6 +144,7 @@ class App:
             uart = board.uart(cfg["serial"])
             self.poller = Poller(uart, clock, cfg["serial"], cfg["points"], self.sink)
             self.tasks.append(("modbus", self.poller.run))
+            stage("poller")
         self.sensors = []
         if cfg["sensors"]:
             from otlink.sensors import SensorTask, make_driver
@@ -94,16 +154,7 @@ class App:
                                cfg["groups"][s["group"]]["interval_ms"])
                 self.sensors.append(t)
                 self.tasks.append(("sensor:" + s["name"], t.run))
-        from otlink.uplink import Uplink
-        from otlink.publisher import Publisher
-
-        # The uplink and publisher buffers are the biggest blocks the agent keeps (KiBs, for
-        # its life): a collection first frees the config parse's garbage, so they are found
-        # contiguous at boot instead of failing in a fragmented heap.
-        gc.collect()
-        self.uplink = Uplink(cfg["mqtt"], cfg["node"], clock)
-        self.publisher = Publisher(self.queue, self.uplink, clock, cfg["mqtt"], self.birth,
-                                   self.state)
+            stage("sensors")
         self.tasks.append(("publisher", self.publisher.run))
         self.commands = None
         if self.poller is not None:  # writes go through the poller's bus slot
@@ -113,6 +164,7 @@ class App:
                                      cfg["commands"]["writable"], log)
             self.uplink.on_cmd = self.commands.on_msg
             self.tasks.append(("commands", self.commands.run))
+            stage("commands")
         self.tasks.append(("queue", self._commit_loop))
         self.tasks.append(("network", self._network_loop))
 
@@ -139,7 +191,11 @@ class App:
         board = self.board
         said = None
         bus_said = 0
+        traced = self.clock.ticks_ms()
         while True:
+            if self.trace and self.clock.ticks_diff(self.clock.ticks_ms(), traced) >= 10000:
+                traced = self.clock.ticks_ms()
+                log("heap running: used %d free %d largest %d" % heap_figures())
             err = self.uplink.last_error
             if err is not None and err != said and not self.uplink.connected:
                 log("uplink: %s (retrying with backoff)" % err)  # never carries secrets
@@ -203,6 +259,10 @@ class App:
             pass
 
 
+def _collect(name):
+    gc.collect()
+
+
 def _out_of_memory(what):
     # A raw MemoryError traceback would leave a board at the REPL with no hint: say what
     # ran out and what to do (docs/config.md, "How many points fit").
@@ -219,12 +279,13 @@ def read_config(path):
     from otlink.core import config as config_mod
 
     try:
+        # Neither pass holds the file's text (KiBs on a board): the hash reads it in chunks,
+        # the JSON parser from the stream.
+        with open(path, "rb") as f:
+            cfg_hash = config_mod.config_hash(f)
+        gc.collect()
         with open(path) as f:
-            text = f.read()
-        cfg_hash = config_mod.config_hash(text)
-        cfg = config_mod.loads(text)
-        # the file's text is not needed once parsed: on a board it is KiBs of the heap
-        del text
+            cfg = config_mod.load_stream(f)
         return cfg, cfg_hash
     except OSError as e:
         print("otlink: cannot read config %s: %s" % (path, e))
@@ -247,24 +308,43 @@ def read_config(path):
 
 
 def main(args):
+    # args["trace"] == "heap": log the heap (used, free, largest free block) after each boot
+    # stage and every 10 s while running (tests size the heap budget from these lines)
+    trace = args.get("trace") == "heap"
+
+    def stage(name):
+        if trace:
+            log("heap %s: used %d free %d largest %d" % ((name,) + heap_figures()))
+        else:
+            gc.collect()
+
+    # While booting, collect after every _BOOT_GC bytes allocated: the config parse and the
+    # builders make KiBs of short-lived garbage, and without collections the heap fills to its
+    # top before the first one, leaving the long-lived objects spread over all of it (the
+    # largest free block then a few KiB however much is free). Collected often, what lives
+    # stays packed at the bottom and the free space stays one block.
+    gc.threshold(_BOOT_GC)
+    stage("start")
     cfg, cfg_hash = read_config(args["config"])
     if cfg is None:
         return cfg_hash
-    gc.collect()
+    stage("config")
     board = make_board(cfg, args)
-    gc.collect()
+    stage("board")
     try:
-        app = App(cfg, cfg_hash, board)
+        app = App(cfg, cfg_hash, board, stage)
     except MemoryError:
         n = len(cfg["points"]) + sum([len(s["points"]) for s in cfg["sensors"]])
         gc.collect()
         print(_out_of_memory("building %d points" % n))
         return 3
+    app.trace = trace
     log("node %s/%s fw %s boot %d, %d points, broker %s:%d" % (
         cfg["node"]["site"], cfg["node"]["id"], VERSION, app.queue.boot,
-        len(app.birth["points"]), cfg["mqtt"]["host"], cfg["mqtt"]["port"]))
+        app.npoints, cfg["mqtt"]["host"], cfg["mqtt"]["port"]))
     if not queue_codec.NATIVE:  # works, but each append and read-back costs about 3x
         log("queue record codec: bytecode (native compile failed: %s)" % queue_codec.WHY)
+    stage("boot")
     try:
         asyncio.run(app.run())
     except KeyboardInterrupt:

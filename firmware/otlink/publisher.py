@@ -70,8 +70,11 @@ class Publisher:
         self._rec = bytearray(reading.MAX_SIZE)  # re-timed copy of an untimed record
         self._off = bytearray(8)  # clock offset (epoch - uptime ms), little endian
         self._sbuf = bytearray(512)
-        self.info = birth_info
-        self.birth = self._encode_birth(birth_info)
+        # birth_info: the encoded birth message (bytes, kept by reference: the agent's one
+        # copy, app.encode_birth), or a dict of its fields, encoded here (tests, tools)
+        if isinstance(birth_info, dict):
+            birth_info = self._encode_birth(birth_info)
+        self.birth = birth_info
         n = encode_state(self._sbuf, {"online": False, "boot": queue.boot})
         self.will = bytes(self._sbuf[:n])
         uplink.on_ack = self._on_ack

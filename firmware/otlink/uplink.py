@@ -328,10 +328,11 @@ class Uplink:
             return True
         if not self.due():
             return False
+        # kept by reference, not copied: the caller's bytes (the birth is KiBs) must not change
         if birth is not None:
-            self.birth = bytes(birth)
+            self.birth = birth
         if will is not None:
-            self.will = bytes(will)
+            self.will = will
         cfg = self.cfg
         client_id = _b(cfg["client_id"])
         user = _b(cfg["user"])

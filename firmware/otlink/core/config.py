@@ -511,7 +511,7 @@ def _overlaps(ck, pts, where):
             seen[k] = i
 
 
-def _points(ck, lst, ser, ids, names):
+def _points(ck, lst, ser, ids, names, consume=False):
     if lst is None:
         return []
     if not isinstance(lst, list):
@@ -526,6 +526,8 @@ def _points(ck, lst, ser, ids, names):
     for i, cfg in enumerate(lst):
         w = "points[%d]" % i
         p = _point(ck, cfg, w, ser, first_group)
+        if consume:
+            lst[i] = cfg = None  # the raw dict is garbage now (validate(consume=True))
         if p is None:
             continue
         _unique(ck, ids, p.id, w + ".id", "point id %d" % p.id)
@@ -637,9 +639,11 @@ _TOP = ("version", "node", "board", "wifi", "mqtt", "serial", "groups", "points"
         "queue", "flash", "commands")
 
 
-def validate(cfg, buses=None):
+def validate(cfg, buses=None, consume=False):
     """Check a decoded config dict; return it normalized with every default filled in.
     buses: the I2C bus names of the board file, when known (otlink node validate).
+    consume: cfg is not used afterwards: its "points" entries are dropped (set to None) as
+    they are validated, so the heap never holds both whole point lists.
 
     Raises ConfigErrors (a ConfigError: field/problem of the first) listing every wrong field."""
     ck = _Check()
@@ -685,7 +689,7 @@ def validate(cfg, buses=None):
             ck.bad("groups", "is empty: Modbus points need at least one poll group")
     if points or ser is not None:
         out["serial"] = _serial(ck, ser, groups, need_port)
-    out["points"] = _points(ck, points, out["serial"], ids, names) if points else []
+    out["points"] = _points(ck, points, out["serial"], ids, names, consume) if points else []
     out["sensors"] = _sensors(ck, cfg.get("sensors"), groups, ids, names, buses)
     out["commands"] = _commands(ck, cfg.get("commands"), out["points"])
     if not ids and not ck.errors:
@@ -732,12 +736,25 @@ def parse_mqtt(mqtt_cfg, node_id="node", site="site"):
 
 def loads(text, buses=None):
     """Parse and validate config text; JSON syntax errors become ConfigError too."""
+    return _parsed(json.loads, text, buses)
+
+
+def load_stream(f, buses=None):
+    """Parse and validate the config read from the open file f: the JSON is parsed from the
+    stream, so the file's text (KiBs on a board) is never in the heap as one string."""
+    return _parsed(json.load, f, buses)
+
+
+def _parsed(parse, src, buses):
     try:
-        cfg = json.loads(text)
+        cfg = parse(src)
     except ValueError as e:
         raise ConfigError("(file)", "not valid JSON: %s" % (e,))
+    src = None
     try:
-        return validate(cfg, buses)
+        # the decoded JSON is ours: validation drops each raw point once it is checked, so
+        # the raw and the normalized point list are never in the heap whole at once
+        return validate(cfg, buses, consume=True)
     except MemoryError:  # name the size of what did not fit (app.py says what to do)
         n = 0
         for k in ("points", "sensors"):
@@ -767,10 +784,20 @@ def errors_of(e):
 
 
 def config_hash(text):
-    """Short hash of the config file bytes, reported in the birth message."""
+    """Short hash of the config file bytes, reported in the birth message. text: str or
+    bytes, or an open binary file (read in 256-byte chunks: the text is never held whole)."""
     import hashlib
     import binascii
 
-    if isinstance(text, str):
-        text = text.encode()
-    return binascii.hexlify(hashlib.sha256(text).digest()[:8]).decode()
+    h = hashlib.sha256()
+    if hasattr(text, "readinto"):
+        buf = bytearray(256)
+        mv = memoryview(buf)
+        while True:
+            n = text.readinto(buf)
+            if not n:
+                break
+            h.update(mv[:n])
+    else:
+        h.update(text.encode() if isinstance(text, str) else text)
+    return binascii.hexlify(h.digest()[:8]).decode()

@@ -335,6 +335,17 @@ class DataEncoder:
 def encode_birth(buf, node_id, fw_version, config_hash, boot, points, t_ms=None):
     """Birth message into buf; returns its length. points: dicts with id, name, unit, type,
     scale, offset, source (scale/offset default 1 and 0, unit/source default None)."""
+    rows = ((p.get("id"), p.get("name"), p.get("unit"), p.get("type"), p.get("scale", 1),
+             p.get("offset", 0), p.get("source")) for p in points)
+    return encode_birth_rows(buf, node_id, fw_version, config_hash, boot, len(points), rows,
+                             t_ms)
+
+
+def encode_birth_rows(buf, node_id, fw_version, config_hash, boot, n, rows, t_ms=None):
+    """Birth message into buf from n point rows, each a tuple (id, name, unit, type, scale,
+    offset, source), taken from any iterable (a generator over the point table: no list of
+    the table is built). Returns its length; raises BufferFull when buf is too small
+    (birth_bound() gives a size that fits)."""
     w = Writer(buf)
     w.map_head(6 if t_ms is None else 7)
     w.text("v")
@@ -351,20 +362,41 @@ def encode_birth(buf, node_id, fw_version, config_hash, boot, points, t_ms=None)
         w.text("t")
         w.int(t_ms)
     w.text("pts")
-    w.array_head(len(points))
-    for p in points:
-        w.array_head(7)
-        pid = p["id"]
+    w.array_head(n)
+    k = 0
+    for r in rows:
+        pid = r[0]
         if not isinstance(pid, int) or pid < 0 or pid > 0xFFFF:
             raise ValueError("birth point id %r" % (pid,))
+        w.array_head(7)
         w.uint(pid)
-        w.text(p["name"])
-        w.obj(p.get("unit"))
-        w.text(p["type"])
-        w.obj(p.get("scale", 1))
-        w.obj(p.get("offset", 0))
-        w.obj(p.get("source"))
+        w.text(r[1])
+        for i in range(2, 7):
+            w.obj(r[i])
+        k += 1
+    if k != n:
+        raise ValueError("birth: %d point rows, %d announced" % (k, n))
     return w.n
+
+
+def _text_bound(s):
+    if s is None:
+        return 1
+    try:
+        n = len(memoryview(s))  # MicroPython: the UTF-8 bytes, no copy
+    except TypeError:
+        n = len(s.encode())  # CPython
+    return head_size(n) + n
+
+
+def birth_bound(node_id, fw_version, config_hash, rows):
+    """An upper bound of encode_birth_rows()'s length for these rows (numbers counted at their
+    widest, 9 bytes): size the one buffer the birth is encoded into."""
+    b = 64 + _text_bound(node_id) + _text_bound(fw_version) + _text_bound(config_hash)
+    for r in rows:
+        b += 4 + _text_bound(r[1]) + _text_bound(r[2]) + _text_bound(r[3]) + 18 + \
+            _text_bound(r[6])
+    return b
 
 
 # State fields and their types (docs/payload.md, "state"). Unknown fields are refused so a
