@@ -5,7 +5,8 @@ Each bench module has `run(ctx) -> list[dict]`. A row is
 value: the median of the suite's runs; rival: the strongest simple rival, measured in the
 same run by the suite itself (never written down), rival_is: what it is; excludes: what the
 figure leaves out (flash timing, the network, ...). Older suites' `baseline` /
-`baseline_name` are read as rival / rival_is. Every row goes to build/bench.json.
+`baseline_name` are read as rival / rival_is. Every row goes to build/bench.json, with the
+host's load average before and after its suite (timing figures move with it).
 
 Usage: .venv/bin/python tools/bench.py [-k SUBSTRING] [--quick] [--sweep]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import time
 import traceback
@@ -97,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and args.only not in path.stem:
             continue
         t0 = time.monotonic()
-        print(f"running {path.stem} ...", flush=True)
+        load_before = os.getloadavg()[0]
+        print(f"running {path.stem} ... (host load average {load_before:.2f})", flush=True)
         try:
             recs = load(path).run(ctx)
         except Exception:
@@ -105,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(path.stem)
             continue
         recs = [normalise(r, path.stem) for r in recs]
+        hl = f"{load_before:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+        for r in recs:  # timing figures move with what else the machine runs
+            r["host_load"] = hl
         records += recs
         print(f"  {path.stem}: {len(recs)} rows in {time.monotonic() - t0:.1f} s", flush=True)
     out = build / "bench.json"
