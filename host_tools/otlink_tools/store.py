@@ -112,7 +112,11 @@ def split_value(v) -> tuple[int | None, float | None, str | None, str | None]:
         return None, float(v), str(v), "integer beyond 64 bits: exact value in value_text"
     if isinstance(v, float):
         return None, v, None, ("not a number" if v != v else None)
-    return None, None, str(v), None
+    v = str(v)
+    if "\x00" in v:  # PostgreSQL text cannot hold NUL (a node cuts strings at the first)
+        return None, None, v.replace("\x00", "\ufffd"), "text value holds NUL characters " \
+            "(stored as U+FFFD)"
+    return None, None, v, None
 
 
 class Store:

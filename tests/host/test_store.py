@@ -394,3 +394,39 @@ def test_doc_queries_run(fresh_broker, db_url):
                                                    ("voltage", "V", 231.0)], q
         if "date_trunc" in q:
             assert [r[1] for r in rows] == [7], q
+
+
+def test_message_the_database_refuses_is_quarantined(fresh_broker, db_url):
+    """A message the database refuses even alone (here a rule a DBA added: no point 99) is
+    kept in `rejected` and acknowledged past, the messages of the same group around it are
+    stored; a text with a NUL (PostgreSQL refuses it in text) is stored with a note."""
+    from otlink_tools.store_db import open_db
+    db = open_db(db_url).connect()  # the schema, then the rule
+    with db.conn.cursor() if db_url.startswith("postgresql") else db.conn as c:
+        if db_url.startswith("postgresql"):
+            c.execute("ALTER TABLE readings ADD CONSTRAINT no_99 CHECK (pid <> 99)")
+            db.conn.commit()
+        else:
+            c.execute("CREATE TRIGGER no_99 BEFORE INSERT ON readings WHEN NEW.pid = 99 "
+                      "BEGIN SELECT RAISE(ABORT, 'point 99 refused'); END")
+    db.close()
+    t = "otlink/plant1/m7/"
+    msgs = [(t + "birth", BIRTH, False),
+            (t + "data", _data(4, 1, [1, 10, 4, "a\x00b"]), False),
+            (t + "data", _data(4, 3, [99, 1, 1, 11]), False),
+            (t + "data", _data(4, 5, [1, 12]), False)]
+    st = Store(db_url, port=fresh_broker.port, ack=True, ack_wait=0, group_max=64)
+    st.start()
+    try:
+        _publish(fresh_broker.port, msgs)
+        assert st.wait(lambda s: s.acked.get(("plant1", "m7", 4)) == 5, 10)
+    finally:
+        st.stop()
+    assert [r[:5] for r in readings(db_url)] == [(1, 1, 10, None, None),
+                                                 (2, 4, None, None, "a\ufffdb"),
+                                                 (5, 1, 12, None, None)]
+    assert query(db_url, "SELECT note FROM readings WHERE seq = 2") == [
+        ("text value holds NUL characters (stored as U+FFFD)",)]
+    rej = query(db_url, "SELECT boot, seq_first, seq_last, error FROM rejected")
+    assert len(rej) == 1 and rej[0][:3] == (4, 3, 4) and "99" in rej[0][3]
+    assert query(db_url, "SELECT seq FROM acks") == [(5,)]
