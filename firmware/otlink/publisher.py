@@ -20,29 +20,11 @@ from otlink.core import reading
 from otlink.core.compat import const
 from otlink.core.payload import DataEncoder, decode_ack, encode_birth, encode_state, \
     STATE_FIELDS, BufferFull
+from otlink.core.queue.fmt import sdiff, wrap  # the queue's sequence arithmetic (RFC 1982)
 
-_M32 = const(0xFFFFFFFF)
 _IDLE_MS = const(20)  # sleep when there is nothing to send
 _ACK_TIMEOUT_MS = const(10000)  # consumer mode: resend from the oldest unacked after this
 _INFLIGHT_MAX = const(8)  # consumer mode: batches sent and not yet acknowledged
-
-
-# Sequence arithmetic by comparison and +-2**32, never `& 0xFFFFFFFF`: on 32-bit ports that
-# mask is a long int and every masked result a new heap object, even for small sequences.
-def sdiff(a, b):
-    """a - b in 32-bit serial arithmetic (RFC 1982), in -2**31 .. 2**31-1."""
-    d = a - b
-    if d > 0x7FFFFFFF:
-        return d - 0x100000000
-    if d < -0x80000000:
-        return d + 0x100000000
-    return d
-
-
-def seq_add(a, k):
-    """(a + k) mod 2**32 for 0 <= k < 2**32."""
-    s = a + k
-    return s - 0x100000000 if s > _M32 else s
 
 
 class Publisher:
@@ -147,10 +129,10 @@ class Publisher:
             for seq, _b, _r, _n in q.peek(1):
                 first = seq
             if first is not None:
-                self._hist_end = seq_add(first, depth - 1)
+                self._hist_end = wrap(first + depth - 1)
                 if self.mode == "broker":
                     self._hist = first
-                    self._next = seq_add(self._hist_end, 1)
+                    self._next = wrap(self._hist_end + 1)
                 else:
                     self._hist = None  # single stream: the flag comes from _hist_end
                     self._next = None
@@ -285,7 +267,7 @@ class Publisher:
 
     def _delivered(self, last, boot):
         """The live/single stream published up to `last`."""
-        nxt = seq_add(last, 1)
+        nxt = wrap(last + 1)
         if self.mode == "consumer" and boot is not None:
             self._inflight.append([last, boot, self.clock.ticks_ms()])
             self._next = nxt
@@ -311,7 +293,7 @@ class Publisher:
                 self.q.ack(self._live_done)
                 self._live_done = None
         else:
-            self._hist = seq_add(last, 1)
+            self._hist = wrap(last + 1)
 
     # --- state ------------------------------------------------------------------------
     def state_fields(self, online=True):

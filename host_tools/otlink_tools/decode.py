@@ -69,6 +69,20 @@ STATE_FIELDS: dict[str, type] = {
     "msgs_refused": int,  # ack/cmd messages discarded unread (over 2 KiB) since boot
 }
 
+
+
+def seq_add(a: int, k: int) -> int:
+    """a + k modulo 2**32 (k may be negative): sequence numbers and boot counters wrap."""
+    return (a + k) % SEQ_MOD
+
+
+def seq_diff(a: int, b: int) -> int:
+    """a - b in 32-bit serial arithmetic (RFC 1982): in -2**31 .. 2**31-1, negative when a
+    is older than b."""
+    half = SEQ_MOD >> 1
+    return (a - b + half) % SEQ_MOD - half
+
+
 _MAX_PAYLOAD = 1 << 20  # far above anything a node sends; refuses absurd inputs early
 
 
@@ -236,7 +250,7 @@ def decode_data(obj: Any) -> dict:
         if i + 1 >= n:
             raise PayloadError(f"data: r[{i}]: point {x} has no value")
         v = r[i + 1]
-        seq = (first + len(readings)) % SEQ_MOD
+        seq = seq_add(first, len(readings))
         rd: dict[str, Any] = {"seq": seq, "pid": x, "t_ms": t, "untimed": untimed,
                               "value": None, "err": None}
         if _is_int(v):
@@ -261,7 +275,7 @@ def decode_data(obj: Any) -> dict:
         i += 2
     if not readings:
         raise PayloadError("data: batch holds no readings")
-    span = (last - first) % SEQ_MOD + 1
+    span = seq_add(last, -first) + 1
     if span != len(readings):
         raise PayloadError(f"data: sequence range {first}..{last} covers {span} readings "
                            f"but the batch holds {len(readings)}")

@@ -3,26 +3,8 @@
 # Fixed ring of slots allocated once; append/peek/ack do not allocate. Lost on reset.
 from array import array
 
-from otlink.core.compat import const
+from otlink.core.queue.fmt import sdiff, wrap  # the firmware's one sequence arithmetic
 from otlink.core.reading import MAX_SIZE
-
-_MASK = const(0xFFFFFFFF)
-
-
-# Sequence arithmetic by comparison (see otlink.publisher.sdiff): no `& 0xFFFFFFFF`, which
-# allocates on 32-bit ports. Sequences of 2**30 and more are heap objects there anyway.
-def _add(a, k):
-    s = a + k
-    return s - 0x100000000 if s > _MASK else s
-
-
-def _diff(a, b):
-    d = a - b
-    if d > 0x7FFFFFFF:
-        return d - 0x100000000
-    if d < -0x80000000:
-        return d + 0x100000000
-    return d
 
 
 class RamQueue:
@@ -58,7 +40,7 @@ class RamQueue:
             raise ValueError("reading record length %d: want 1..%d" % (n, self._slot))
         if self._n == self.capacity:  # full: drop the oldest (policy drop_oldest)
             self._head = (self._head + 1) % self.capacity
-            self._seq0 = _add(self._seq0, 1)
+            self._seq0 = wrap(self._seq0 + 1)
             self._n -= 1
             self.drops += 1
         i = (self._head + self._n) % self.capacity
@@ -67,7 +49,7 @@ class RamQueue:
         self._len[i] = n
         self._boots[i] = self.boot
         self._t[i] = self.clock.ticks_ms()
-        seq = _add(self._seq0, self._n)
+        seq = wrap(self._seq0 + self._n)
         self._n += 1
         self.appended += 1
         return seq
@@ -88,7 +70,7 @@ class RamQueue:
         to it; a start past the newest yields nothing."""
         skip = 0
         if start is not None:
-            skip = _diff(start, self._seq0)
+            skip = sdiff(start, self._seq0)
             if skip < 0:
                 skip = 0  # before the oldest (serial arithmetic)
             if skip >= self._n:
@@ -99,16 +81,16 @@ class RamQueue:
             i = (self._head + k) % cap
             o = i * self._slot
             n = self._len[i]
-            yield _add(self._seq0, k), self._boots[i], self._mv[o:o + n], n
+            yield wrap(self._seq0 + k), self._boots[i], self._mv[o:o + n], n
             k += 1
 
     def ack(self, seq):
         """Acknowledge everything up to seq (serial arithmetic); older/unknown seqs ignored."""
-        k = _diff(seq, self._seq0) + 1
+        k = sdiff(seq, self._seq0) + 1
         if k < 1 or k > self._n:
             return
         self._head = (self._head + k) % self.capacity
-        self._seq0 = _add(self._seq0, k)
+        self._seq0 = wrap(self._seq0 + k)
         self._n -= k
 
     @property
@@ -123,4 +105,4 @@ class RamQueue:
         if self._n:
             age = self.clock.ticks_diff(self.clock.ticks_ms(), self._t[self._head])
         return {"depth": self._n, "oldest_age_ms": age, "drops": self.drops, "boot": self.boot,
-                "bytes_used": self._n * self._slot, "next_seq": _add(self._seq0, self._n)}
+                "bytes_used": self._n * self._slot, "next_seq": wrap(self._seq0 + self._n)}

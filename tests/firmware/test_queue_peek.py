@@ -15,7 +15,7 @@ import micropython
 import mptest
 import otlink.hal.unix.norflash  # noqa: F401 (compiled before the queue: smaller peak)
 from otlink.core.queue import Queue
-from otlink.core.queue.fmt import M32, sdiff
+from otlink.core.queue.fmt import M32, sdiff, wrap
 from queue_helpers import INT, Clock, flash, put, value
 
 
@@ -151,6 +151,16 @@ def test_allocation_like_peek():
     mptest.true(pf_bytes <= peek_bytes + 32,
                 "peek_from allocated %d B, peek %d B" % (pf_bytes, peek_bytes))
     nor.close()
+
+
+def test_serial_arithmetic_does_not_allocate():
+    # operands below 2**30 are small ints on the 32-bit build: sdiff and wrap build no heap
+    # int, whichever way the difference goes (a `-0x80000000` bound held in a global and
+    # negated at each call allocated on every call where a < b)
+    for a, b, d in ((5, 10, -5), (10, 5, 5), (0, 0, 0), (0x3FFFFFFF, 0, 0x3FFFFFFF),
+                    (0, 0x3FFFFFFF, -0x3FFFFFFF)):
+        mptest.eq(mptest.no_alloc(sdiff, a, b), d, "sdiff(%d, %d)" % (a, b))
+    mptest.eq(mptest.no_alloc(wrap, 12), 12, "wrap")
 
 
 mptest.main(globals())

@@ -56,12 +56,6 @@ _K_T = const(0x74)  # "t"
 _K_R = const(0x72)  # "r"
 
 
-def seq_after(a, b):
-    """True when sequence number a comes after b (RFC 1982 serial arithmetic, 32 bits)."""
-    d = (a - b) & SEQ_MASK
-    return d != 0 and d < 0x80000000
-
-
 def _check_segment(s, what):
     if not s or "/" in s or "+" in s or "#" in s or "\0" in s:
         raise ValueError("topic %s %r: empty or contains / + # NUL" % (what, s))

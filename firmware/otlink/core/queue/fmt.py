@@ -11,7 +11,6 @@ from otlink.core.compat import const
 MAGIC = 0x3151544F  # "OTQ1" little endian: sector header magic
 M32 = 0xFFFFFFFF
 _MOD = 0x100000000
-_HALF = 0x80000000
 
 SHDR = const(32)  # sector header: magic, sseq, erases, boot, next_seq, ack, drops, crc
 GHDR = const(16)  # group header: type, count, body_len u16, first_seq, boot delta u16,
@@ -36,12 +35,13 @@ POLICIES = ("drop_oldest", "drop_newest")
 def sdiff(a, b):
     """a - b in 32-bit serial arithmetic (RFC 1982): negative when a is older than b.
 
-    a and b are u32. No heap int when both are below 2**30."""
+    a and b are u32. No heap int when both are below 2**30. The bounds are literals: the
+    compiler keeps them as constants, where `-_HALF` would build a heap int at every call."""
     d = a - b
-    if d >= _HALF:
-        return d - _MOD
-    if d < -_HALF:
-        return d + _MOD
+    if d > 0x7FFFFFFF:
+        return d - 0x100000000
+    if d < -0x80000000:
+        return d + 0x100000000
     return d
 
 
