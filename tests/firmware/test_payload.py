@@ -3,7 +3,7 @@
 import mptest
 from otlink.core import reading
 from otlink.core.payload import (DataEncoder, decode_ack, encode_ack, encode_birth,
-                                 encode_state, topic)
+                                 encode_state)
 
 T0 = 1795000000000  # ms since the epoch (2026-11-17)
 
@@ -240,13 +240,6 @@ def test_birth_state_ack():
     for bad in (b"", b"\xa2\x61v\x01\x61b\x07", b"\xa3\x61v\x02\x61b\x07\x61s\x01",
                 b"\xa2\x61v\x01\x61b\x07\x00", b"\x83\x01\x02\x03"):
         mptest.raises(ValueError, decode_ack, bad)
-
-
-def test_topic():
-    mptest.eq(topic("otlink", "plant1", "n1", "data"), "otlink/plant1/n1/data", "topic")
-    for args in (("otlink", "a/b", "n", "data"), ("otlink", "s", "+", "data"),
-                 ("otlink", "s", "n", "foo"), ("", "s", "n", "data"), ("otlink", "", "n", "ack")):
-        mptest.raises(ValueError, topic, *args)
 
 
 mptest.main(globals())

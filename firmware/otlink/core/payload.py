@@ -29,8 +29,6 @@ FLAG_UNTIMED = const(2)  # timestamps are uptime ms: the clock was not set
 
 SEQ_MASK = const(0xFFFFFFFF)
 
-KINDS = ("birth", "data", "state", "ack", "cmd", "reply")
-
 _HDR_MAX = const(48)  # largest data header: 7-entry map with 9-byte base time
 _READING_MAX = const(21)  # time advance (9) + pid (3) + int or float value (9)
 _TEXT_MAX = const(12)  # time advance (9) + pid (3); + text head and bytes
@@ -54,22 +52,6 @@ _K_E = const(0x65)  # "e"
 _K_F = const(0x66)  # "f"
 _K_T = const(0x74)  # "t"
 _K_R = const(0x72)  # "r"
-
-
-def _check_segment(s, what):
-    if not s or "/" in s or "+" in s or "#" in s or "\0" in s:
-        raise ValueError("topic %s %r: empty or contains / + # NUL" % (what, s))
-
-
-def topic(prefix, site, node, kind):
-    """Topic of one message kind for a node: otlink/<site>/<node>/<kind>."""
-    if not prefix or "+" in prefix or "#" in prefix or prefix[0] == "/" or prefix[-1] == "/":
-        raise ValueError("topic prefix %r" % (prefix,))
-    _check_segment(site, "site")
-    _check_segment(node, "node")
-    if kind not in KINDS:
-        raise ValueError("topic kind %r" % (kind,))
-    return "%s/%s/%s/%s" % (prefix, site, node, kind)
 
 
 def _small(rec, o):
