@@ -17,7 +17,7 @@ import cbor2
 import paho.mqtt.client as mqtt
 import pytest
 
-from otlink_tools.store import Store
+from otlink_tools.store import Store, Track
 from otlink_tools.store_pg import PgServer, pg_bin
 from uplink_helpers import expected_raw, result, start_agent
 
@@ -132,6 +132,29 @@ def test_every_reading_once_with_units_and_health(fresh_broker, db_url):
     assert [bool(h[0]) for h in health] == [True, False] and health[0][1:] == (1, "power")
 
 
+def test_track_acks_never_pass_a_hole():
+    """The ack position: the floor, then the run of stored seqs that continues it."""
+    t = Track(floor=100)
+    t.add(151, 200)  # arrived first: 101..150 not stored yet
+    assert t.top() == 100
+    t.add(101, 150)
+    assert t.top() == 200
+    t.add(50, 120)  # resent below the floor: nothing changes
+    assert t.top() == 200 and t.seen.starts == [101]
+    t.raise_floor(250)  # a share-group member acked further
+    assert t.top() == 250
+    t.add(251, 260)
+    assert t.top() == 260
+    # first contact: no position until the wait is over, then below the lowest seq seen
+    f = Track(grace=10.0)
+    f.add(301, 350)
+    assert f.top(now=f.born + 5) is None and f.floor is None
+    f.add(1, 50)  # the node's resend from its oldest unacknowledged batch
+    assert f.top(now=f.born + 11) == 50 and f.floor == 0
+    f.add(51, 300)
+    assert f.top() == 350
+
+
 def _sink(db_url: str, port: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "otlink_tools.cli", "store", "--db", db_url,
                              "--port", str(port), "--ack", "--ack-wait", str(ACK_WAIT)],
@@ -156,12 +179,15 @@ def test_sink_started_after_the_node(fresh_broker, db_url):
     assert_all_readings(db_url, total)
 
 
-def test_sigkill_sink_mid_stream(fresh_broker, db_url):
-    """SIGKILL the sink twice while the node streams: whatever was in flight (written or
-    not, acknowledged or not) is resent by the node and stored once."""
+@pytest.mark.parametrize("backlog", [0, 2000])
+def test_sigkill_sink_mid_stream(fresh_broker, db_url, backlog):
+    """SIGKILL the sink twice while the node streams (with a backlog: the first kill lands
+    in its replay): whatever was in flight (written or not, acknowledged or not) is resent
+    by the node and stored once."""
     total = 6000
     sink = _sink(db_url, fresh_broker.port)
-    agent = start_agent(agent_opts(fresh_broker.port, total))
+    agent = start_agent(agent_opts(fresh_broker.port, total - backlog, backlog=backlog,
+                                   replay_rate=50))
     try:
         for at in (1000, 3000):
             assert wait_for(lambda at=at: count(db_url) >= at, 20), f"stuck below {at}"
@@ -173,8 +199,8 @@ def test_sigkill_sink_mid_stream(fresh_broker, db_url):
     finally:
         sink.send_signal(signal.SIGINT)
         out = sink.communicate(timeout=10)[0]
-    assert res["depth"] == 0 and res["produced"] == total, out
-    assert_all_readings(db_url, total)
+    assert res["depth"] == 0 and res["produced"] == total, out  # backlog included
+    assert_all_readings(db_url, total, backlog=backlog)
     assert query(db_url, "SELECT seq FROM acks") == [(total,)]
 
 
