@@ -14,6 +14,7 @@ from otlink.core.queue import codec as queue_codec
 
 _DEBUG = False
 _BOOT_GC = const(2048)  # bytes allocated between collections while booting (main)
+_PUBLISH_HEAD = const(160)  # MQTT PUBLISH head: 5 fixed + 2 + topic (<= 150) + 2 packet id
 
 
 def log(*a):
@@ -129,7 +130,10 @@ class App:
 
         birth, self.npoints = encode_birth(cfg, cfg_hash, self.queue.boot)
         stage("birth")
-        self.uplink = Uplink(cfg["mqtt"], cfg["node"], clock)
+        # the write-coalescing buffer holds one data PUBLISH (batch + fixed header, topic,
+        # packet id): one segment per batch, without the default's spare KiB
+        self.uplink = Uplink(cfg["mqtt"], cfg["node"], clock,
+                             out_size=cfg["mqtt"]["batch_bytes"] + _PUBLISH_HEAD)
         stage("uplink")
         self.publisher = Publisher(self.queue, self.uplink, clock, cfg["mqtt"], birth,
                                    self.state)
