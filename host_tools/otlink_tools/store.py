@@ -223,15 +223,17 @@ class Store:
         return self
 
     def stop(self, drain_s: float = 5.0) -> None:
-        """Disconnect, write what has arrived (up to drain_s), close the database."""
-        self.client.disconnect()
-        self.client.loop_stop()
+        """Write what has arrived (up to drain_s) while still connected, so that its acks
+        and PUBACKs go out; then disconnect and close the database."""
         deadline = time.monotonic() + drain_s
-        while not self._q.empty() and time.monotonic() < deadline and self._writer.is_alive():
+        while (self._writer is not None and self._writer.is_alive() and not self._q.empty()
+               and time.monotonic() < deadline):
             time.sleep(0.02)
         self._stop.set()
         if self._writer is not None:
             self._writer.join(drain_s + 1)
+        self.client.disconnect()
+        self.client.loop_stop()
         self.db.close()
 
     def wait(self, cond, seconds: float | None = None) -> bool:
