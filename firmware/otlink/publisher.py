@@ -163,7 +163,7 @@ class Publisher:
             elif b != boot:
                 full = True
                 break
-            if rec[3] & reading.FLAG_UNTIMED and retime and b == qboot:
+            if rec[reading.OFF_FLAGS] & reading.FLAG_UNTIMED and retime and b == qboot:
                 if retime is True:  # once per batch: epoch - uptime, as 8 bytes
                     struct.pack_into("<q", self._off, 0, clock.to_epoch(0))
                     retime = 1
@@ -171,16 +171,17 @@ class Publisher:
                 # object on 32-bit ports)
                 r = self._rec
                 off = self._off
-                for k in range(4):
+                at = reading.OFF_T  # t: 8 bytes, then the value
+                for k in range(at):
                     r[k] = rec[k]
                 c = 0
-                for k in range(4, 12):
-                    c += rec[k] + off[k - 4]
+                for k in range(at, at + 8):
+                    c += rec[k] + off[k - at]
                     r[k] = c & 0xFF
                     c >>= 8
-                for k in range(12, n):
+                for k in range(at + 8, n):
                     r[k] = rec[k]
-                r[3] &= ~reading.FLAG_UNTIMED
+                r[reading.OFF_FLAGS] &= ~reading.FLAG_UNTIMED
                 rec = r
                 self.retimed += 1
             try:

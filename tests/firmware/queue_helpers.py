@@ -1,20 +1,16 @@
 # Shared setup of the flash-queue firmware tests (test_queue*.py, test_norflash.py): a clock
-# the test drives, emulated NOR flash images in the scratch folder, int readings packed with
-# struct.
-# reading.py stays out of this module: the struct-packed records keep it out of the peek
-# tests' 64K heap (the tests that need reading.py import it themselves).
+# the test drives, emulated NOR flash images in the scratch folder, int readings packed by
+# core/reading.py (the record layout's owner, which the queue imports anyway).
 import gc
 import os
-import struct
 import sys
 
+from otlink.core.reading import pack_int
 from otlink.hal.unix.norflash import NorFlash
 
 DIR = sys.argv[1] if len(sys.argv) > 1 else "/tmp"
 T0 = 1700000000000
-BUF = bytearray(20)
-INT = "<HBBqq"  # a reading.py int record (pid, kind 0, flags, t, v), packed here with
-# struct to keep reading.py out of the tests' 64K heap
+BUF = bytearray(20)  # one int record (reading.SIZE)
 
 
 class Clock:
@@ -54,8 +50,7 @@ def value(i):
 
 def pack(i, v, dt=1237):
     """Int reading i (point id i, time T0 + i * dt, value v) into BUF; returns its length."""
-    struct.pack_into(INT, BUF, 0, i & 0xFFFF, 0, 0, T0 + i * dt, v)
-    return 20
+    return pack_int(BUF, i & 0xFFFF, T0 + i * dt, v)
 
 
 def put(q, i):

@@ -3,16 +3,16 @@
 # emulator refuses any other program, and the queue with prog_size=256 issues only whole
 # pages, across commits, acks, sector changes and reboots mid-page. Power cuts in page mode:
 # test_queue_sweep.py.
-import struct
 
 import mptest
-from queue_helpers import BUF, INT, Clock, flash, pack  # compiled before the queue: smaller peak
+from otlink.core.reading import unpack
+from queue_helpers import BUF, Clock, flash, pack  # compiled before the queue: smaller peak
 from otlink.core.queue import Queue
 from otlink.hal.unix.norflash import NorFlash, FlashError
 
 
 def put(q, i):
-    # a reading.py int record packed with struct (queue_helpers: reading.py stays out of 64K)
+    # an int reading record (queue_helpers.pack)
     q.append(BUF, pack(i, i * 7919, 100))
     return q.last_seq
 
@@ -55,10 +55,11 @@ def test_queue_programs_whole_pages():
     want = st["depth"]
     got = 0
     prev = None
-    for s, _b, r, _n in q.peek(10000):
-        pid = struct.unpack_from(INT, r, 0)[0]
+    for s, _b, r, n in q.peek(10000):
+        u = unpack(r, n)
+        pid = u[0]
         mptest.true(prev is None or s == prev + 1, "contiguous")
-        mptest.eq(struct.unpack_from(INT, r, 0)[4], pid * 7919, "value of reading %d" % pid)
+        mptest.eq(u[4], pid * 7919, "value of reading %d" % pid)
         prev = s
         got += 1
     mptest.eq(got, want, "every unacknowledged reading back")

@@ -4,10 +4,8 @@
 # data with several batches in flight. Checked against peek() across sector boundaries, ring
 # and serial-number wraps, after acks, after recovery, with a start before the oldest
 # (clamped) or after the newest (empty), and no more allocation than peek(). Seeking, drops
-# and damage: test_queue_peek_seek.py. Records are packed with struct (queue_helpers) to keep
-# reading.py out of this test's capped heap.
+# and damage: test_queue_peek_seek.py.
 import gc
-import struct
 from array import array
 
 import micropython
@@ -16,7 +14,8 @@ import mptest
 import otlink.hal.unix.norflash  # noqa: F401 (compiled before the queue: smaller peak)
 from otlink.core.queue import Queue
 from otlink.core.queue.fmt import M32, sdiff, wrap
-from queue_helpers import INT, Clock, flash, put, value
+from otlink.core.reading import unpack
+from queue_helpers import Clock, flash, put, value
 
 
 class Ref:
@@ -45,7 +44,7 @@ class Ref:
         return ((self.idx[k] if i is None else i) + self.off) & M32
 
     def check(self, s, b, r, n, what):
-        u = struct.unpack_from(INT, r, 0)
+        u = unpack(r, n)
         if b != self.boot or u[4] != value(u[0]):
             raise mptest.Fail("%s: seq %d garbled (boot %d, pid %d)" % (what, s, b, u[0]))
         return u[0]

@@ -2,16 +2,15 @@
 # Queue.peek_from(start_seq, max_n) seeks instead of rescanning (the per-sector first-seq
 # mirror picks the sector, a read hint the group); after drop_oldest drops and a damaged
 # group it returns what peek() returns from each start.
-# Results across sectors, wraps, acks and recovery: test_queue_peek.py. Records are packed
-# with struct (queue_helpers) to keep reading.py out of this test's capped heap.
+# Results across sectors, wraps, acks and recovery: test_queue_peek.py.
 import gc
-import struct
 
 import mptest
 import otlink.hal.unix.norflash  # noqa: F401 (compiled before the queue: smaller peak)
 from otlink.core.queue import Queue
 from otlink.core.queue.fmt import M32
-from queue_helpers import INT, Clock, flash, put
+from otlink.core.reading import unpack
+from queue_helpers import Clock, flash, put
 
 
 class Counting:
@@ -67,11 +66,11 @@ def same_as_peek(q, what):
     gc.collect()
     s0 = None
     have = bytearray((q.stats()["next_seq"] - q.stats()["acked"]) & M32)  # 1: seq queued
-    for s, _b, r, _m in q.peek(100000):
+    for s, _b, r, m in q.peek(100000):
         if s0 is None:
             s0 = s
         have[(s - s0) & M32] = 1
-        mptest.eq(struct.unpack_from(INT, r, 0)[0], (s - 1) & 0xFFFF, what + ": record of seq")
+        mptest.eq(unpack(r, m)[0], (s - 1) & 0xFFFF, what + ": record of seq")
     n = 0
     for k in range(len(have)):
         if not have[k]:

@@ -15,6 +15,9 @@ answer them inside MicroPython (tests/host/one_rule_mp.py, on the 64-bit port an
   vs modbus_probe.encode/decode;
 - sequence arithmetic across the 2**32 wrap: queue/fmt.sdiff/wrap vs decode.seq_diff/seq_add;
 - the state-field tables: core/payload.STATE_FIELDS vs decode.STATE_FIELDS.
+
+The reading record's layout has one owner, core/reading.py; the const() copies
+core/payload.py keeps for its hot path are checked against it (on CPython) here too.
 """
 
 from __future__ import annotations
@@ -129,3 +132,24 @@ def test_sequence_arithmetic_across_the_wrap(firmware):
 def test_state_field_tables_equal(firmware):
     _, fw = firmware
     assert fw["state_fields"] == {k: t.__name__ for k, t in decode.STATE_FIELDS.items()}
+
+
+def test_reading_record_layout_has_one_owner():
+    from otlink_tools import paths
+
+    paths.firmware_import_path()
+    from otlink.core import payload, reading
+    from otlink.core.queue import fmt
+
+    # the offsets are those of the packed fields: pid u16, kind u8, flags u8, t i64, value
+    assert (reading.OFF_KIND, reading.OFF_FLAGS, reading.OFF_T, reading.HEADER, reading.SIZE) \
+        == tuple(struct.calcsize(f) for f in ("<H", "<HB", "<HBB", "<HBBq", "<HBBqq"))
+    assert reading.MAX_SIZE == reading.HEADER + reading.MAX_TEXT
+    assert (fmt.CMP, fmt.MAX_REC, fmt.MAX_ENC) == (reading.SIZE, reading.MAX_SIZE,
+                                                    reading.MAX_SIZE + 1)
+    # payload.py's const() copies (folded into its add() loop) are reading.py's values
+    assert (payload._KIND_INT, payload._KIND_FLOAT, payload._KIND_ERR, payload._KIND_TEXT,
+            payload._REC_UNTIMED, payload._REC_HEADER, payload._REC_SIZE,
+            payload._REC_MAX_TEXT) == (
+        reading.KIND_INT, reading.KIND_FLOAT, reading.KIND_ERR, reading.KIND_TEXT,
+        reading.FLAG_UNTIMED, reading.HEADER, reading.SIZE, reading.MAX_TEXT)

@@ -35,7 +35,7 @@ _TEXT_MAX = const(12)  # time advance (9) + pid (3); + text head and bytes
 
 # Reading record layout (core/reading.py), repeated here because const() folds only names
 # defined in the same module: reading.KIND_INT would be two dict lookups per use in add().
-# tests/firmware/test_payload.py checks they match.
+# tests/host/test_one_rule.py checks they are reading.py's values.
 _KIND_INT = const(0)
 _KIND_FLOAT = const(1)
 _KIND_ERR = const(2)

@@ -12,6 +12,9 @@
 #   12  8    value (i64 / f64 / error code as i64), or 0..MAX_TEXT text bytes
 #
 # Sequence number and boot counter are not in the record: the queue assigns and stores them.
+# This module is the layout's one owner: the queue (core/queue/fmt.py), the publisher and
+# the sources take the sizes and offsets from here. core/payload.py keeps const() copies
+# for its hot path (tests/firmware/test_payload.py checks they match).
 import struct
 
 from otlink.core.compat import const
@@ -23,7 +26,10 @@ KIND_TEXT = const(3)
 
 FLAG_UNTIMED = const(1)
 
-HEADER = const(12)
+OFF_KIND = const(2)  # field offsets (the table above)
+OFF_FLAGS = const(3)
+OFF_T = const(4)
+HEADER = const(12)  # and the offset of the value
 SIZE = const(20)  # numeric and error records
 MAX_TEXT = const(64)
 MAX_SIZE = const(76)  # HEADER + MAX_TEXT

@@ -19,6 +19,7 @@ import gc
 from array import array
 from binascii import crc32
 
+from otlink.core.reading import unpack
 from otlink.core.queue.fmt import (
     MAGIC, M32, SHDR, GHDR, ACK_SIZE, T_GROUP, T_GROUP1, T_ACK, CMP, MAX_REC, MAX_ENC, UNIFORM,
     DMAX,
@@ -579,12 +580,8 @@ class Queue:
     def stats(self):
         depth = self.depth()
         t = None
-        for _seq, _boot, rec, _n in self.peek(1):
-            t = 0
-            for k in range(7, -1, -1):
-                t = (t << 8) | rec[4 + k]
-            if t >= 1 << 63:
-                t -= 1 << 64
+        for _seq, _boot, rec, n in self.peek(1):
+            t = unpack(rec, n)[3]
         nvalid = 0
         for i in range(self._n):
             if self._valid[i]:

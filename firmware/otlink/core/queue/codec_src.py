@@ -1,7 +1,8 @@
 # Source of the native (viper) queue record codec, compiled by core/queue/codec.py at import
 # and then dropped from memory (the string is ~2 KB of heap on ports that load .mpy into RAM).
 # Same loops and results as core/queue/codec_py.py: keep the two in step (the codec test
-# compares them). 20 = CMP, 76 = MAX_REC, 0x80 = MASKED (core/queue/fmt.py).
+# compares them). 20 = CMP (reading.SIZE), 76 = MAX_REC (reading.MAX_SIZE), 0x80 = MASKED
+# (core/queue/fmt.py).
 # Three strings compiled one after the other: smaller parse trees lower the compile's peak
 # (measured: the native compile then fits in a 4 KiB smaller heap than as one string).
 SRC = """

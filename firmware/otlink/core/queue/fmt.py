@@ -7,6 +7,7 @@
 # (the first ~1.1e9 readings of a node) they create no heap int. Masking with 0xFFFFFFFF
 # would, on every call: the mask itself is a heap int there.
 from otlink.core.compat import const
+from otlink.core.reading import MAX_SIZE, SIZE  # the reading record's layout is reading.py's
 
 MAGIC = 0x3151544F  # "OTQ1" little endian: sector header magic
 M32 = 0xFFFFFFFF
@@ -25,9 +26,9 @@ T_BOOT = const(0x42)  # 'B'
 UNIFORM = const(0x8000)  # group body_len bit 15: the body is count records of equal length,
 # raw (no length bytes): body_len / count bytes each
 MASKED = const(0x80)  # record length byte: bit 7 = bytes equal to the previous record omitted
-CMP = const(20)  # leading bytes of a record eligible for masking (the numeric record size)
-MAX_REC = const(76)  # reading.MAX_SIZE
-MAX_ENC = const(77)  # worst-case encoded record: length byte + raw bytes
+CMP = SIZE  # leading bytes of a record eligible for masking (the numeric record size)
+MAX_REC = MAX_SIZE  # largest record
+MAX_ENC = MAX_SIZE + 1  # worst-case encoded record: length byte + raw bytes
 
 POLICIES = ("drop_oldest", "drop_newest")
 
