@@ -503,3 +503,38 @@ def test_message_the_database_refuses_is_quarantined(fresh_broker, db_url):
     rej = query(db_url, "SELECT boot, seq_first, seq_last, error FROM rejected")
     assert len(rej) == 1 and rej[0][:3] == (4, 3, 4) and "99" in rej[0][3]
     assert query(db_url, "SELECT seq FROM acks") == [(5,)]
+
+
+def test_tls_with_client_certificate(tls_material, tmp_path):
+    """The broker options are the monitor's: TLS verified against --cafile, a client
+    certificate when the broker asks for one."""
+    import ssl
+
+    from otlink_tools.broker import tls_broker
+    m = tls_material
+    broker, tls_port = tls_broker(m, require_certificate=True)
+    broker.start()
+    url = f"sqlite:{tmp_path / 'h.db'}"
+    try:
+        st = Store(url, port=tls_port, cafile=str(m.ca_cert), cert=str(m.client_cert),
+                   key=str(m.client_key), ack_wait=0).start()
+        try:
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+            ctx = ssl.create_default_context(cafile=str(m.ca_cert))
+            ctx.load_cert_chain(str(m.client_cert), str(m.client_key))
+            c.tls_set_context(ctx)
+            c.connect("127.0.0.1", tls_port)
+            c.loop_start()
+            c.publish("otlink/plant1/m7/birth", BIRTH, qos=1).wait_for_publish(5)
+            c.publish("otlink/plant1/m7/data", _data(4, 1, [1, 5, 1, 6]),
+                      qos=1).wait_for_publish(5)
+            c.disconnect()
+            c.loop_stop()
+            assert st.wait(lambda s: s.stored >= 2, 10)
+        finally:
+            st.stop()
+        with pytest.raises(ConnectionError):  # no client certificate: refused, said at once
+            Store(url, port=tls_port, cafile=str(m.ca_cert)).start(timeout=5)
+    finally:
+        broker.stop()
+    assert [r[:3] for r in readings(url)] == [(1, 1, 5), (2, 1, 11)]  # 6 is a difference
