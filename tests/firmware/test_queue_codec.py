@@ -6,6 +6,7 @@ import mptest
 from otlink.core.queue import codec as qc
 from otlink.core.queue import codec_py as PY  # the bytecode version
 from otlink.core.queue.fmt import CMP, MAX_REC, MAX_ENC, MASKED
+from otlink.core.reading import HEADER, MAX_TEXT, SIZE
 
 
 class _Rng:
@@ -26,9 +27,9 @@ def _records(rng, count):
         r = rng.next()
         kind = r % 5
         if kind == 4:
-            n = 12 + rng.next() % 65  # text record: 12..76 bytes
+            n = HEADER + rng.next() % (MAX_TEXT + 1)  # text record: 12..76 bytes
         else:
-            n = 20
+            n = SIZE
         b = bytearray(n)
         if kind == 0:
             for k in range(n):

@@ -60,20 +60,21 @@ def main():
         c = S[0]
         c[0] += 1
         pid = rec[0] | (rec[1] << 8)
-        kind = rec[2]
+        kind = rec[reading.OFF_KIND]
+        v = reading.HEADER  # the value, little endian (the layout is core/reading.py's)
         if kind == reading.KIND_ERR:
             c[2] += 1
         elif kind == reading.KIND_INT:
             if pid in S[1]:
-                lo = rec[12] | rec[13] << 8 | rec[14] << 16 | rec[15] << 24
+                lo = rec[v] | rec[v + 1] << 8 | rec[v + 2] << 16 | rec[v + 3] << 24
                 if (S[1][pid] & 0xFFFFFFFF) != lo:
                     c[1] += 1
                     if len(S[3]) < 10:
                         S[3].append([pid, lo, S[6].cycles])
         elif kind == reading.KIND_FLOAT:
             if pid in S[2]:
-                lo = rec[12] | rec[13] << 8 | rec[14] << 16 | rec[15] << 24
-                hi = rec[16] | rec[17] << 8 | rec[18] << 16 | rec[19] << 24
+                lo = rec[v] | rec[v + 1] << 8 | rec[v + 2] << 16 | rec[v + 3] << 24
+                hi = rec[v + 4] | rec[v + 5] << 8 | rec[v + 6] << 16 | rec[v + 7] << 24
                 w = S[2][pid]
                 if lo != w[0] or hi != w[1]:
                     c[1] += 1
