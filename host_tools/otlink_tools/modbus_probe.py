@@ -107,6 +107,8 @@ def decode_table(regs: list[int]) -> list[tuple[str, str, object, bool]]:
 # ---- a tiny RTU master over pyserial (the firmware's is MicroPython) ---------------------------
 
 def crc16(data: bytes) -> int:
+    """CRC-16/MODBUS (serial line section 6.2.2): the host's one implementation
+    (tests/host/test_one_rule.py checks it against the firmware's core/modbus.crc16)."""
     crc = 0xFFFF
     for b in data:
         crc ^= b
