@@ -20,7 +20,7 @@ import struct
 from otlink.core import modbus
 from otlink.core.compat import const
 from otlink.core.reading import (FLAG_UNTIMED, HEADER, KIND_ERR, KIND_FLOAT, KIND_INT,
-                                 KIND_TEXT, MAX_TEXT, SIZE)
+                                 KIND_TEXT, MAX_TEXT, OFF_T, SIZE)
 
 try:
     from array import array
@@ -47,7 +47,6 @@ _ORDER_FLAGS = (0, 1, 2, 3)
 TABLES = ("coil", "discrete", "holding", "input")
 # Which fields a point has, their defaults and ranges: the config schema (core/config.py).
 
-_T = const(4)  # offset of the timestamp in a reading record (core/reading.py)
 _NEAR = const(8191)  # |high-half difference| up to which d = dh * 65536 + dl stays < 2**29
 _FAR = const(536805377)  # 8192 * 65536 - 65535: the least |d| when |dh| > _NEAR
 _SMALL = const(0x20000000)  # 2**29: differences below it are computed as small ints
@@ -168,10 +167,10 @@ _DS = array("d", (0.0, 0.0)) if array else None
 
 
 def _head(rec, pid, kind, flags, t):
-    # t None: the caller stamped rec[4:12] already (Clock.stamp_into: no int >= 2**30 made)
+    # t None: the caller stamped rec[OFF_T:HEADER] already (Clock.stamp_into: no int >= 2**30)
     struct.pack_into("<HBB", rec, 0, pid, kind, flags)
     if t is not None:
-        struct.pack_into("<q", rec, _T, t)
+        struct.pack_into("<q", rec, OFF_T, t)
 
 
 def _beyond32(dh, dl, db):
