@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from mp import MICROPYTHON, ROOT, env
+from otlink_tools.decode import seq_diff
 
 WORKER = ROOT / "tests" / "host" / "queue_worker_mp.py"
 
@@ -58,7 +59,7 @@ def test_sigkill_50_times(tmp_path: Path) -> None:
         got = [v for _, _, v in rec]
         assert got == sorted(set(got)), f"run {run}: order or duplicates: {got[:20]}"
         for a, b in zip(rec, rec[1:]):  # committed seqs are dense across boots
-            assert (b[0] - a[0]) % (1 << 32) == 1, f"run {run}: seq jump {a} -> {b}"
+            assert seq_diff(b[0], a[0]) == 1, f"run {run}: seq jump {a} -> {b}"
         gotset = set(got)
         for v in got:
             assert v > acked, f"run {run}: acknowledged reading {v} came back (acked {acked})"
