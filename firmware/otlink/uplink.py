@@ -281,7 +281,9 @@ class Uplink:
         self._rand = rand or _rand
         self._out = bytearray(out_size)  # write coalescing buffer, shared by all sessions
         self.max_in = max_in
-        self._skip = memoryview(bytearray(_SKIP))  # scratch for discarded bytes
+        # Scratch for the bytes of incoming packets that are parsed or discarded: the write
+        # buffer itself, as every read first sends what it holds (DeadlineSocket.read*)
+        self._skip = memoryview(self._out if out_size >= _SKIP else bytearray(_SKIP))
         self._hdr = bytearray(8)  # SUBSCRIBE / PUBACK packet heads
         self.tls = None
         tls_cfg = mqtt_cfg["tls"]
