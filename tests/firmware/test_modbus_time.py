@@ -61,10 +61,10 @@ def test_clock_stamps_split_time_across_wraps_without_allocating():
     step_us = 7000123
     for i in range(2000):  # 3.9 hours of 7 s steps: the us ticks wrap 13 times, ms once
         ticks.advance(step_us)
-        flags = no_alloc(clock.stamp_into, rec, 4)
+        flags = no_alloc(clock.stamp_into, rec, reading.OFF_T)
         eq(flags, 0, "synced")
         want = T0 + ticks.elapsed_ms
-        got = struct.unpack_from("<q", rec, 4)[0]
+        got = struct.unpack_from("<q", rec, reading.OFF_T)[0]
         if got != want:
             eq(got, want, "step %d" % i)
     eq(clock.now_ms(), T0 + ticks.elapsed_ms, "now_ms agrees")
@@ -73,11 +73,11 @@ def test_clock_stamps_split_time_across_wraps_without_allocating():
     ticks2, c2 = sim_clock()
     c2 = Clock(synced=False, ticks=ticks2)
     ticks2.advance(123456000)
-    eq(c2.stamp_into(rec, 4), reading.FLAG_UNTIMED, "untimed")
-    eq(struct.unpack_from("<q", rec, 4)[0], 123456, "uptime ms")
+    eq(c2.stamp_into(rec, reading.OFF_T), reading.FLAG_UNTIMED, "untimed")
+    eq(struct.unpack_from("<q", rec, reading.OFF_T)[0], 123456, "uptime ms")
     c2.set_epoch_ms(-1000)
-    c2.stamp_into(rec, 4)
-    eq(struct.unpack_from("<q", rec, 4)[0], -1000, "negative epoch")
+    c2.stamp_into(rec, reading.OFF_T)
+    eq(struct.unpack_from("<q", rec, reading.OFF_T)[0], -1000, "negative epoch")
     eq(c2.to_epoch(123456), -1000, "re-timed")
 
 
