@@ -163,22 +163,26 @@ def _sink(db_url: str, port: int, *extra: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_sink_started_after_the_node(fresh_broker, db_url):
+def test_sink_started_after_the_node(fresh_broker, db_url, wait=4.0):
     """The node streams before the sink subscribes: its first batches went nowhere, so the
     first batch the sink sees is not the node's oldest unacknowledged one. Acking it at
-    once would drop those from the node's queue (found by the SIGKILL test): the sink waits
-    for the node's resends before its first ack."""
-    total = 4000
-    agent = start_agent(agent_opts(fresh_broker.port, total))
-    time.sleep(1.0)  # about 2000 readings produced, the first batches published to nobody
-    st = Store(db_url, port=fresh_broker.port, ack=True, ack_wait=ACK_WAIT).start()
+    once would drop those from the node's queue (found by the SIGKILL test; with wait=0
+    this test loses the first 200 readings): the sink waits for the node's resends."""
+    total = 1600
+    # a batch every 250 ms, resent after 3 s without an ack: the sink subscribes after the
+    # first four batches and before any resend
+    agent = start_agent(agent_opts(fresh_broker.port, total, rate=200, ack_timeout_ms=3000,
+                                   linger_ms=1000))
+    time.sleep(1.1)
+    st = Store(db_url, port=fresh_broker.port, ack=True, ack_wait=wait).start()
     try:
         res = result(agent)
-        assert st.wait(lambda s: s.stored >= total, 10)
+        st.wait(lambda s: s.stored >= total, 10)
     finally:
         st.stop()
-    assert res["depth"] == 0 and res["ack_timeouts"] >= 1
+    assert res["depth"] == 0
     assert_all_readings(db_url, total)
+    assert res["ack_timeouts"] >= 1  # the first ack waited for the node's resend
 
 
 @pytest.mark.parametrize("backlog", [0, 2000])
