@@ -360,7 +360,7 @@ class Poller:
                 self._probe_at[si] = self._add(self.clock.ticks_ms(), self._backoff[si])
             elif self._fails[si] >= self._offline_after:
                 self._offline[si] = True
-                self._cnt[si * _NC + _C_OFFLINE] += 1
+                self._inc(si * _NC + _C_OFFLINE)
                 self._backoff[si] = self._bo_first
                 self._probe_at[si] = self._add(self.clock.ticks_ms(), self._bo_first)
         else:
@@ -377,7 +377,7 @@ class Poller:
         emitted instead)."""
         si = self._si[req.slave]
         if not self._may_ask(si, self.clock.ticks_ms()):
-            self._cnt[si * _NC + _C_SKIPPED] += 1
+            self._inc(si * _NC + _C_SKIPPED)
             self._emit(req, modbus.ERR_OFFLINE, None)
             return False
         rtu = self.rtu
@@ -405,7 +405,7 @@ class Poller:
         self._bus_us[si] = us
         self._tries -= 1
         if _retry(code) and self._tries > 0:
-            self._cnt[si * _NC + _C_RETRY] += 1
+            self._inc(si * _NC + _C_RETRY)
             self._begin(req.adu, 8, self.rtu.rx, False, req.resp_len)
             return False
         self._outcome(si, code)

@@ -179,6 +179,20 @@ def test_writes_are_retried():
     eq(line.requests, 7, "not retried")
 
 
+def test_counters_carry_without_heap_ints():
+    # a counter would reach 2**30 (a heap int on a board) after 2**30 transactions; it carries
+    # into a second word at 2**29 instead
+    clock, line, p, got = make(pts((1, 0)))
+    line.regs[1] = [1] * 10
+    p._cnt[0] = (1 << 29) - 1  # slave 1's "ok"
+    p._cycles[0] = (1 << 29) - 1
+    mptest.no_alloc(p._inc, 0)
+    eq((p._cnt[0], p._cnt_hi[0]), (0, 1), "carried")
+    run(p.run(cycles=2))
+    eq(p.stats()[1]["ok"], (1 << 29) + 2, "ok counted on")
+    eq(p.cycles, (1 << 29) + 1, "cycles counted on")
+
+
 def test_poll_cycles_do_not_allocate():
     clock, line, p, got = make(pts((1, 0), (1, 1), (1, 3), (2, 0), (3, 7)))
     line.regs[1] = list(range(10))
