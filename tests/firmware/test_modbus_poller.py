@@ -1,4 +1,4 @@
-# heapsize: 128K
+# heapsize: 160K
 # Poller scheduling on a simulated line and clock (deterministic, tests/firmware/modbus_sim.py):
 # RTU timing, offline detection with backoff, retries, pipelined readings, write path, the
 # counters, heap-locked cycles. The real-peer tests are in tests/host/test_modbus_rtu.py

@@ -1,4 +1,4 @@
-# heapsize: 128K
+# heapsize: 160K
 # Time that wraps like the boards': tick arithmetic with TICKS_PERIOD 2**30 (hal/clock.py), the
 # clock's split timestamps across the wrap and long runs, and the Modbus poller after long
 # silences and over hours of slow polling, started just before the us and ms ticks wrap.
