@@ -1,0 +1,95 @@
+# What keeps the agent's boot small in the heap: the config read from the stream and hashed in
+# chunks, raw points dropped as validated, the birth streamed from the point table into a
+# buffer of a known bound, a Point storing only what differs from its class defaults.
+# heapsize: 384K 32:64K
+import json
+import sys
+
+import mptest
+from otlink import app
+from otlink.core import config
+from otlink.core.cbor import BufferFull
+from otlink.core.payload import birth_bound, encode_birth, encode_birth_rows
+
+
+def _cfg(n):
+    pts = []
+    for i in range(n):
+        p = {"id": i + 1, "name": "pt_%d_\u00b5" % i, "slave": 1 + i % 3, "table": "holding",
+             "address": 4 * (i // 3), "type": ("float32", "int16", "uint64", "string")[i % 4],
+             "scale": (1, 0.1, 1e-3, 7)[i % 4], "offset": (0, -40.5)[i % 2], "unit": "V"}
+        if p["type"] == "string":
+            p["length"] = 2
+        pts.append(p)
+    pts.append({"id": 900, "name": "b", "slave": 1, "table": "holding", "address": 1000,
+                "type": "bit", "bit": 3, "deadband": 1})
+    return {"node": {"id": "n-1", "site": "s"}, "mqtt": {"host": "127.0.0.1"},
+            "serial": {"port": "/dev/null"}, "points": pts,
+            "sensors": [{"name": "cab", "driver": "sht3x", "bus": "i2c0", "group": "default",
+                         "points": [{"id": 70, "name": "t", "channel": "temperature"}]}]}
+
+
+def _path(name):
+    return (sys.argv[1] if len(sys.argv) > 1 else "/tmp") + "/" + name
+
+
+def test_config_from_stream_and_hash_in_chunks():
+    text = json.dumps(_cfg(30))
+    path = _path("node.json")
+    with open(path, "w") as f:
+        f.write(text)
+    with open(path, "rb") as f:
+        mptest.eq(config.config_hash(f), config.config_hash(text), "hash of the file by chunks")
+    with open(path) as f:
+        a = config.load_stream(f)
+    b = config.loads(text)
+    mptest.eq([p.name for p in a["points"]], [p.name for p in b["points"]], "same points")
+    mptest.eq(a["mqtt"], b["mqtt"], "same mqtt section")
+    with open(path, "w") as f:
+        f.write("{\"node\": ")
+    with open(path) as f:
+        e = mptest.raises(config.ConfigError, config.load_stream, f)
+    mptest.true("not valid JSON" in str(e), "a syntax error is named: %s" % e)
+
+
+def test_validate_consume_drops_raw_points():
+    raw = _cfg(5)
+    kept = config.validate(raw)
+    mptest.true(all(p is not None for p in raw["points"]), "default: the caller's dict intact")
+    out = config.validate(raw, consume=True)
+    mptest.eq(raw["points"], [None] * 6, "consume: every raw point dropped")
+    mptest.eq(len(out["points"]), len(kept["points"]), "the same points validated")
+
+
+def test_birth_rows_bound_and_bytes():
+    cfg = config.validate(_cfg(12))
+    n = 12 + 1 + 1
+    mptest.eq(len(list(app.birth_rows(cfg))), n, "one row per point")
+    bound = birth_bound("n-1", "0.1.0", "abcd", app.birth_rows(cfg))
+    buf = bytearray(bound)
+    k = encode_birth_rows(buf, "n-1", "0.1.0", "abcd", 7, n, app.birth_rows(cfg))
+    mptest.true(0 < k <= bound, "the bound holds: %d <= %d" % (k, bound))
+    # the same bytes as the dict form (tools and tests) of the same table
+    buf2 = bytearray(bound)
+    k2 = encode_birth(buf2, "n-1", "0.1.0", "abcd", 7, app.birth_points(cfg))
+    mptest.eq(bytes(buf2[:k2]), bytes(buf[:k]), "rows and dicts encode alike")
+    mptest.raises(BufferFull, encode_birth_rows, bytearray(k - 1), "n-1", "0.1.0", "abcd", 7,
+                  n, app.birth_rows(cfg))
+    mptest.raises(ValueError, encode_birth_rows, buf2, "n-1", "0.1.0", "abcd", 7, n + 1,
+                  app.birth_rows(cfg))
+    b, count = app.encode_birth(cfg, "abcd", 7)
+    mptest.eq((b, count), (bytes(buf[:k]), n), "app.encode_birth: exact bytes, point count")
+
+
+def test_point_stores_only_what_differs():
+    pts = config.validate(_cfg(4))["points"]
+    plain = pts[1]  # int16, no deadband, no bit: class defaults for bit/onchange/db_raw/text
+    mptest.eq(len(plain.__dict__), 12, "instance attributes of a plain point")
+    mptest.eq((plain.bit, plain.onchange, plain.db_raw, plain.text), (0, False, 0, None),
+              "defaults")
+    mptest.true(len(pts[2].text) == 8, "a 64-bit point keeps its 8 bytes")
+    b = pts[-1]
+    mptest.eq((b.bit, b.onchange, b.db_raw), (3, True, 1), "a bit point with a deadband")
+
+
+mptest.main(globals())
