@@ -162,7 +162,8 @@ class Store:
         self.acked: dict[tuple[str, str, int], int] = {}
         self.last_health: dict[tuple[str, str], str] = {}
         self._waiting: set = set()  # tracks whose first-contact wait (ack_wait) runs
-        self._session_start: set = set()  # nodes seen connecting (a live birth)
+        # nodes seen connecting (a live birth) -> the connection generation it came in
+        self._session_start: dict[tuple[str, str], int] = {}
         # counters
         self.messages = self.stored = self.duplicates = self.rejected = 0
         self.acks_sent = self.transactions = self.db_retries = 0
@@ -354,7 +355,7 @@ class Store:
         before.clear()
 
     def _track(self, key, before: dict) -> Track:
-        before.setdefault("session_start", set(self._session_start))
+        before.setdefault("session_start", dict(self._session_start))
         if key not in before:
             t = self.tracks.get(key)
             before[key] = copy.deepcopy(t)
@@ -367,13 +368,13 @@ class Store:
         """Decode a group of messages into one Tx; update the tracks (undone by _restore
         when the transaction fails). Returns (tx, acks to publish after COMMIT, latest
         health detail per node)."""
-        before.setdefault("session_start", set(self._session_start))
+        before.setdefault("session_start", dict(self._session_start))
         tx = Tx()
         now = int(time.time() * 1000)
         touched: set = set()
         resent: set = set()  # keys that got a batch already acknowledged: ack again
         health_seen: dict = {}
-        for topic, payload, _mid, _qos, _gen, retain in items:
+        for topic, payload, _mid, _qos, gen, retain in items:
             try:
                 m = decode_message(topic, payload)
             except PayloadError as e:
@@ -384,11 +385,11 @@ class Store:
                 self._data(tx, site, node, m)
                 key = (site, node, m["boot"])
                 t = self._track(key, before)
-                if (site, node) in self._session_start:
-                    # the first batch of a session is the node's oldest unacknowledged
-                    self._session_start.discard((site, node))
-                    if t.floor is None:
-                        t.floor = m["seq_first"] - 1
+                if t.floor is None and self._session_start.get((site, node)) == gen:
+                    # seen since the node connected, on one connection of ours: batches go
+                    # in seq order, so the first one of a boot is that boot's oldest
+                    # unacknowledged (the backlog of an older boot first, then this one)
+                    t.floor = m["seq_first"] - 1
                 t.add(m["seq_first"], m["seq_last"])
                 touched.add(key)
                 if key in self.acked and m["seq_last"] <= self.acked[key]:
@@ -405,7 +406,7 @@ class Store:
                     self._point((site, node), m["boot"], p)
                 if not retain and not self.group:
                     # published live: a session starts, its data from the oldest unacked
-                    self._session_start.add((site, node))
+                    self._session_start[(site, node)] = gen
             elif kind == "state":
                 row = health_row(site, node, now, m)
                 k = (site, node)
