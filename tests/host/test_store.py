@@ -542,3 +542,31 @@ def test_tls_with_client_certificate(tls_material, tmp_path):
     finally:
         broker.stop()
     assert [r[:3] for r in readings(url)] == [(1, 1, 5), (2, 1, 11)]  # 6 is a difference
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_session_start_positions_every_boot(fresh_broker, tmp_path, live):
+    """A node that connects (a live birth) after a reboot sends the older boot's backlog,
+    then the new boot, in seq order: the first batch of each boot is that boot's oldest
+    unacknowledged one, so both are acknowledged at once. A birth delivered retained (the
+    sink joined later) proves nothing: no ack before the first-contact wait is over."""
+    url = f"sqlite:{tmp_path / 'h.db'}"
+    t = "otlink/plant1/m7/"
+    birth5 = cbor2.dumps({"v": 1, "node": "m7", "fw": "1.0", "cfg": "ab", "boot": 5,
+                          "pts": [[1, "energy", "Wh", "u32", 1, 0, None]]})
+    if not live:
+        _publish(fresh_broker.port, [(t + "birth", birth5, True)])
+    st = Store(url, port=fresh_broker.port, ack=True, ack_wait=60).start()
+    try:
+        msgs = [(t + "birth", birth5, True)] if live else []
+        msgs += [(t + "data", _data(4, 100, [1, 7, 1, 1], f=1), False),
+                 (t + "data", _data(5, 102, [1, 9, 1, 1]), False)]
+        _publish(fresh_broker.port, msgs)
+        assert st.wait(lambda s: s.stored >= 4, 10)
+        time.sleep(0.5)
+    finally:
+        st.stop()
+    want = {("plant1", "m7", 4): 101, ("plant1", "m7", 5): 103} if live else {}
+    assert st.acked == want
+    assert sorted(query(url, "SELECT boot, seq FROM acks")) == sorted(
+        (k[2], v) for k, v in want.items())
