@@ -31,7 +31,7 @@ from otlink.core import modbus, planner
 from otlink.core.compat import const
 from otlink.core.points import pack_error, pack_reading
 from otlink.core.errors import ERR_EXCEPTION
-from otlink.core.reading import MAX_SIZE
+from otlink.core.reading import MAX_SIZE, OFF_T
 
 _SLICE_MS = const(1)  # longest single wait inside a transaction before yielding
 _SPIN_US = const(1100)  # below this, busy-poll instead of poll(1) (poll rounds up to >= 1 ms)
@@ -315,9 +315,9 @@ class Poller:
         code = self._pend_code
         rx = self._pend_rx
         rec = self.rec
-        # the timestamp goes into rec[4:12] once, as split fields (no int >= 2**30 on 32-bit);
-        # pack_reading/pack_error (t None) leave it there for every point of the request
-        flags = self.clock.stamp_into(rec, 4)
+        # the timestamp goes into the record once (at OFF_T), as split fields (no int >= 2**30
+        # on 32-bit); pack_reading/pack_error (t None) leave it there for every point of the request
+        flags = self.clock.stamp_into(rec, OFF_T)
         t = None
         sink = self.sink
         pts = req.points
