@@ -79,6 +79,7 @@ class Publisher:
         self.ack_timeouts = 0
         self.bad_records = 0
         self.bad_acks = 0
+        self.stale_acks = 0  # consumer acks outside the queue's unacknowledged range
         self.retimed = 0
 
     def _encode_birth(self, b):
@@ -103,15 +104,27 @@ class Publisher:
         except ValueError:
             self.bad_acks += 1
             return
+        # The trusted consumer says it stored everything of this boot up to seq: honour it
+        # whenever seq is an unacknowledged reading of that boot in the queue, whatever the
+        # in-flight list says (an ack that arrives just after an ack timeout cleared it is
+        # as good as any). Below the queue (already acknowledged, a retained ack seen again),
+        # past its newest reading or of another boot: ignored, counted.
+        q = self.q
+        ok = False
+        for s, b, _r, _n in q.peek_from(seq, 1):  # clamps a seq below the queue to its first
+            ok = s == seq and b == boot
+        if not ok:
+            self.stale_acks += 1
+            return
+        q.ack(seq)
+        self.acks += 1
         fl = self._inflight
-        done = None
-        while fl and fl[0][1] == boot and sdiff(seq, fl[0][0]) >= 0:
-            done = fl.pop(0)[0]
-        if done is not None:
-            self.q.ack(done)
-            self.acks += 1
-            if fl:
-                fl[0][2] = self.clock.ticks_ms()  # the next one's wait starts now
+        popped = False
+        while fl and sdiff(seq, fl[0][0]) >= 0:
+            fl.pop(0)
+            popped = True
+        if fl and popped:
+            fl[0][2] = self.clock.ticks_ms()  # the next one's wait starts now
 
     # --- session ----------------------------------------------------------------------
     def _session_start(self):

@@ -283,6 +283,52 @@ def test_consumer_ack_timeout_resends_oldest():
     mptest.eq([m["s"] for m in up.data()][2:], [1, 51], "resent from the oldest unacked")
 
 
+def test_consumer_ack_after_timeout_is_honoured():
+    # The consumer's ack arrives just after the ack timeout cleared the in-flight list: it
+    # still says the consumer stored everything up to its seq, so the queue advances (before
+    # the fix it was ignored and the node resent the same batches until acked again).
+    p, q, up, clock = make("consumer", ack_timeout_ms=1000)
+    p._session_start()
+    put(q, clock, 60)
+    drain(p)
+    clock.t += 1001
+    mptest.eq(p.step(), False, "timeout noticed")
+    ack = bytearray(32)
+    n = encode_ack(ack, 1, 50)
+    up.on_ack(ack[:n])
+    mptest.eq((q.depth(), q.first_seq, p.acks), (10, 51, 1), "late ack honoured")
+    drain(p)
+    mptest.eq([m["s"] for m in up.data()][2:], [51], "resent from the first unacked only")
+    n = encode_ack(ack, 1, 60)
+    up.on_ack(ack[:n])
+    mptest.eq(q.depth(), 0, "all confirmed")
+    # an ack past the in-flight list, within the queue: the consumer has stored it all
+    put(q, clock, 30)
+    p.step()  # 61..90 in flight
+    put(q, clock, 10)  # 91..100 queued, not sent
+    n = encode_ack(ack, 1, 95)
+    up.on_ack(ack[:n])
+    mptest.eq((q.depth(), q.first_seq, len(p._inflight)), (5, 96, 0), "in-range ack")
+    drain(p)
+    mptest.eq(up.data()[-1]["s"], 96, "sending goes on from the first unacked")
+
+
+def test_consumer_acks_outside_the_queue_ignored_and_counted():
+    p, q, up, clock = make("consumer")
+    p._session_start()
+    put(q, clock, 60)
+    drain(p)
+    ack = bytearray(32)
+    for boot, seq in ((1, 61), (1, 500), (2, 30), (1, 0)):  # past the newest, other boot
+        n = encode_ack(ack, boot, seq)
+        up.on_ack(ack[:n])
+    mptest.eq((q.depth(), p.acks, p.stale_acks, p.bad_acks), (60, 0, 4, 0), "ignored")
+    n = encode_ack(ack, 1, 50)
+    up.on_ack(ack[:n])
+    up.on_ack(ack[:n])  # the same ack again (retained, or repeated): below the queue now
+    mptest.eq((q.depth(), p.acks, p.stale_acks), (10, 1, 5), "repeat counted, harmless")
+
+
 def test_consumer_inflight_cap():
     p, q, up, clock = make("consumer", inflight_max=2, batch_max=10)
     p._session_start()
