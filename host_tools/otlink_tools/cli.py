@@ -45,6 +45,9 @@ def _argparse_monitor(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ack", action="store_true",
                    help="consumer acknowledgement: ack what has been written out")
     p.add_argument("--fsync", action="store_true", help="fsync the output before each ack")
+    p.add_argument("--ack-wait", type=float, default=monitor.ACK_WAIT_S, metavar="S",
+                   help="--ack, first contact with a node and boot: wait S seconds for the "
+                        "node's resends before the first ack (default 15)")
     p.add_argument("--cafile", help="CA certificate to verify the broker (enables TLS)")
     p.add_argument("--cert", help="client certificate (with --key)")
     p.add_argument("--key", help="client private key")

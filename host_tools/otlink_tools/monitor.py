@@ -7,8 +7,13 @@ again when a replay fills them). `--group NAME` joins an MQTT shared subscriptio
 part of every node's sequence, so gap detection is off (duplicates are still dropped).
 `--ack` is consumer acknowledgement: after the rows of a batch are written and flushed,
 the monitor publishes (retained, QoS 1) the highest contiguous seq it has written for that
-node and boot on the node's ack topic; the node's queue advances only then. `--count N`
-stops after exactly N readings (a batch is cut there; an ack covers only what was written).
+node and boot on the node's ack topic; the node's queue advances only then. Before its
+first ack for a node and boot the monitor must know where the node's unacknowledged range
+starts (acktrack.Track): from the retained ack, or from a birth it saw live (the node
+connecting, so its first batch is its oldest unacknowledged); otherwise it waits --ack-wait
+seconds (default 15, past the node's 10 s ack timeout) for the node to resend from its
+oldest unacknowledged batch. `--count N` stops after exactly N readings (a batch is cut
+there; an ack covers only what was written).
 
 When the reader of the output goes away (a closed pipe, as in `otlink monitor | head`), the
 monitor stops quietly with exit status 141, like a Unix tool ended by SIGPIPE.
@@ -16,7 +21,6 @@ monitor stops quietly with exit status 141, like a Unix tool ended by SIGPIPE.
 
 from __future__ import annotations
 
-import bisect
 import errno
 import io
 import math
@@ -29,13 +33,14 @@ from typing import IO
 
 import paho.mqtt.client as mqtt
 
+from otlink_tools.acktrack import ACK_WAIT_S, Seen, Track
 from otlink_tools.decode import PayloadError, decode_message, encode_ack, valid_level, \
     valid_prefix
 from otlink_tools.monitor_formats import FORMATS, WRITERS, LiveTable, format_age, \
     format_value, make_row, plural
 
-__all__ = ["EXIT_OUTPUT_CLOSED", "FORMATS", "Monitor", "Seen", "check_topic_args", "format_age",
-           "format_value", "output_gone", "plural", "run"]
+__all__ = ["ACK_WAIT_S", "EXIT_OUTPUT_CLOSED", "FORMATS", "Monitor", "Seen", "check_topic_args",
+           "format_age", "format_value", "output_gone", "plural", "run"]
 
 REDRAW_S = 0.5  # live table: at most two redraws a second
 EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for `cat big | head`
@@ -67,41 +72,6 @@ def _ssl_detail(e: ssl.SSLError) -> str:
     return f" ({reason.lower().replace('_', ' ')})" if reason else ""
 
 
-class Seen:
-    """Sequence numbers stored for one (node, boot): sorted disjoint [first, last] runs."""
-
-    def __init__(self) -> None:
-        self.starts: list[int] = []
-        self.ends: list[int] = []
-
-    def has(self, seq: int) -> bool:
-        i = bisect.bisect_right(self.starts, seq) - 1
-        return i >= 0 and seq <= self.ends[i]
-
-    def add(self, seq: int) -> None:
-        """Record seq (must not be present): extend or merge neighbouring runs."""
-        i = bisect.bisect_right(self.starts, seq) - 1
-        left = i >= 0 and self.ends[i] == seq - 1
-        right = i + 1 < len(self.starts) and self.starts[i + 1] == seq + 1
-        if left and right:
-            self.ends[i] = self.ends[i + 1]
-            del self.starts[i + 1], self.ends[i + 1]
-        elif left:
-            self.ends[i] = seq
-        elif right:
-            self.starts[i + 1] = seq
-        else:
-            self.starts.insert(i + 1, seq)
-            self.ends.insert(i + 1, seq)
-
-    def contiguous(self) -> int | None:
-        """Highest seq of the run that starts at the lowest seq seen."""
-        return self.ends[0] if self.ends else None
-
-    def holes(self) -> list[tuple[int, int]]:
-        return [(self.ends[i] + 1, self.starts[i + 1] - 1) for i in range(len(self.starts) - 1)]
-
-
 class Monitor:
     """Subscribe, decode, dedupe, write out and (optionally) acknowledge.
 
@@ -117,7 +87,7 @@ class Monitor:
                  tls_hostname: str | None = None, user: str | None = None,
                  password: str | None = None, client_id: str = "", keepalive: int = 30,
                  fsync: bool = False, live: bool | None = None,
-                 count: int | None = None) -> None:
+                 count: int | None = None, ack_wait: float = ACK_WAIT_S) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"format {fmt!r}: one of {', '.join(FORMATS)}")
         if (cert is None) != (key is None):
@@ -150,6 +120,15 @@ class Monitor:
         self.states: dict[tuple[str, str], dict] = {}
         self.seen: dict[tuple[str, str, int], Seen] = {}
         self.acked: dict[tuple[str, str, int], int] = {}
+        # --ack: positions per (site, node, boot); those whose first-contact wait runs; the
+        # connection generation in which each node was seen connecting (a live birth)
+        self.ack_wait = ack_wait
+        self.tracks: dict[tuple[str, str, int], Track] = {}
+        self._waiting: set[tuple[str, str, int]] = set()
+        self._session_start: dict[tuple[str, str], int] = {}
+        self._gen = 0
+        self._stopping = threading.Event()
+        self._ticker: threading.Thread | None = None
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         self.connected = threading.Event()  # set by the first accepted CONNACK
@@ -173,8 +152,10 @@ class Monitor:
         if self.group:
             data = f"$share/{self.group}/{data}"
         # births and states stay ordinary subscriptions: every member needs the point tables
-        # (and shared subscriptions get no retained messages).
-        return [data, self._topic("birth"), self._topic("state")]
+        # (and shared subscriptions get no retained messages). --ack: the ack topic first,
+        # so that the retained position arrives before any data batch.
+        subs = [data, self._topic("birth"), self._topic("state")]
+        return [self._topic("ack"), *subs] if self.ack else subs
 
     # --- connection -----------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> Monitor:
@@ -200,6 +181,10 @@ class Monitor:
             c.disconnect()
             c.loop_stop()
             raise ConnectionError(self.connect_error or "broker refused the connection")
+        if self.ack:
+            self._ticker = threading.Thread(target=self._tick, name="otlink-monitor-acks",
+                                            daemon=True)
+            self._ticker.start()
         if self.group:
             self._note(f"--group {self.group}: gap detection is off (the members of a share "
                        "group split every node's stream, so what this one misses the others "
@@ -237,6 +222,9 @@ class Monitor:
         return ctx
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._ticker is not None:
+            self._ticker.join(2)
         self.client.disconnect()
         self.client.loop_stop()
         if self.output_closed:
@@ -264,6 +252,7 @@ class Monitor:
             self._connack.set()
             return
         self.connect_error = None
+        self._gen += 1
         for t in self.subscriptions():
             client.subscribe(t, qos=1)
         self.connected.set()
@@ -284,13 +273,14 @@ class Monitor:
     # --- messages -------------------------------------------------------------------------
     def _on_message(self, client, userdata, msg) -> None:
         try:
-            self.handle(msg.topic, msg.payload)
+            self.handle(msg.topic, msg.payload, retain=bool(msg.retain))
         except Exception as e:  # the monitor reports and carries on, whatever arrives
             self.bad += 1
             self._note(f"error handling {msg.topic}: {type(e).__name__}: {e}")
 
-    def handle(self, topic: str, payload: bytes) -> None:
-        """Decode and process one message (the paho callback; also callable directly)."""
+    def handle(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """Decode and process one message (the paho callback; also callable directly).
+        retain: the broker's retained copy, not published just now."""
         with self.cond:
             self.messages += 1
             try:
@@ -303,12 +293,22 @@ class Monitor:
             kind = m["kind"]
             if kind == "birth":
                 self.births[key] = m
+                if not retain and not self.group:
+                    # the node connects: its data from its oldest unacknowledged on
+                    self._session_start[key] = self._gen
             elif kind == "state":
                 self.states[key] = m
                 if self.live:
                     self._maybe_draw()
             elif kind == "data":
                 self._data(key, m)
+            elif kind == "ack" and self.ack:
+                # the retained position, ours echoed, or a share-group member's ack
+                skey = (key[0], key[1], m["boot"])
+                self._track(skey).raise_floor(m["seq"])
+                if self.acked.get(skey, -1) < m["seq"]:
+                    self.acked[skey] = m["seq"]  # already on the broker: not again
+                self._send_ack(skey)
             self.cond.notify_all()
 
     def _data(self, key: tuple[str, str], m: dict) -> None:
@@ -349,12 +349,47 @@ class Monitor:
                     self._note(f"gap: {key[1]} boot {m['boot']} missing seq {h[0]}..{h[1]} "
                                f"({plural(h[1] - h[0] + 1, 'reading')})")
         if self.ack:
-            top = seen.contiguous()
-            if top is not None and self.acked.get(skey) != top:
-                self.acked[skey] = top
-                t = f"{self.prefix}/{key[0]}/{key[1]}/ack"
-                self.client.publish(t, encode_ack(m["boot"], top), qos=1, retain=True)
-                self.acks_sent += 1
+            t = self._track(skey)
+            if t.floor is None and self._session_start.get(key) == self._gen:
+                # seen since the node connected, on this connection: batches go in seq
+                # order, so its first batch of a boot is that boot's oldest unacknowledged
+                t.floor = m["seq_first"] - 1
+            for r in rows:
+                t.add(r["seq"], r["seq"])
+            # the node resends what was acknowledged: it missed the ack; say it again
+            again = skey in self.acked and m["seq_last"] <= self.acked[skey]
+            self._send_ack(skey, again)
+
+    # --- acknowledgements (--ack; the rule is acktrack.Track's, shared with the store) -------
+    def _track(self, skey: tuple[str, str, int]) -> Track:
+        t = self.tracks.get(skey)
+        if t is None:
+            t = self.tracks[skey] = Track(grace=self.ack_wait)
+            self._waiting.add(skey)
+        return t
+
+    def _send_ack(self, skey: tuple[str, str, int], again: bool = False) -> None:
+        """Publish (retained, QoS 1) the highest seq up to which everything is written, when
+        it is known and moved (or again: the node resent what was acknowledged)."""
+        t = self.tracks[skey]
+        top = t.top()
+        if t.floor is not None:
+            self._waiting.discard(skey)
+        if top is None or top < 0 or (self.acked.get(skey) == top and not again):
+            return
+        self.acked[skey] = top
+        self.client.publish(f"{self.prefix}/{skey[0]}/{skey[1]}/ack", encode_ack(skey[2], top),
+                            qos=1, retain=True)
+        self.acks_sent += 1
+
+    def _tick(self) -> None:
+        """A first-contact wait may end while nothing arrives: ack then."""
+        while not self._stopping.wait(0.25):
+            with self.cond:
+                if self.output_closed:
+                    continue
+                for skey in list(self._waiting):
+                    self._send_ack(skey)
 
     # --- output (the formats are in monitor_formats.py) ---------------------------------------
     def _write(self, key: tuple[str, str], m: dict, readings: list[dict]) -> None:
@@ -433,6 +468,8 @@ def run(args) -> int:
     if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds >= 0):
         raise CommandError(f"--seconds {args.seconds:g}: a number of seconds >= 0 wanted "
                            "(leave it out to run until Ctrl-C)")
+    if not (math.isfinite(args.ack_wait) and args.ack_wait >= 0):
+        raise CommandError(f"--ack-wait {args.ack_wait:g}: a number of seconds >= 0 wanted")
     if args.count is not None and args.count < 0:
         raise CommandError(f"--count {args.count}: a number of readings >= 0 wanted")
     tls = bool(args.cafile or args.cert)
@@ -449,7 +486,7 @@ def run(args) -> int:
                       fmt=args.format, out=out, group=args.group, ack=args.ack,
                       cafile=args.cafile, cert=args.cert, key=args.key, user=args.user,
                       password=password, client_id=args.client_id, fsync=args.fsync,
-                      count=args.count)
+                      count=args.count, ack_wait=args.ack_wait)
         mon.start()
     except (ValueError, ConnectionError, OSError, ssl.SSLError) as e:
         if args.output:

@@ -19,7 +19,6 @@ queue); a database that goes away is retried, with the messages kept, until it i
 
 from __future__ import annotations
 
-import bisect
 import copy
 import io
 import math
@@ -33,57 +32,16 @@ import time
 import cbor2
 import paho.mqtt.client as mqtt
 
+from otlink_tools.acktrack import ACK_WAIT_S, Track
 from otlink_tools.decode import PayloadError, apply_scale, decode_message, encode_ack
-from otlink_tools.monitor import Monitor, Seen, check_topic_args, plural
+from otlink_tools.monitor import Monitor, check_topic_args, plural
 from otlink_tools.store_db import Db, DbDown, DbRefused, Tx, health_row, open_db, redact
 
-__all__ = ["Store", "build_parser", "run"]
+__all__ = ["Store", "Track", "build_parser", "run"]
 
 _I64 = 1 << 63
 GROUP_MAX = 64  # MQTT messages written in one transaction at most
-ACK_WAIT_S = 15.0  # first contact: wait past the node's ack timeout (10 s) for its resends
 RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)  # waits between attempts while the database is down
-
-
-class Track:
-    """What the database holds of one (site, node, boot): `floor`, below which everything is
-    stored or was acknowledged already (ours from the acks table, or the retained ack on the
-    broker), and the runs of seqs stored above it. The ack is the top of the run that
-    continues the floor: never past a hole, whatever order batches arrive in.
-
-    With no floor known (first contact with this node and boot), the first batch seen need
-    not be the node's oldest unacknowledged one: batches published before the sink
-    subscribed went nowhere. The node resends from its oldest unacknowledged batch when no
-    ack comes within its ack timeout (10 s), so the floor is set only after `grace` seconds
-    of first contact, below the lowest seq seen by then."""
-
-    def __init__(self, floor: int | None = None, grace: float = 0.0) -> None:
-        self.floor = floor
-        self.grace = grace
-        self.born = time.monotonic()
-        self.seen = Seen()
-
-    def add(self, first: int, last: int) -> None:
-        lo = first if self.floor is None else max(first, self.floor + 1)
-        for s in range(lo, last + 1):
-            if not self.seen.has(s):
-                self.seen.add(s)
-
-    def raise_floor(self, seq: int) -> None:
-        if self.floor is None or seq > self.floor:
-            self.floor = seq
-
-    def top(self, now: float | None = None) -> int | None:
-        s = self.seen
-        if self.floor is None:
-            now = time.monotonic() if now is None else now
-            if not s.starts or now - self.born < self.grace:
-                return None
-            self.floor = s.starts[0] - 1
-        i = bisect.bisect_right(s.starts, self.floor + 1) - 1
-        if i >= 0 and s.ends[i] > self.floor:
-            return s.ends[i]
-        return self.floor
 
 
 def _header(payload: bytes) -> tuple[int | None, int | None, int | None]:
