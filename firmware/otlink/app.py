@@ -251,7 +251,11 @@ class App:
                 pause = min(pause * 2, 60000)
 
     async def run(self):
-        await asyncio.gather(*[self._supervise(n, f) for n, f in self.tasks])
+        # One task each, then wait until they have all ended (they run for the node's life).
+        # Not asyncio.gather: it lives in asyncio/funcs.py, a module the heap would carry.
+        live = [asyncio.create_task(self._supervise(n, f)) for n, f in self.tasks]
+        for t in live:
+            await t
 
     def close(self):
         try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -32,7 +33,9 @@ from otlink_tools import node, paths
 from otlink_tools.monitor import Monitor
 from otlink_tools.sim_meter import REFERENCE_POINTS
 
-HEAP_32 = "70K"  # reached; the target is 64K (docs/config.md, "How many points fit")
+# reached; the target is 64K (docs/config.md, "How many points fit"). OTLINK_HEAP32=64K tries
+# another cap without editing the test.
+HEAP_32 = os.environ.get("OTLINK_HEAP32", "70K")
 HEAP_64 = "256K"  # `otlink node run`'s default
 SENSOR_IDS = (70, 71)
 RUN_S = 25  # steady state after every point arrived: two "heap running" lines at least
