@@ -53,6 +53,31 @@ def test_start_and_crc_do_not_allocate():
     clock, model, drv = setup()
     buf = bytearray(b"\xbe\xef\x92")
     mptest.eq(mptest.no_alloc(sht3x.crc8, buf, 0, 2), 0x92, "crc no alloc")
+    mptest.no_alloc(drv.start)
+
+
+class _Answer:
+    """An I2C bus whose sensor always has this 6-byte answer ready (allocates nothing)."""
+
+    def __init__(self, frame):
+        self.frame = frame
+
+    def writeto(self, addr, buf, stop=True):
+        return len(buf)
+
+    def readfrom_into(self, addr, buf, stop=True):
+        for i in range(6):
+            buf[i] = self.frame[i]
+
+
+def test_read_does_not_allocate():
+    # datasheet 4.12 example word 0xBEEF (CRC 0x92) as temperature, 0x1234 as humidity
+    frame = bytearray(b"\xbe\xef\x92\x12\x34\x00")
+    frame[5] = sht3x.crc8(frame, 3, 2)
+    drv = sht3x.SHT3x(_Answer(frame))
+    got = mptest.no_alloc(drv.read)
+    mptest.eq((got[0], got[1]), (0xBEEF, 0x1234), "raw words")
+    mptest.true(mptest.no_alloc(drv.read) is got, "the same list every read")
 
 
 mptest.main(globals())

@@ -36,6 +36,7 @@ class SHT3x:
         self.addr = addr
         self._cmd = bytearray(2)
         self._rx = bytearray(6)
+        self._raw = [0, 0]  # read()'s answer, reused: no tuple per measurement
 
     def _send(self, cmd):
         self._cmd[0] = cmd >> 8
@@ -50,10 +51,14 @@ class SHT3x:
         self._send(_CMD_MEASURE_HIGH)
 
     def read(self):
-        """(raw_temperature, raw_humidity) as 16-bit ints. Raises OSError from the bus
-        (not ready, absent) or CRCError when a word fails its checksum."""
+        """[raw_temperature, raw_humidity] as 16-bit ints, in one list reused by every call
+        (does not allocate). Raises OSError from the bus (not ready, absent) or CRCError
+        when a word fails its checksum."""
         rx = self._rx
         self.i2c.readfrom_into(self.addr, rx)
         if crc8(rx, 0, 2) != rx[2] or crc8(rx, 3, 2) != rx[5]:
             raise CRCError(5)  # EIO
-        return (rx[0] << 8) | rx[1], (rx[3] << 8) | rx[4]
+        raw = self._raw
+        raw[0] = (rx[0] << 8) | rx[1]
+        raw[1] = (rx[3] << 8) | rx[4]
+        return raw
