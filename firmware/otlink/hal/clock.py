@@ -13,6 +13,11 @@
 # clock keeps uptime and the epoch offset split in two small ints (value = hi * 2**24 + lo) so
 # stamp_into() writes a reading's timestamp without allocating; now_ms() and uptime_ms() build
 # the whole int (they allocate: status messages, not hot paths).
+#
+# Wall clock: time.time_ns() counts from the port's epoch, 1970 on the Unix port and 2000 on
+# ports built with a 2000 epoch (time.gmtime(0)[0] says which); sync() converts it to Unix
+# epoch ms, the readings' time base. The source is injectable too: Clock(wall=...), any
+# object with time_ns() and gmtime(secs).
 import struct
 import time
 
@@ -24,6 +29,15 @@ _MASK = const(0x3FFFFFFF)  # TICKS_PERIOD - 1
 _HALF = const(0x20000000)  # TICKS_PERIOD // 2
 _LO = const(0xFFFFFF)  # split ints: value = hi * 2**24 + lo, 0 <= lo < 2**24
 _FOLD_MS = const(60000)  # fold elapsed ticks into the uptime at least this often when read
+_DAY_MS = const(86400000)
+
+
+def epoch_shift_ms(year):
+    """ms from 1970-01-01 to January 1st of `year` (a port's epoch), proleptic Gregorian."""
+    days = 0
+    for y in range(1970, year):
+        days += 366 if (y % 4 == 0 and y % 100 != 0) or y % 400 == 0 else 365
+    return days * _DAY_MS
 
 
 def ticks_add(a, d):
@@ -79,8 +93,9 @@ class Ticks:
 
 
 class Clock:
-    def __init__(self, synced=True, ticks=None):
+    def __init__(self, synced=True, ticks=None, wall=None):
         t = time if ticks is None else ticks
+        self._wall = time if wall is None else wall
         # the source's functions as attributes: a call costs no method lookup, allocates nothing
         self.ticks_ms = t.ticks_ms
         self.ticks_us = t.ticks_us
@@ -97,10 +112,15 @@ class Clock:
             self.sync()
 
     def _elapsed(self):
-        # ms since _t0, after folding into the uptime when more than _FOLD_MS: callers read
-        # the clock far more often than every 2**29 ms (6.2 days), the limit of ticks_diff
+        # ms since _t0, after folding into the uptime when more than _FOLD_MS. _t0 is never
+        # ahead of now, so a negative distance means more than half a period (6.2 days) went
+        # by without a read: it is then the distance modulo the period (up to 12.4 days). The
+        # agent reads the clock at least once a day (every reading stamps it; intervals and
+        # the state interval are at most a day), far inside that.
         now = self.ticks_ms()
         d = self.ticks_diff(now, self._t0)
+        if d < 0:
+            d = d + _MASK + 1  # small ints only: d + 2**30 < 2**30 here
         if d > _FOLD_MS:
             lo = self._up_lo + d
             self._up_hi += lo >> 24
@@ -125,8 +145,11 @@ class Clock:
         self._set = True
 
     def sync(self):
-        # Unix port and boards after ntptime.settime(): time.time_ns() is the wall clock.
-        self.set_epoch_ms(time.time_ns() // 1000000)
+        """Unix port and boards after ntptime.settime(): time.time_ns() is the wall clock,
+        counted from the port's epoch (time.gmtime(0)[0]: 1970 or 2000)."""
+        w = self._wall
+        ns = w.time_ns()
+        self.set_epoch_ms(ns // 1000000 + epoch_shift_ms(w.gmtime(0)[0]))
 
     def _offset(self):
         return (self._off_hi << 24) + self._off_lo
