@@ -45,11 +45,13 @@ def birth_rows(cfg):
     """The point table the birth message carries, one row at a time: (id, name, unit, type,
     scale, offset, source), what a consumer needs to read values. A generator: the table is
     streamed from the validated config into the encoder, never built as a list."""
+    from otlink.core.points import TYPES
     from otlink.sensors import driver_scale
 
-    for p in cfg["points"]:
-        yield (p.id, p.name, p.unit or "", p.type_name(), p.scale, p.offset,
-               "modbus:%d:%s:%d" % (p.slave, p.table, p.address))
+    pts = cfg["points"]  # a Points table (core/points.py): rows read by index
+    for i in range(len(pts)):
+        yield (pts.id(i), pts.name(i), pts.unit(i) or "", TYPES[pts.type(i)], pts.scale(i),
+               pts.offset(i), "modbus:%d:%s:%d" % (pts.slave(i), pts.table(i), pts.address(i)))
     for s in cfg["sensors"]:
         for p in s["points"]:
             sc, off = driver_scale(s, p)

@@ -299,22 +299,23 @@ def _write(cmd, msg, points, writable):
         raise CommandError("commands are disabled in this node's config")
     if pid not in writable:
         raise CommandError("point %r is not writable on this node" % (pid,))
-    for p in points:
-        if p.id == pid:
-            v = cmd.get("value")
-            text = None
-            if isinstance(v, float):
-                text = _number_text(msg, v)
-                if text is None:
-                    raise CommandError("value: cannot read the number's digits")
-            regs, raw, exact = _registers(p, v, text)
-            note = None
-            if not exact:
-                note = {"rounded": True}
-                if raw is not None:
-                    note["raw"] = raw
-            return p, regs, note
-    raise CommandError("point %r is not a Modbus point of this node" % (pid,))
+    k = points.find(pid) if isinstance(pid, int) and not isinstance(pid, bool) else -1
+    if k < 0:
+        raise CommandError("point %r is not a Modbus point of this node" % (pid,))
+    p = points[k]  # the row as a Point snapshot (cold path)
+    v = cmd.get("value")
+    text = None
+    if isinstance(v, float):
+        text = _number_text(msg, v)
+        if text is None:
+            raise CommandError("value: cannot read the number's digits")
+    regs, raw, exact = _registers(p, v, text)
+    note = None
+    if not exact:
+        note = {"rounded": True}
+        if raw is not None:
+            note["raw"] = raw
+    return p, regs, note
 
 
 def reply(rid, error=None, note=None):

@@ -69,8 +69,8 @@ class Poller:
     """Poll the configured points forever; write on request.
 
     Poller(uart, clock, serial_cfg, points, sink): serial_cfg is the validated "serial" section
-    (core/config.py: every field filled in, poll groups in serial_cfg["groups"]), points come
-    from the same validation; sink(rec, n)
+    (core/config.py: every field filled in, poll groups in serial_cfg["groups"]), points is
+    the Points table from the same validation (core/points.py); sink(rec, n)
     receives every reading record (core/reading.py layout) - values and error readings."""
 
     def __init__(self, uart, clock, serial_cfg, points, sink, merge=True):
@@ -97,7 +97,7 @@ class Poller:
         self._retries = self.ser["retries"]
         self._offline_after = self.ser["offline_after"]
         self._bo_first, self._bo_max = self.ser["backoff_ms"]
-        slaves = sorted(set([p.slave for p in points]))
+        slaves = sorted(set([points.slave(i) for i in range(len(points))]))
         self.slaves = slaves
         self._si = {}
         for i, s in enumerate(slaves):
@@ -320,13 +320,14 @@ class Poller:
         flags = self.clock.stamp_into(rec, OFF_T)
         t = None
         sink = self.sink
-        pts = req.points
+        tab = self.points
+        idx = req.idx
         offs = req.offs
-        for i in range(len(pts)):
+        for k in range(len(idx)):
             if code:
-                n = pack_error(pts[i], code, rec, t, flags)
+                n = pack_error(tab, idx[k], code, rec, t, flags)
             else:
-                n = pack_reading(pts[i], rx, offs[i], rec, t, flags)
+                n = pack_reading(tab, idx[k], rx, offs[k], rec, t, flags)
             if n:
                 sink(rec, n)
 

@@ -1,6 +1,6 @@
 # What keeps the agent's boot small in the heap: the config read from the stream and hashed in
 # chunks, raw points dropped as validated, the birth streamed from the point table into a
-# buffer of a known bound, a Point storing only what differs from its class defaults.
+# buffer of a known bound, the points as a table of fixed-size rows (no object per point).
 # heapsize: 384K 32:64K
 import json
 import sys
@@ -81,15 +81,40 @@ def test_birth_rows_bound_and_bytes():
     mptest.eq((b, count), (bytes(buf[:k]), n), "app.encode_birth: exact bytes, point count")
 
 
-def test_point_stores_only_what_differs():
+def test_point_table_rows():
     pts = config.validate(_cfg(4))["points"]
-    plain = pts[1]  # int16, no deadband, no bit: class defaults for bit/onchange/db_raw/text
-    mptest.eq(len(plain.__dict__), 12, "instance attributes of a plain point")
-    mptest.eq((plain.bit, plain.onchange, plain.db_raw, plain.text), (0, False, 0, None),
-              "defaults")
-    mptest.true(len(pts[2].text) == 8, "a 64-bit point keeps its 8 bytes")
+    plain = pts[1]  # int16, no deadband, no bit
+    mptest.eq((plain.bit, plain.onchange, plain.db_raw), (0, False, 0), "a plain row")
+    mptest.eq((plain.name, plain.unit, plain.table, plain.scale, plain.offset),
+              ("pt_1_\u00b5", "V", "holding", 0.1, -40.5), "cold fields read back")
+    # last-value bytes: uint64 (row 2) 8 bytes, string of 2 registers (row 3) 4
+    mptest.eq(len(pts.text), 8 + 4, "text slots of the 64-bit and string points only")
     b = pts[-1]
     mptest.eq((b.bit, b.onchange, b.db_raw), (3, True, 1), "a bit point with a deadband")
+    mptest.eq((pts.find(900), pts.find(901)), (4, -1), "find by id")
+
+
+def test_point_table_bytes_per_point():
+    # What a point costs once validated: the table grown from 20 to 60 points (the raw config
+    # list exists before and after, so only the table is counted).
+    import gc
+
+    ser = config.parse_serial({"port": "/dev/null"})
+    used = []
+    for n in (20, 60):
+        raw = _cfg(n)["points"][:-1]
+        gc.collect()
+        m0 = gc.mem_alloc()
+        pts = config.parse_points(raw, ser)
+        gc.collect()
+        used.append(gc.mem_alloc() - m0)
+        del pts
+    per = (used[1] - used[0]) // 40
+    print("point table: %d bytes for 20 points, %d for 60: %d per point" % (used[0], used[1],
+                                                                           per))
+    # 32-bit: rows 30 B + scale/offset/deadband slots 12 B + the name (~9 B) + a share of the
+    # 64-bit/string last-value bytes; an object per point took ~157 B
+    mptest.true(per <= (64 if sys.maxsize < 2 ** 32 else 96), "%d B per point" % per)
 
 
 mptest.main(globals())

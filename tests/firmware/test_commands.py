@@ -29,7 +29,7 @@ def read_back(p, regs):
         data[3 + 2 * i] = r >> 8
         data[4 + 2 * i] = r & 0xFF
     rec = bytearray(reading.MAX_SIZE)
-    n = pack_reading(p, data, 3, rec, 0, 0)
+    n = pack_reading(p.tab, p.i, data, 3, rec, 0, 0)
     return reading.unpack(rec, n)[4]
 
 
@@ -62,7 +62,7 @@ def test_out_of_range_and_read_only_are_refused():
 
 
 def test_parse_checks_the_allow_list():
-    pts = [point("int16", scale=0.001)]
+    pts = point("int16", scale=0.001).tab
     msg = json.dumps({"id": "r1", "op": "write", "point": 7, "value": 0.5})
     rid, (p, regs, note) = commands.parse(msg, pts, [7])
     mptest.eq((rid, p.id, regs), ("r1", 7, [500]), "allowed write")
@@ -89,42 +89,42 @@ def refused(msg, pts, what):
 
 
 def test_overflow_refused_not_inf_not_crash():
-    refused(cmd(7, "1e300"), [point("float32")], "outside float32")
-    refused(cmd(7, "-3.5e38"), [point("float32")], "outside float32")
-    refused(cmd(7, "1e999"), [point("int16")], "out of range")
-    refused(cmd(7, "1e999"), [point("float64")], "out of range")
-    refused(cmd(7, "2e308"), [point("float64")], "outside float64")
-    refused(cmd(7, "40000"), [point("int16")], "outside int16")
-    refused(cmd(7, "1e5"), [point("int16")], "outside int16")
-    rid, (p, regs, note) = commands.parse(cmd(7, "3.4028235e38"), [point("float32")], [7])
+    refused(cmd(7, "1e300"), point("float32").tab, "outside float32")
+    refused(cmd(7, "-3.5e38"), point("float32").tab, "outside float32")
+    refused(cmd(7, "1e999"), point("int16").tab, "out of range")
+    refused(cmd(7, "1e999"), point("float64").tab, "out of range")
+    refused(cmd(7, "2e308"), point("float64").tab, "outside float64")
+    refused(cmd(7, "40000"), point("int16").tab, "outside int16")
+    refused(cmd(7, "1e5"), point("int16").tab, "outside int16")
+    rid, (p, regs, note) = commands.parse(cmd(7, "3.4028235e38"), point("float32").tab, [7])
     mptest.eq(regs, [0x7F7F, 0xFFFF], "largest float32, rounded to it")
     mptest.eq(note, {"rounded": True}, "rounded, said so")
 
 
 def test_exact_without_floats():
     # on the boards a float in the path turns 16777217 into 16777216
-    rid, (p, regs, note) = commands.parse(cmd(7, "16777217"), [point("int32")], [7])
+    rid, (p, regs, note) = commands.parse(cmd(7, "16777217"), point("int32").tab, [7])
     mptest.eq((regs, note), ([0x0100, 0x0001], None), "int32 16777217 exactly")
-    rid, (p, regs, note) = commands.parse(cmd(7, "9007199254740993"), [point("int64")], [7])
+    rid, (p, regs, note) = commands.parse(cmd(7, "9007199254740993"), point("int64").tab, [7])
     mptest.eq(regs, [0x0020, 0, 0, 1], "int64 2**53 + 1 exactly")
     # the nearest double to 123456.789, not the single 123456.7890625 widened
-    rid, (p, regs, note) = commands.parse(cmd(7, "123456.789"), [point("float64")], [7])
+    rid, (p, regs, note) = commands.parse(cmd(7, "123456.789"), point("float64").tab, [7])
     mptest.eq(regs, [0x40FE, 0x240C, 0x9FBE, 0x76C9], "float64 123456.789")
     mptest.eq(note, {"rounded": True}, "no double holds it exactly: said so")
-    rid, (p, regs, note) = commands.parse(cmd(7, "0.1"), [point("float32", "DCBA")], [7])
+    rid, (p, regs, note) = commands.parse(cmd(7, "0.1"), point("float32", "DCBA").tab, [7])
     mptest.eq(regs, [0xCDCC, 0xCC3D], "float32 0.1 (3dcccccd), bytes reversed")
-    rid, (p, regs, note) = commands.parse(cmd(7, "21.5"), [point("float32")], [7])
+    rid, (p, regs, note) = commands.parse(cmd(7, "21.5"), point("float32").tab, [7])
     mptest.eq((regs, note), ([0x41AC, 0x0000], None), "exact float32")
-    rid, (p, regs, note) = commands.parse(cmd(7, "0.95"), [point("int16", scale=0.001)], [7])
+    rid, (p, regs, note) = commands.parse(cmd(7, "0.95"), point("int16", scale=0.001).tab, [7])
     mptest.eq((regs, note), ([950], None), "0.95 / 0.001 is 950 exactly (decimal scale)")
-    rid, (p, regs, note) = commands.parse(cmd(7, "0.9504"), [point("int16", scale=0.001)], [7])
+    rid, (p, regs, note) = commands.parse(cmd(7, "0.9504"), point("int16", scale=0.001).tab, [7])
     mptest.eq((regs, note), ([950], {"rounded": True, "raw": 950}), "scaled, rounded")
-    rid, (p, regs, note) = commands.parse(cmd(7, "-2.5e-2"), [point("int16", scale=0.001)],
+    rid, (p, regs, note) = commands.parse(cmd(7, "-2.5e-2"), point("int16", scale=0.001).tab,
                                           [7])
     mptest.eq(regs, [0x10000 - 25], "negative with exponent")
-    refused(cmd(7, "1.5"), [point("int16")], "whole numbers")
-    refused(cmd(7, "1e-999"), [point("float32")], "out of range")
-    refused(cmd(7, "true"), [point("int16")], "must be a number")
+    refused(cmd(7, "1.5"), point("int16").tab, "whole numbers")
+    refused(cmd(7, "1e-999"), point("float32").tab, "out of range")
+    refused(cmd(7, "true"), point("int16").tab, "must be a number")
 
 
 class FakeUplink:
@@ -159,7 +159,7 @@ def _run_all(c):
 def test_every_command_answered_busy_ones_too():
     up = FakeUplink()
     pol = FakePoller()
-    c = commands.Commands(up, pol, [point("int16")], [7])
+    c = commands.Commands(up, pol, point("int16").tab, [7])
     for i in range(30):  # back to back, inside one MQTT read burst
         c.on_msg(cmd(7, str(i), "c%d" % i).encode())
     c.on_msg(b"{not json")
@@ -180,7 +180,7 @@ def test_every_command_answered_busy_ones_too():
 def test_retained_command_answered_not_run():
     up = FakeUplink()
     pol = FakePoller()
-    c = commands.Commands(up, pol, [point("int16")], [7])
+    c = commands.Commands(up, pol, point("int16").tab, [7])
     up.retained = True  # replayed by the broker from its retained store at subscribe
     c.on_msg(cmd(7, "5", "old").encode())
     up.retained = False
@@ -254,7 +254,7 @@ def test_fuzz_never_crashes_and_ints_are_exact():
         text = _value_text(r)
         msg = cmd(7, text, "f%d" % i)
         try:
-            rid, (pp, regs, note) = commands.parse(msg, [p], [7])
+            rid, (pp, regs, note) = commands.parse(msg, p.tab, [7])
         except commands.CommandError as e:
             mptest.eq(e.rid, "f%d" % i, "refusal keeps the id")
             refused_n += 1

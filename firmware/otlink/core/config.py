@@ -11,7 +11,8 @@ import json
 from otlink.core import modbus
 from otlink.core.compat import const
 from otlink.core.errors import ConfigError, ConfigErrors
-from otlink.core.points import ORDERS, T_BIT, T_BOOL, T_STRING, TABLES, TYPES, WORDS, Point
+from otlink.core.points import (ORDERS, T_BIT, T_BOOL, T_STRING, TABLES, TYPES, WORDS,
+                                Points)
 
 SCHEMA_VERSION = 1
 
@@ -464,8 +465,8 @@ def _point(ck, cfg, w, ser, first_group):
             ck.bad(w + ".deadband", "must be >= 0")
     if len(ck.errors) + ck.more != n0:
         return None
-    return Point(pid, name, slave, table, address, typ, ORDERS.index(order), bit, words,
-                 scale, offset, unit, group, deadband)
+    return (pid, name, slave, table, address, typ, ORDERS.index(order), bit, words, scale,
+            offset, unit, group, deadband)
 
 
 def _address(ck, cfg, w, table, ser):
@@ -491,37 +492,38 @@ def _address(ck, cfg, w, table, ser):
 def _overlaps(ck, pts, where):
     """Two points of one slave and table reading the same register (or bit) is a mistake;
     type bit points may share a register with each other (other bits) and with a number."""
-    spans = sorted((p.slave, p.table, p.address, p.address + p.span(), i)
-                   for i, p in enumerate(pts) if p.type != T_BIT)
+    spans = sorted((pts.slave(i), pts.fc(i), pts.address(i), pts.address(i) + pts.words(i), i)
+                   for i in range(len(pts)) if pts.b[i * 8 + 2] != T_BIT)
     for k in range(1, len(spans)):
         a = spans[k - 1]
         b = spans[k]
         if a[0] == b[0] and a[1] == b[1] and b[2] < a[3]:
             ck.bad(where[b[4]] + ".address", "registers %d..%d overlap %s (slave %d %s %d..%d): "
                    "two points read the same register" % (b[2], b[3] - 1, where[a[4]], a[0],
-                                                           a[1], a[2], a[3] - 1))
+                                                           TABLES[a[1] - 1], a[2], a[3] - 1))
             spans[k] = a if a[3] > b[3] else b  # compare the next one with the longer span
     seen = {}
-    for i, p in enumerate(pts):
-        if p.type == T_BIT:
-            k = (p.slave, p.table, p.address, p.bit)
+    for i in range(len(pts)):
+        if pts.b[i * 8 + 2] == T_BIT:
+            bit = pts.b[i * 8 + 4]
+            k = (pts.slave(i), pts.fc(i), pts.address(i), bit)
             if k in seen:
                 ck.bad(where[i] + ".bit", "bit %d of register %d is also %s"
-                       % (p.bit, p.address, where[seen[k]]))
+                       % (bit, pts.address(i), where[seen[k]]))
             seen[k] = i
 
 
 def _points(ck, lst, ser, ids, names, consume=False):
     if lst is None:
-        return []
+        return Points(0).seal()
     if not isinstance(lst, list):
         ck.bad("points", "must be a list")
-        return []
+        return Points(0).seal()
     groups = ser["groups"]
     first_group = DEFAULT_GROUP
     if first_group not in groups and groups:
         first_group = sorted(groups, key=lambda n: (groups[n], n))[0]
-    out = []
+    out = Points(len(lst))  # the table's rows, preallocated (core/points.py)
     where = []
     for i, cfg in enumerate(lst):
         w = "points[%d]" % i
@@ -530,12 +532,12 @@ def _points(ck, lst, ser, ids, names, consume=False):
             lst[i] = cfg = None  # the raw dict is garbage now (validate(consume=True))
         if p is None:
             continue
-        _unique(ck, ids, p.id, w + ".id", "point id %d" % p.id)
-        _unique(ck, names, p.name, w + ".name", "name %s" % _show(p.name))
-        out.append(p)
+        _unique(ck, ids, p[0], w + ".id", "point id %d" % p[0])
+        _unique(ck, names, p[1], w + ".name", "name %s" % _show(p[1]))
+        out.add(*p)
         where.append(w)
     _overlaps(ck, out, where)
-    return out
+    return out.seal()
 
 
 def _unique(ck, seen, key, path, what):
@@ -600,15 +602,13 @@ def _commands(ck, d, points):
     if not isinstance(w, list):
         ck.bad("commands.writable", "must be a list of point ids")
         return {"writable": []}
-    tables = {}
-    for p in points:
-        tables[p.id] = p.table
     for i, pid in enumerate(w):
         pp = "commands.writable[%d]" % i
         if isinstance(pid, bool) or not isinstance(pid, int):
             ck.bad(pp, "must be a point id, got %s" % _show(pid))
             continue
-        t = tables.get(pid)
+        k = points.find(pid)
+        t = points[k].table if k >= 0 else None
         if t is None:
             ck.bad(pp, "%d is not a Modbus point id" % pid)
         elif t != "holding" and t != "coil":
@@ -689,7 +689,8 @@ def validate(cfg, buses=None, consume=False):
             ck.bad("groups", "is empty: Modbus points need at least one poll group")
     if points or ser is not None:
         out["serial"] = _serial(ck, ser, groups, need_port)
-    out["points"] = _points(ck, points, out["serial"], ids, names, consume) if points else []
+    out["points"] = (_points(ck, points, out["serial"], ids, names, consume) if points
+                     else Points(0).seal())
     out["sensors"] = _sensors(ck, cfg.get("sensors"), groups, ids, names, buses)
     out["commands"] = _commands(ck, cfg.get("commands"), out["points"])
     if not ids and not ck.errors:
@@ -712,7 +713,7 @@ def parse_serial(serial_cfg, groups=None):
 
 
 def parse_points(points_cfg, serial_cfg):
-    """The points list alone (tools, tests): a list of Point, validated against serial_cfg
+    """The points list alone (tools, tests): a Points table, validated against serial_cfg
     (raw, or parse_serial()'s output). Raises ConfigErrors."""
     ser = serial_cfg
     if not (isinstance(ser, dict) and "high_addresses" in ser and "max_regs" in ser):

@@ -10,31 +10,41 @@
 from otlink.core import modbus
 from otlink.core.errors import ConfigError
 
+try:
+    from array import array
+except ImportError:  # pragma: no cover
+    from uarray import array
+
 
 class Request:
-    """One read request: its prebuilt ADU and where each point sits in the response."""
+    """One read request: its prebuilt ADU and where each point sits in the response.
+    idx: the points' indices in the Points table, offs: each one's byte offset into the
+    response ADU (registers) or bit index (bits); both 16-bit arrays, fixed after plan()."""
 
     def __init__(self, slave, fc, start, count):
         self.slave = slave
         self.fc = fc
         self.start = start
         self.count = count
-        self.points = []
-        self.offs = []  # byte offset into the response ADU (registers) or bit index (bits)
+        self.idx = None
+        self.offs = None
         self.adu = bytearray(8)
         self.resp_len = modbus.response_len(fc, count)
 
-    def finish(self, rtu):
+    def finish(self, rtu, pts, idx):
         n = rtu.build_read(self.slave, self.fc, self.start, self.count)
         self.adu[:] = rtu.tx[:n]
         bits = self.fc <= modbus.FC_READ_DISCRETE
-        for p in self.points:
-            rel = p.address - self.start
-            self.offs.append(rel if bits else 3 + 2 * rel)
+        self.idx = array("H", idx)
+        offs = array("H", idx)
+        for k in range(len(idx)):
+            rel = pts.address(idx[k]) - self.start
+            offs[k] = rel if bits else 3 + 2 * rel
+        self.offs = offs
 
     def __repr__(self):
         return "Request(slave=%d fc=%d start=%d count=%d points=%d)" % (
-            self.slave, self.fc, self.start, self.count, len(self.points))
+            self.slave, self.fc, self.start, self.count, len(self.idx))
 
 
 class Group:
@@ -49,28 +59,28 @@ def _cost_us(fc, span, char_us, per_tx_us):
     return (8 + modbus.response_len(fc, span)) * char_us + per_tx_us
 
 
-def _cut(run, char_us, per_tx_us, cap, gap):
-    """Cut one (slave, fc) run of points, sorted by address, into consecutive requests of
-    least total wire time: exact dynamic programming over the cut positions, O(n^2)."""
+def _cut(pts, run, char_us, per_tx_us, cap, gap):
+    """Cut one (slave, fc) run of point indices, sorted by address, into consecutive requests
+    of least total wire time: exact dynamic programming over the cut positions, O(n^2)."""
     n = len(run)
-    fc = run[0].fc
+    fc = pts.fc(run[0])
     best = [0] * (n + 1)
     back = [0] * (n + 1)
     for j in range(1, n + 1):
         best[j] = -1
         end = 0
         for i in range(j - 1, -1, -1):
-            p = run[i]
-            e = p.address + p.words
+            a = pts.address(run[i])
+            e = a + pts.words(run[i])
             if e > end:
                 end = e
-            span = end - p.address
+            span = end - a
             if span > cap:
                 break
             if i < j - 1:
                 # the hole between run[i] and the rest must not exceed max_gap
-                q = run[i + 1]
-                hole = q.address - e if q.address > e else 0
+                qa = pts.address(run[i + 1])
+                hole = qa - e if qa > e else 0
                 if gap < 0 or hole > gap:
                     break
             c = best[i] + _cost_us(fc, span, char_us, per_tx_us)
@@ -86,8 +96,8 @@ def _cut(run, char_us, per_tx_us, cap, gap):
     return cuts
 
 
-def plan(points, ser, merge=True):
-    """Groups (fastest first, ties by name) each with its Requests.
+def plan(pts, ser, merge=True):
+    """Groups (fastest first, ties by name) each with its Requests, for the Points table pts.
 
     ser is parse_serial()'s output. Points of one slave and table are cut into the requests of
     least wire time for the configured baud (a hole is read when its 2 bytes per register cost
@@ -99,41 +109,41 @@ def plan(points, ser, merge=True):
     char_us = modbus.char_us(ser["baud"], ser["parity"], ser["stop_bits"])
     per_tx_us = ser.get("frame_gap_us") or modbus.t35_us(ser["baud"])
     groups = []
+    sl = pts.slave
+    fc = pts.fc
+    ad = pts.address
+    wd = pts.words
     for name in sorted(ser["groups"], key=lambda n: (ser["groups"][n], n)):
         g = Group(name, ser["groups"][name])
-        mine = [p for p in points if p.group == name]
-        mine.sort(key=lambda p: (p.slave, p.fc, p.address, p.words))
+        mine = [i for i in range(len(pts)) if pts.group(i) == name]
+        mine.sort(key=lambda i: (sl(i), fc(i), ad(i), wd(i)))
         i = 0
         while i < len(mine):
             j = i
-            while (j < len(mine) and mine[j].slave == mine[i].slave
-                   and mine[j].fc == mine[i].fc):
+            while j < len(mine) and sl(mine[j]) == sl(mine[i]) and fc(mine[j]) == fc(mine[i]):
                 j += 1
             run = mine[i:j]
-            bits = run[0].fc <= modbus.FC_READ_DISCRETE
+            bits = fc(run[0]) <= modbus.FC_READ_DISCRETE
             cap = ser["max_bits"] if bits else ser["max_regs"]
             gap = ser["max_gap_bits"] if bits else ser["max_gap_regs"]
             for p in run:
-                if p.words > cap:
+                if wd(p) > cap:
                     raise ConfigError("serial.max_regs", "point %d spans %d, more than %d"
-                                      % (p.id, p.words, cap))
+                                      % (pts.id(p), wd(p), cap))
             if merge:
-                cuts = _cut(run, char_us, per_tx_us, cap, gap)
+                cuts = _cut(pts, run, char_us, per_tx_us, cap, gap)
             else:
                 cuts = [(k, k + 1) for k in range(len(run))]
             for a, b in cuts:
-                start = run[a].address
+                start = ad(run[a])
                 end = 0
                 for p in run[a:b]:
-                    if p.address + p.words > end:
-                        end = p.address + p.words
-                r = Request(run[a].slave, run[a].fc, start, end - start)
-                r.points = run[a:b]
+                    if ad(p) + wd(p) > end:
+                        end = ad(p) + wd(p)
+                r = Request(sl(run[a]), fc(run[a]), start, end - start)
+                r.finish(rtu, pts, run[a:b])
                 g.requests.append(r)
             i = j
-        for r in g.requests:
-            r.resp_len = modbus.response_len(r.fc, r.count)
-            r.finish(rtu)
         if g.requests:
             groups.append(g)
     return groups

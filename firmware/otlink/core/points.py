@@ -52,86 +52,219 @@ _FAR = const(536805377)  # 8192 * 65536 - 65535: the least |d| when |dh| > _NEAR
 _SMALL = const(0x20000000)  # 2**29: differences below it are computed as small ints
 
 
-class Point:
-    """One configured point plus its report-on-change state.
+_NB = const(8)  # bytes per point in Points.b
+_B_SLAVE = const(0)
+_B_FC = const(1)
+_B_TYPE = const(2)
+_B_ORDER = const(3)  # index into ORDERS: bit 0 word swap, bit 1 byte swap
+_B_BIT = const(4)
+_B_GROUP = const(5)  # index into Points.groups
+_B_ONCHANGE = const(6)  # 1: a deadband is configured, report on change beyond it only
+_B_UNIT = const(7)  # index into Points.units
+_NH = const(5)  # 16-bit fields per point in Points.h
+_H_ID = const(0)
+_H_ADDR = const(1)
+_H_WORDS = const(2)  # registers (or 1 bit, for coil/discrete)
+_H_TOFF = const(3)  # offset of the point's last-value bytes in Points.text
+_H_NAME = const(4)  # end of the point's name in Points.names (it starts at the previous end)
+_NS = const(3)  # report state per point in Points.s: err, last, last_lo
 
-    RAM matters (60 points must fit next to WiFi + MQTT on an ESP32): an instance keeps at
-    most 16 attributes - what decoding needs, 12 for a point without deadband, bit or byte
-    buffer (class defaults) - and the cold config (name, table, scale, offset, unit,
-    deadband) in one tuple behind properties. err is -1 until something was reported, 0 after
-    a value, else the error code last reported. The last reported raw value: 16/32-bit types
-    and float32 keep it as high/low 16-bit halves in last/last_lo (small ints on any board);
-    64-bit types keep its 8 bytes (little endian) in self.text; strings keep the text in
-    self.text and its length in last."""
 
-    # Defaults an instance does not store unless it differs: MicroPython keeps instance
-    # attributes in a hash table of 8, 10, 12 or 17 slots (8 bytes each on 32-bit), so 12
-    # stored attributes instead of 16 save 48 bytes per point (a 60-point map: 12.3 -> 9.5 KB).
-    bit = 0
-    onchange = False  # no deadband configured: report every poll (the real interval)
-    db_raw = 0
-    text = None
+class Points:
+    """The configured Modbus points as a table: fixed-size rows in a few preallocated arrays
+    (no object per point), indexed 0..len-1 in config order. RAM matters (60 points next to
+    WiFi + MQTT on an ESP32): a row is 8 bytes (b) + 10 (h) + 12 (s) + 8 (scale, offset in
+    lists of shared objects) + 4 (db_raw) + its name in one blob, ~45 bytes instead of ~157
+    for an object with a dict of attributes.
 
-    def __init__(self, pid, name, slave, table, address, typ, order, bit, words, scale,
-                 offset, unit, group, deadband):
-        self.id = pid
-        self.slave = slave
-        self.fc = modbus.read_fc(table)
-        self.address = address
-        self.type = typ
-        self.order = order  # index into ORDERS: bit 0 word swap, bit 1 byte swap
-        if bit:
-            self.bit = bit
-        self.words = words  # registers (or 1 bit, for coil/discrete)
-        self.group = group
-        # A deadband (0 included): report on change beyond it only.
+    Report-on-change state, in s: err is -1 until something was reported, 0 after a value,
+    else the error code last reported; the last reported raw value: 16/32-bit types and
+    float32 keep it as high/low 16-bit halves in last/last_lo (small ints on any board);
+    64-bit types keep its 8 bytes (little endian) in text[toff:toff+8]; strings keep the text
+    there and its length in last. db_raw: the deadband as the raw threshold (a float for
+    float points). Cold fields (name, unit, table, scale, offset, group) have accessors;
+    pts[i] gives a Point snapshot for cold code (allocates)."""
+
+    def __init__(self, cap):
+        self.n = 0
+        self.b = bytearray(_NB * cap)
+        self.h = array("H", bytes(2 * _NH * cap))
+        self.s = array("i", bytes(4 * _NS * cap))
+        self.scale_ = []
+        self.offset_ = []
+        self.db_raw = []
+        self.names = bytearray()
+        self.units = [None]
+        self.groups = []
+        self.text = None  # sized by seal()
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError("point index")
+        return Point(self, i)
+
+    def add(self, pid, name, slave, table, address, typ, order, bit, words, scale, offset,
+            unit, group, deadband):
+        """Append one validated point (config.py); returns its index."""
+        i = self.n
+        self.n = i + 1
+        b = self.b
+        k = i * _NB
+        b[k + _B_SLAVE] = slave
+        b[k + _B_FC] = modbus.read_fc(table)
+        b[k + _B_TYPE] = typ
+        b[k + _B_ORDER] = order
+        b[k + _B_BIT] = bit
+        b[k + _B_GROUP] = _index(self.groups, group)
+        b[k + _B_UNIT] = _index(self.units, unit)
+        h = self.h
+        k = i * _NH
+        h[k + _H_ID] = pid
+        h[k + _H_ADDR] = address
+        h[k + _H_WORDS] = words
+        self.names.extend(name.encode())
+        h[k + _H_NAME] = len(self.names)
+        db = 0
         if deadband is not None:
-            self.onchange = True
+            b[i * _NB + _B_ONCHANGE] = 1
             if typ == T_FLOAT32 or typ == T_FLOAT64:
-                self.db_raw = deadband / abs(scale)  # float threshold
+                db = deadband / abs(scale)  # float threshold
             else:
                 # |d_raw| * |scale| >= deadband  <=>  |d_raw| >= ceil(deadband / |scale|)
                 q = deadband / abs(scale)
-                n = int(q)
-                self.db_raw = n if n == q else n + 1
-        else:
-            deadband = 0
-        if typ == T_STRING:
-            self.text = bytearray(2 * words)
-        elif typ == T_INT64 or typ == T_UINT64 or typ == T_FLOAT64:
-            self.text = bytearray(8)
-        self.meta = (name, table, scale, offset, unit, deadband)
-        self.reset()
+                db = int(q)
+                if db != q:
+                    db += 1
+        self.db_raw.append(db)
+        self.scale_.append(_shared(self.scale_, scale))
+        self.offset_.append(_shared(self.offset_, offset))
+        return i
+
+    def seal(self):
+        """After the last add(): size the last-value bytes of string and 64-bit points and
+        forget every last report."""
+        h = self.h
+        b = self.b
+        t = 0
+        for i in range(self.n):
+            h[i * _NH + _H_TOFF] = t
+            typ = b[i * _NB + _B_TYPE]
+            if typ == T_STRING:
+                t += 2 * h[i * _NH + _H_WORDS]
+            elif typ == T_INT64 or typ == T_UINT64 or typ == T_FLOAT64:
+                t += 8
+        self.text = bytearray(t)
+        for i in range(self.n):
+            self.reset(i)
+        return self
+
+    def reset(self, i):
+        """Forget point i's last report: its next value is always reported."""
+        s = self.s
+        s[i * _NS] = -1
+        s[i * _NS + 1] = 0
+        s[i * _NS + 2] = 0
+
+    def find(self, pid):
+        """Index of the point with id pid, or -1."""
+        h = self.h
+        for i in range(self.n):
+            if h[i * _NH + _H_ID] == pid:
+                return i
+        return -1
+
+    # cold accessors (config checks, planner, commands, birth)
+    def id(self, i):
+        return self.h[i * _NH + _H_ID]
+
+    def slave(self, i):
+        return self.b[i * _NB + _B_SLAVE]
+
+    def fc(self, i):
+        return self.b[i * _NB + _B_FC]
+
+    def address(self, i):
+        return self.h[i * _NH + _H_ADDR]
+
+    def words(self, i):
+        return self.h[i * _NH + _H_WORDS]
+
+    def group(self, i):
+        return self.groups[self.b[i * _NB + _B_GROUP]]
+
+    def name(self, i):
+        a = self.h[(i - 1) * _NH + _H_NAME] if i else 0
+        return str(self.names[a:self.h[i * _NH + _H_NAME]], "utf-8")
+
+    def err(self, i):
+        return self.s[i * _NS]
+
+    def type(self, i):
+        return self.b[i * _NB + _B_TYPE]
+
+    def table(self, i):
+        return TABLES[self.b[i * _NB + _B_FC] - 1]  # FC 01..04 in TABLES order
+
+    def unit(self, i):
+        return self.units[self.b[i * _NB + _B_UNIT]]
+
+    def scale(self, i):
+        return self.scale_[i]
+
+    def offset(self, i):
+        return self.offset_[i]
+
+
+def _index(lst, v):
+    # index of v in lst, appended when new (a few distinct units / groups)
+    for k in range(len(lst)):
+        if lst[k] == v:
+            return k
+    lst.append(v)
+    return len(lst) - 1
+
+
+def _shared(lst, v):
+    # an equal number of the same type already in lst, so equal scales share one float
+    for x in lst:
+        if x == v and type(x) is type(v):
+            return x
+    return v
+
+
+class Point:
+    """Point i of a Points table, its config as plain attributes: a snapshot for cold code
+    (validation, commands, tools, tests); tab and i lead back to the table."""
+
+    def __init__(self, tab, i):
+        self.tab = tab
+        self.i = i
+        b = tab.b
+        k = i * _NB
+        self.id = tab.id(i)
+        self.name = tab.name(i)
+        self.slave = b[k + _B_SLAVE]
+        self.fc = b[k + _B_FC]
+        self.table = tab.table(i)
+        self.address = tab.address(i)
+        self.type = b[k + _B_TYPE]
+        self.order = b[k + _B_ORDER]
+        self.bit = b[k + _B_BIT]
+        self.words = tab.words(i)
+        self.group = tab.group(i)
+        self.unit = tab.units[b[k + _B_UNIT]]
+        self.scale = tab.scale_[i]
+        self.offset = tab.offset_[i]
+        self.onchange = b[k + _B_ONCHANGE] == 1
+        self.db_raw = tab.db_raw[i]
 
     def reset(self):
-        """Forget the last report: the next value is always reported."""
-        self.err = -1
-        self.last = 0
-        self.last_lo = 0
-
-    @property
-    def name(self):
-        return self.meta[0]
-
-    @property
-    def table(self):
-        return self.meta[1]
-
-    @property
-    def scale(self):
-        return self.meta[2]
-
-    @property
-    def offset(self):
-        return self.meta[3]
-
-    @property
-    def unit(self):
-        return self.meta[4]
-
-    @property
-    def deadband(self):
-        return self.meta[5]
+        self.tab.reset(self.i)
 
     def type_name(self):
         return TYPES[self.type]
@@ -161,6 +294,7 @@ def order_word(data, off, w, nwords, order):
 
 
 _RAW = bytearray(8)  # the 8 value bytes of a 64-bit point, little endian
+_RAW2 = bytearray(8)  # the last reported 8 bytes, copied out of Points.text for a comparison
 _D = [0, 0, 0, 0, 0]  # 16-bit limbs of a difference, least significant first
 _FS = array("f", (0.0, 0.0)) if array else None  # float deadband scratch (boxes on read)
 _DS = array("d", (0.0, 0.0)) if array else None
@@ -275,48 +409,60 @@ def _u64_float_into(rec, raw):
     struct.pack_into("<HHHH", rec, HEADER, q0, q1, q2, (e << 4) | (q3 & 0xF))
 
 
-def _float_moved(p, rec, typ, hi, lo):
+def _float_moved(tab, i, rec, typ, hi, lo):
     # Deadband of a float point: boxes floats (the one allocating comparison, measured by
     # test_modbus_points). The new value is in hi/lo (float32) or _RAW (float64).
     if typ == T_FLOAT32:
         f = _FS
-        struct.pack_into("<HHHH", f, 0, lo, hi, p.last_lo, p.last)
+        s = tab.s
+        struct.pack_into("<HHHH", f, 0, lo, hi, s[i * _NS + 2], s[i * _NS + 1])
     else:
         f = _DS
-        struct.pack_into("<8s8s", f, 0, _RAW, p.text)
+        struct.pack_into("<8s", f, 0, _RAW)
+        t = tab.text
+        o = tab.h[i * _NH + _H_TOFF]
+        for k in range(8):
+            _RAW2[k] = t[o + k]
+        struct.pack_into("<8s", f, 8, _RAW2)
     d = f[0] - f[1]
     if d < 0:
         d = -d
-    return not d < p.db_raw  # NaN (to or from a number) counts as moved: it is reported
+    return not d < tab.db_raw[i]  # NaN (to or from a number) counts as moved: it is reported
 
 
-def pack_reading(p, data, off, rec, t, flags):
-    """Decode point p from a response and pack its reading into rec.
+def pack_reading(tab, i, data, off, rec, t, flags):
+    """Decode point i of the table tab (Points) from a response and pack its reading into rec.
 
-    data[off:] holds p's first register (big-endian 16-bit words as on the wire); for
+    data[off:] holds the point's first register (big-endian 16-bit words as on the wire); for
     coil/discrete points off is the bit index into data[3:]. t is the timestamp (ms), or None
     when the caller already stamped rec[4:12]. Returns the record length, or 0 when the value
     is within the deadband of the last report (nothing to send)."""
-    typ = p.type
-    order = p.order
+    b = tab.b
+    k = i * _NB
+    typ = b[k + _B_TYPE]
+    order = b[k + _B_ORDER]
+    onchange = b[k + _B_ONCHANGE]
+    pid = tab.h[i * _NH + _H_ID]
+    s = tab.s
+    j = i * _NS  # s[j]: err, s[j + 1]: last, s[j + 2]: last_lo
     if typ <= T_UINT16 or typ == T_BIT or typ == T_BOOL:
         if typ == T_BOOL:
             v = (data[3 + (off >> 3)] >> (off & 7)) & 1
         else:
             v = _u16(data, off, order >> 1)
             if typ == T_BIT:
-                v = (v >> p.bit) & 1
+                v = (v >> b[k + _B_BIT]) & 1
             elif typ == T_INT16 and v & 0x8000:
                 v -= 0x10000
-        if p.err == 0 and p.onchange:
-            d = v - p.last
+        if s[j] == 0 and onchange:
+            d = v - s[j + 1]
             if d < 0:
                 d = -d
-            if d == 0 or d < p.db_raw:
+            if d == 0 or d < tab.db_raw[i]:
                 return 0
-        p.err = 0
-        p.last = v
-        _head(rec, p.id, KIND_INT, flags, t)
+        s[j] = 0
+        s[j + 1] = v
+        _head(rec, pid, KIND_INT, flags, t)
         struct.pack_into("<q", rec, HEADER, v)
         return SIZE
     if typ == T_INT32 or typ == T_UINT32 or typ == T_FLOAT32:
@@ -325,30 +471,33 @@ def pack_reading(p, data, off, rec, t, flags):
         lo = order_word(data, off, 1, 2, order)
         if typ == T_INT32 and hi & 0x8000:
             hi -= 0x10000
-        if p.err == 0 and p.onchange:
-            if hi == p.last and lo == p.last_lo:
+        if s[j] == 0 and onchange:
+            if hi == s[j + 1] and lo == s[j + 2]:
                 return 0
-            if p.db_raw:
+            db = tab.db_raw[i]
+            if db:
                 if typ == T_FLOAT32:
-                    if not _float_moved(p, rec, typ, hi, lo):
+                    if not _float_moved(tab, i, rec, typ, hi, lo):
                         return 0
-                elif not _beyond32(hi - p.last, lo - p.last_lo, p.db_raw):
+                elif not _beyond32(hi - s[j + 1], lo - s[j + 2], db):
                     return 0
-        p.err = 0
-        p.last = hi
-        p.last_lo = lo
+        s[j] = 0
+        s[j + 1] = hi
+        s[j + 2] = lo
         if typ == T_FLOAT32:
-            _head(rec, p.id, KIND_FLOAT, flags, t)
+            _head(rec, pid, KIND_FLOAT, flags, t)
             _f32_into(rec, hi & 0xFFFF, lo)
         else:
-            _head(rec, p.id, KIND_INT, flags, t)
+            _head(rec, pid, KIND_INT, flags, t)
             # little-endian int64: low half, high half, then the sign extension
             struct.pack_into("<HHi", rec, HEADER, lo, hi & 0xFFFF, -1 if hi < 0 else 0)
         return SIZE
+    tx = tab.text
+    to = tab.h[i * _NH + _H_TOFF]
     if typ == T_STRING:
         # Decode straight into the record, then compare with our own copy of the last report.
         n = 0
-        lim = 2 * p.words
+        lim = 2 * tab.h[i * _NH + _H_WORDS]
         if lim > MAX_TEXT:
             lim = MAX_TEXT
         bswap = order >> 1
@@ -358,18 +507,17 @@ def pack_reading(p, data, off, rec, t, flags):
                 break
             rec[HEADER + n] = c
             n += 1
-        tx = p.text
-        if p.err == 0 and p.onchange and n == p.last:
-            i = 0
-            while i < n and tx[i] == rec[HEADER + i]:
-                i += 1
-            if i == n:
+        if s[j] == 0 and onchange and n == s[j + 1]:
+            m = 0
+            while m < n and tx[to + m] == rec[HEADER + m]:
+                m += 1
+            if m == n:
                 return 0
-        for i in range(n):
-            tx[i] = rec[HEADER + i]
-        p.last = n
-        p.err = 0
-        _head(rec, p.id, KIND_TEXT, flags, t)
+        for m in range(n):
+            tx[to + m] = rec[HEADER + m]
+        s[j + 1] = n
+        s[j] = 0
+        _head(rec, pid, KIND_TEXT, flags, t)
         return HEADER + n
     # 64-bit integers and float64: the 8 value bytes, little endian, as they go in the record
     raw = _RAW
@@ -377,40 +525,45 @@ def pack_reading(p, data, off, rec, t, flags):
         x = order_word(data, off, w, 4, order)
         raw[7 - 2 * w] = x >> 8
         raw[6 - 2 * w] = x & 0xFF
-    tx = p.text
-    if p.err == 0 and p.onchange:
-        i = 0
-        while i < 8 and raw[i] == tx[i]:
-            i += 1
-        if i == 8:
+    if s[j] == 0 and onchange:
+        m = 0
+        while m < 8 and raw[m] == tx[to + m]:
+            m += 1
+        if m == 8:
             return 0
-        if p.db_raw:
+        db = tab.db_raw[i]
+        if db:
             if typ == T_FLOAT64:
-                if not _float_moved(p, rec, typ, 0, 0):
+                if not _float_moved(tab, i, rec, typ, 0, 0):
                     return 0
-            elif not _beyond64(raw, tx, typ == T_INT64, p.db_raw):
-                return 0
-    p.err = 0
-    for i in range(8):
-        tx[i] = raw[i]
+            else:
+                last = _RAW2
+                for m in range(8):
+                    last[m] = tx[to + m]
+                if not _beyond64(raw, last, typ == T_INT64, db):
+                    return 0
+    s[j] = 0
+    for m in range(8):
+        tx[to + m] = raw[m]
     if typ == T_UINT64 and raw[7] & 0x80:
         # Beyond int64: carried as the nearest float64 (documented), computed on limbs.
-        _head(rec, p.id, KIND_FLOAT, flags, t)
+        _head(rec, pid, KIND_FLOAT, flags, t)
         _u64_float_into(rec, raw)
         return SIZE
-    _head(rec, p.id, KIND_FLOAT if typ == T_FLOAT64 else KIND_INT, flags, t)
-    for i in range(8):
-        rec[HEADER + i] = raw[i]
+    _head(rec, pid, KIND_FLOAT if typ == T_FLOAT64 else KIND_INT, flags, t)
+    for m in range(8):
+        rec[HEADER + m] = raw[m]
     return SIZE
 
 
-def pack_error(p, code, rec, t, flags):
-    """Pack an error reading for p, or return 0 when the same error was already reported.
-    t as for pack_reading()."""
-    if p.err == code:
+def pack_error(tab, i, code, rec, t, flags):
+    """Pack an error reading for point i of tab, or return 0 when the same error was already
+    reported. t as for pack_reading()."""
+    s = tab.s
+    if s[i * _NS] == code:
         return 0
-    p.err = code
-    _head(rec, p.id, KIND_ERR, flags, t)
+    s[i * _NS] = code
+    _head(rec, tab.h[i * _NH + _H_ID], KIND_ERR, flags, t)
     struct.pack_into("<q", rec, HEADER, code)
     return SIZE
 
