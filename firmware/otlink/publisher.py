@@ -13,6 +13,12 @@
 #
 # Blocking: each step does at most one MQTT operation, each bounded by the uplink's
 # deadline, then yields to the other tasks.
+#
+# Ticks wrap (hal/clock.py): a stored tick may be compared after an idle of any length (a
+# replay deadline days after the last replay, the state time after a session that started
+# without publishing state), when ticks_diff's distance has wrapped. Each one is judged by the
+# range it can be in: a deadline is at most its own gap ahead of now (replay gap, linger),
+# a past time never ahead, so a distance outside that range means "long ago": due.
 import asyncio
 import struct
 
@@ -68,8 +74,8 @@ class Publisher:
         self._inflight = []  # consumer mode: [last_seq, boot, sent_ticks]
         self._hold_until = None  # live: partial batch seen, wait for linger
         self._has_backlog = False
-        self._replay_ok = clock.ticks_ms()
-        self._state_at = clock.ticks_ms()
+        self._replay_ok = clock.ticks_ms()  # next backlog batch not before (at most a gap ahead)
+        self._state_at = clock.ticks_ms()  # last state message (never ahead)
         self.running = True
         # counters
         self.batches = 0
@@ -229,7 +235,8 @@ class Publisher:
         now = self.clock.ticks_ms()
         if self.mode == "consumer":
             fl = self._inflight
-            if fl and self.clock.ticks_diff(now, fl[0][2]) > self.ack_timeout_ms:
+            d = self.clock.ticks_diff(now, fl[0][2]) if fl else 0
+            if d > self.ack_timeout_ms or d < 0:  # d < 0: sent more than 6.2 days ago
                 # The consumer did not confirm: send again from the oldest unacknowledged.
                 self.ack_timeouts += 1
                 self._inflight = []
@@ -239,7 +246,7 @@ class Publisher:
                 return False
         # live (or single) stream first, unless it is lingering on a partial batch
         hold = self._hold_until
-        if hold is None or self.clock.ticks_diff(now, hold) >= 0:
+        if hold is None or self._passed(now, hold, self.linger_ms):
             hist_flag = False
             stop = None
             if self._hist is None and self._has_backlog:
@@ -264,7 +271,7 @@ class Publisher:
                 self._hold_until = None
         # backlog replay, rate-capped, between live batches
         if self._hist is not None:
-            if self.replay_gap_ms and self.clock.ticks_diff(now, self._replay_ok) < 0:
+            if self.replay_gap_ms and not self._passed(now, self._replay_ok, self.replay_gap_ms):
                 return False
             cnt, full = self._fill(self._hist, True, self._hist_end)
             if cnt < 0:
@@ -278,6 +285,19 @@ class Publisher:
             self._hist_delivered(self.enc.last_seq)
             return True
         return False
+
+    def _passed(self, now, deadline, gap):
+        """now is at or past deadline, which was set at most gap ms ahead of some earlier now:
+        a distance of more than gap before it means the deadline is from long ago (its
+        ticks_diff wrapped after an idle of more than 6.2 days)."""
+        d = self.clock.ticks_diff(now, deadline)
+        return d >= 0 or d < -gap
+
+    def state_due(self):
+        """The periodic state message is due: state_ms since the last one, or a distance that
+        went negative (more than 6.2 days ago: e.g. a session that started without one)."""
+        d = self.clock.ticks_diff(self.clock.ticks_ms(), self._state_at)
+        return d >= self.state_ms or d < 0
 
     def _delivered(self, last, boot):
         """The live/single stream published up to `last`."""
@@ -386,7 +406,7 @@ class Publisher:
             try:
                 up.poll()
                 sent = self.step()
-                if clock.ticks_diff(clock.ticks_ms(), self._state_at) >= self.state_ms:
+                if self.state_due():
                     self._publish_state()
             except OSError:
                 # the uplink dropped the session and scheduled a retry; start over then

@@ -1,7 +1,8 @@
-# heapsize: 96K
+# heapsize: 192K 32:128K
 # Stored ticks across the boards' 2**30 wrap outside the Modbus path: the clock's uptime after
 # an idle longer than half a period, the wall clock from a port with a 2000 epoch, and the
 # publisher's and uplink's deadlines after idles of days (each a case that went wrong before).
+import gc
 import struct
 
 from modbus_sim import T0, sim_clock
@@ -59,6 +60,116 @@ def test_sync_counts_from_the_ports_epoch():
     import time
     eq(time.gmtime(0)[0], 1970, "the Unix port counts from 1970")
     true(abs(c.now_ms() - time.time_ns() // 1000000) < 1000, "the Unix port's wall clock")
+
+
+# --- the publisher ---------------------------------------------------------------------
+class Up:
+    """What the Publisher needs of an Uplink: publish() stands for a completed QoS1 publish."""
+
+    def __init__(self):
+        self.t_data = b"otlink/s/n/data"
+        self.t_state = b"otlink/s/n/state"
+        self.connected = True
+        self.connects = 1
+        self.on_ack = None
+        self.sent = []  # (topic, payload bytes)
+
+    def publish(self, topic, payload, qos=1, retain=False):
+        self.sent.append((topic, bytes(payload)))
+
+    def poll(self):
+        pass
+
+    def count(self, topic):
+        return len([1 for t, _p in self.sent if t == topic])
+
+
+BIRTH = {"node": "n", "fw": "t", "config_hash": "0" * 8, "boot": 1,
+         "points": [{"id": 1, "name": "p1", "unit": "V", "type": "int32", "scale": 1.0,
+                     "offset": 0, "source": "test"}]}
+
+
+def _pub(mode="broker", **cfg):
+    from otlink.core.config import parse_mqtt
+    from otlink.publisher import Publisher
+    from ramqueue import RamQueue
+    gc.collect()
+    ticks, clock = sim_clock(ms=P - 5000)  # the ms ticks wrap in the first 5 s
+    q = RamQueue(clock, capacity=128, slot=reading.SIZE)
+    up = Up()
+    c = {"host": "127.0.0.1", "ack": mode, "qos": 1, "batch_max": 50, "linger_ms": 0,
+         "replay_rate": 10}
+    c.update(cfg)
+    return ticks, q, up, Publisher(q, up, clock, parse_mqtt(c), BIRTH)
+
+
+def _put(q, n):
+    rec = bytearray(reading.SIZE)
+    for i in range(n):
+        reading.pack_int(rec, 1, T0 + i, i)
+        q.append(rec, reading.SIZE)
+
+
+def test_replay_after_days_without_one_is_not_held():
+    # the replay deadline is refreshed only by a replay: a backlog a week after the last one
+    # compared against it and waited up to 6.2 more days
+    ticks, q, up, p = _pub()
+    _put(q, 60)
+    p._session_start()
+    n = 0
+    while n < 10 and q.depth():
+        p.step()
+        ticks.advance(100000)
+        n += 1
+    eq((q.depth(), p.hist_batches), (0, 2), "first backlog replayed")
+    for days in (7, 13):
+        ticks.advance(days * DAY_MS * 1000)
+        _put(q, 60)
+        p._session_start()  # reconnected with a backlog
+        eq(p.step(), True, "after %d days the new backlog's first batch goes out at once"
+           % days)
+        eq(p.step(), False, "the next waits its gap")
+        ticks.advance(100000)
+        eq(p.step(), True, "then goes")
+
+
+def test_state_resumes_after_a_long_gap():
+    # the state time is refreshed only by a state message; compared after a week (here: the
+    # loop's first turn a week after the last state) it waited up to 6.2 more days
+    import asyncio
+    ticks, q, up, p = _pub(state_interval_s=60)
+    p._session_start()
+    eq(up.count(up.t_state), 1, "state at session start")
+    true(not p.state_due(), "not due yet")
+    ticks.advance(61000000)
+    true(p.state_due(), "due after state_interval_s")
+    p._publish_state()
+    ticks.advance(7 * DAY_MS * 1000)
+
+    async def go():
+        t = asyncio.create_task(p.run())
+        await asyncio.sleep_ms(50)
+        p.running = False
+        await t
+
+    asyncio.run(go())
+    eq(up.count(up.t_state), 3, "a state message on the loop's first turn")
+
+
+def test_linger_and_ack_timeout_after_a_long_gap():
+    ticks, q, up, p = _pub(linger_ms=200)
+    p._session_start()
+    _put(q, 3)
+    eq(p.step(), False, "partial batch lingers")
+    ticks.advance(7 * DAY_MS * 1000)
+    eq(p.step(), True, "a linger deadline from a week ago has passed")
+    ticks, q, up, p = _pub("consumer")
+    p._session_start()
+    _put(q, 3)
+    eq(p.step(), True, "sent, awaiting the consumer's ack")
+    ticks.advance(7 * DAY_MS * 1000)
+    p.step()
+    eq(p.ack_timeouts, 1, "an ack awaited for a week has timed out")
 
 
 import mptest  # noqa: E402
