@@ -16,6 +16,11 @@
 # Errors: the session raises OSError (or TlsError / MQTTException on connect) and marks
 # itself down; the Publisher (the supervisor) decides when to call connect() again, which
 # honours the backoff. Nothing here waits without a deadline.
+#
+# Time: every tick (socket deadlines, keepalive, the reconnect schedule) comes from the
+# injected clock and is summed and compared with its ticks_add / ticks_diff, so a clock on the
+# boards' 2**30 period (hal/clock.py Ticks, started near the wrap) drives all of it. The
+# clock must move with real time: the socket waits real time against its deadlines.
 import errno
 import select
 import socket
@@ -40,29 +45,34 @@ class DeadlineSocket:
     deadline armed by the Uplink before each MQTT operation; past it, OSError(ETIMEDOUT).
     Writes are gathered in a preallocated buffer and sent as one segment before the next
     read, on flush() or when full (umqtt writes a packet in 4-6 small pieces). write() into
-    the buffer allocates nothing (tests/firmware/test_uplink.py checks it under heap_lock)."""
+    the buffer allocates nothing (tests/firmware/test_uplink.py checks it under heap_lock).
+    ticks: the clock (ticks_ms, ticks_add, ticks_diff); the time module by default."""
 
-    def __init__(self, out, timeout_ms):
+    def __init__(self, out, timeout_ms, ticks=None):
+        t = time if ticks is None else ticks
+        self._ms = t.ticks_ms
+        self._add = t.ticks_add
+        self._diff = t.ticks_diff
         self.raw = socket.socket()
         self._io = self.raw
         self._poll = select.poll()
         self._poll.register(self.raw, _POLLIN)
         self._polled = self.raw
-        self._deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+        self._deadline = self._add(self._ms(), timeout_ms)
         self._peek = False  # umqtt.check_msg(): the first read returns None when idle
         self._out = out  # the Uplink's buffer, allocated once (no 2 KiB per reconnect)
         self._outmv = memoryview(out)
         self._nout = 0
         self.nodelay = False
-        self.last_rx = time.ticks_ms()
+        self.last_rx = self._ms()
         self.last_tx = self.last_rx
         self.tls = None
 
     def arm(self, timeout_ms):
-        self._deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+        self._deadline = self._add(self._ms(), timeout_ms)
 
     def left_ms(self):
-        d = time.ticks_diff(self._deadline, time.ticks_ms())
+        d = self._diff(self._deadline, self._ms())
         if d <= 0:
             raise OSError(errno.ETIMEDOUT)
         return d
@@ -128,7 +138,7 @@ class DeadlineSocket:
             if r == 0:
                 raise OSError(errno.ECONNRESET)  # the broker closed the connection
             got += r
-        self.last_rx = time.ticks_ms()
+        self.last_rx = self._ms()
         return bytes(buf)
 
     def readinto(self, mv):
@@ -151,7 +161,7 @@ class DeadlineSocket:
             if r == 0:
                 raise OSError(errno.ECONNRESET)
             got += r
-        self.last_rx = time.ticks_ms()
+        self.last_rx = self._ms()
 
     def write(self, data, n=-1):
         if n < 0:
@@ -195,7 +205,7 @@ class DeadlineSocket:
                 self._wait(_POLLOUT)
                 continue
             off += r
-        self.last_tx = time.ticks_ms()
+        self.last_tx = self._ms()
 
     def readable(self):
         """True when data (or EOF) is waiting: lets the caller skip check_msg when idle."""
@@ -309,18 +319,21 @@ class Uplink:
 
     # --- connection --------------------------------------------------------------------
     def _new_socket(self):
-        s = DeadlineSocket(self._out, self.connect_timeout_ms)
+        s = DeadlineSocket(self._out, self.connect_timeout_ms, self.clock)
         self.sock = s
         return s
 
     def due(self):
-        """True when a (re)connect attempt is allowed now by the backoff schedule."""
-        return time.ticks_diff(self.clock.ticks_ms(), self._next_try) >= 0
+        """True when a (re)connect attempt is allowed now by the backoff schedule. _next_try
+        is set at most backoff_max ahead and may be read days later (after close(), or an
+        initial time never re-armed): a distance of more than backoff_max before it means its
+        ticks_diff wrapped (more than 6.2 days ago), so it is due."""
+        return self.wait_ms() == 0
 
     def wait_ms(self):
         """ms until the next attempt is allowed (0 when due)."""
-        d = time.ticks_diff(self._next_try, self.clock.ticks_ms())
-        return d if d > 0 else 0
+        d = self.clock.ticks_diff(self._next_try, self.clock.ticks_ms())
+        return d if 0 < d <= self.backoff_max else 0
 
     def connect(self, birth=None, will=None):
         """One bounded attempt (at most connect_timeout_ms plus the TLS handshake). Returns
@@ -378,7 +391,7 @@ class Uplink:
             b = self.backoff_max
         self._backoff = b
         half = b // 2
-        self._next_try = time.ticks_add(self.clock.ticks_ms(), half + self._rand(half + 1))
+        self._next_try = self.clock.ticks_add(self.clock.ticks_ms(), half + self._rand(half + 1))
 
     def _drop(self):
         if self.connected:
@@ -430,12 +443,16 @@ class Uplink:
                 s.arm(self.op_timeout_ms)
                 self.client.check_msg()
                 n += 1
-            now = time.ticks_ms()
-            ka = self.keepalive_s * 1000
+            clock = self.clock
+            now = clock.ticks_ms()
+            ka = self.keepalive_s * 1000  # at most 98 Ms with the grace: < 2**29
             if ka:
-                if time.ticks_diff(now, s.last_rx) > ka + ka // 2:
+                # a negative distance: the last byte is more than 6.2 days old (wrapped)
+                d = clock.ticks_diff(now, s.last_rx)
+                if d > ka + ka // 2 or d < 0:
                     raise OSError(errno.ETIMEDOUT)  # no PINGRESP: half-open connection
-                if time.ticks_diff(now, s.last_tx) > ka // 2:
+                d = clock.ticks_diff(now, s.last_tx)
+                if d > ka // 2 or d < 0:
                     s.arm(self.op_timeout_ms)
                     self.client.ping()
                     s.flush()

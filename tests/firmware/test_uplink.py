@@ -1,24 +1,42 @@
 # heapsize: 112K 32:96K
 # Uplink without a broker: topics, reconnect backoff bounds with jitter (exponential, capped,
 # reset by a connection), no TLS module loaded unless configured, the write-coalescing path
-# of the deadline socket under heap_lock, and the deadline itself.
+# of the deadline socket under heap_lock, and the deadline itself. Time runs on the boards'
+# 2**30 ticks period, starting just before the wrap, and comes from the injected clock only.
 import errno
 import gc
 import sys
-import time
 
 from otlink import uplink
 from otlink.core.config import parse_mqtt
+from otlink.hal.clock import Clock, Ticks, ticks_add, ticks_diff
 gc.collect()
 import mptest  # noqa: E402
 
+P = 1 << 30
+DAY_MS = 86400000
+
 
 class FakeClock:
+    """ms ticks on the boards' period that move only when the test says (advance)."""
+
     def __init__(self):
-        self.t = 5000
+        self.t = P - 100  # the first backoff delays end past the wrap
 
     def ticks_ms(self):
         return self.t
+
+    def ticks_add(self, a, d):
+        return ticks_add(a, d)
+
+    def ticks_diff(self, a, b):
+        return ticks_diff(a, b)
+
+    def advance(self, ms):
+        while ms > 0:
+            step = ms if ms < 0x10000000 else 0x10000000
+            self.t = ticks_add(self.t, step)
+            ms -= step
 
 
 def make(rand, **cfg):
@@ -32,7 +50,7 @@ def delays(up, n):
     out = []
     for _ in range(n):
         up._failed(OSError(errno.ECONNREFUSED))
-        out.append(time.ticks_diff(up._next_try, up.clock.t))
+        out.append(ticks_diff(up._next_try, up.clock.t))
     return out
 
 
@@ -72,8 +90,23 @@ def test_backoff_gates_connect_and_counts():
     mptest.eq(up.connect(), False, "connect refused by the schedule")
     mptest.eq(up.failures, 1, "no attempt made")
     mptest.eq(up.last_error, "MQTT: timed out", "error text")
-    up.clock.t += 250
+    up.clock.advance(249)
+    mptest.eq((up.due(), up.wait_ms()), (False, 1), "1 ms to go, past the wrap")
+    up.clock.advance(1)
     mptest.eq(up.due(), True, "due after the delay")
+
+
+def test_backoff_schedule_read_days_later_is_due():
+    # _next_try is re-armed only by a failure: read a week later (after close(), or the time
+    # set at construction) ticks_diff's distance had wrapped and connect waited up to 6.2 days
+    for days in (7, 10, 12):
+        up = make(lambda n: n - 1, backoff_ms=[500, 60000])
+        up._failed(OSError(errno.ECONNREFUSED))
+        up.clock.advance(days * DAY_MS)
+        mptest.eq((up.due(), up.wait_ms()), (True, 0), "due after %d days" % days)
+    up = make(None)
+    up.clock.advance(7 * DAY_MS)
+    mptest.eq(up.due(), True, "the construction time a week on")
 
 
 def test_no_tls_module_without_tls():
@@ -98,12 +131,29 @@ def test_deadline_socket_write_coalesces_without_allocating():
 
 
 def test_deadline_socket_deadline():
-    s = uplink.DeadlineSocket(bytearray(16), 0)
+    for ticks in (None, Clock(synced=False, ticks=Ticks(ms=P - 3000))):
+        s = uplink.DeadlineSocket(bytearray(16), 0, ticks)
+        try:
+            e = mptest.raises(OSError, s.left_ms)
+            mptest.eq(e.args[0], errno.ETIMEDOUT, "past the deadline")
+            s.arm(10000)  # on the clock started near the wrap: the deadline is past it
+            mptest.true(9000 < s.left_ms() <= 10000, "re-armed")
+            if ticks is not None:
+                mptest.true(s._deadline < 10000, "deadline past the wrap")
+        finally:
+            s.close()
+
+
+def test_session_time_is_the_clocks():
+    # the socket's deadlines and keepalive times are the uplink's clock's ticks (they mixed
+    # the time module's with the clock's: right only while the clock was the time module)
+    up = make(None)
+    up.clock = Clock(synced=False, ticks=Ticks(ms=P - 3000))
+    s = up._new_socket()
     try:
-        e = mptest.raises(OSError, s.left_ms)
-        mptest.eq(e.args[0], errno.ETIMEDOUT, "past the deadline")
-        s.arm(10000)
-        mptest.true(9000 < s.left_ms() <= 10000, "re-armed")
+        mptest.true(ticks_diff(s.last_rx, up.clock.ticks_ms()) <= 0 and
+                    ticks_diff(up.clock.ticks_ms(), s.last_rx) < 1000, "last_rx on the clock")
+        mptest.true(s._deadline < 10000, "deadline on the clock, past its wrap")
     finally:
         s.close()
 

@@ -165,10 +165,7 @@ def test_monitor_bad_payloads_reported_never_crash(broker):
 SESSION_MP = r'''
 import json, sys, time
 from otlink.uplink import Uplink
-
-class Clock:
-    def ticks_ms(self):
-        return time.ticks_ms()
+from otlink.hal.clock import Clock  # the agent's clock: the uplink takes every tick from it
 
 o = json.load(open(sys.argv[1]))
 cmds = []
