@@ -96,7 +96,7 @@ for typ, scale, offset, text in json.load(open(sys.argv[1])):
                        "scale": scale, "offset": offset}], SERIAL)[0]
     msg = '{"id": 1, "op": "write", "point": 7, "value": %s}' % text
     try:
-        rid, (pp, regs, note) = commands.parse(msg, [p], [7])
+        rid, (pp, regs, note) = commands.parse(msg, p.tab, [7])
         out.write(json.dumps(["ok", regs]) + "\n")
     except commands.CommandError as e:
         out.write(json.dumps(["refused", str(e)]) + "\n")
