@@ -24,7 +24,8 @@ class RamQueue:
         self._len = bytearray(capacity)  # record lengths (<= 255)
         self._boots = array("I", bytes(4 * capacity))
         # append time for oldest-age: ticks_ms() (a small int: the ticks period is 2**30 or
-        # less), so ages are right across the ticks wrap up to half a period (6.2 days)
+        # less). An append time is never ahead of now, so a negative ticks_diff means more
+        # than half a period (6.2 days) ago: stats() takes it modulo the period (12.4 days)
         self._t = array("i", bytes(4 * capacity))
         for i in range(capacity):
             self._boots[i] = boot
@@ -104,5 +105,7 @@ class RamQueue:
         age = 0
         if self._n:
             age = self.clock.ticks_diff(self.clock.ticks_ms(), self._t[self._head])
+            if age < 0:
+                age = age + 0x3FFFFFFF + 1  # the boards' period, 2**30, in small ints
         return {"depth": self._n, "oldest_age_ms": age, "drops": self.drops, "boot": self.boot,
                 "bytes_used": self._n * self._slot, "next_seq": wrap(self._seq0 + self._n)}

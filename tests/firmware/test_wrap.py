@@ -172,6 +172,16 @@ def test_linger_and_ack_timeout_after_a_long_gap():
     eq(p.ack_timeouts, 1, "an ack awaited for a week has timed out")
 
 
+def test_ram_queue_oldest_age_past_half_a_period():
+    from ramqueue import RamQueue
+    ticks, clock = sim_clock(ms=P - 5000)
+    q = RamQueue(clock, capacity=4, slot=reading.SIZE)
+    _put(q, 1)
+    for days in (1, 6, 7, 12):
+        ticks.advance(days * DAY_MS * 1000 - (ticks.elapsed_ms * 1000))
+        eq(q.stats()["oldest_age_ms"], days * DAY_MS, "age after %d days" % days)
+
+
 import mptest  # noqa: E402
 
 mptest.main(globals())
