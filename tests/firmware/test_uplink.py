@@ -1,4 +1,4 @@
-# heapsize: 112K 32:96K
+# heapsize: 128K 32:96K
 # Uplink without a broker: topics, reconnect backoff bounds with jitter (exponential, capped,
 # reset by a connection), no TLS module loaded unless configured, the write-coalescing path
 # of the deadline socket under heap_lock, and the deadline itself. Time runs on the boards'

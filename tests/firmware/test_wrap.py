@@ -1,4 +1,4 @@
-# heapsize: 192K 32:128K
+# heapsize: 208K 32:64K
 # Stored ticks across the boards' 2**30 wrap outside the Modbus path: the clock's uptime after
 # an idle longer than half a period, the wall clock from a port with a 2000 epoch, and the
 # publisher's and uplink's deadlines after idles of days (each a case that went wrong before).
