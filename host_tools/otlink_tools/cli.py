@@ -42,8 +42,9 @@ def _argparse_monitor(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node", default="+", help="node to follow (default all)")
     p.add_argument("--format", choices=monitor.FORMATS, default="table")
     p.add_argument("--group", help="join shared subscription group NAME ($share/NAME/...)")
-    p.add_argument("--ack", action="store_true",
-                   help="consumer acknowledgement: ack what has been written out")
+    p.add_argument("--ack", action=argparse.BooleanOptionalAction, default=True,
+                   help="consumer acknowledgement (default on): ack to the node what has been "
+                        "written out; --no-ack for a viewer beside another acking consumer")
     p.add_argument("--fsync", action="store_true", help="fsync the output before each ack")
     p.add_argument("--ack-wait", type=float, default=monitor.ACK_WAIT_S, metavar="S",
                    help="--ack, first contact with a node and boot: wait S seconds for the "

@@ -5,15 +5,16 @@ deduplicated by (node, boot, seq); holes in a node's sequence are reported (and 
 again when a replay fills them). `--group NAME` joins an MQTT shared subscription
 ($share/NAME/...) so several monitors split one fleet's data; each member then sees only
 part of every node's sequence, so gap detection is off (duplicates are still dropped).
-`--ack` is consumer acknowledgement: after the rows of a batch are written and flushed,
-the monitor publishes (retained, QoS 1) the highest contiguous seq it has written for that
-node and boot on the node's ack topic; the node's queue advances only then. Before its
-first ack for a node and boot the monitor must know where the node's unacknowledged range
-starts (acktrack.Track): from the retained ack, or from a birth it saw live (the node
-connecting, so its first batch is its oldest unacknowledged); otherwise it waits --ack-wait
-seconds (default 15, past the node's 10 s ack timeout) for the node to resend from its
-oldest unacknowledged batch. `--count N` stops after exactly N readings (a batch is cut
-there; an ack covers only what was written).
+Consumer acknowledgement is on by default (`--no-ack` turns it off, for a viewer beside
+another acknowledging consumer; nodes default to `"ack": "consumer"`, docs/uplink.md): after
+the rows of a batch are written and flushed, the monitor publishes (retained, QoS 1) the
+highest contiguous seq it has written for that node and boot on the node's ack topic; the
+node's queue advances only then. Before its first ack for a node and boot the monitor must
+know where the node's unacknowledged range starts (acktrack.Track): from the retained ack,
+or from a birth it saw live (the node connecting, so its first batch is its oldest
+unacknowledged); otherwise it waits --ack-wait seconds (default 15, past the node's 10 s ack
+timeout) for the node to resend from its oldest unacknowledged batch. `--count N` stops
+after exactly N readings (a batch is cut there; an ack covers only what was written).
 
 When the reader of the output goes away (a closed pipe, as in `otlink monitor | head`), the
 monitor stops quietly with exit status 141, like a Unix tool ended by SIGPIPE.
@@ -82,7 +83,7 @@ class Monitor:
     def __init__(self, host: str = "127.0.0.1", port: int = 1883, prefix: str = "otlink",
                  site: str = "+", node: str = "+", fmt: str = "table",
                  out: IO[str] | None = None, err: IO[str] | None = None,
-                 group: str | None = None, ack: bool = False,
+                 group: str | None = None, ack: bool = True,
                  cafile: str | None = None, cert: str | None = None, key: str | None = None,
                  tls_hostname: str | None = None, user: str | None = None,
                  password: str | None = None, client_id: str = "", keepalive: int = 30,

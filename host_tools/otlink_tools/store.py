@@ -100,7 +100,7 @@ class Store:
         self._mon = Monitor(host, port, prefix=prefix, site=site, node=node, group=group,
                             cafile=cafile, cert=cert, key=key, user=user, password=password,
                             client_id=client_id, keepalive=keepalive, out=io.StringIO(),
-                            err=self.err, live=False)
+                            err=self.err, live=False, ack=False)
         self._mon.group = None  # its note on gap detection is the monitor's, not ours
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   clean_session=not client_id, protocol=mqtt.MQTTv311,
@@ -491,8 +491,9 @@ def build_parser(p) -> None:
     p.add_argument("--site", default="+", help="site to store (default all)")
     p.add_argument("--node", default="+", help="node to store (default all)")
     p.add_argument("--group", help="join shared subscription group NAME ($share/NAME/...)")
-    p.add_argument("--ack", action="store_true",
-                   help="consumer acknowledgement: ack to the node what the database committed")
+    p.add_argument("--ack", action=argparse.BooleanOptionalAction, default=True,
+                   help="consumer acknowledgement (default on): ack to the node what the "
+                        "database committed")
     p.add_argument("--cafile", help="CA certificate to verify the broker (enables TLS)")
     p.add_argument("--cert", help="client certificate (with --key)")
     p.add_argument("--key", help="client private key")

@@ -80,6 +80,7 @@ def test_security_rules():
     mptest.eq(config.validate(c)["mqtt"]["port"], 8883, "TLS default port")
     c = base()
     c["mqtt"]["qos"] = 0
+    c["mqtt"]["ack"] = "broker"  # the default is "consumer"
     mptest.eq(err(c)[0], "mqtt.qos", "qos0 with broker ack")
     c = base()
     c["board"] = "esp32"

@@ -417,7 +417,7 @@ def _garbage_per_reading(first_seq, n=100, untimed=False):
     up = FakeUplink()
     up.publish = lambda t, p, qos=1, retain=False: None  # keep nothing
     p = Publisher(q, up, clock, parse_mqtt({"host": "127.0.0.1", "linger_ms": 0,
-                                            "replay_rate": 0}), BIRTH)
+                                            "replay_rate": 0, "ack": "broker"}), BIRTH)
     p._session_start()
     recs = []
     t0 = clock.uptime_ms() if untimed else clock.now_ms()

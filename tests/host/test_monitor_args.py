@@ -67,6 +67,11 @@ def test_valid_topic_arguments_still_accepted(capsys, broker):
                    "plant/a/otlink", "--site", "+", "--node", "meter-07", "--group", "g1")
     assert rc == 0, err
     mon = Monitor(prefix="plant/a/otlink", site="s1", node="+", group="g1")
+    # acknowledging (the default): the ack topic first, for the retained position
+    assert mon.subscriptions() == ["plant/a/otlink/s1/+/ack",
+                                   "$share/g1/plant/a/otlink/s1/+/data",
+                                   "plant/a/otlink/s1/+/birth", "plant/a/otlink/s1/+/state"]
+    mon = Monitor(prefix="plant/a/otlink", site="s1", node="+", group="g1", ack=False)
     assert mon.subscriptions() == ["$share/g1/plant/a/otlink/s1/+/data",
                                    "plant/a/otlink/s1/+/birth", "plant/a/otlink/s1/+/state"]
 

@@ -301,7 +301,7 @@ def _mqtt(ck, d, node_id, site):
         "keepalive_s": _int(ck, d, "keepalive_s", p, 30, 0, 65535),
         "qos": _int(ck, d, "qos", p, 1, 0, 1),
         "prefix": _str(ck, d, "prefix", p, "otlink"),
-        "ack": _str(ck, d, "ack", p, "broker", ACK_MODES),
+        "ack": _str(ck, d, "ack", p, "consumer", ACK_MODES),
         "batch_max": _int(ck, d, "batch_max", p, 50, 1, 500),
         "batch_bytes": _int(ck, d, "batch_bytes", p, 1024, BATCH_BYTES_MIN, BATCH_BYTES_MAX),
         "linger_ms": _int(ck, d, "linger_ms", p, 200, 0, 60000),
