@@ -1,6 +1,6 @@
 """What a consumer holds of one node's sequence, and how far it may acknowledge it.
 
-Shared by `otlink monitor --ack` and `otlink store --ack` (docs/historian.md "Acks"): an
+Shared by `otlink monitor --ack` and `otlink store --ack` (docs/historian.md "First contact"): an
 ack of seq s tells the node that everything of that boot up to s is stored, and the node
 drops it from its queue. So the ack must never pass a hole, and a consumer must know where
 the node's unacknowledged range starts before its first ack.
