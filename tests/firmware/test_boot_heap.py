@@ -94,27 +94,24 @@ def test_point_table_rows():
     mptest.eq((pts.find(900), pts.find(901)), (4, -1), "find by id")
 
 
-def test_point_table_bytes_per_point():
-    # What a point costs once validated: the table grown from 20 to 60 points (the raw config
-    # list exists before and after, so only the table is counted).
-    import gc
+def test_point_table_limits():
+    from otlink.core.points import Points
 
-    ser = config.parse_serial({"port": "/dev/null"})
-    used = []
-    for n in (20, 60):
-        raw = _cfg(n)["points"][:-1]
-        gc.collect()
-        m0 = gc.mem_alloc()
-        pts = config.parse_points(raw, ser)
-        gc.collect()
-        used.append(gc.mem_alloc() - m0)
-        del pts
-    per = (used[1] - used[0]) // 40
-    print("point table: %d bytes for 20 points, %d for 60: %d per point" % (used[0], used[1],
-                                                                           per))
-    # 32-bit: rows 30 B + scale/offset/deadband slots 12 B + the name (~9 B) + a share of the
-    # 64-bit/string last-value bytes; an object per point took ~157 B
-    mptest.true(per <= (64 if sys.maxsize < 2 ** 32 else 96), "%d B per point" % per)
+    # units and groups are one-byte indices: the 256th distinct unit is refused (config.py
+    # names the point), not stored as a wrapped index
+    pts = Points(256)
+    for i in range(255):
+        pts.add(i, "p", 1, "input", i, 0, 0, 0, 1, 1, 0, "u%d" % i, "default", None)
+    mptest.raises(ValueError, pts.add, 255, "p", 1, "input", 255, 0, 0, 0, 1, 1, 0, "u255",
+                  "default", None)
+    mptest.eq((len(pts), pts.seal()[254].unit), (255, "u254"), "no row taken by the refusal")
+    if sys.maxsize < 2 ** 32:
+        return  # names past 64 KiB do not fit this build's 64K heap cap
+    # names (and texts) past 64 KiB keep their offsets (32-bit offsets)
+    pts = Points(2)
+    pts.add(1, "x" * 65600, 1, "input", 0, 0, 0, 0, 1, 1, 0, None, "default", None)
+    pts.add(2, "second", 1, "input", 1, 0, 0, 0, 1, 1, 0, None, "default", None)
+    mptest.eq(pts.seal().name(1), "second", "a name after 64 KiB of names")
 
 
 mptest.main(globals())

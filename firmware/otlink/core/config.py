@@ -534,7 +534,11 @@ def _points(ck, lst, ser, ids, names, consume=False):
             continue
         _unique(ck, ids, p[0], w + ".id", "point id %d" % p[0])
         _unique(ck, names, p[1], w + ".name", "name %s" % _show(p[1]))
-        out.add(*p)
+        try:
+            out.add(*p)
+        except ValueError as e:  # a unit or group index past one byte
+            ck.bad(w + ".unit", str(e))
+            continue
         where.append(w)
     _overlaps(ck, out, where)
     return out.seal()

@@ -61,21 +61,24 @@ _B_BIT = const(4)
 _B_GROUP = const(5)  # index into Points.groups
 _B_ONCHANGE = const(6)  # 1: a deadband is configured, report on change beyond it only
 _B_UNIT = const(7)  # index into Points.units
-_NH = const(5)  # 16-bit fields per point in Points.h
+_NH = const(3)  # 16-bit fields per point in Points.h
 _H_ID = const(0)
 _H_ADDR = const(1)
 _H_WORDS = const(2)  # registers (or 1 bit, for coil/discrete)
-_H_TOFF = const(3)  # offset of the point's last-value bytes in Points.text
-_H_NAME = const(4)  # end of the point's name in Points.names (it starts at the previous end)
+# offsets into the blobs, in Points.o (32-bit: names and texts may pass 64 KiB on a big host)
+_O_TOFF = const(0)  # offset of the point's last-value bytes in Points.text
+_O_NAME = const(1)  # end of the point's name in Points.names (it starts at the previous end)
 _NS = const(3)  # report state per point in Points.s: err, last, last_lo
 
 
 class Points:
     """The configured Modbus points as a table: fixed-size rows in a few preallocated arrays
     (no object per point), indexed 0..len-1 in config order. RAM matters (60 points next to
-    WiFi + MQTT on an ESP32): a row is 8 bytes (b) + 10 (h) + 12 (s) + 8 (scale, offset in
-    lists of shared objects) + 4 (db_raw) + its name in one blob, ~45 bytes instead of ~157
-    for an object with a dict of attributes.
+    WiFi + MQTT on an ESP32): a row is 8 bytes (b) + 6 (h) + 8 (o) + 12 (s) + 12 (the scale,
+    offset and db_raw slots; equal scales and offsets share one object) + its name in one
+    blob: about 55 bytes on a 32-bit board (test_boot_heap measures it) instead of ~157 for
+    an object with a dict of attributes. Units and groups are indices into short lists of the
+    distinct ones (at most 255 each).
 
     Report-on-change state, in s: err is -1 until something was reported, 0 after a value,
     else the error code last reported; the last reported raw value: 16/32-bit types and
@@ -89,6 +92,7 @@ class Points:
         self.n = 0
         self.b = bytearray(_NB * cap)
         self.h = array("H", bytes(2 * _NH * cap))
+        self.o = array("I", bytes(8 * cap))
         self.s = array("i", bytes(4 * _NS * cap))
         self.scale_ = []
         self.offset_ = []
@@ -111,6 +115,8 @@ class Points:
     def add(self, pid, name, slave, table, address, typ, order, bit, words, scale, offset,
             unit, group, deadband):
         """Append one validated point (config.py); returns its index."""
+        gi = _index(self.groups, group)  # raises before the row is taken
+        ui = _index(self.units, unit)
         i = self.n
         self.n = i + 1
         b = self.b
@@ -120,15 +126,15 @@ class Points:
         b[k + _B_TYPE] = typ
         b[k + _B_ORDER] = order
         b[k + _B_BIT] = bit
-        b[k + _B_GROUP] = _index(self.groups, group)
-        b[k + _B_UNIT] = _index(self.units, unit)
+        b[k + _B_GROUP] = gi
+        b[k + _B_UNIT] = ui
         h = self.h
         k = i * _NH
         h[k + _H_ID] = pid
         h[k + _H_ADDR] = address
         h[k + _H_WORDS] = words
         self.names.extend(name.encode())
-        h[k + _H_NAME] = len(self.names)
+        self.o[2 * i + _O_NAME] = len(self.names)
         db = 0
         if deadband is not None:
             b[i * _NB + _B_ONCHANGE] = 1
@@ -152,7 +158,7 @@ class Points:
         b = self.b
         t = 0
         for i in range(self.n):
-            h[i * _NH + _H_TOFF] = t
+            self.o[2 * i + _O_TOFF] = t
             typ = b[i * _NB + _B_TYPE]
             if typ == T_STRING:
                 t += 2 * h[i * _NH + _H_WORDS]
@@ -198,8 +204,9 @@ class Points:
         return self.groups[self.b[i * _NB + _B_GROUP]]
 
     def name(self, i):
-        a = self.h[(i - 1) * _NH + _H_NAME] if i else 0
-        return str(self.names[a:self.h[i * _NH + _H_NAME]], "utf-8")
+        o = self.o
+        a = o[2 * i - 2 + _O_NAME] if i else 0
+        return str(self.names[a:o[2 * i + _O_NAME]], "utf-8")
 
     def err(self, i):
         return self.s[i * _NS]
@@ -221,10 +228,12 @@ class Points:
 
 
 def _index(lst, v):
-    # index of v in lst, appended when new (a few distinct units / groups)
+    # index of v in lst, appended when new (a few distinct units / groups: one byte each)
     for k in range(len(lst)):
         if lst[k] == v:
             return k
+    if len(lst) > 255:
+        raise ValueError("more than 255 distinct units or groups")
     lst.append(v)
     return len(lst) - 1
 
@@ -420,7 +429,7 @@ def _float_moved(tab, i, rec, typ, hi, lo):
         f = _DS
         struct.pack_into("<8s", f, 0, _RAW)
         t = tab.text
-        o = tab.h[i * _NH + _H_TOFF]
+        o = tab.o[2 * i + _O_TOFF]
         for k in range(8):
             _RAW2[k] = t[o + k]
         struct.pack_into("<8s", f, 8, _RAW2)
@@ -493,7 +502,7 @@ def pack_reading(tab, i, data, off, rec, t, flags):
             struct.pack_into("<HHi", rec, HEADER, lo, hi & 0xFFFF, -1 if hi < 0 else 0)
         return SIZE
     tx = tab.text
-    to = tab.h[i * _NH + _H_TOFF]
+    to = tab.o[2 * i + _O_TOFF]
     if typ == T_STRING:
         # Decode straight into the record, then compare with our own copy of the last report.
         n = 0
