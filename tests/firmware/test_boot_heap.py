@@ -114,4 +114,27 @@ def test_point_table_limits():
     mptest.eq(pts.seal().name(1), "second", "a name after 64 KiB of names")
 
 
+def test_point_table_bytes_per_point():
+    # What a point costs once validated: the table grown from 20 to 60 points (the raw config
+    # list exists before and after, so only the table is counted).
+    import gc
+
+    ser = config.parse_serial({"port": "/dev/null"})
+    used = []
+    for n in (20, 60):
+        raw = _cfg(n)["points"][:-1]
+        gc.collect()
+        m0 = gc.mem_alloc()
+        pts = config.parse_points(raw, ser)
+        gc.collect()
+        used.append(gc.mem_alloc() - m0)
+        del pts
+    per = (used[1] - used[0]) // 40
+    print("point table: %d bytes for 20 points, %d for 60: %d per point" % (used[0], used[1],
+                                                                           per))
+    # 32-bit: rows 34 B + scale/offset/db_raw slots 12 B + the name (~9 B) + a share of the
+    # 64-bit/string last-value bytes, measured 54 B; an object per point took ~157 B
+    mptest.true(per <= (64 if sys.maxsize < 2 ** 32 else 96), "%d B per point" % per)
+
+
 mptest.main(globals())
