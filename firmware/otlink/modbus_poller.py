@@ -28,6 +28,8 @@ except ImportError:  # pragma: no cover
     import uasyncio as asyncio
 
 from otlink.core import modbus, planner
+from otlink.core.planner import (NQ, Q_COUNT, Q_END, Q_FC, Q_FIRST, Q_RESP, Q_SLAVE,
+                                 Q_START)
 from otlink.core.compat import const
 from otlink.core.points import pack_error, pack_reading
 from otlink.core.errors import ERR_EXCEPTION
@@ -82,7 +84,10 @@ class Poller:
         self.ser = serial_cfg  # validated once, by core/config.py
         self.sink = sink
         self.points = points
-        self.groups = planner.plan(points, self.ser, merge)
+        self.plan = planner.plan(points, self.ser, merge)
+        self.groups = self.plan.groups
+        self._q = self.plan.q
+        self._tx = bytearray(8)  # the request being sent, copied from the plan's ADUs
         self.rtu = modbus.Rtu()
         self._rxa = self.rtu.rx
         self._rxb = bytearray(modbus.MAX_ADU)
@@ -129,7 +134,7 @@ class Poller:
         self._echo_bad = False
         self._first = 0
         # pipelined decode: the last completed request and its result
-        self._pend = None
+        self._pend = -1  # request index (planner.Plan), -1: none
         self._pend_code = 0
         self._pend_rx = None
         self._wq = []  # pending writes: [slave, fc, addr, values, count, event, result]
@@ -232,7 +237,7 @@ class Poller:
             adu = self._adu
             n = self._n
             u.write(adu, n)
-            if self._pend is not None:
+            if self._pend >= 0:
                 self._flush()  # decode the previous response while this request is on the wire
             self._echo_left = n if self._echo else 0
             self._echo_bad = False
@@ -311,7 +316,7 @@ class Poller:
 
     def _flush(self):
         req = self._pend
-        self._pend = None
+        self._pend = -1
         code = self._pend_code
         rx = self._pend_rx
         rec = self.rec
@@ -321,24 +326,27 @@ class Poller:
         t = None
         sink = self.sink
         tab = self.points
-        idx = req.idx
-        offs = req.offs
-        for k in range(len(idx)):
+        plan = self.plan
+        idx = plan.idx
+        offs = plan.offs
+        q = self._q
+        k = req * NQ
+        for m in range(q[k + Q_FIRST], q[k + Q_END]):
             if code:
-                n = pack_error(tab, idx[k], code, rec, t, flags)
+                n = pack_error(tab, idx[m], code, rec, t, flags)
             else:
-                n = pack_reading(tab, idx[k], rx, offs[k], rec, t, flags)
+                n = pack_reading(tab, idx[m], rx, offs[m], rec, t, flags)
             if n:
                 sink(rec, n)
 
     def _fail_group(self, g, code):
         # The pending answer (if any) is flushed first by _emit; then one error per request.
-        for req in g.requests:
+        for req in range(g.first, g.end):
             self._emit(req, code, None)
         self._flush()
 
     def _emit(self, req, code, rx):
-        if self._pend is not None:
+        if self._pend >= 0:
             self._flush()
         self._pend = req
         self._pend_code = code
@@ -374,9 +382,11 @@ class Poller:
     # ---- polling ----------------------------------------------------------------------------
 
     def _prepare(self, req):
-        """Set up a read of req; False when its slave is in backoff (an offline reading is
-        emitted instead)."""
-        si = self._si[req.slave]
+        """Set up a read of request req (an index into the plan); False when its slave is in
+        backoff (an offline reading is emitted instead)."""
+        q = self._q
+        k = req * NQ
+        si = self._si[q[k + Q_SLAVE]]
         if not self._may_ask(si, self.clock.ticks_ms()):
             self._inc(si * _NC + _C_SKIPPED)
             self._emit(req, modbus.ERR_OFFLINE, None)
@@ -385,17 +395,22 @@ class Poller:
         # alternate response buffers so the pending decode keeps its bytes
         rx = self._rxb if self._pend_rx is self._rxa else self._rxa
         rtu.rx = rx
-        rtu.slave = req.slave
-        rtu.fc = req.fc
-        rtu.addr = req.start
-        rtu.count = req.count
+        rtu.slave = q[k + Q_SLAVE]
+        rtu.fc = q[k + Q_FC]
+        rtu.addr = q[k + Q_START]
+        rtu.count = q[k + Q_COUNT]
+        tx = self._tx
+        adu = self.plan.adu
+        for m in range(8):
+            tx[m] = adu[8 * req + m]
         self._tries = self._retries + 1
-        self._begin(req.adu, 8, rx, False, req.resp_len)
+        self._begin(tx, 8, rx, False, q[k + Q_RESP])
         return True
 
     def _finish(self, req):
         """Judge the response; True when done with req, False to retry it."""
-        si = self._si[req.slave]
+        k = req * NQ
+        si = self._si[self._q[k + Q_SLAVE]]
         code = self._result(self._got)
         self._count(si, code)
         # bus time spent on this slave (us): what a dead slave costs the others
@@ -407,7 +422,7 @@ class Poller:
         self._tries -= 1
         if _retry(code) and self._tries > 0:
             self._inc(si * _NC + _C_RETRY)
-            self._begin(req.adu, 8, self.rtu.rx, False, req.resp_len)
+            self._begin(self._tx, 8, self.rtu.rx, False, self._q[k + Q_RESP])
             return False
         self._outcome(si, code)
         self._emit(req, code, self.rtu.rx)
@@ -431,7 +446,7 @@ class Poller:
                 for g in self.groups:
                     if cycles or self._diff(self.clock.ticks_ms(), g.due) >= 0:
                         try:
-                            for req in g.requests:
+                            for req in range(g.first, g.end):
                                 if self._wq:
                                     await self._serve_writes()
                                 if not self._prepare(req):
@@ -466,7 +481,7 @@ class Poller:
                 if cycles:
                     left -= 1
                     if left <= 0:
-                        if self._pend is not None:
+                        if self._pend >= 0:
                             self._flush()
                         return
                     continue
@@ -474,7 +489,7 @@ class Poller:
                     await self._serve_writes()
                     continue
                 if not ran:
-                    if self._pend is not None:
+                    if self._pend >= 0:
                         self._flush()
                     # idle until the next group is due, in naps of at most _IDLE_MS so a
                     # queued write waits no longer than that
@@ -529,7 +544,7 @@ class Poller:
 
     async def _do_write(self, job):
         slave, fc, addr, values = job[0], job[1], job[2], job[3]
-        if self._pend is not None:
+        if self._pend >= 0:
             self._flush()
         rtu = self.rtu
         rtu.rx = self._rxa

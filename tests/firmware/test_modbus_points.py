@@ -326,29 +326,37 @@ def test_planner_merges_near_contiguous():
     pts = _pts([{"address": 0}, {"address": 1, "type": "float32"}, {"address": 10},
                 {"address": 30}, {"address": 0, "slave": 2}, {"address": 5, "table": "input"},
                 {"address": 3, "group": "slow"}])
-    g = planner.plan(pts, ser)
-    fast = g[0].requests
+    plan = planner.plan(pts, ser)
+    g = plan.groups
+    fast = plan.requests(g[0])
     eq([(r.slave, r.fc, r.start, r.count) for r in fast],
        [(1, 3, 0, 11), (1, 3, 30, 1), (1, 4, 5, 1), (2, 3, 0, 1)], "fast plan")
     eq(list(fast[0].offs), [3, 5, 23], "byte offsets of points in the response")
-    eq([(r.start, r.count) for r in g[1].requests], [(3, 1)], "slow group apart")
+    eq([(r.start, r.count) for r in plan.requests(g[1])], [(3, 1)], "slow group apart")
+    eq(fast[0].adu, bytes(b"\x01\x03\x00\x00\x00\x0b") + fast[0].adu[6:], "prebuilt ADU")
+    eq(fast[0].resp_len, 5 + 22, "response length")
+    eq(planner.wire_chars(plan), (8 * 5, 27 + 7 + 7 + 7 + 7, 5), "one cycle's characters")
     naive = planner.plan(pts, ser, merge=False)
-    eq(len(naive[0].requests), 6, "one request per point")
+    eq(len(naive.requests(naive.groups[0])), 6, "one request per point")
+
+
+def _reqs(plan):
+    return plan.requests(plan.groups[0])
 
 
 def test_planner_respects_caps():
     ser = parse_serial({"max_regs": 20, "max_gap_regs": 3, "groups": SER["groups"]})
     pts = _pts([{"address": a} for a in range(0, 40, 2)])
-    reqs = planner.plan(pts, ser)[0].requests
+    reqs = _reqs(planner.plan(pts, ser))
     for r in reqs:
         true(r.count <= 20, "cap")
     eq(sum(len(r.idx) for r in reqs), 20, "every point planned once")
     eq(len(reqs), 2, "40 registers / 20")
     ser = parse_serial({"max_gap_regs": 3, "groups": SER["groups"]})
-    reqs = planner.plan(_pts([{"address": 0}, {"address": 4}, {"address": 9}]), ser)[0].requests
+    reqs = _reqs(planner.plan(_pts([{"address": 0}, {"address": 4}, {"address": 9}]), ser))
     eq([(r.start, r.count) for r in reqs], [(0, 5), (9, 1)], "gap 3 merges, gap 4 does not")
     coils = _pts([{"table": "coil", "type": "bool", "address": a} for a in (0, 1, 2000, 2100)])
-    reqs = planner.plan(coils, parse_serial(SER))[0].requests
+    reqs = _reqs(planner.plan(coils, parse_serial(SER)))
     eq([(r.fc, r.start, r.count) for r in reqs], [(1, 0, 2), (1, 2000, 1), (1, 2100, 1)], "bits")
     eq(list(reqs[0].offs), [0, 1], "bit offsets")
 

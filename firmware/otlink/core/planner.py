@@ -8,6 +8,7 @@
 # max_bits bits (FC 01/02, spec 2000) per request, and at most max_gap registers/bits of hole
 # (some devices answer "illegal address" for holes); max_gap -1 turns merging off.
 from otlink.core import modbus
+from otlink.core.compat import const
 from otlink.core.errors import ConfigError
 
 try:
@@ -16,31 +17,78 @@ except ImportError:  # pragma: no cover
     from uarray import array
 
 
+NQ = const(7)  # fields per request in Plan.q
+Q_SLAVE = const(0)
+Q_FC = const(1)
+Q_START = const(2)
+Q_COUNT = const(3)
+Q_RESP = const(4)  # expected response length (bytes)
+Q_FIRST = const(5)  # its points: Plan.idx[first:end] (table indices), Plan.offs[first:end]
+Q_END = const(6)
+
+
+class Plan:
+    """Every poll group's read requests as rows of flat arrays, no object per request (a
+    request object with its buffers took ~210 bytes on a 32-bit board). Request r: its
+    prebuilt ADU in adu[8 * r:8 * r + 8], its fields in q[r * 7 + Q_...]; its points'
+    indices in the Points table in idx[first:end], and where each sits in the response in
+    offs[first:end]: byte offset into the response ADU (registers) or bit index (bits).
+    groups: the Groups (fastest first, ties by name), each with its request range."""
+
+    def __init__(self, groups, nreq, npts):
+        self.groups = groups
+        self.n = 0
+        self.adu = bytearray(8 * nreq)
+        self.q = array("H", bytes(2 * NQ * nreq))
+        self.idx = array("H", bytes(2 * npts))
+        self.offs = array("H", bytes(2 * npts))
+
+    def add(self, rtu, pts, slave, fc, start, count, idx):
+        r = self.n
+        self.n = r + 1
+        n = rtu.build_read(slave, fc, start, count)
+        for k in range(n):
+            self.adu[8 * r + k] = rtu.tx[k]
+        q = self.q
+        k = r * NQ
+        first = q[k - NQ + Q_END] if r else 0
+        bits = fc <= modbus.FC_READ_DISCRETE
+        for m in range(len(idx)):
+            self.idx[first + m] = idx[m]
+            rel = pts.address(idx[m]) - start
+            self.offs[first + m] = rel if bits else 3 + 2 * rel
+        q[k + Q_SLAVE] = slave
+        q[k + Q_FC] = fc
+        q[k + Q_START] = start
+        q[k + Q_COUNT] = count
+        q[k + Q_RESP] = modbus.response_len(fc, count)
+        q[k + Q_FIRST] = first
+        q[k + Q_END] = first + len(idx)
+        return r
+
+    def request(self, r):
+        """Request r as an object (tools, tests; allocates)."""
+        return Request(self, r)
+
+    def requests(self, g):
+        """The requests of group g as objects (tools, tests; allocates)."""
+        return [Request(self, r) for r in range(g.first, g.end)]
+
+
 class Request:
-    """One read request: its prebuilt ADU and where each point sits in the response.
-    idx: the points' indices in the Points table, offs: each one's byte offset into the
-    response ADU (registers) or bit index (bits); both 16-bit arrays, fixed after plan()."""
+    """A snapshot of one planned read request (cold code: tests, tools)."""
 
-    def __init__(self, slave, fc, start, count):
-        self.slave = slave
-        self.fc = fc
-        self.start = start
-        self.count = count
-        self.idx = None
-        self.offs = None
-        self.adu = bytearray(8)
-        self.resp_len = modbus.response_len(fc, count)
-
-    def finish(self, rtu, pts, idx):
-        n = rtu.build_read(self.slave, self.fc, self.start, self.count)
-        self.adu[:] = rtu.tx[:n]
-        bits = self.fc <= modbus.FC_READ_DISCRETE
-        self.idx = array("H", idx)
-        offs = array("H", idx)
-        for k in range(len(idx)):
-            rel = pts.address(idx[k]) - self.start
-            offs[k] = rel if bits else 3 + 2 * rel
-        self.offs = offs
+    def __init__(self, plan, r):
+        q = plan.q
+        k = r * NQ
+        self.slave = q[k + Q_SLAVE]
+        self.fc = q[k + Q_FC]
+        self.start = q[k + Q_START]
+        self.count = q[k + Q_COUNT]
+        self.resp_len = q[k + Q_RESP]
+        self.adu = bytes(plan.adu[8 * r:8 * r + 8])
+        self.idx = list(plan.idx[q[k + Q_FIRST]:q[k + Q_END]])
+        self.offs = list(plan.offs[q[k + Q_FIRST]:q[k + Q_END]])
 
     def __repr__(self):
         return "Request(slave=%d fc=%d start=%d count=%d points=%d)" % (
@@ -51,7 +99,8 @@ class Group:
     def __init__(self, name, interval_ms):
         self.name = name
         self.interval_ms = interval_ms
-        self.requests = []
+        self.first = 0  # its requests: range(first, end) of the Plan
+        self.end = 0
         self.due = 0  # ticks_ms of the next poll, set by the scheduler
 
 
@@ -97,7 +146,8 @@ def _cut(pts, run, char_us, per_tx_us, cap, gap):
 
 
 def plan(pts, ser, merge=True):
-    """Groups (fastest first, ties by name) each with its Requests, for the Points table pts.
+    """The Plan of the Points table pts: its groups (fastest first, ties by name, only those
+    with points), each with its range of requests.
 
     ser is parse_serial()'s output. Points of one slave and table are cut into the requests of
     least wire time for the configured baud (a hole is read when its 2 bytes per register cost
@@ -109,14 +159,18 @@ def plan(pts, ser, merge=True):
     char_us = modbus.char_us(ser["baud"], ser["parity"], ser["stop_bits"])
     per_tx_us = ser.get("frame_gap_us") or modbus.t35_us(ser["baud"])
     groups = []
+    cut = []  # per group: [(slave, fc, start, count, point indices)], laid out below
     sl = pts.slave
     fc = pts.fc
     ad = pts.address
     wd = pts.words
+    nreq = 0
     for name in sorted(ser["groups"], key=lambda n: (ser["groups"][n], n)):
-        g = Group(name, ser["groups"][name])
         mine = [i for i in range(len(pts)) if pts.group(i) == name]
+        if not mine:
+            continue
         mine.sort(key=lambda i: (sl(i), fc(i), ad(i), wd(i)))
+        reqs = []
         i = 0
         while i < len(mine):
             j = i
@@ -140,21 +194,23 @@ def plan(pts, ser, merge=True):
                 for p in run[a:b]:
                     if ad(p) + wd(p) > end:
                         end = ad(p) + wd(p)
-                r = Request(sl(run[a]), fc(run[a]), start, end - start)
-                r.finish(rtu, pts, run[a:b])
-                g.requests.append(r)
+                reqs.append((sl(run[a]), fc(run[a]), start, end - start, run[a:b]))
             i = j
-        if g.requests:
-            groups.append(g)
-    return groups
+        groups.append(Group(name, ser["groups"][name]))
+        cut.append(reqs)
+        nreq += len(reqs)
+    out = Plan(groups, nreq, len(pts))
+    for g, reqs in zip(groups, cut):
+        g.first = out.n
+        for slave, f, start, count, idx in reqs:
+            out.add(rtu, pts, slave, f, start, count, idx)
+        g.end = out.n
+    return out
 
 
-def wire_chars(groups):
+def wire_chars(plan):
     """(request chars, response chars, requests) of one full cycle of every group."""
-    q = a = n = 0
-    for g in groups:
-        for r in g.requests:
-            q += 8
-            a += r.resp_len
-            n += 1
-    return q, a, n
+    a = 0
+    for r in range(plan.n):
+        a += plan.q[r * NQ + Q_RESP]
+    return 8 * plan.n, a, plan.n
