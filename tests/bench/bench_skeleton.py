@@ -2,10 +2,11 @@
 
 Source: the simulated energy meter (pymodbus RTU on an unpaced pty) polled every 10 ms by
 the whole agent (`otlink node run`'s process: Unix port, flash queue on the emulated NOR,
-CBOR batches, umqtt.simple QoS 1 with TCP_NODELAY, config defaults otherwise). Rivals, same
-run, same meter, poll plan and broker (tests/bench/naive_agent_mp.py): the same poller with
-no queue, umqtt.simple QoS 1, JSON per reading as typed, the same with TCP_NODELAY, and one
-grouped JSON message per poll cycle (as Tasmota's telemetry) with TCP_NODELAY.
+CBOR batches, umqtt.simple QoS 1 with TCP_NODELAY, broker acks, config defaults otherwise).
+Rivals, same run, same meter, poll plan and broker (tests/bench/naive_agent_mp.py): the same
+poller with no queue, umqtt.simple QoS 1, JSON per reading as typed, the same with
+TCP_NODELAY, and one grouped JSON message per poll cycle (as Tasmota's telemetry) with
+TCP_NODELAY.
 
 Consumer: tests/bench/sink.py (stores what arrives, decodes nothing during the run);
 readings are counted afterwards, in a fixed window after a warm-up. Each figure is the
@@ -45,6 +46,9 @@ def _config(meter_port: str, broker_port: int) -> dict:
     cfg["groups"]["fast"]["interval_ms"] = 10
     cfg["sensors"] = []
     cfg["serial"]["timeout_ms"] = 100
+    # the sink does not acknowledge: broker acks (the default, consumer acks, would stop the
+    # node at its 8 unacknowledged batches); bench_uplink measures consumer acks
+    cfg["mqtt"]["ack"] = "broker"
     return cfg
 
 
