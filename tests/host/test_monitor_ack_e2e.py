@@ -6,8 +6,10 @@ retained ack, a birth seen live, or a wait past the node's ack timeout for its r
 from __future__ import annotations
 
 import io
+import threading
 import time
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from otlink_tools.monitor import Monitor
@@ -19,6 +21,21 @@ def agent_opts(port: int, total: int, **more) -> dict:
          "seconds": 40, "ack_timeout_ms": 3000, "linger_ms": 1000, "capacity": 16384}
     o.update(more)
     return o
+
+
+def wait_node_connected(port: int, seconds: float = 15) -> None:
+    """Until the node's birth is on the broker (it connected and streams from now on)."""
+    got = threading.Event()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    c.on_connect = lambda cl, *a: cl.subscribe("otlink/+/+/birth", qos=1)
+    c.on_message = lambda *a: got.set()
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    try:
+        assert got.wait(seconds), "the node did not connect"
+    finally:
+        c.loop_stop()
+        c.disconnect()
 
 
 def written_seqs(mon: Monitor) -> list[int]:
@@ -34,6 +51,7 @@ def test_monitor_started_after_the_node_loses_nothing(fresh_broker, wait):
     old rule: ack the first batch seen) the node drops the batches before it: lost."""
     total = 1600
     agent = start_agent(agent_opts(fresh_broker.port, total))
+    wait_node_connected(fresh_broker.port)
     time.sleep(1.1)
     mon = Monitor(port=fresh_broker.port, fmt="jsonl", out=io.StringIO(), err=io.StringIO(),
                   ack=True, ack_wait=wait).start()
@@ -42,6 +60,7 @@ def test_monitor_started_after_the_node_loses_nothing(fresh_broker, wait):
         mon.wait(cond=lambda m: len(written_seqs(m)) >= total, seconds=5)
     finally:
         mon.stop()
+    assert not mon._session_start  # the birth came retained: the node was streaming
     got = written_seqs(mon)
     lost = total - len(got)
     print(f"ack_wait {wait}: {lost} readings lost, node depth {res['depth']}, "
