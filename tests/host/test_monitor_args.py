@@ -88,6 +88,7 @@ def test_monitor_class_refuses_wildcards_too():
 @pytest.mark.parametrize("opt,value,accepted", [
     ("--port", "70000", "1..65535"), ("--port", "0", "1..65535"), ("--port", "-1", "1..65535"),
     ("--seconds", "-1", ">= 0"), ("--seconds", "nan", ">= 0"), ("--count", "-3", ">= 0"),
+    ("--ack-wait", "-1", ">= 0"), ("--ack-wait", "inf", ">= 0"),
 ])
 def test_numbers_out_of_range_refused(capsys, opt, value, accepted):
     rc, err = main(capsys, opt, value)
