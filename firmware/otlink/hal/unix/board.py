@@ -29,7 +29,11 @@ class Board(_Board):
         self.clock = clock or Clock()
         # no wear counters by default: test hooks a board does not have stay out of the
         # agent's heap budget (4 KiB for the 2 MiB image)
-        self.nor = NorFlash(image_path, fl["size"], fl["sector"], counters=counters)
+        # "timing" (typ/max): the part's datasheet busy times, waited out for real, so the
+        # agent's loop stalls during a program or an erase as it does on a board
+        timing = fl.get("timing")
+        self.nor = NorFlash(image_path, fl["size"], fl["sector"], counters=counters,
+                            timing=timing, sleep=timing is not None)
         regions = fl["regions"]
         self._fs_dev = self.nor.region(regions["fs"]["offset"], regions["fs"]["size"])
         self._q = regions["queue"]
