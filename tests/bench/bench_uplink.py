@@ -128,7 +128,7 @@ def err(r: dict) -> str:
 
 
 def drain_run(build: str, tree: Path, replay_rate: int, outage_s: float, backlog: int,
-              live_rate: int) -> dict:
+              live_rate: int, extra: dict | None = None) -> dict:
     """A real outage: the agent starts with no broker on its port, produces at
     backlog/outage_s readings/s into the flash queue while its connects fail, the broker
     comes up after outage_s; then live readings at live_rate while the backlog replays.
@@ -143,7 +143,7 @@ def drain_run(build: str, tree: Path, replay_rate: int, outage_s: float, backlog
             # the ESP32 board's queue partition size (boards/esp32.json)
             "flash_size": 1 << 20, "rate": int(backlog / outage_s), "rate_connected": live_rate,
             "until_acked": False, "seconds": outage_s + 180, "after_drain_ms": 2000,
-            "backoff_ms": [500, 1000], **DEFAULTS, "replay_rate": replay_rate}
+            "backoff_ms": [500, 1000], **DEFAULTS, "replay_rate": replay_rate, **(extra or {})}
     proc = bl.start_agent(opts, HEAP, build, tree, timeout=outage_s + 240)
     time.sleep(outage_s)
     broker = Broker(port=port).start()
@@ -241,6 +241,8 @@ def run(ctx: dict) -> list[dict]:
     with Broker() as broker:
         ag = runs(n, agent_run, broker, "64", t64, HEAP, total)
         ag32 = runs(n, agent_run, broker, "32", t32, HEAP, total)
+        # the NOR part's busy times waited out (W25Q32JV typical: 0.4 ms/page, 45 ms/erase)
+        agf = runs(n, agent_run, broker, "64", t64, HEAP, total, {"flash_timing": "typ"})
         typed = runs(n, rival_run, broker, "64", "typed", 30 if quick else 60)
         nodelay = runs(n, rival_run, broker, "64", "nodelay", 5000 if quick else 10000)
         grouped = runs(n, rival_run, broker, "64", "grouped", total)
@@ -267,9 +269,12 @@ def run(ctx: dict) -> list[dict]:
     backlog = 12000 if quick else 36000  # 36,000: a 10-minute outage at 60 readings/s
     dr = runs(n, drain_run, "64", t64, DEFAULTS["replay_rate"], outage, backlog, 60)
     dr_max = runs(n, drain_run, "64", t64, 10000, outage, backlog, 60)
+    drf = runs(n, drain_run, "64", t64, DEFAULTS["replay_rate"], outage, backlog, 60,
+               {"flash_timing": "typ"})
 
     runs_s = lambda r: "runs " + ", ".join(f"{x:,.0f}" for x in r["runs"])  # noqa: E731
-    setup = f"flash queue, QoS1 broker ack, config defaults, .mpy, 192K heap, {total:,} readings"
+    setup = (f"flash queue, QoS1, config defaults but ack: broker (the default is consumer ack: "
+             f"the durability rows), .mpy, 192K heap, {total:,} readings")
     rows.append({
         "name": "uplink e2e readings/s (64-bit)", "value": ag["rate"], "unit": "readings/s",
         "rival": grouped["rate"],
@@ -289,6 +294,15 @@ def run(ctx: dict) -> list[dict]:
                                      "file), ", "") + "; no queue at all",
             "note": f"{r['readings']:,} readings; {runs_s(r)}; {lat(r)}; {cpu(r)}; "
                     f"{r['bytes_per_reading']:.1f} B/reading" + err(r)})
+    rows.append({
+        "name": "uplink e2e readings/s (64-bit), flash busy times waited out",
+        "value": agf["rate"], "unit": "readings/s", "rival": ag["rate"],
+        "rival_is": "the same run with flash time excluded (row 1)", "target": ">= 20,000",
+        "met": agf["rate"] >= TARGET_RATE,
+        "excludes": EXCL.replace("flash program/erase time (NOR emulated in a RAM-cached "
+                                 "file), ", ""),
+        "note": f"W25Q32JV typical busy times (page program 0.4 ms, 4 KiB erase 45 ms) slept "
+                f"through by the agent; {runs_s(agf)}; {lat(agf)}; {cpu(agf)}" + err(agf)})
     rows.append({
         "name": "agent CPU time per reading (64-bit, saturated)", "value": ag["cpu_us"],
         "unit": "us", "rival": grouped["cpu_us"],
@@ -318,7 +332,7 @@ def run(ctx: dict) -> list[dict]:
                 f"(commit_ms 1000 or 64 readings) and a batch (linger_ms 200): "
                 f"lower them for latency, at the cost of flash wear" + err(live)})
     rows.append({
-        "name": "durability: QoS1 + consumer ack readings/s, stock mosquitto",
+        "name": "default config (QoS1 + consumer ack) readings/s, stock mosquitto",
         "value": cons["rate"], "unit": "readings/s", "rival": ag["rate"],
         "rival_is": "QoS1 + broker ack (default, row 1)", "target": ">= 0.5 x rival",
         "met": cons["rate"] >= 0.5 * ag["rate"], "excludes": EXCL,
@@ -329,7 +343,7 @@ def run(ctx: dict) -> list[dict]:
                 f"writes without TCP_NODELAY by default, and its PUBACK plus the forwarded "
                 f"ack meet Nagle and delayed ACK (next row)" + err(cons)})
     rows.append({
-        "name": "durability: QoS1 + consumer ack readings/s, mosquitto set_tcp_nodelay true",
+        "name": "default config (QoS1 + consumer ack) readings/s, mosquitto set_tcp_nodelay true",
         "value": cons_nd["rate"], "unit": "readings/s", "rival": ag_nd["rate"],
         "rival_is": "QoS1 + broker ack, same broker", "target": ">= 0.5 x rival",
         "met": cons_nd["rate"] >= 0.5 * ag_nd["rate"], "excludes": EXCL,
@@ -364,6 +378,16 @@ def run(ctx: dict) -> list[dict]:
                 f"replay_rate 10000: {dr_max['hist_n']:,} in {dr_max['drain_s']:.1f} s, live "
                 f"p99 {_ms(dr_max['live_p99_ms'])} ms, max {_ms(dr_max['live_max_ms'])} ms"
                 + err(dr)})
+    rows.append({
+        "name": "backlog drain readings/s, default replay_rate, flash busy times waited out",
+        "value": drf["rate"], "unit": "readings/s", "rival": dr["rate"],
+        "rival_is": "same outage with flash time excluded (row above)",
+        "target": "no seq gap", "met": not drf["gaps"] and drf["first_seq"] == 1,
+        "excludes": EXCL.replace("flash program/erase time (NOR emulated in a RAM-cached "
+                                 "file), ", "") + "; the reconnect wait",
+        "note": f"received {drf['hist_n']:,} historical readings in {drf['drain_s']:.1f} s "
+                f"(seq gaps {drf['gaps']}); live {lat(drf, live=True)}; {runs_s(drf)}"
+                + err(drf)})
     rows.append({
         "name": "smallest heap holding the rate, 64-bit, agent as .mpy",
         "value": float(f64) if f64 else None, "unit": "KiB", "rival": float(f32) if f32 else None,

@@ -38,7 +38,9 @@ if o.get("queue", "ram") == "flash":
     from otlink.core.queue import Queue
     from otlink.hal.unix.norflash import NorFlash
 
-    nor = NorFlash(o["flash"], o.get("flash_size", 1 << 20))
+    # flash_timing "typ"/"max": the W25Q part's busy times waited out for real
+    nor = NorFlash(o["flash"], o.get("flash_size", 1 << 20), timing=o.get("flash_timing"),
+                   sleep=bool(o.get("flash_timing")))
     q = Queue(nor.region(0, o.get("flash_size", 1 << 20)), clock,
               commit_count=o.get("commit_count", 64), commit_ms=o.get("commit_ms", 1000))
 else:

@@ -10,7 +10,6 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
-import pytest
 
 from otlink_tools.monitor import Monitor
 from uplink_helpers import result, start_agent
@@ -43,12 +42,13 @@ def written_seqs(mon: Monitor) -> list[int]:
     return [] if s is None else [q for a, b in zip(s.starts, s.ends) for q in range(a, b + 1)]
 
 
-@pytest.mark.parametrize("wait", [4.0, 0.0])
-def test_monitor_started_after_the_node_loses_nothing(fresh_broker, wait):
+def test_monitor_started_after_the_node_loses_nothing(fresh_broker):
     """A batch every 250 ms, resent after 3 s without an ack; the monitor subscribes after
     the first four batches (whose birth it sees retained only). With the first-contact wait
-    the node's queue ends empty and the monitor wrote every reading. Without it (wait=0, the
-    old rule: ack the first batch seen) the node drops the batches before it: lost."""
+    the node's queue ends empty and the monitor wrote every reading. (Without the wait, acking
+    the first batch seen, the node dropped the batches before it: 200 readings lost in the
+    run that found it. A test cannot assert that loss reliably: it depends on timing.)"""
+    wait = 4.0
     total = 1600
     agent = start_agent(agent_opts(fresh_broker.port, total))
     wait_node_connected(fresh_broker.port)
@@ -65,11 +65,8 @@ def test_monitor_started_after_the_node_loses_nothing(fresh_broker, wait):
     lost = total - len(got)
     print(f"ack_wait {wait}: {lost} readings lost, node depth {res['depth']}, "
           f"ack timeouts {res['ack_timeouts']}")
-    if wait:
-        assert res["depth"] == 0 and got == list(range(1, total + 1))
-        assert res["ack_timeouts"] >= 1  # the first ack waited for the node's resend
-    else:
-        assert res["depth"] == 0 and lost > 0  # the node reported nothing left: gone
+    assert res["depth"] == 0 and got == list(range(1, total + 1))
+    assert res["ack_timeouts"] >= 1  # the first ack waited for the node's resend
 
 
 def test_monitor_with_retained_ack_acks_at_once(fresh_broker):
