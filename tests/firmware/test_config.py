@@ -161,14 +161,14 @@ def test_prefix_is_topic_levels_without_wildcards():
         c = base()
         c["mqtt"]["prefix"] = good
         mptest.eq(config.validate(c)["mqtt"]["prefix"], good, good)
-    # the node subscribes to <prefix>/<site>/<node>/ack: umqtt.simple takes <= 122 bytes
+    # the node subscribes to <prefix>/<site>/<node>/ack: at most config.TOPIC_MAX (256) bytes
     c = base()
-    c["mqtt"]["prefix"] = "p" * (122 - len("/plant1/press-01/ack"))
+    c["mqtt"]["prefix"] = "p" * (256 - len("/plant1/press-01/ack"))
     config.validate(c)
     c["mqtt"]["prefix"] += "p"
     f, p = err(c)
     mptest.eq(f, "mqtt.prefix", "too long")
-    mptest.true("123 bytes" in p, p)
+    mptest.true("257 bytes" in p, p)
 
 
 def test_host_is_a_name_not_a_url():

@@ -32,9 +32,10 @@ DEFAULT_INTERVAL_MS = const(1000)
 NUM_MAX = 1e12
 SCALE_MIN = 1e-12
 MS_MAX = const(86400000)  # one day: every ms figure stays a small int on 32-bit boards
-# umqtt.simple writes a SUBSCRIBE's remaining length in one byte (micropython-lib#284):
-# 2 (packet id) + 2 (length) + topic + 1 (qos) <= 127, so a subscribed topic has <= 122 bytes.
-TOPIC_MAX = const(122)
+# The node's topics live in the heap for its life and each incoming message's topic is read
+# into the heap to be compared: 256 bytes bound both. (Uplink.subscribe writes a multi-byte
+# remaining length itself; umqtt.simple's own subscribe() stops at 122 bytes, micropython-lib#284.)
+TOPIC_MAX = const(256)
 QUEUE_MIN = const(8192)  # two 4 KiB sectors: the smallest queue (core/queue)
 BATCH_BYTES_MIN = const(128)  # data header (48) + the largest text reading (78)
 BATCH_BYTES_MAX = const(8192)  # see docs/config.md, "batch_bytes"
