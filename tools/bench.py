@@ -9,6 +9,7 @@ figure leaves out (flash timing, the network, ...). Older suites' `baseline` /
 host's load average before and after its suite (timing figures move with it).
 
 Usage: .venv/bin/python tools/bench.py [-k SUBSTRING] [--quick] [--sweep]
+       .venv/bin/python tools/bench.py --render docs/figures.md   (build/bench.json as a page)
 """
 
 from __future__ import annotations
@@ -73,6 +74,37 @@ def table(records: list[dict]) -> str:
     return "\n".join(out)
 
 
+def markdown(records: list[dict]) -> str:
+    """build/bench.json as the figures page: one table per suite, then what each excludes."""
+    def cell(v) -> str:
+        return _fmt(v).replace("|", "\\|")
+
+    out = ["# Figures", "",
+           "What `make bench` measured for this revision: each figure beside the strongest "
+           "simple rival a user would pick, measured in the same run (medians of the suite's "
+           "runs). Written by `.venv/bin/python tools/bench.py --render docs/figures.md` from "
+           "`build/bench.json`; the design documents name the rows that bound their choices. "
+           "Timing figures move with the host's load, given per suite.", ""]
+    suites: dict[str, list[dict]] = {}
+    for r in records:
+        suites.setdefault(r.get("suite", "?"), []).append(r)
+    for suite, rows in suites.items():
+        out += [f"## {suite.removeprefix('bench_')}", "",
+                f"Host load average during the suite: {rows[0].get('host_load', '?')}.", "",
+                "| benchmark | value | unit | rival | rival is | target | met |",
+                "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            out.append("| " + " | ".join(cell(r.get(c)) for c in
+                                          ("name", "value", "unit", "rival", "rival_is",
+                                           "target", "met")) + " |")
+        out += ["", "What each figure leaves out, and how it was taken:", ""]
+        for r in rows:
+            note = f" {r['note']}" if r.get("note") else ""
+            out.append(f"- **{r['name']}**: excludes {r['excludes']}.{note}")
+        out.append("")
+    return "\n".join(out)
+
+
 def load(path: Path):
     for p in (ROOT / "tests", ROOT / "tests" / "bench"):
         if str(p) not in sys.path:
@@ -89,8 +121,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", action="store_true", help="include the full power-cut sweeps")
     ap.add_argument("--quick", action="store_true", help="shorter runs (smoke check)")
     ap.add_argument("-k", dest="only", help="run only bench files whose name contains this")
+    ap.add_argument("--render", metavar="PATH",
+                    help="write build/bench.json as a markdown page to PATH and run nothing")
     args = ap.parse_args(argv)
     build = ROOT / "build"
+    if args.render:
+        try:
+            rows = json.loads((build / "bench.json").read_text())
+        except (OSError, ValueError) as e:
+            print(f"tools/bench.py: build/bench.json: {e} (run `make bench` first)",
+                  file=sys.stderr)
+            return 1
+        Path(args.render).write_text(markdown(rows) + "\n")
+        print(f"{args.render}: {len(rows)} figures")
+        return 0
     build.mkdir(exist_ok=True)
     ctx = {"root": ROOT, "build": build, "sweep": args.sweep, "quick": args.quick}
     records: list[dict] = []
