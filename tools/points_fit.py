@@ -38,7 +38,10 @@ def config(n: int, port: str) -> dict:
                                     {"id": 9002, "name": "rh", "channel": "humidity"}]}]}
 
 
-def boots(n: int, heap_k: int, node_run: bool = False) -> bool:
+def boots(n: int, heap_k: int, node_run: bool = False, mpy_dir: Path | None = None) -> bool:
+    """Does the agent with n points log the end of its boot in heap_k KiB? mpy_dir: the
+    32-bit build loading the agent from that .mpy tree (stock firmware, deployed) instead of
+    its frozen modules."""
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         (tmp / "state").mkdir()
@@ -50,6 +53,8 @@ def boots(n: int, heap_k: int, node_run: bool = False) -> bool:
                "--config", str(tmp / "node.json"), "--state", str(tmp / "state"),
                "--board", "unix", "--boards", str(paths.BOARDS), "--trace", "heap"]
         env = mp.env(build="32")
+        if mpy_dir is not None:
+            env["MICROPYPATH"] = f"{mpy_dir}:.frozen"
         if node_run:
             cmd, env = node.agent_command(str(tmp / "node.json"), str(tmp / "state"),
                                           "%dK" % heap_k, mpy_dir=node.firmware_mpy())
@@ -68,21 +73,28 @@ def boots(n: int, heap_k: int, node_run: bool = False) -> bool:
         return b"heap boot:" in text and b"MemoryError" not in text
 
 
+def largest(heap_k: int, **kw) -> int:
+    """The largest point count that boots in heap_k KiB (0: not even the sensor alone)."""
+    if not boots(0, heap_k, **kw):
+        return 0
+    lo, hi = 0, 64  # lo boots, hi to be found
+    while boots(hi, heap_k, **kw):
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if boots(mid, heap_k, **kw):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 def main(argv: list[str]) -> None:
     node_run = "--node" in argv
     heaps = [int(a) for a in argv if a != "--node"] or [64, 80, 96, 128]
     print("| heap | Modbus points that boot |\n|---|---|")
     for h in heaps:
-        lo, hi = 0, 64  # lo boots (0 points: the sensor alone), hi to be found
-        while boots(hi, h, node_run):
-            lo, hi = hi, hi * 2
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if boots(mid, h, node_run):
-                lo = mid
-            else:
-                hi = mid
-        print("| %d KiB | %d |" % (h, lo), flush=True)
+        print("| %d KiB | %d |" % (h, largest(h, node_run=node_run)), flush=True)
 
 
 if __name__ == "__main__":
