@@ -51,7 +51,7 @@ def birth_rows(cfg):
     pts = cfg["points"]  # a Points table (core/points.py): rows read by index
     for i in range(len(pts)):
         yield (pts.id(i), pts.name(i), pts.unit(i) or "", TYPES[pts.type(i)], pts.scale(i),
-               pts.offset(i), "modbus:%d:%s:%d" % (pts.slave(i), pts.table(i), pts.address(i)))
+               pts.offset(i), pts.source(i))
     for s in cfg["sensors"]:
         for p in s["points"]:
             sc, off = driver_scale(s, p)

@@ -33,6 +33,7 @@ ERROR_CODES: dict[int, str] = {
     6: "echo mismatch (transceiver echo expected)",
     7: "write not confirmed (address or quantity differs)",
     8: "serial port failed (adapter unplugged or device gone)",
+    9: "out of range (outside the point's configured plausibility range)",
     16: "sensor error",
     17: "sensor CRC error",
     32: "slave offline (skipped during backoff)",

@@ -5,7 +5,9 @@ Runs on a technician's laptop with a USB RS-485 adapter (pyserial). Three modes:
 * ``--scan-ids 1-247``: which slave ids answer (any answer, even an exception, counts);
 * ``--scan-regs 0-999``: which register blocks of a slave can be read (FC 03 and 04);
 * ``--decode ADDR``: read 4 registers at ADDR and print the value under every type and
-  word/byte order (ABCD, CDAB, BADC, DCBA), marking the plausible ones.
+  word/byte order (ABCD, CDAB, BADC, DCBA), marking the plausible ones; with
+  ``--length N``, read a string of N characters at ADDR and print it in both byte orders
+  (AB: first character in the high byte of each register, BA: in the low byte).
 
 The codec (``encode`` / ``decode``) is shared with the simulated meter.
 """
@@ -56,22 +58,34 @@ def to_wire(value_bytes: bytes, order: str, words: bool = True) -> bytes:
     return b"".join(ws)
 
 
+def string_regs(length: int) -> int:
+    """Registers a string of length characters (bytes) takes: two characters each."""
+    return (length + 1) // 2
+
+
 def encode(value, typ: str, order: str = "ABCD", length: int | None = None) -> list[int]:
-    """Registers (16-bit ints) holding value as typ in the given word/byte order."""
+    """Registers (16-bit ints) holding value as typ in the given word/byte order. A string
+    takes length characters (NUL-padded; default: its own length)."""
     if typ == "string":
         raw = value.encode() if isinstance(value, str) else bytes(value)
-        raw = raw.ljust(2 * (length or (len(raw) + 1) // 2), b"\0")
+        if length:
+            raw = raw[:length]
+        raw = raw.ljust(2 * string_regs(length or len(raw)), b"\0")
         wire = to_wire(raw, order, words=False)
     else:
         wire = to_wire(struct.pack(_FMT[typ], value), order)
     return [int.from_bytes(wire[i:i + 2], "big") for i in range(0, len(wire), 2)]
 
 
-def decode(regs: Iterable[int], typ: str, order: str = "ABCD"):
-    """Value of typ read from registers regs in the given order."""
+def decode(regs: Iterable[int], typ: str, order: str = "ABCD", length: int | None = None):
+    """Value of typ read from registers regs in the given order. A string: its first length
+    characters (default: all the registers hold), up to the first NUL, as the firmware does."""
     wire = b"".join(int(r).to_bytes(2, "big") for r in regs)
     if typ == "string":
-        return to_wire(wire, order, words=False).split(b"\0", 1)[0].decode("latin-1")
+        raw = to_wire(wire, order, words=False)
+        if length is not None:
+            raw = raw[:length]
+        return raw.split(b"\0", 1)[0].decode("latin-1")
     n = 2 * WORDS[typ]
     return struct.unpack(_FMT[typ], to_wire(wire[:n], order))[0]
 
@@ -229,6 +243,13 @@ def _baud(s: str) -> int:
     return _int_in(s, *BAUDS, "baud rate")
 
 
+STRING_LEN = (1, 250)  # characters: 125 registers, one FC 03/04 read
+
+
+def _length(s: str) -> int:
+    return _int_in(s, *STRING_LEN, "string length", " characters")
+
+
 def _timeout_ms(s: str) -> int:
     return _int_in(s, *TIMEOUTS_MS, "timeout")
 
@@ -371,6 +392,20 @@ def format_decode(regs: list[int]) -> str:
     return "\n".join(lines)
 
 
+def format_string(regs: list[int], length: int) -> str:
+    """A string of length characters in regs, in both byte orders: AB (order ABCD: first
+    character in the high byte) and BA (order BADC: in the low byte). Characters outside
+    printable ASCII show as escapes, so a wrong order or address stands out."""
+    lines = ["registers: " + " ".join(f"{r:04X}" for r in regs)]
+    for name, order in (("AB", "ABCD"), ("BA", "BADC")):
+        raw = to_wire(b"".join(r.to_bytes(2, "big") for r in regs), order, words=False)
+        raw = raw[:length].split(b"\0", 1)[0]
+        text = "".join(chr(c) if 32 <= c < 127 else f"\\x{c:02x}" for c in raw)
+        lines.append(f"string {name} (order {order}): \"{text}\" ({len(raw)} of {length} "
+                     "characters)")
+    return "\n".join(lines)
+
+
 FRAMING_HELP = """\
 serial framing: the defaults are 9600 baud, 8N1 (8 data bits, no parity, 1 stop bit).
 Most meters use 8E1 (--parity E) or 8N2 (--stop-bits 2): the Modbus RTU spec asks for
@@ -401,6 +436,10 @@ def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         f"({REG_ADDRS[0]}..{REG_ADDRS[1]})")
     p.add_argument("--decode", type=_address, metavar="ADDR",
                    help="read 4 registers at ADDR and show every type/order")
+    p.add_argument("--length", type=_length, metavar="N",
+                   help=f"with --decode or --regs: read a string of N characters "
+                        f"({STRING_LEN[0]}..{STRING_LEN[1]}, two per register) and show it "
+                        "in both byte orders")
     p.add_argument("--fc", type=int, choices=(3, 4), default=3,
                    help="function code for --decode: 3 holding, 4 input registers (default 3)")
     p.add_argument("--regs", type=_hex_regs,
@@ -431,10 +470,14 @@ def _decode_at(m: SerialMaster, slave: int, fc: int, addr: int) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     if args.regs:
         regs = args.regs if isinstance(args.regs, list) else _hex_regs(args.regs)
-        print(format_decode(regs))
+        length = getattr(args, "length", None)
+        print(format_string(regs, length) if length else format_decode(regs))
         return 0
     if not args.port:
         raise CommandError("modbus probe: a serial port is required (or --regs)")
+    if getattr(args, "length", None) and args.decode is None:
+        raise CommandError("modbus probe: --length N reads a string at --decode ADDR (or "
+                           "decodes --regs): give --decode ADDR")
     if not (args.scan_ids or args.scan_regs or args.decode is not None):
         raise CommandError("modbus probe: nothing to do: use --scan-ids A-B, --scan-regs A-B "
                            "or --decode ADDR (see --help)")
@@ -464,7 +507,18 @@ def run(args: argparse.Namespace) -> int:
             prog = _Progress(n, "blocks", lambda b: f"reading FC{b[0]:02d} {b[1]}..{b[2]}")
             scan_regs(m, args.slave, regs, out=prog.out, progress=prog)
             prog.done()
-        if args.decode is not None:
+        if args.decode is not None and getattr(args, "length", None):
+            n = string_regs(args.length)
+            if args.decode + n > REG_ADDRS[1] + 1:
+                raise CommandError(f"modbus probe: a string of {args.length} characters at "
+                                   f"{args.decode} runs past register {REG_ADDRS[1]}")
+            try:
+                regs = m.read_regs(args.slave, args.fc, args.decode, n)
+            except ProbeError as e:
+                raise ProbeError(f"slave {args.slave} FC{args.fc:02d} registers {args.decode}.."
+                                 f"{args.decode + n - 1}: {e}") from None
+            print(format_string(regs, args.length))
+        elif args.decode is not None:
             try:
                 regs = _decode_at(m, args.slave, args.fc, args.decode)
             except ProbeError as e:

@@ -28,7 +28,7 @@ import threading
 import time
 import tty
 
-from otlink_tools.modbus_probe import WORDS, decode, encode
+from otlink_tools.modbus_probe import WORDS, decode, encode, string_regs
 
 _TABLE_FC = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 _SIZE = 1024
@@ -54,7 +54,7 @@ def reference_points() -> list[dict]:
     add(1, "holding", 200, "int16", scale=0.001)
     add(1, "holding", 201, "uint16")
     add(1, "holding", 202, "int32")
-    add(1, "holding", 210, "string", length=8)
+    add(1, "holding", 210, "string", length=16)  # 8 registers
     # slave 2: drive, holding registers, low word first (CDAB)
     for i in range(6):
         add(2, "holding", i, "uint16")
@@ -283,8 +283,8 @@ class Meter:
         if type == "bit":
             reg = decode(self.registers(slave, table, address, 1), "uint16", order)
             return (reg >> bit) & 1
-        n = length if type == "string" else WORDS[type]
-        return decode(self.registers(slave, table, address, n), type, order)
+        n = string_regs(length) if type == "string" else WORDS[type]
+        return decode(self.registers(slave, table, address, n), type, order, length)
 
     def stop(self) -> None:
         self._stop.set()

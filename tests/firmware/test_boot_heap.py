@@ -19,7 +19,7 @@ def _cfg(n):
              "address": 4 * (i // 3), "type": ("float32", "int16", "uint64", "string")[i % 4],
              "scale": (1, 0.1, 1e-3, 7)[i % 4], "offset": (0, -40.5)[i % 2], "unit": "V"}
         if p["type"] == "string":
-            p["length"] = 2
+            p["length"] = 4  # characters (2 registers)
         pts.append(p)
     pts.append({"id": 900, "name": "b", "slave": 1, "table": "holding", "address": 1000,
                 "type": "bit", "bit": 3, "deadband": 1})

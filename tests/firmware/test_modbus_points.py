@@ -1,4 +1,4 @@
-# heapsize: 192K
+# heapsize: 224K
 # Points: config validation, decoding of every type x order, deadband, planner merging.
 import struct
 import sys
@@ -6,8 +6,8 @@ import sys
 import mptest
 from mptest import eq, no_alloc, raises, true
 
-from otlink.core import planner, reading
-from otlink.core.errors import ConfigError
+from otlink.core import modbus, planner, reading
+from otlink.core.errors import ERR_RANGE, ConfigError
 from otlink.core.config import parse_points, parse_serial
 from otlink.core.points import ORDERS, pack_error, pack_reading
 
@@ -85,10 +85,10 @@ def test_bits_strings_bools():
     p = one({"type": "bit", "bit": 9, "order": "BADC"})
     n = pack_reading(p.tab, p.i, frame_with(b"\x00\x02"), 3, rec, 0, 0)
     eq(reading.unpack(rec, n)[4], 1, "bit 9, byte-swapped register")
-    p = one({"type": "string", "length": 4})
+    p = one({"type": "string", "length": 8})
     n = pack_reading(p.tab, p.i, frame_with(b"AB-123\0\0"), 3, rec, 0, 0)
     eq(reading.unpack(rec, n)[4], b"AB-123", "string, NUL padded")
-    p = one({"type": "string", "length": 2, "order": "BADC"})
+    p = one({"type": "string", "length": 4, "order": "BADC"})
     n = pack_reading(p.tab, p.i, frame_with(b"BADC"), 3, rec, 0, 0)
     eq(reading.unpack(rec, n)[4], b"ABCD", "byte-swapped string")
     c = one({"table": "coil"})
@@ -118,7 +118,7 @@ def test_report_on_change_and_deadband():
     true(pack_reading(f.tab, f.i, fd(231.0), 3, rec, 0, 0) > 0, "float at deadband")
     true(pack_reading(f.tab, f.i, fd(float("nan")), 3, rec, 0, 0) > 0, "a NaN is a change")
     true(pack_reading(f.tab, f.i, fd(231.0), 3, rec, 0, 0) > 0, "and so is its end")
-    s = one({"type": "string", "length": 2, "deadband": 0})
+    s = one({"type": "string", "length": 4, "deadband": 0})
     true(pack_reading(s.tab, s.i, frame_with(b"ABCD"), 3, rec, 0, 0) > 0, "string first")
     eq(pack_reading(s.tab, s.i, frame_with(b"ABCD"), 3, rec, 0, 0), 0, "string unchanged")
     true(pack_reading(s.tab, s.i, frame_with(b"ABCE"), 3, rec, 0, 0) > 0, "string changed")
@@ -129,7 +129,7 @@ def test_without_deadband_every_poll_is_reported():
     for cfg, data in (({"type": "int16"}, struct.pack(">h", 7)),
                       ({"type": "float32"}, struct.pack(">f", 230.0)),
                       ({"type": "uint64"}, struct.pack(">Q", 5)),
-                      ({"type": "string", "length": 2}, b"ABCD")):
+                      ({"type": "string", "length": 4}, b"ABCD")):
         p = one(cfg)
         for i in range(3):
             true(pack_reading(p.tab, p.i, frame_with(data), 3, rec, 0, 0) > 0,
@@ -156,7 +156,19 @@ def test_decode_does_not_allocate():
             cases.append((one({"type": typ, "order": order}),
                           frame_with(wire(struct.pack(FMT[typ], VALUES[typ][0]), order))))
     cases.append((one({"type": "uint64"}), frame_with(struct.pack(">Q", 2 ** 64 - 1))))
-    cases.append((one({"type": "string", "length": 4}), frame_with(b"METER-01")))
+    cases.append((one({"type": "string", "length": 8}), frame_with(b"METER-01")))
+    cases.append((one({"type": "string", "length": 11}), frame_with(b"SERIAL-4711X")))
+    # plausibility ranges: inside and outside, every width and float mapping (one table)
+    ranged = (("int16", [-10, 10], -5), ("int16", [-10, 10], -11),
+                        ("uint16", [0, 500], 501), ("int32", [-5, 5], -2147483648),
+                        ("uint32", [0, 10], 4000000000), ("float32", [0, 500], 230.5),
+                        ("float32", [0, 500], -6.04e23), ("float32", [0, 500], float("nan")),
+                        ("int64", [-1, 1], -(2 ** 62)), ("uint64", [0, 10], 2 ** 64 - 1),
+                        ("float64", [-1, 1], 0.5), ("float64", [-1, 1], -1e300))
+    rp = _pts([{"address": 10 * k, "type": typ, "range": rng}
+               for k, (typ, rng, v) in enumerate(ranged)])
+    for k, (typ, _rng, v) in enumerate(ranged):
+        cases.append((rp[k], frame_with(struct.pack(FMT[typ], v))))
     cases.append((one({"type": "bit", "bit": 3}), frame_with(b"\x00\x08")))
     # report on change: pairs of values compared against the last report, both ways
     moving = []
@@ -188,6 +200,85 @@ def test_decode_does_not_allocate():
     hot()
     true(no_alloc(hot) > 0, "decoded under heap lock")
     eq(struct.unpack_from("<q", rec, 4)[0], 1700000000000, "the stamped time is left as it was")
+
+
+def test_string_length_counts_characters():
+    # "length": 11 characters: 6 registers read, 11 characters reported (the 12th byte, the
+    # pad of the last register, is not part of the string)
+    rec = bytearray(reading.MAX_SIZE)
+    p = one({"type": "string", "length": 11})
+    eq(p.words, 6, "registers of an 11-character string")
+    n = pack_reading(p.tab, p.i, frame_with(b"SERIAL-4711X"), 3, rec, 0, 0)
+    eq(reading.unpack(rec, n)[4], b"SERIAL-4711", "11 characters")
+    n = pack_reading(p.tab, p.i, frame_with(b"SN-42\0\0\0\0\0\0\0"), 3, rec, 0, 0)
+    eq(reading.unpack(rec, n)[4], b"SN-42", "NUL padded: ends at the first NUL")
+    p = one({"type": "string", "length": 64})
+    eq(p.words, 32, "the longest string: 64 characters, 32 registers")
+    n = pack_reading(p.tab, p.i, frame_with(b"x" * 64), 3, rec, 0, 0)
+    eq(len(reading.unpack(rec, n)[4]), 64, "64 characters")
+
+
+def _code(rec, n):
+    pid, kind, flags, t, v = reading.unpack(rec, n)
+    return v if kind == reading.KIND_ERR else None
+
+
+def test_range_reports_implausible_values_as_an_error():
+    # the off-by-one: a float32 voltage read one register off (the low half of the value
+    # before and the high half of the voltage) is plausible-looking garbage
+    rec = bytearray(reading.MAX_SIZE)
+    regs = struct.pack(">ff", 1.5, 230.5)  # a current at 0, the voltage at 2
+    p = one({"type": "float32", "range": [100, 300], "unit": "V"})
+    off_by_one = frame_with(regs[2:6])  # 2.4e-41
+    n = pack_reading(p.tab, p.i, off_by_one, 3, rec, 0, 0)
+    eq(_code(rec, n), ERR_RANGE, "address one off: out of range")
+    eq(pack_reading(p.tab, p.i, off_by_one, 3, rec, 0, 0), 0, "the same error is not repeated")
+    n = pack_reading(p.tab, p.i, frame_with(regs[4:8]), 3, rec, 0, 0)
+    eq(reading.unpack(rec, n)[1:], (reading.KIND_FLOAT, 0, 0, 230.5), "the right address")
+    for typ, rng, extra, vals in (
+            ("int16", [-10, 10], {}, ((-10, 1), (10, 1), (-11, 0), (11, 0), (0, 1))),
+            # scaled: engineering = raw * 0.1 + 20, so 0..50 is raw -200..300
+            ("int16", [0, 50], {"scale": 0.1, "offset": 20}, ((-200, 1), (-201, 0), (300, 1),
+                                                                (301, 0))),
+            # a negative scale swaps the bounds: raw -500..0
+            ("int32", [0, 50], {"scale": -0.1}, ((-500, 1), (-501, 0), (0, 1), (1, 0))),
+            ("uint16", [0, 500], {}, ((500, 1), (501, 0), (65535, 0))),
+            ("uint32", [1e9, 4e9], {}, ((10 ** 9, 1), (10 ** 9 - 1, 0), (4 * 10 ** 9, 1),
+                                        (4 * 10 ** 9 + 1, 0))),
+            ("int32", [-70000, 70000], {}, ((-70000, 1), (-70001, 0), (70000, 1),
+                                            (-2147483648, 0), (2147483647, 0))),
+            ("int64", [-1e10, 1e10], {}, ((-10 ** 10, 1), (-10 ** 10 - 1, 0), (10 ** 10, 1),
+                                          (10 ** 10 + 1, 0), (-(2 ** 63), 0))),
+            ("uint64", [0, 1e10], {}, ((10 ** 10, 1), (10 ** 10 + 1, 0), (2 ** 64 - 1, 0))),
+            ("float32", [-1, 1], {}, ((-1.0, 1), (1.0, 1), (-0.0, 1), (0.0, 1), (-1.5, 0),
+                                      (1.5, 0), (float("inf"), 0), (float("-inf"), 0),
+                                      (float("nan"), 0))),
+            ("float32", [0, 500], {}, ((-0.0, 1), (0.0, 1), (-1e-30, 0))),
+            ("float64", [-1, 1], {}, ((-1.0, 1), (0.5, 1), (-0.0, 1), (-1.5, 0), (1.5, 0),
+                                      (float("nan"), 0), (float("-inf"), 0)))):
+        cfg = {"type": typ, "range": rng}
+        cfg.update(extra)
+        p = one(cfg)
+        for v, ok in vals:
+            p.reset()
+            n = pack_reading(p.tab, p.i, frame_with(struct.pack(FMT[typ], v)), 3, rec, 0, 0)
+            eq(_code(rec, n), None if ok else ERR_RANGE, "%s range %r %r: %r" % (typ, rng,
+                                                                             extra, v))
+    # a value back in range after the error is reported even when a deadband holds it
+    p = one({"type": "int16", "range": [0, 100], "deadband": 50})
+    d = lambda v: frame_with(struct.pack(">h", v))  # noqa: E731
+    true(pack_reading(p.tab, p.i, d(10), 3, rec, 0, 0) > 0, "first")
+    eq(_code(rec, pack_reading(p.tab, p.i, d(-1), 3, rec, 0, 0)), ERR_RANGE, "out")
+    n = pack_reading(p.tab, p.i, d(10), 3, rec, 0, 0)
+    eq(reading.unpack(rec, n)[4], 10, "back in range: reported")
+    eq(modbus.error_name(ERR_RANGE), "out_of_range", "the code's name")
+
+
+def test_bit_point_source_names_the_bit():
+    pts = _pts([{"address": 100, "type": "bit", "bit": 3}, {"address": 100},
+                {"address": 5, "table": "input", "slave": 2, "type": "bit", "bit": 15}])
+    eq([pts.source(i) for i in range(len(pts))],
+       ["modbus:1:holding:100.3", "modbus:1:holding:100", "modbus:2:input:5.15"], "sources")
 
 
 def test_given_time_is_packed():
@@ -288,7 +379,19 @@ def test_config_errors_name_the_field():
         ({"type": "bit"}, "points[0].bit"),
         ({"type": "bit", "bit": 16}, "points[0].bit"),
         ({"type": "string"}, "points[0].length"),
-        ({"type": "string", "length": 33}, "points[0].length"),
+        ({"type": "string", "length": 65}, "points[0].length"),
+        ({"type": "string", "length": 0}, "points[0].length"),
+        ({"type": "float32", "range": [500, 0]}, "points[0].range"),
+        ({"type": "float32", "range": [1, 1]}, "points[0].range"),
+        ({"type": "float32", "range": [0]}, "points[0].range"),
+        ({"type": "float32", "range": "0..500"}, "points[0].range"),
+        ({"type": "float32", "range": [0, "500"]}, "points[0].range.max"),
+        ({"type": "float32", "range": [float("nan"), 1]}, "points[0].range.min"),
+        ({"type": "float32", "range": [0, float("inf")]}, "points[0].range.max"),
+        ({"type": "string", "length": 4, "range": [0, 1]}, "points[0].range"),
+        ({"type": "bit", "bit": 1, "range": [0, 1]}, "points[0].range"),
+        ({"type": "uint16", "range": [-10, -1]}, "points[0].range"),
+        ({"type": "int16", "range": [0.2, 0.8]}, "points[0].range"),
         ({"type": "int16", "slave": 0}, "points[0].slave"),
         ({"type": "int16", "slave": 248}, "points[0].slave"),
         ({"type": "int32", "address": 65535}, "points[0].address"),

@@ -8,6 +8,7 @@ import pytest
 
 from otlink_tools import cli
 from otlink_tools import modbus_probe as probe
+from otlink_tools.sim_meter import REFERENCE_POINTS, reference_value
 
 
 def test_codec_round_trips_every_type_and_order():
@@ -22,7 +23,11 @@ def test_codec_round_trips_every_type_and_order():
     assert probe.encode(230.0, "float32", "CDAB") == [0x0000, 0x4366]
     assert probe.encode(230.0, "float32", "BADC") == [0x6643, 0x0000]
     assert probe.encode(230.0, "float32", "DCBA") == [0x0000, 0x6643]
-    assert probe.decode(probe.encode("AB-1", "string", "BADC", 3), "string", "BADC") == "AB-1"
+    assert probe.decode(probe.encode("AB-1", "string", "BADC", 6), "string", "BADC") == "AB-1"
+    # length counts characters: 11 characters take 6 registers and decode to 11
+    regs = probe.encode("SERIAL-4711", "string", "ABCD", 11)
+    assert len(regs) == 6 and probe.string_regs(11) == 6
+    assert probe.decode(regs + [0x5858], "string", "ABCD", 11) == "SERIAL-4711"
 
 
 def test_decode_table_marks_the_plausible_reading():
@@ -65,3 +70,23 @@ def test_cli_decode_and_register(reference_meter, capsys):
     # the same command through the CLI's table
     assert cli.main(["modbus", "probe", "--regs", "4366 0000"]) == 0
     assert "230" in capsys.readouterr().out
+
+
+def test_cli_decodes_a_string_in_both_byte_orders(reference_meter, capsys):
+    # the reference map's string: slave 1, holding 210, 16 characters (8 registers)
+    p = [q for q in REFERENCE_POINTS if q["type"] == "string"][0]
+    assert (p["slave"], p["table"], p["address"], p["length"]) == (1, "holding", 210, 16)
+    want = reference_value(p)  # "METER-20", NUL padded
+    assert probe.main([reference_meter.agent_port, "--baud", "115200", "--slave", "1",
+                       "--decode", "210", "--length", "16"]) == 0
+    out = capsys.readouterr().out
+    swapped = "".join(want[i + 1] + want[i] for i in range(0, len(want), 2))
+    assert f'string AB (order ABCD): "{want}" ({len(want)} of 16 characters)' in out, out
+    assert f'string BA (order BADC): "{swapped}"' in out, out
+    assert len(out.splitlines()[0].split()) == 9  # "registers:" and the 8 registers read
+    # one register early (the off-by-one check of docs/modbus.md): the text starts with
+    # the register before it, which is no character
+    assert probe.main([reference_meter.agent_port, "--baud", "115200", "--slave", "1",
+                       "--decode", "209", "--length", "16"]) == 0
+    out = capsys.readouterr().out
+    assert f'"{want}"' not in out, out

@@ -69,6 +69,9 @@ BAD_ARGS = [
     (["--baud", "-5", "--decode", "0"], "--baud", "300..4000000"),
     (["--baud", "fast", "--decode", "0"], "--baud", "300..4000000"),
     (["--timeout-ms", "0", "--decode", "0"], "--timeout-ms", "1..60000"),
+    (["--decode", "0", "--length", "0"], "--length", "1..250"),
+    (["--decode", "0", "--length", "251"], "--length", "1..250"),
+    (["--decode", "0", "--length", "ten"], "--length", "1..250"),
 ]
 
 
@@ -195,3 +198,16 @@ def test_progress_without_a_terminal_prints_every_n():
     prog.done()
     assert s.getvalue().splitlines() == ["scanned 10 of 25 ids", "scanned 20 of 25 ids",
                                          "scanned 25 of 25 ids"]
+
+
+def test_length_without_decode_is_refused(tmp_path):
+    r = otlink(str(tmp_path / "ttyUSB9"), "--length", "8")
+    assert r.returncode == 1
+    assert "--length N reads a string at --decode ADDR" in last_line(r)
+
+
+def test_string_from_regs_in_both_byte_orders(capsys):
+    assert probe.main(["--regs", "4142 2D31 3200", "--length", "5"]) == 0
+    out = capsys.readouterr().out
+    assert 'string AB (order ABCD): "AB-12" (5 of 5 characters)' in out
+    assert 'string BA (order BADC): "BA1-" (4 of 5 characters)' in out  # its NUL ends it

@@ -12,7 +12,7 @@ from otlink.core import modbus
 from otlink.core.compat import const
 from otlink.core.errors import ConfigError, ConfigErrors
 from otlink.core.points import (ORDERS, T_BIT, T_BOOL, T_STRING, TABLES, TYPES, WORDS,
-                                Points)
+                                Points, raw_range)
 
 SCHEMA_VERSION = 1
 
@@ -40,7 +40,7 @@ QUEUE_MIN = const(8192)  # two 4 KiB sectors: the smallest queue (core/queue)
 BATCH_BYTES_MIN = const(128)  # data header (48) + the largest text reading (78)
 BATCH_BYTES_MAX = const(8192)  # see docs/config.md, "batch_bytes"
 _MAX_ERRORS = const(20)
-_MAX_STRING_REGS = const(32)  # MAX_TEXT bytes of the reading record
+_MAX_STRING = const(64)  # characters (bytes) of a string point: MAX_TEXT of the reading record
 
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 _HOST_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_"
@@ -415,7 +415,7 @@ def _serial(ck, d, groups, need_port):
 
 
 _POINT_KEYS = ("id", "name", "slave", "table", "address", "type", "order", "bit", "length",
-               "scale", "offset", "unit", "group", "deadband")
+               "scale", "offset", "unit", "group", "deadband", "range")
 
 
 def _point(ck, cfg, w, ser, first_group):
@@ -444,9 +444,11 @@ def _point(ck, cfg, w, ser, first_group):
         ck.bad(w + ".bit", "only for type bit")
     words = WORDS[typ] if typ is not None else 1
     if typ == T_STRING:
-        words = _int(ck, cfg, "length", w, _REQ, 1, _MAX_STRING_REGS)
+        # length: characters (bytes), two to a register; the bit byte of the row holds it
+        bit = _int(ck, cfg, "length", w, _REQ, 1, _MAX_STRING)
+        words = (bit + 1) // 2 if bit is not None else None
     elif "length" in cfg:
-        ck.bad(w + ".length", "only for type string (registers)")
+        ck.bad(w + ".length", "only for type string (its length in characters)")
     if address is not None and words is not None:
         if address + words > 65536:
             ck.bad(w + ".address", "%d + %d registers runs past 65535" % (address, words))
@@ -464,10 +466,42 @@ def _point(ck, cfg, w, ser, first_group):
         deadband = _num(ck, cfg, "deadband", w, None)
         if deadband is not None and deadband < 0:
             ck.bad(w + ".deadband", "must be >= 0")
+    rng = None  # absent: every value is plausible
+    if "range" in cfg:
+        rng = _range(ck, cfg, w, typ, scale, offset)
     if len(ck.errors) + ck.more != n0:
         return None
     return (pid, name, slave, table, address, typ, ORDERS.index(order), bit, words, scale,
-            offset, unit, group, deadband)
+            offset, unit, group, deadband, rng)
+
+
+def _range(ck, cfg, w, typ, scale, offset):
+    """"range": [min, max] in engineering units -> raw bound keys (points.raw_range), so the
+    poll compares raw values; None (reported) when wrong."""
+    p = w + ".range"
+    v = cfg["range"]
+    if typ is None:
+        return None
+    if typ == T_STRING or typ == T_BIT or typ == T_BOOL:
+        ck.bad(p, "only for number types, not %s" % TYPES[typ])
+        return None
+    if not isinstance(v, (list, tuple)) or len(v) != 2:
+        ck.bad(p, "must be [min, max] in engineering units, got %s" % _show(v))
+        return None
+    lo = _num(ck, {"min": v[0]}, "min", p, _REQ)
+    hi = _num(ck, {"max": v[1]}, "max", p, _REQ)
+    if lo is None or hi is None or scale is None or offset is None:
+        return None
+    if not lo < hi:
+        ck.bad(p, "min must be below max, got %s" % _show(v))
+        return None
+    if -SCALE_MIN < scale < SCALE_MIN:
+        return None
+    r = raw_range(typ, scale, offset, lo, hi)
+    if r is None:
+        ck.bad(p, "%s..%s holds no %s value (after scale %s, offset %s)"
+               % (_show(v[0]), _show(v[1]), TYPES[typ], _show(scale), _show(offset)))
+    return r
 
 
 def _address(ck, cfg, w, table, ser):

@@ -12,6 +12,7 @@ ERR_WRONG_FUNCTION = const(5)  # a valid frame with another function code
 ERR_ECHO = const(6)  # echo expected and what came back is not what was sent
 ERR_WRITE_MISMATCH = const(7)  # write confirmation does not repeat address/quantity
 ERR_PORT = const(8)  # the serial port itself failed (USB adapter unplugged, device gone)
+ERR_RANGE = const(9)  # a value outside the point's configured plausibility range
 ERR_SENSOR = const(16)  # local sensor: bus error, NACK, absent
 ERR_SENSOR_CRC = const(17)  # local sensor: checksum of its answer wrong
 ERR_OFFLINE = const(32)  # not asked: the slave is offline and in backoff

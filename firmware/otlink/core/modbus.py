@@ -7,7 +7,7 @@
 # afterwards works in place and allocates nothing (heap-lock tested).
 from otlink.core.compat import const
 from otlink.core.errors import (ERR_CRC, ERR_ECHO, ERR_EXCEPTION, ERR_FRAME,  # noqa: F401
-                                ERR_OFFLINE, ERR_PORT,
+                                ERR_OFFLINE, ERR_PORT, ERR_RANGE,
                                 ERR_TIMEOUT, ERR_WRITE_MISMATCH, ERR_WRONG_FUNCTION,
                                 ERR_WRONG_SLAVE)
 
@@ -40,7 +40,7 @@ ERROR_NAMES = {
     0x88: "memory_parity", 0x8A: "gateway_path", 0x8B: "gateway_target",
     ERR_TIMEOUT: "timeout", ERR_CRC: "crc", ERR_FRAME: "frame", ERR_WRONG_SLAVE: "wrong_slave",
     ERR_WRONG_FUNCTION: "wrong_function", ERR_OFFLINE: "offline", ERR_ECHO: "echo",
-    ERR_WRITE_MISMATCH: "write_mismatch", ERR_PORT: "port",
+    ERR_WRITE_MISMATCH: "write_mismatch", ERR_PORT: "port", ERR_RANGE: "out_of_range",
 }
 
 

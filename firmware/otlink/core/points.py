@@ -15,12 +15,19 @@
 # nothing, for every type, with or without a deadband, with two exceptions: a float point
 # with a nonzero deadband boxes its floats for the comparison, and an integer deadband of
 # 2**29 raw counts or more compares exact big ints (test_modbus_points measures both).
+#
+# Plausibility range: a point's "range" (engineering units) is turned into raw bounds once, by
+# raw_range() at validation, as sortable keys of 16-bit limbs (signed integers with the sign
+# bit flipped, floats mapped so their bit patterns sort like their values); the hot path builds
+# the reading's key in _K and compares limbs, so the check allocates nothing either. NaN and
+# infinities sort outside every finite range. A reading outside is reported as ERR_RANGE.
 import struct
 
 from otlink.core import modbus
 from otlink.core.compat import const
+from otlink.core.errors import ERR_RANGE
 from otlink.core.reading import (FLAG_UNTIMED, HEADER, KIND_ERR, KIND_FLOAT, KIND_INT,
-                                 KIND_TEXT, MAX_TEXT, OFF_T, SIZE)
+                                 KIND_TEXT, OFF_T, SIZE)
 
 try:
     from array import array
@@ -57,9 +64,11 @@ _B_SLAVE = const(0)
 _B_FC = const(1)
 _B_TYPE = const(2)
 _B_ORDER = const(3)  # index into ORDERS: bit 0 word swap, bit 1 byte swap
-_B_BIT = const(4)
+_B_BIT = const(4)  # type bit: the bit 0..15; type string: its length in bytes 1..64
 _B_GROUP = const(5)  # index into Points.groups
-_B_ONCHANGE = const(6)  # 1: a deadband is configured, report on change beyond it only
+_B_FLAGS = const(6)  # _F_ONCHANGE | _F_RANGE
+_F_ONCHANGE = const(1)  # a deadband is configured: report on change beyond it only
+_F_RANGE = const(2)  # a plausibility range is configured: its raw keys in Points.range_[i]
 _B_UNIT = const(7)  # index into Points.units
 _NH = const(3)  # 16-bit fields per point in Points.h
 _H_ID = const(0)
@@ -97,6 +106,7 @@ class Points:
         self.scale_ = []
         self.offset_ = []
         self.db_raw = []
+        self.range_ = {}  # index -> raw bound keys (raw_range()), only for points with a range
         self.names = bytearray()
         self.units = [None]
         self.groups = []
@@ -113,8 +123,10 @@ class Points:
         return Point(self, i)
 
     def add(self, pid, name, slave, table, address, typ, order, bit, words, scale, offset,
-            unit, group, deadband):
-        """Append one validated point (config.py); returns its index."""
+            unit, group, deadband, rng=None):
+        """Append one validated point (config.py); returns its index. bit: the bit of a type
+        bit point, the length in bytes of a string (words = its registers); rng: raw_range()'s
+        keys, or None."""
         gi = _index(self.groups, group)  # raises before the row is taken
         ui = _index(self.units, unit)
         i = self.n
@@ -136,8 +148,11 @@ class Points:
         self.names.extend(name.encode())
         self.o[2 * i + _O_NAME] = len(self.names)
         db = 0
+        if rng is not None:
+            b[i * _NB + _B_FLAGS] = _F_RANGE
+            self.range_[i] = rng
         if deadband is not None:
-            b[i * _NB + _B_ONCHANGE] = 1
+            b[i * _NB + _B_FLAGS] |= _F_ONCHANGE
             if typ == T_FLOAT32 or typ == T_FLOAT64:
                 db = deadband / abs(scale)  # float threshold
             else:
@@ -154,14 +169,13 @@ class Points:
     def seal(self):
         """After the last add(): size the last-value bytes of string and 64-bit points and
         forget every last report."""
-        h = self.h
         b = self.b
         t = 0
         for i in range(self.n):
             self.o[2 * i + _O_TOFF] = t
             typ = b[i * _NB + _B_TYPE]
             if typ == T_STRING:
-                t += 2 * h[i * _NH + _H_WORDS]
+                t += b[i * _NB + _B_BIT]
             elif typ == T_INT64 or typ == T_UINT64 or typ == T_FLOAT64:
                 t += 8
         self.text = bytearray(t)
@@ -199,6 +213,23 @@ class Points:
 
     def words(self, i):
         return self.h[i * _NH + _H_WORDS]
+
+    def bit(self, i):
+        return self.b[i * _NB + _B_BIT]
+
+    def source(self, i):
+        """Where point i is read, as the birth message names it: modbus:<slave>:<table>:
+        <address>, and .<bit> for a type bit point (docs/payload.md)."""
+        b = self.b
+        k = i * _NB
+        s = "modbus:%d:%s:%d" % (b[k + _B_SLAVE], self.table(i), self.address(i))
+        if b[k + _B_TYPE] == T_BIT:
+            s += ".%d" % b[k + _B_BIT]
+        return s
+
+    def bounds(self, i):
+        """Point i's raw bound keys (raw_range()), or None."""
+        return self.range_.get(i)
 
     def group(self, i):
         return self.groups[self.b[i * _NB + _B_GROUP]]
@@ -269,7 +300,8 @@ class Point:
         self.unit = tab.units[b[k + _B_UNIT]]
         self.scale = tab.scale_[i]
         self.offset = tab.offset_[i]
-        self.onchange = b[k + _B_ONCHANGE] == 1
+        self.onchange = b[k + _B_FLAGS] & _F_ONCHANGE != 0
+        self.range = tab.range_.get(i)
         self.db_raw = tab.db_raw[i]
 
     def reset(self):
@@ -284,6 +316,93 @@ class Point:
     def span(self):
         """Registers (or bits) this point occupies from self.address."""
         return self.words
+
+
+_SIGNED = (1, 0, 1, 0, 1, 0)  # per integer type: signed
+_INT_FMT = (">h", ">H", ">i", ">I", ">q", ">Q")
+
+
+def _key(typ, x):
+    # The sortable key of a raw value x of type typ: big-endian 16-bit limbs (cold: config)
+    n = WORDS[typ]
+    if typ == T_FLOAT32 or typ == T_FLOAT64:
+        limbs = list(struct.unpack(">%dH" % n, struct.pack(">f" if n == 2 else ">d", x)))
+        if limbs[0] & 0x8000:
+            for m in range(n):
+                limbs[m] ^= 0xFFFF
+        else:
+            limbs[0] ^= 0x8000
+        return limbs
+    limbs = list(struct.unpack(">%dH" % n, struct.pack(_INT_FMT[typ], x)))
+    if _SIGNED[typ]:
+        limbs[0] ^= 0x8000
+    return limbs
+
+
+def raw_range(typ, scale, offset, lo, hi):
+    """The plausibility range lo..hi in engineering units (raw * scale + offset) of a number
+    point as raw bound keys: a tuple of the low bound's limbs then the high bound's (1, 2 or 4
+    each), what pack_reading() compares. Integer types take the raw values inside (ceil/floor,
+    clipped to the type); floats the nearest value of their precision. None when no raw value
+    of the type lies inside."""
+    a = (lo - offset) / scale
+    z = (hi - offset) / scale
+    if scale < 0:
+        a, z = z, a
+    if typ == T_FLOAT32 or typ == T_FLOAT64:
+        if typ == T_FLOAT32 and (a > 3.4e38 or z < -3.4e38):
+            return None
+        a = max(a, -3.4e38) if typ == T_FLOAT32 else a
+        z = min(z, 3.4e38) if typ == T_FLOAT32 else z
+        # a bound of zero takes in both zeros: -0.0 sorts just below +0.0
+        return tuple(_key(typ, -0.0 if a == 0 else a) + _key(typ, 0.0 if z == 0 else z))
+    bits = 16 * WORDS[typ]
+    tmin = -(1 << (bits - 1)) if _SIGNED[typ] else 0
+    tmax = (1 << (bits - 1)) - 1 if _SIGNED[typ] else (1 << bits) - 1
+    if z < tmin or a > tmax:
+        return None
+    if a < tmin:
+        a = float(tmin)
+    if z > tmax:
+        z = float(tmax)
+    # a bound a rounding error away from a whole raw count is that count (0.3 / 0.1 is
+    # 2.9999999999999996; single floats on the boards are off by 1 part in 2**24)
+    a = _snap(a)
+    z = _snap(z)
+    ia = int(a)
+    if ia < a:
+        ia += 1
+    iz = int(z)
+    if iz > z:
+        iz -= 1
+    ia = max(ia, tmin)
+    iz = min(iz, tmax)
+    if ia > iz:
+        return None
+    return tuple(_key(typ, ia) + _key(typ, iz))
+
+
+def _snap(x):
+    r = float(round(x))
+    d = x - r
+    return r if -1e-6 * abs(r) <= d <= 1e-6 * abs(r) else x
+
+
+_K = array("H", (0, 0, 0, 0)) if array else None  # the key of the reading being checked
+
+
+def _outside(r, n):
+    """_K[0:n] (a reading's key) lies outside the raw bound keys r (raw_range())."""
+    k = _K
+    for m in range(n):
+        if k[m] != r[m]:
+            if k[m] < r[m]:
+                return True
+            break
+    for m in range(n):
+        if k[m] != r[n + m]:
+            return k[m] > r[n + m]
+    return False
 
 
 def _u16(data, off, bswap):
@@ -450,7 +569,8 @@ def pack_reading(tab, i, data, off, rec, t, flags):
     k = i * _NB
     typ = b[k + _B_TYPE]
     order = b[k + _B_ORDER]
-    onchange = b[k + _B_ONCHANGE]
+    onchange = b[k + _B_FLAGS] & _F_ONCHANGE
+    ranged = b[k + _B_FLAGS] & _F_RANGE
     pid = tab.h[i * _NH + _H_ID]
     s = tab.s
     j = i * _NS  # s[j]: err, s[j + 1]: last, s[j + 2]: last_lo
@@ -463,6 +583,10 @@ def pack_reading(tab, i, data, off, rec, t, flags):
                 v = (v >> b[k + _B_BIT]) & 1
             elif typ == T_INT16 and v & 0x8000:
                 v -= 0x10000
+        if ranged:
+            _K[0] = (v & 0xFFFF) ^ 0x8000 if typ == T_INT16 else v
+            if _outside(tab.range_[i], 1):
+                return pack_error(tab, i, ERR_RANGE, rec, t, flags)
         if s[j] == 0 and onchange:
             d = v - s[j + 1]
             if d < 0:
@@ -478,6 +602,19 @@ def pack_reading(tab, i, data, off, rec, t, flags):
         # two 16-bit halves; the value itself (up to 2**32) is never built
         hi = order_word(data, off, 0, 2, order)
         lo = order_word(data, off, 1, 2, order)
+        if ranged:
+            if typ == T_FLOAT32:
+                if hi & 0x8000:
+                    _K[0] = hi ^ 0xFFFF
+                    _K[1] = lo ^ 0xFFFF
+                else:
+                    _K[0] = hi | 0x8000
+                    _K[1] = lo
+            else:
+                _K[0] = hi ^ 0x8000 if typ == T_INT32 else hi
+                _K[1] = lo
+            if _outside(tab.range_[i], 2):
+                return pack_error(tab, i, ERR_RANGE, rec, t, flags)
         if typ == T_INT32 and hi & 0x8000:
             hi -= 0x10000
         if s[j] == 0 and onchange:
@@ -506,9 +643,7 @@ def pack_reading(tab, i, data, off, rec, t, flags):
     if typ == T_STRING:
         # Decode straight into the record, then compare with our own copy of the last report.
         n = 0
-        lim = 2 * tab.h[i * _NH + _H_WORDS]
-        if lim > MAX_TEXT:
-            lim = MAX_TEXT
+        lim = b[k + _B_BIT]  # the length in bytes (at most MAX_TEXT)
         bswap = order >> 1
         while n < lim:
             c = data[off + (n ^ 1 if bswap else n)]
@@ -534,6 +669,17 @@ def pack_reading(tab, i, data, off, rec, t, flags):
         x = order_word(data, off, w, 4, order)
         raw[7 - 2 * w] = x >> 8
         raw[6 - 2 * w] = x & 0xFF
+    if ranged:
+        kk = _K
+        for w in range(4):
+            kk[w] = (raw[7 - 2 * w] << 8) | raw[6 - 2 * w]
+        if typ == T_FLOAT64 and raw[7] & 0x80:
+            for w in range(4):
+                kk[w] ^= 0xFFFF
+        elif typ != T_UINT64:
+            kk[0] ^= 0x8000
+        if _outside(tab.range_[i], 4):
+            return pack_error(tab, i, ERR_RANGE, rec, t, flags)
     if s[j] == 0 and onchange:
         m = 0
         while m < 8 and raw[m] == tx[to + m]:
