@@ -283,6 +283,39 @@ def test_sensor_bus_is_checked_against_the_board_when_known():
     config.validate(c, ("i2c0",))
 
 
+def test_range_is_checked_and_kept_as_raw_bounds():
+    pts = config.validate(with_points({"type": "float32", "range": [0, 500]},
+                                      {"address": 2, "scale": 0.1, "range": [0, 50]},
+                                      {"address": 3}))["points"]
+    mptest.true(pts.bounds(0) is not None, "a float32 range")
+    mptest.eq(pts.bounds(1), (0, 500), "engineering 0..50 at scale 0.1: raw 0..500")
+    mptest.eq(pts.bounds(2), None, "no range: every value is plausible")
+    text = json.dumps(with_points({"type": "float32", "range": [0, 500]}))
+    for bad, field, why in (('[500, 0]', "range", "below max"),
+                            ('[0, 1e999]', "range.max", "finite"),
+                            ('[0]', "range", "[min, max]"),
+                            ('null', "range", "must not be null")):
+        e = mptest.raises(ConfigError, config.loads, text.replace("[0, 500]", bad))
+        mptest.eq(e.field, "points[0]." + field, bad)
+        mptest.true(why in e.problem, e.problem)
+    f, p = err(with_points({"type": "string", "length": 8, "range": [0, 1]}))
+    mptest.eq(f, "points[0].range", "not for strings")
+    mptest.true("number types" in p, p)
+    f, p = err(with_points({"range": [70000, 80000]}))
+    mptest.eq(f, "points[0].range", "no uint16 inside")
+    mptest.true("holds no uint16 value" in p, p)
+
+
+def test_string_length_is_characters():
+    # 11 characters: 6 registers, 10..15; a point at 16 is next to it, one at 15 overlaps
+    c = with_points({"type": "string", "length": 11, "address": 10}, {"address": 16})
+    mptest.eq(config.validate(c)["points"].words(0), 6, "registers of 11 characters")
+    f, p = err(with_points({"type": "string", "length": 11, "address": 10}, {"address": 15}))
+    mptest.eq(f, "points[1].address", "the 6th register is the string's")
+    f, p = err(with_points({"type": "string", "length": 65}))
+    mptest.eq(f, "points[0].length", "at most 64 characters")
+
+
 def test_hash_is_stable_and_short():
     h = config.config_hash('{"a": 1}')
     mptest.eq(len(h), 16, "hash length")

@@ -480,6 +480,9 @@ def _range(ck, cfg, w, typ, scale, offset):
     poll compares raw values; None (reported) when wrong."""
     p = w + ".range"
     v = cfg["range"]
+    if v is None:
+        ck.bad(p, "must not be null (leave the field out for no range)")
+        return None
     if typ is None:
         return None
     if typ == T_STRING or typ == T_BIT or typ == T_BOOL:
