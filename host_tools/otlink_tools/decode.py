@@ -298,6 +298,45 @@ def _number(v: Any, what: str) -> int | float:
     return v
 
 
+_SOURCE_TABLES = ("coil", "discrete", "holding", "input")
+
+
+def parse_source(source: str | None) -> dict | None:
+    """Where a birth point is read, from its source text: a Modbus point's
+    ``modbus:<slave>:<table>:<address>`` (``.<bit>`` added for a type bit point, e.g.
+    ``modbus:1:holding:100.3``) as {"slave", "table", "address", "bit"} (bit None when the
+    point reads the whole register). None for other sources (local sensors) and no source;
+    PayloadError for a modbus source that does not parse."""
+    if not isinstance(source, str) or not source.startswith("modbus:"):
+        return None
+    parts = source.split(":")
+    addr, dot, bit = parts[-1].partition(".")
+    try:
+        if len(parts) != 4 or parts[2] not in _SOURCE_TABLES:
+            raise ValueError
+        out = {"slave": int(parts[1], 10), "table": parts[2], "address": int(addr, 10),
+               "bit": int(bit, 10) if dot else None}
+    except ValueError:
+        raise PayloadError(f"source {source!r}: modbus:<slave>:<table>:<address>[.<bit>] "
+                           "wanted") from None
+    if not (0 <= out["slave"] <= 247 and 0 <= out["address"] <= 0xFFFF
+            and (out["bit"] is None or (0 <= out["bit"] <= 15
+                                        and parts[2] in ("holding", "input")))):
+        raise PayloadError(f"source {source!r}: slave 0..247, address 0..65535, bit 0..15 "
+                           "of a holding or input register")
+    return out
+
+
+def format_source(source: str | None) -> str:
+    """A birth point's source for people: "slave 1 holding 100 bit 3"; other sources as
+    they are, "" for none."""
+    s = parse_source(source)
+    if s is None:
+        return source or ""
+    bit = "" if s["bit"] is None else f" bit {s['bit']}"
+    return f"slave {s['slave']} {s['table']} {s['address']}{bit}"
+
+
 def decode_birth(obj: Any) -> dict:
     """Birth dict from a decoded CBOR object (see decode_message)."""
     m = _map(obj, "birth")
@@ -328,10 +367,17 @@ def decode_birth(obj: Any) -> dict:
         seen.add(pid)
         if not isinstance(p[1], str) or not isinstance(p[3], str):
             raise PayloadError(f"{what}: name and type must be text")
-        points.append({"id": pid, "name": p[1], "unit": _opt_text(p, 2, what + ".unit"),
-                       "type": p[3], "scale": _number(p[4], what + ".scale"),
-                       "offset": _number(p[5], what + ".offset"),
-                       "source": _opt_text(p, 6, what + ".source")})
+        pt = {"id": pid, "name": p[1], "unit": _opt_text(p, 2, what + ".unit"),
+              "type": p[3], "scale": _number(p[4], what + ".scale"),
+              "offset": _number(p[5], what + ".offset"),
+              "source": _opt_text(p, 6, what + ".source")}
+        try:
+            where = parse_source(pt["source"])
+        except PayloadError as e:
+            raise PayloadError(f"{what}: {e}") from None
+        if where is not None and where["bit"] is not None:
+            pt["bit"] = where["bit"]  # a type bit point: which bit of its register
+        points.append(pt)
     out = {"kind": "birth", "v": VERSION, "node": m["node"], "fw": m["fw"],
            "config_hash": cfg, "boot": boot, "points": points}
     if "t" in m:

@@ -9,7 +9,7 @@ import cbor2
 import pytest
 
 from otlink_tools.decode import (PayloadError, apply_scale, decode_message, encode_ack,
-                                 error_name, parse_topic, topic)
+                                 error_name, format_source, parse_source, parse_topic, topic)
 
 T0 = 1795000000000
 DATA_T = "otlink/site1/node1/data"
@@ -270,3 +270,24 @@ def test_text_not_utf8_outside_data_still_refused():
     bad = birth.replace(b"bXX", b"b\xff\xfe")
     with pytest.raises(PayloadError, match="not valid CBOR"):
         decode_message("otlink/site1/node1/birth", bad)
+
+
+def test_birth_source_names_the_bit_of_a_bit_point():
+    b = {"v": 1, "node": "n1", "fw": "0.1.0", "cfg": "ab12", "boot": 1,
+         "pts": [[1, "alarm", "", "bit", 1, 0, "modbus:1:holding:100.3"],
+                 [2, "status", "", "uint16", 1, 0, "modbus:1:holding:100"],
+                 [3, "t", "degC", "uint16", 0.01, -45, "sht3x:i2c0:0x44:temperature"]]}
+    d = decode_message("otlink/s/n1/birth", cbor2.dumps(b))
+    assert d["points"][0]["bit"] == 3 and d["points"][0]["source"] == "modbus:1:holding:100.3"
+    assert "bit" not in d["points"][1] and "bit" not in d["points"][2]
+    assert parse_source("modbus:1:holding:100.3") == {"slave": 1, "table": "holding",
+                                                      "address": 100, "bit": 3}
+    assert parse_source("modbus:2:input:7")["bit"] is None
+    assert parse_source("sht3x:i2c0:0x44:temperature") is None and parse_source(None) is None
+    assert format_source("modbus:1:holding:100.3") == "slave 1 holding 100 bit 3"
+    assert format_source("modbus:1:coil:4") == "slave 1 coil 4"
+    for bad in ("modbus:1:holding:100.16", "modbus:1:coil:4.1", "modbus:1:holdng:1",
+                "modbus:1:holding", "modbus:x:holding:1", "modbus:1:holding:70000"):
+        b["pts"][0][6] = bad
+        with pytest.raises(PayloadError, match="pts\\[0\\]: source"):
+            decode_message("otlink/s/n1/birth", cbor2.dumps(b))
