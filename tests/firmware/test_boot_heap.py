@@ -65,6 +65,9 @@ def test_birth_rows_bound_and_bytes():
     cfg = config.validate(_cfg(12))
     n = 12 + 1 + 1
     mptest.eq(len(list(app.birth_rows(cfg))), n, "one row per point")
+    rows = {r[0]: r for r in app.birth_rows(cfg)}
+    mptest.eq(rows[900][6], "modbus:1:holding:1000.3", "a bit point's source names its bit")
+    mptest.eq(rows[1][6], "modbus:1:holding:0", "a number point's source")
     bound = birth_bound("n-1", "0.1.0", "abcd", app.birth_rows(cfg))
     buf = bytearray(bound)
     k = encode_birth_rows(buf, "n-1", "0.1.0", "abcd", 7, n, app.birth_rows(cfg))
