@@ -87,7 +87,8 @@ class Points:
     offset and db_raw slots; equal scales and offsets share one object) + its name in one
     blob: about 55 bytes on a 32-bit board (test_boot_heap measures it) instead of ~157 for
     an object with a dict of attributes. Units and groups are indices into short lists of the
-    distinct ones (at most 255 each).
+    distinct ones (at most 255 each). A point with a plausibility range adds its raw bound keys
+    (a tuple of 2, 4 or 8 small ints) in the dict range_; points without one cost nothing.
 
     Report-on-change state, in s: err is -1 until something was reported, 0 after a value,
     else the error code last reported; the last reported raw value: 16/32-bit types and
