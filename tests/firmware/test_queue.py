@@ -21,6 +21,16 @@ def values(q, n=100000):
     return [reading.unpack(rec, k)[4] for seq, boot, rec, k in q.peek(n)]
 
 
+
+def test_stats_of_a_record_that_is_no_reading():
+    # the queue stores opaque records: stats() must not fail on one that is not a reading
+    nor = flash("qraw")
+    q = Queue(nor.region(0, nor.size), Clock(), commit_count=1)
+    raw = bytearray(b"\xff" * reading.SIZE)  # kind 0xFF: no reading kind
+    q.append(raw, len(raw))
+    st = q.stats()
+    mptest.eq((st["depth"], st["oldest_t_ms"]), (1, None), "depth counted, no time")
+
 def test_append_commit_peek_ack_reboot():
     nor = flash("q1")
     dev = nor.region(0, nor.size)

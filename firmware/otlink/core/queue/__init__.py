@@ -581,7 +581,10 @@ class Queue:
         depth = self.depth()
         t = None
         for _seq, _boot, rec, n in self.peek(1):
-            t = unpack(rec, n)[3]
+            try:
+                t = unpack(rec, n)[3]
+            except ValueError:  # the queue stores any record; only a reading has a time
+                pass
         nvalid = 0
         for i in range(self._n):
             if self._valid[i]:
