@@ -355,8 +355,12 @@ def raw_range(typ, scale, offset, lo, hi):
             return None
         a = max(a, -3.4e38) if typ == T_FLOAT32 else a
         z = min(z, 3.4e38) if typ == T_FLOAT32 else z
-        # a bound of zero takes in both zeros: -0.0 sorts just below +0.0
-        return tuple(_key(typ, -0.0 if a == 0 else a) + _key(typ, 0.0 if z == 0 else z))
+        # a bound of zero takes in both zeros: the key of -0.0 sorts just below that of +0.0
+        # (written as limbs: a -0.0 constant may be folded to +0.0 on a board)
+        n = WORDS[typ]
+        ka = [0x7FFF] + [0xFFFF] * (n - 1) if a == 0 else _key(typ, a)
+        kz = [0x8000] + [0] * (n - 1) if z == 0 else _key(typ, z)
+        return tuple(ka + kz)
     bits = 16 * WORDS[typ]
     tmin = -(1 << (bits - 1)) if _SIGNED[typ] else 0
     tmax = (1 << (bits - 1)) - 1 if _SIGNED[typ] else (1 << bits) - 1
