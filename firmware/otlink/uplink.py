@@ -118,32 +118,15 @@ class DeadlineSocket:
         self._peek = not flag
 
     def read(self, n):
-        if self._nout:
-            self.flush()
         buf = bytearray(n)
-        mv = memoryview(buf)
-        got = 0
-        while got < n:
-            try:
-                r = self._io.readinto(mv[got:])
-            except OSError as e:
-                if e.args[0] != errno.EAGAIN:
-                    raise
-                r = None
-            if r is None:
-                if self._peek and got == 0:
-                    return None
-                self._wait(_POLLIN)
-                continue
-            if r == 0:
-                raise OSError(errno.ECONNRESET)  # the broker closed the connection
-            got += r
-        self.last_rx = self._ms()
+        if not self.readinto(memoryview(buf), self._peek):
+            return None  # umqtt's check_msg(): nothing waiting
         return bytes(buf)
 
-    def readinto(self, mv):
-        """Fill mv exactly (same waits and deadline as read); allocates nothing of its own
-        beyond the views it reads through."""
+    def readinto(self, mv, peek=False):
+        """Fill mv exactly, every wait under the socket's deadline; True when filled. peek:
+        return False at once when no byte is waiting (umqtt's non-blocking first read).
+        Allocates nothing of its own beyond the views it reads through."""
         if self._nout:
             self.flush()
         n = len(mv)
@@ -156,12 +139,15 @@ class DeadlineSocket:
                     raise
                 r = None
             if r is None:
+                if peek and got == 0:
+                    return False
                 self._wait(_POLLIN)
                 continue
             if r == 0:
-                raise OSError(errno.ECONNRESET)
+                raise OSError(errno.ECONNRESET)  # the broker closed the connection
             got += r
         self.last_rx = self._ms()
+        return True
 
     def write(self, data, n=-1):
         if n < 0:
