@@ -117,6 +117,7 @@ class Monitor:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
         self.births: dict[tuple[str, str], dict] = {}
         self.states: dict[tuple[str, str], dict] = {}
         self.seen: dict[tuple[str, str, int], Seen] = {}
@@ -135,6 +136,11 @@ class Monitor:
         self.connected = threading.Event()  # set by the first accepted CONNACK
         self._connack = threading.Event()  # set by a CONNACK, accepted or refused
         self.connect_error: str | None = None
+        # SUBSCRIBEs of the first connection not answered yet (packet id -> topic); set when
+        # every one has its SUBACK: only then does the broker deliver what is published
+        self._sub_pending: dict[int, str] = {}
+        self._subscribed = threading.Event()
+        self.subscribe_error: str | None = None
         # counters
         self.messages = 0
         self.batches = 0
@@ -182,6 +188,16 @@ class Monitor:
             c.disconnect()
             c.loop_stop()
             raise ConnectionError(self.connect_error or "broker refused the connection")
+        # The CONNACK is not the subscription: a message published before the broker has
+        # answered the SUBSCRIBEs goes nowhere. Return only when every one is granted.
+        if not self._subscribed.wait(timeout) or self.subscribe_error:
+            c.disconnect()
+            c.loop_stop()
+            with self.lock:
+                waiting = ", ".join(sorted(self._sub_pending.values()))
+            raise ConnectionError(self.subscribe_error or
+                                  f"no SUBACK from {self.host}:{self.port} in {timeout} s for "
+                                  f"{waiting}")
         if self.ack:
             self._ticker = threading.Thread(target=self._tick, name="otlink-monitor-acks",
                                             daemon=True)
@@ -254,10 +270,30 @@ class Monitor:
             return
         self.connect_error = None
         self._gen += 1
+        if not self._subscribed.is_set():
+            with self.lock:
+                self._sub_pending.clear()  # an earlier connection's, never to be answered
         for t in self.subscriptions():
-            client.subscribe(t, qos=1)
+            rc, mid = client.subscribe(t, qos=1)
+            if not self._subscribed.is_set() and rc == mqtt.MQTT_ERR_SUCCESS:
+                with self.lock:
+                    self._sub_pending[mid] = t
         self.connected.set()
         self._connack.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if self._subscribed.is_set():
+            return  # a reconnect's subscriptions: start() no longer waits for them
+        with self.lock:
+            topic = self._sub_pending.pop(mid, None)
+            left = len(self._sub_pending)
+        if topic is not None and any(rc.is_failure for rc in reason_codes):
+            # an ACL that denies the topic (SUBACK 0x80): nothing would ever arrive
+            self.subscribe_error = (f"broker {self.host}:{self.port} refused the subscription "
+                                    f"to {topic} (not authorized for it?)")
+            self._subscribed.set()
+        elif not left:
+            self._subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.connect_error is not None and not self.connected.is_set():
