@@ -188,7 +188,9 @@ class App:
             period = 1000
         self.board.watchdog_start()
         while True:
-            self.queue.tick(self.clock.ticks_ms())
+            p = self.poller
+            if p is None or not p.on_wire:  # no flash work between a request and its answer
+                self.queue.tick(self.clock.ticks_ms())
             self.board.watchdog_feed()
             await asyncio.sleep_ms(period)
 

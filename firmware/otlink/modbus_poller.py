@@ -3,13 +3,17 @@
 #
 # Timing (Modbus over Serial Line §2.5.1.1): a request goes out only after t3.5 of silence; a
 # response is complete after t3.5 of silence following its last byte (bytes running on past the
-# expected length make it a framing error). The poller never blocks the event loop for more than
-# about one millisecond: it waits in uart.wait() slices of at most _SLICE_MS and yields to the
+# expected length make it a framing error). Apart from sending a request (above), the poller
+# never blocks the event loop for more than about one millisecond: it waits in uart.wait() slices of at most _SLICE_MS and yields to the
 # loop after each, and busy-polls only the last ~1.1 ms of a deadline for sub-ms precision.
 #
-# Pipelining: the response to request k is checked as soon as it is complete, request k+1 is
-# sent, and request k's points are decoded and handed to the sink while request k+1 is on the
-# wire. Two response buffers alternate for that.
+# Bus direction: the request is written and the poller holds the loop until its last stop bit
+# has left (uart.flush(), the frame's wire time: 9.2 ms for 8 bytes at 9600 baud), so DE drops
+# within microseconds of the end of the frame, whatever other tasks do.
+#
+# Pipelining: the response to request k is checked as soon as it is complete; its points are
+# decoded and handed to the sink in the t3.5 gap before request k+1 (never between a request
+# and its answer: the sink may program or erase flash). Two response buffers alternate.
 #
 # Time: the ms clock (groups, backoff) is the injected clock; the us timing of the line comes
 # from the UART (uart.now_us), so both can be simulated in tests. Both wrap at TICKS_PERIOD
@@ -139,6 +143,9 @@ class Poller:
         self._pend_rx = None
         self._wq = []  # pending writes: [slave, fc, addr, values, count, event, result]
         self._running = False
+        # True from a request's first byte to the end of its answer: the app holds queue
+        # commits (flash programs and erases) until it is False (app.py _commit_loop)
+        self.on_wire = False
         self.on_cycle = None  # on_cycle(poller) after each cycle (tests: heap lock)
         self._st = _ST_IDLE
         self._t0 = 0
@@ -221,6 +228,11 @@ class Poller:
         event loop, then calls again). Blocks at most about one millisecond per call."""
         u = self.uart
         if self._st == _ST_GAP:
+            if self._pend >= 0:
+                # decode the previous response between transactions: the sink may commit a
+                # queue group or erase a sector (45 ms typ, 400 ms max on NOR parts, with
+                # interrupts off on rp2), which must not fall between a request and its answer
+                self._flush()
             # t3.5 of silence before a request; bytes arriving now are stray and are dropped.
             while u.read_byte() >= 0:
                 pass
@@ -236,9 +248,9 @@ class Poller:
                 return True
             adu = self._adu
             n = self._n
+            self.on_wire = True
             u.write(adu, n)
-            if self._pend >= 0:
-                self._flush()  # decode the previous response while this request is on the wire
+            u.flush()  # DE drops right after the last stop bit (hal/rs485.py)
             self._echo_left = n if self._echo else 0
             self._echo_bad = False
             self._got = 0
@@ -296,6 +308,7 @@ class Poller:
             got = modbus.MAX_ADU + 1
         self._got = got
         self._st = _ST_IDLE
+        self.on_wire = False
         return False
 
     async def _transact(self, adu, n, rx, broadcast=False):

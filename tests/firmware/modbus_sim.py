@@ -148,6 +148,13 @@ class SimLine:
             self._busy = False
         return not self._busy
 
+    def flush(self):
+        # the line's time runs on to the last stop bit, then DE drops (hal/rs485.py flush)
+        d = ticks_diff(self._tx_end, self.t.us)
+        if d > 0:
+            self.t.advance(d)
+        self.tx_done()
+
     def tx_end_us(self):
         return self._tx_end
 

@@ -7,6 +7,7 @@
 #   baud, char_us, t35_us, t15_us    timing of one character and the RTU silences, in us
 #   de                               the direction pin (callable like machine.Pin)
 #   write(buf, n)                    raise DE, queue n bytes; does not wait for the wire
+#   flush()                          block until the last stop bit has left, then drop DE
 #   tx_done() -> bool                True once the last stop bit has left; drops DE then
 #   tx_end_us()                      ticks_us when the last stop bit leaves (expected)
 #   wait(timeout_ms) -> bool         block at most timeout_ms until a byte is readable
@@ -52,6 +53,11 @@ class Rs485Uart:
         """Has the last stop bit left the UART?"""
         raise NotImplementedError
 
+    def _wait_sent(self):
+        """Block until the last stop bit has left the UART (per port: UART.flush() where it
+        waits for the shift register, txdone() and the computed byte time where it does not)."""
+        raise NotImplementedError
+
     def _de_low(self):
         self.de(0)
         self.last_us = self._ticks_us()
@@ -77,6 +83,17 @@ class Rs485Uart:
         self._tx_end = self._ticks_add(t0, n * self.char_us)
         self._busy = True
         self.tx_bytes += n
+
+    def flush(self):
+        """Hold the caller (and so the event loop) until the last stop bit of the frame has
+        left, then drop DE at once. The bus is released right after the frame, not when its
+        owner next runs: a flash erase or a TLS write in another task cannot keep the
+        transceiver driving the line into the slave's answer. Costs the frame's wire time
+        (an 8-byte request: 9.2 ms at 9600 baud, 0.8 ms at 115200)."""
+        if self._busy:
+            self._wait_sent()
+            self._de_low()
+            self._busy = False
 
     def tx_done(self):
         if self._busy:

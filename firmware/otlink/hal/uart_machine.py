@@ -5,11 +5,16 @@
 # high before the first start bit and stay high until the last stop bit has left):
 #   - DE goes high before write(); the UART starts shifting only after write() queues bytes.
 #   - uart.write() on both ports copies into the TX ring/FIFO and returns (blocking only while
-#     the ring is full), so DE is dropped later, when uart.txdone() reports the shift register
-#     empty: on rp2 that is TX FIFO empty and the BUSY flag clear (stop bit included), on esp32
-#     the driver's TX-done state. tx_done() is polled by the poller while it waits for the
-#     answer, so DE drops within one poll of the end of the frame - far inside the slave's
-#     t3.5 silence before it may answer.
+#     the ring is full). The poller then calls flush(), which holds it until the last stop bit
+#     has left and drops DE at once - not when the poller next runs, which may be after another
+#     task's flash erase (tens of ms: the slave's answer would meet a driven line).
+#   - What "sent" means differs per port (v1.23-v1.26 source):
+#       esp32: UART.flush() waits in uart_wait_tx_done() for the TX-done interrupt, raised
+#              once the stop bit of the last character is out;
+#       rp2:   UART.txdone() is true once the ring and the TX FIFO are empty, while the last
+#              character may still be in the shift register (up to one char time, 1.15 ms at
+#              9600 baud). So after it the computed end of the frame (write time + n chars)
+#              is waited out as well.
 #   - With /RE tied to DE the receiver is off while we send: no echo. Wire /RE low permanently
 #     and set "echo": true to hear (and check) our own bytes instead.
 import machine
@@ -19,16 +24,27 @@ from otlink.hal.rs485 import Rs485Uart
 
 class MachineUart(Rs485Uart):
     def __init__(self, uart_id, tx, rx, de_pin, baud=9600, parity="N", stop_bits=1,
-                 clock=None):
+                 clock=None, flush_waits=False):
         par = None if parity == "N" else (0 if parity == "E" else 1)
         self._u = machine.UART(uart_id, baudrate=baud, bits=8, parity=par, stop=stop_bits,
                                tx=machine.Pin(tx), rx=machine.Pin(rx), timeout=0,
                                timeout_char=0, rxbuf=512)
+        self._flush_waits = flush_waits  # UART.flush() returns after the last stop bit
         self._setup(self._u, machine.Pin(de_pin, machine.Pin.OUT, value=0), baud, parity,
                     stop_bits, clock)
 
     def _sent(self):
-        return self._u.txdone()
+        return self._u.txdone() and self._ticks_diff(self._ticks_us(), self._tx_end) >= 0
+
+    def _wait_sent(self):
+        if self._flush_waits:
+            self._u.flush()
+        else:
+            while not self._u.txdone():
+                pass
+        # the computed end of the last stop bit (rp2: the shift register after the FIFO)
+        while self._ticks_diff(self._ticks_us(), self._tx_end) < 0:
+            pass
 
     def _readable(self):
         return self._u.any() > 0
@@ -38,8 +54,10 @@ class MachineUart(Rs485Uart):
         self._u.deinit()
 
 
-def open_uart(serial_cfg, clock, uart_id, tx, rx, de_pin):
-    """The board's RS-485 UART (ids and pins from boards/<board>.json) at the configured
-    baud/parity/stop bits."""
+def open_uart(serial_cfg, clock, uart_id, tx, rx, de_pin, flush_waits=False):
+    """The board's RS-485 UART (ids and pins from the board file) at the configured
+    baud/parity/stop bits. flush_waits: the port's UART.flush() waits for the last stop bit
+    (esp32)."""
     return MachineUart(uart_id, tx, rx, de_pin, serial_cfg.get("baud", 9600),
-                       serial_cfg.get("parity", "N"), serial_cfg.get("stop_bits", 1), clock)
+                       serial_cfg.get("parity", "N"), serial_cfg.get("stop_bits", 1), clock,
+                       flush_waits)

@@ -1,0 +1,138 @@
+# MicroPython side of tests/host/test_de_timing.py (not a pytest module): the whole agent (App:
+# poller, flash queue with the NOR part's busy times waited out, publisher, uplink, commit
+# loop) against a meter behind the baud-paced relay, with the RS-485 direction pin and the
+# flash operations timed in us as they really happen (nothing back-dated).
+#   micropython de_timing_mp.py job.json out.json
+# job: {"config": {...}, "image": flash image path, "run_ms": n}
+# out: {"tx": [[write_us, tx_end_us, de_drop_us, last_rx_us, turns]...],
+#       "flash": [[t0, t1, kind, in_transaction]], "commits": n, "erases": n}
+# turns: how many times another task ran between the request's write and the DE drop (a
+# neighbour task counts its turns of the event loop)
+import asyncio
+import json
+import sys
+import time
+
+from otlink import app as app_mod
+from otlink.core import config as config_mod
+from otlink.hal.unix import board as unix
+from otlink.hal.unix.uart import UnixUart
+
+
+TURNS = [0]
+
+
+class TimedPin:
+    """DE pin recording the ticks_us of each change when it happens, and the event loop
+    turns of the neighbour task by then."""
+
+    def __init__(self, log):
+        self.level = 0
+        self.log = log
+
+    def __call__(self, v=None):
+        if v is None:
+            return self.level
+        v = 1 if v else 0
+        if v != self.level:
+            self.level = v
+            self.log.append((time.ticks_us(), v, TURNS[0]))
+
+
+class TimedUart(UnixUart):
+    def __init__(self, path, baud, parity, stop_bits, tx, de_log):
+        UnixUart.__init__(self, path, baud, parity, stop_bits, de=TimedPin(de_log))
+        self.tx = tx
+
+    def write(self, buf, n):
+        t = time.ticks_us()
+        UnixUart.write(self, buf, n)
+        self.tx.append([t, self._tx_end, 0, 0, TURNS[0]])
+
+    def read_byte(self):
+        b = UnixUart.read_byte(self)
+        if b >= 0 and self.tx:
+            self.tx[-1][3] = self.last_us
+        return b
+
+
+class TimedRegion:
+    """The queue's flash region, timing every program and erase."""
+
+    def __init__(self, dev, log):
+        self.dev = dev
+        self.log = log
+        self.poller = None  # set once the app is built: its on_wire is logged per operation
+
+    def _busy(self):
+        return self.poller is not None and self.poller.on_wire
+
+    def readblocks(self, n, buf, off=0):
+        self.dev.readblocks(n, buf, off)
+
+    def writeblocks(self, n, buf, off=0):
+        t = time.ticks_us()
+        self.dev.writeblocks(n, buf, off)
+        self.log.append((t, time.ticks_us(), "prog", self._busy()))
+
+    def ioctl(self, op, arg):
+        t = time.ticks_us()
+        r = self.dev.ioctl(op, arg)
+        if op == 6:
+            self.log.append((t, time.ticks_us(), "erase", self._busy()))
+        return r
+
+
+def main():
+    with open(sys.argv[1]) as f:
+        job = json.load(f)
+    cfg = config_mod.validate(job["config"])
+    board = unix.Board(unix.load_board("unix"), job["image"])
+    tx = []
+    de_log = []
+    flash = []
+    qdev = board.queue_device
+
+    region = []
+
+    def timed():
+        region.append(TimedRegion(qdev(), flash))
+        return region[0]
+
+    board.queue_device = timed
+    board.uart = lambda s: TimedUart(s["port"], s["baud"], s["parity"], s["stop_bits"], tx,
+                                     de_log)
+    a = app_mod.App(cfg, "0" * 16, board)
+    region[0].poller = a.poller
+
+    async def neighbour():
+        while True:
+            TURNS[0] += 1
+            await asyncio.sleep_ms(0)
+
+    async def go():
+        asyncio.create_task(neighbour())
+        t = asyncio.create_task(a.run())
+        await asyncio.sleep_ms(job["run_ms"])
+        t.cancel()
+        try:
+            await t
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(go())
+    # pair each write with the DE drop that followed it
+    drops = [(t, n) for t, v, n in de_log if v == 0]
+    for i, rec in enumerate(tx):
+        if i < len(drops):
+            rec[2] = drops[i][0]
+            rec[4] = drops[i][1] - rec[4]
+    out = {"tx": tx, "flash": flash, "commits": a.queue.commits,
+           "erases": a.queue.erases_run, "ups": len(de_log) - len(drops)}
+    a.poller.uart.close()
+    board.close()
+    with open(sys.argv[2], "w") as f:
+        json.dump(out, f)
+
+
+main()
