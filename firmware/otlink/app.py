@@ -15,6 +15,7 @@ from otlink.core.queue import codec as queue_codec
 _DEBUG = False
 _BOOT_GC = const(2048)  # bytes allocated between collections while booting (main)
 _RUN_GC = const(4096)  # bytes allocated between collections while running (main)
+_POINT_ERRORS_MAX = const(32)  # state message: at most this many points in error listed
 _PUBLISH_HEAD = const(160)  # MQTT PUBLISH head: 5 fixed + 2 + topic (<= 150) + 2 packet id
 
 
@@ -233,6 +234,17 @@ class App:
         if self.poller is not None:
             st["slaves"] = self.poller.stats()
             st["bus_errors"] = self.poller.bus_errors
+            # points whose last report is an error, so that a consumer started after the
+            # error began learns of it from the retained state (the error is sent once)
+            pts = self.cfg["points"]
+            pe = {}
+            for i in range(len(pts)):
+                e = pts.err(i)
+                if e > 0:
+                    pe[pts.id(i)] = e
+                    if len(pe) >= _POINT_ERRORS_MAX:
+                        break
+            st["point_errors"] = pe
         if self.sensors:
             st["sensor_errors"] = sum(s.errors for s in self.sensors)
         return st
@@ -267,9 +279,14 @@ class App:
         except Exception:
             pass
         try:
-            self.uplink.close()
+            # the stopped state (online false, stopped true), then DISCONNECT: a clean
+            # DISCONNECT drops the will, so without it the node would stay "online"
+            self.publisher.stop()
         except Exception:
-            pass
+            try:
+                self.uplink.close()
+            except Exception:
+                pass
 
 
 def _collect(name):

@@ -369,12 +369,15 @@ class Publisher:
         st["msgs_refused"] = getattr(self.up, "refused_in", 0)
         return st
 
-    def _publish_state(self):
-        st = self.state_fields()
+    def _publish_state(self, online=True):
+        st = self.state_fields(online)
+        if not online:
+            st["stopped"] = True  # a clean stop: the last will has neither this nor uptime
         try:
             n = encode_state(self._sbuf, st)
         except (ValueError, BufferFull):
-            for k in ("slave_errors", "reset_cause", "sensor_errors", "task_errors"):
+            for k in ("point_errors", "slave_errors", "reset_cause", "sensor_errors",
+                      "task_errors"):
                 st.pop(k, None)
             n = encode_state(self._sbuf, st)
         self.up.publish(self.up.t_state, memoryview(self._sbuf)[:n], 1, True)
@@ -415,12 +418,18 @@ class Publisher:
             await asyncio.sleep_ms(0 if sent else _IDLE_MS)
 
     def stop(self, death=True):
-        """Publish the death state (the broker drops the will on a clean DISCONNECT) and
-        close the session."""
+        """Publish the stopped state (online false, stopped true, the last figures: the
+        broker drops the will on a clean DISCONNECT, so without it the retained state would
+        say online for good) and close the session."""
         self.running = False
         if self.up.connected and death:
             try:
-                self.up.publish(self.up.t_state, self.will, 1, True)
+                self._publish_state(online=False)
             except OSError:
                 pass
+            except Exception:  # a state that cannot be built: the death state still goes
+                try:
+                    self.up.publish(self.up.t_state, self.will, 1, True)
+                except OSError:
+                    pass
         self.up.close()

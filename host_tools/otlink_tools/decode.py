@@ -68,6 +68,8 @@ STATE_FIELDS: dict[str, type] = {
     "task_errors": int,  # agent tasks that failed and were restarted since boot
     "bus_errors": int,  # times the serial port itself failed since boot
     "msgs_refused": int,  # ack/cmd messages discarded unread (over 2 KiB) since boot
+    "point_errors": dict,  # point id -> error code, points whose last report is an error
+    "stopped": bool,  # True in the state of a node that stopped cleanly (not the last will)
 }
 
 
