@@ -22,6 +22,7 @@ KINDS = ("birth", "data", "state", "ack", "cmd", "reply")
 SEQ_MOD = 1 << 32
 FLAG_HISTORICAL = 1
 FLAG_UNTIMED = 2
+_NUM_MAX = 1e12  # largest |scale| or |offset| a birth may carry (the node config's bound)
 
 #: Error codes carried in place of a value (docs/payload.md, "Error codes").
 ERROR_CODES: dict[int, str] = {
@@ -297,6 +298,10 @@ def _opt_text(p: list, i: int, what: str) -> str | None:
 def _number(v: Any, what: str) -> int | float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise PayloadError(f"{what}: number wanted, got {v!r}")
+    # what a node can send: its config holds scale and offset finite, |x| <= 1e12
+    # (firmware core/config.py NUM_MAX); NaN, inf or 1e300 would poison every value
+    if not (-_NUM_MAX <= v <= _NUM_MAX):
+        raise PayloadError(f"{what}: a finite number of at most {_NUM_MAX:g} wanted, got {v!r}")
     return v
 
 
@@ -437,7 +442,7 @@ def decode_message(topic: str, payload: bytes) -> dict:
     if kind in ("cmd", "reply"):  # JSON, so that any MQTT tool can send and read them
         try:
             body = json.loads(bytes(payload))
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, RecursionError) as e:  # nesting deeper than the parser
             raise PayloadError(f"{kind}: not JSON: {e}") from None
         if not isinstance(body, dict):
             raise PayloadError(f"{kind}: a JSON object wanted")
@@ -472,7 +477,10 @@ def _short_f32(v: float) -> float:
     (230.10000610351562 -> 230.1)."""
     if v != v or v in (float("inf"), float("-inf")):
         return v
-    want = struct.pack(">f", v)
+    try:
+        want = struct.pack(">f", v)
+    except OverflowError:
+        return v  # beyond float32: not a float32 register's value, shown as it came
     for digits in range(1, 10):
         c = float(f"{v:.{digits}g}")
         if struct.pack(">f", c) == want:

@@ -58,8 +58,11 @@ def format_age(seconds: float) -> str:
     return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
 
 
-def _iso(t_ms: int) -> str:
-    return datetime.fromtimestamp(t_ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+def _iso(t_ms: int) -> str | None:
+    try:
+        return datetime.fromtimestamp(t_ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+    except (ValueError, OSError, OverflowError):
+        return None  # a node clock gone wrong (past year 9999): the row keeps its t_ms
 
 
 def make_row(key: tuple[str, str], m: dict, r: dict, birth: dict | None) -> dict:
