@@ -6,8 +6,10 @@ from otlink import app
 
 def _args():
     # --trace heap: log heap figures at each boot stage and while running (app.main)
+    # --console stdio: the service console on stdin/stdout (the Unix port; a board always
+    # has it on the USB serial line)
     a = {"config": "/config.json", "state": None, "board": None, "boards": "boards",
-         "trace": None}
+         "trace": None, "console": None}
     argv = sys.argv[1:]
     i = 0
     while i < len(argv) - 1:

@@ -19,8 +19,19 @@ _POINT_ERRORS_MAX = const(32)  # state message: at most this many points in erro
 _PUBLISH_HEAD = const(160)  # MQTT PUBLISH head: 5 fixed + 2 + topic (<= 150) + 2 packet id
 
 
+REBOOT = const(75)  # main()'s status when the agent asks for a restart (no board reset)
+_log_hook = None  # console_io: `show log` keeps the recent lines
+
+
 def log(*a):
     print("otlink:", *a)
+    if _log_hook is not None:
+        _log_hook(" ".join([str(x) for x in a]))
+
+
+def _set_log_hook(fn):
+    global _log_hook
+    _log_hook = fn
 
 
 def make_board(cfg, args):
@@ -145,6 +156,9 @@ class App:
         stage("publisher")
         self.tasks = []
         self.task_errors = 0
+        self.reboot = None  # why the agent restarts (request_reboot), None while it runs
+        self.config_state = "ok"  # ok, trial, rolled_back (console_config.py)
+        self._live = []
         self.poller = None
         if cfg["points"]:
             from otlink.modbus_poller import Poller
@@ -230,7 +244,7 @@ class App:
         """Fields of the state/health message."""
         # what only the app knows; the publisher adds queue, clock and session fields
         st = {"free_heap": self.board.free_heap(), "reset_cause": self.board.reset_cause(),
-              "task_errors": self.task_errors}
+              "task_errors": self.task_errors, "config": self.config_state}
         if self.poller is not None:
             st["slaves"] = self.poller.stats()
             st["bus_errors"] = self.poller.bus_errors
@@ -269,9 +283,22 @@ class App:
     async def run(self):
         # One task each, then wait until they have all ended (they run for the node's life).
         # Not asyncio.gather: it lives in asyncio/funcs.py, a module the heap would carry.
-        live = [asyncio.create_task(self._supervise(n, f)) for n, f in self.tasks]
+        live = self._live = [asyncio.create_task(self._supervise(n, f)) for n, f in self.tasks]
         for t in live:
-            await t
+            try:
+                await t
+            except asyncio.CancelledError:
+                if self.reboot is None:
+                    raise
+
+    def request_reboot(self, why):
+        """Stop every task (the caller's own returns by itself) so main() restarts the node:
+        a commit, a rollback, the console's reboot."""
+        self.reboot = why
+        me = asyncio.current_task()
+        for t in self._live:
+            if t is not me:
+                t.cancel()
 
     def close(self):
         try:
@@ -355,7 +382,15 @@ def main(args):
     # stays packed at the bottom and the free space stays one block.
     gc.threshold(_BOOT_GC)
     stage("start")
-    cfg, cfg_hash = read_config(args["config"])
+    from otlink import console_config
+
+    path = args["config"]
+    trial = console_config.boot_check(path, log)  # a committed config on trial counts boots
+    cfg, cfg_hash = read_config(path)
+    if cfg is None and trial is not None and console_config.auto_rollback(
+            path, "the committed config does not load", log):
+        trial = None
+        cfg, cfg_hash = read_config(path)
     if cfg is None:
         return cfg_hash
     stage("config")
@@ -367,7 +402,23 @@ def main(args):
         n = len(cfg["points"]) + sum([len(s["points"]) for s in cfg["sensors"]])
         gc.collect()
         print(_out_of_memory("building %d points" % n))
+        if trial is not None and console_config.auto_rollback(
+                path, "out of memory building %d points" % n, log):
+            return REBOOT
         return 3
+    except Exception as e:
+        if trial is not None and console_config.auto_rollback(
+                path, "the agent failed to start: %s %s" % (type(e).__name__, e), log):
+            return REBOOT
+        raise
+    # the console (on a board always, the serial line; on the Unix port with --console) and
+    # the trial of a freshly committed config
+    if trial is not None or args.get("console") or board.name != "unix":
+        from otlink import console_io
+
+        console_io.start(app, path, cfg_hash, trial, args.get("console") or
+                         board.name != "unix", board.name != "unix", _set_log_hook)
+    del console_config
     app.trace = trace
     log("node %s/%s fw %s boot %d, %d points, broker %s:%d" % (
         cfg["node"]["site"], cfg["node"]["id"], VERSION, app.queue.boot,
@@ -386,4 +437,10 @@ def main(args):
         log("stopping")
     finally:
         app.close()
+    if app.reboot is not None:
+        log("restarting: %s" % app.reboot)
+        reset = getattr(board, "reset", None)
+        if reset is not None:
+            reset()  # a board: machine.reset(), does not return
+        return REBOOT
     return 0

@@ -545,6 +545,44 @@ class Poller:
         await job[4].wait()
         return job[5]
 
+    async def read(self, slave, table, address, count):
+        """Read count registers (or bits) of a table through the bus slot the writes use,
+        between polls (the console's `modbus read` while commissioning). Returns
+        (0, [values]) or (error code, None). Allocates."""
+        fc = modbus.read_fc(table)
+        if not fc:
+            raise ValueError("table %r: holding, input, coil or discrete" % (table,))
+        if slave < 1 or slave > 247 or count < 1 or count > 125 or address < 0 \
+                or address + count > 65536:
+            raise ValueError("slave 1..247, count 1..125, address 0..65535")
+        job = [slave, fc, address, count, asyncio.Event(), 0]
+        if not self._running:
+            await self._do_write(job)
+        else:
+            self._wq.append(job)
+            await job[4].wait()
+        return job[5], None if job[5] else job[3]
+
+    async def _do_read(self, job):
+        slave, fc, addr, count = job[0], job[1], job[2], job[3]
+        rtu = self.rtu
+        rtu.rx = self._rxa
+        n = rtu.build_read(slave, fc, addr, count)
+        self._begin(rtu.tx, n, rtu.rx, False, rtu.expected())
+        while self._pump():
+            await asyncio.sleep_ms(0)
+        code = self._result(self._got)
+        si = self._si.get(slave)
+        if si is not None:
+            self._count(si, code)
+        job[5] = code
+        if code == 0:
+            b = rtu.rx
+            if fc <= modbus.FC_READ_DISCRETE:
+                job[3] = [(b[3 + (i >> 3)] >> (i & 7)) & 1 for i in range(count)]
+            else:
+                job[3] = [(b[3 + 2 * i] << 8) | b[4 + 2 * i] for i in range(count)]
+
     async def _serve_writes(self):
         while self._wq:
             job = self._wq.pop(0)
@@ -559,6 +597,9 @@ class Poller:
         slave, fc, addr, values = job[0], job[1], job[2], job[3]
         if self._pend >= 0:
             self._flush()
+        if fc <= modbus.FC_READ_INPUT:  # a read (read()), served in the writes' slot
+            await self._do_read(job)
+            return
         rtu = self.rtu
         rtu.rx = self._rxa
         if fc == modbus.FC_WRITE_COIL or fc == modbus.FC_WRITE_REGISTER:

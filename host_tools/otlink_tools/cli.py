@@ -22,8 +22,14 @@ def _argparse_node_run(p: argparse.ArgumentParser) -> None:
     """run the agent on the MicroPython Unix port"""
     p.add_argument("--config", required=True, help="node config file (JSON, docs/config.md)")
     p.add_argument("--state", default="state", help="folder for the emulated flash image")
-    p.add_argument("--heap", default="256K", type=node.heap_size,
-                   help="MicroPython heap cap (default 256K)")
+    p.add_argument("--heap", default=None, type=node.heap_size,
+                   help="MicroPython heap cap (default 256K; 512K with --console, whose "
+                        "bytecode the Unix port holds in the heap)")
+    p.add_argument("--console", action="store_true",
+                   help="the service console on a pty, as a board's USB serial (its path is "
+                        "printed first: otlink console --port PATH)")
+    p.add_argument("--console-link", metavar="PATH",
+                   help="with --console: also a symlink PATH to the pty (a fixed name)")
 
 
 def _argparse_node_validate(p: argparse.ArgumentParser) -> None:

@@ -123,12 +123,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     if state.exists() and not state.is_dir():
         raise CommandError(f"--state {args.state}: exists and is not a folder (the agent keeps "
                            "its emulated flash image there)")
-    cmd, env = agent_command(args.config, args.state, args.heap, mpy_dir=firmware_mpy())
+    heap = args.heap or ("512K" if getattr(args, "console", False) else "256K")
+    cmd, env = agent_command(args.config, args.state, heap, mpy_dir=firmware_mpy())
     state.mkdir(parents=True, exist_ok=True)
-    # Its own session: a Ctrl-C at the terminal reaches only this process, which then asks
-    # the agent to stop exactly once (a second SIGINT could cut its final queue commit short).
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-    return supervise(proc)
+    if getattr(args, "console", False):  # the service console on a pty (console_pty.py)
+        from otlink_tools import console_pty
+
+        return console_pty.run(cmd, env, announce=lambda s: print(s, flush=True),
+                               link=getattr(args, "console_link", None))
+    while True:
+        # Its own session: a Ctrl-C at the terminal reaches only this process, which then
+        # asks the agent to stop exactly once (a second SIGINT could cut its final queue
+        # commit short). Exit status 75: the agent asks to be started again (a commit or
+        # rollback of its config, docs/config.md), as a board resets.
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+        rc = supervise(proc)
+        if rc != 75:
+            return rc
 
 
 # Signals that stop `otlink node run`: Ctrl-C, kill/systemd/timeout, a closed terminal.

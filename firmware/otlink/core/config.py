@@ -637,15 +637,31 @@ def _sensors(ck, lst, groups, ids, names, buses):
 
 
 def _commands(ck, d, points):
-    # Writes from the cmd topic are off unless points are listed here (docs/config.md).
+    # Writes from the cmd topic are off unless points are listed here (docs/config.md), each
+    # number point with the range a write may set; commands are signed with "key"
+    # (docs/security.md). The key is never repeated in an error.
     d = _obj(ck, d, "commands")
-    _keys(ck, d, "commands", ("writable",))
+    _keys(ck, d, "commands", ("writable", "key"))
+    off = {"writable": [], "limits": {}, "key": None}
     w = _get(ck, d, "writable", "commands", [])
     if not isinstance(w, list):
         ck.bad("commands.writable", "must be a list of point ids")
-        return {"writable": []}
-    for i, pid in enumerate(w):
+        return off
+    ids = []
+    limits = {}
+    for i, ent in enumerate(w):
         pp = "commands.writable[%d]" % i
+        lo = hi = None
+        pid = ent
+        if isinstance(ent, dict):
+            _keys(ck, ent, pp, ("point", "min", "max"))
+            pid = ent.get("point")
+            if "min" in ent or "max" in ent:
+                lo = _num(ck, ent, "min", pp, _REQ)
+                hi = _num(ck, ent, "max", pp, _REQ)
+                if lo is not None and hi is not None and not lo <= hi:
+                    ck.bad(pp + ".max", "must not be below min")
+            pp += ".point"
         if isinstance(pid, bool) or not isinstance(pid, int):
             ck.bad(pp, "must be a point id, got %s" % _show(pid))
             continue
@@ -653,9 +669,35 @@ def _commands(ck, d, points):
         t = points[k].table if k >= 0 else None
         if t is None:
             ck.bad(pp, "%d is not a Modbus point id" % pid)
-        elif t != "holding" and t != "coil":
+            continue
+        if t != "holding" and t != "coil":
             ck.bad(pp, "point %d is a read-only %s point" % (pid, t))
-    return {"writable": w}
+            continue
+        if pid in ids:
+            ck.bad(pp, "point %d is listed twice" % pid)
+            continue
+        if t == "holding" and (lo is None or hi is None):
+            if not isinstance(ent, dict) or ("min" not in ent and "max" not in ent):
+                ck.bad(pp, "point %d: give {\"point\": %d, \"min\": ..., \"max\": ...}: a "
+                       "write is limited to a stated range" % (pid, pid))
+            continue
+        ids.append(pid)
+        if lo is not None and hi is not None:
+            limits[pid] = (lo, hi)
+    key = d.get("key")
+    if key is not None or w:
+        from otlink.core.auth import parse_key
+
+        if key is None:
+            ck.bad("commands.key", "is required when commands.writable lists points: "
+                   "commands are signed (otlink write --key-file; docs/security.md)")
+        else:
+            try:
+                parse_key(key)
+            except ValueError as e:
+                ck.bad("commands.key", str(e))
+                key = None
+    return {"writable": ids, "limits": limits, "key": key}
 
 
 def _wifi(ck, w, board):

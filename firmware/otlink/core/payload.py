@@ -397,6 +397,7 @@ STATE_FIELDS = {
     "msgs_refused": int,  # ack/cmd messages discarded unread (over 2 KiB) since boot
     "point_errors": dict,  # point id -> error code, points whose last report is an error
     "stopped": bool,  # True in the state of a node that stopped cleanly (not the last will)
+    "config": str,  # ok, trial (committed, not yet healthy), rolled_back (console_config.py)
 }
 
 

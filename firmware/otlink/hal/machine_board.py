@@ -85,5 +85,9 @@ class MachineBoard(Board):
     def free_heap(self):
         return gc.mem_free()
 
+    def reset(self):
+        """Restart the board (app.main after a commit, a rollback or the console's reboot)."""
+        machine.reset()
+
     def close(self):
         pass
