@@ -42,6 +42,7 @@ stubs: $(STUBS)/.installed
 # the PostgreSQL server the historian tests start (their own, on a free port).
 debs:
 	@bash tools/ensure_debs.sh mosquitto:mosquitto \
+		influxd:influxdb \
 		/usr/lib/gcc/x86_64-linux-gnu/12/32/crtbegin.o:gcc-multilib \
 		/usr/lib/postgresql/15/bin/initdb:postgresql
 

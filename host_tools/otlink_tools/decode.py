@@ -13,6 +13,7 @@ import io
 import json
 import math
 import struct
+from decimal import Context, Decimal, localcontext
 from typing import Any
 
 import cbor2
@@ -488,23 +489,52 @@ def _short_f32(v: float) -> float:
     return v
 
 
+# wide enough for any int64/uint64 raw times a scale of up to 1e12 to 15 decimals: exact
+_EXACT = Context(prec=80)
+
+
+def _as_f32(x: float) -> float | None:
+    """x read back from a float32, or None when it does not fit one."""
+    try:
+        return struct.unpack(">f", struct.pack(">f", x))[0]
+    except OverflowError:
+        return None
+
+
+def exact_number(x: int | float) -> int | float:
+    """A birth scale or offset as the config meant it. Nodes hold every scale and offset as a
+    float (1.0, 0.0; a single float on the boards): an integral one is the integer it names,
+    so integer registers stay integers end to end (1234567, not 1234567.0, and an int64
+    above 2**53 exact); a float32 one is its shortest decimal (0.1, not 0.10000000149011612)."""
+    if isinstance(x, bool):
+        return int(x)
+    if not isinstance(x, float) or not math.isfinite(x):
+        return x
+    if x.is_integer():
+        return int(x)
+    if _as_f32(x) == x:
+        return _short_f32(x)
+    return x
+
+
 def apply_scale(reading: dict, point: dict) -> int | float | str | None:
     """Engineering value of a reading: raw * scale + offset from the birth point table.
 
-    Integers stay integers when scale is 1 and offset an integer; errors give None. The
-    result carries no more digits than the data has: an integer register times 0.001 is
-    rounded to 3 decimals (0.944, not 0.9440000000000001; a scale that is not a decimal
-    step, 175/65535, keeps one digit below its step); a float32 register is read as the
-    shortest decimal that is the same float32 (230.1, not 230.10000610351562)."""
+    Integers stay integers, exact at any size, when scale and offset are whole numbers
+    (exact_number); errors give None. The result carries no more digits than the data has:
+    an integer register times 0.001 is rounded to 3 decimals (0.944, not 0.9440000000000001;
+    computed in decimal, then rounded once to the nearest float; a scale that is not a
+    decimal step, 175/65535, keeps one digit below its step); a float32 register is read as
+    the shortest decimal that is the same float32 (230.1, not 230.10000610351562)."""
     v = reading.get("value")
     if reading.get("err") is not None or v is None or isinstance(v, str):
         return v if reading.get("err") is None else None
-    scale = point.get("scale", 1)
-    offset = point.get("offset", 0)
+    scale = exact_number(point.get("scale", 1))
+    offset = exact_number(point.get("offset", 0))
     if isinstance(v, bool):
         v = int(v)
-    if scale == 1 and isinstance(v, int) and isinstance(offset, int):
-        return v + offset
+    if isinstance(v, int) and isinstance(scale, int) and isinstance(offset, int):
+        return v * scale + offset
     if isinstance(v, float):
         if point.get("type") != "float32":
             return v * scale + offset  # float64: all its digits are data
@@ -512,11 +542,15 @@ def apply_scale(reading: dict, point: dict) -> int | float | str | None:
         if scale == 1 and offset == 0:
             return v
         return float(f"{v * scale + offset:.7g}")  # float32 carries ~7 significant digits
+    if not (math.isfinite(scale) and math.isfinite(offset)):
+        return v * scale + offset
     d = _decimals(offset) if offset else 0
     if scale:
         step = abs(scale)
         d = max(d, min(_decimals(step), max(0, math.ceil(-math.log10(step))) + 1))
-    return round(v * scale + offset, min(d, 15))
+    with localcontext(_EXACT):
+        exact = Decimal(v) * Decimal(repr(scale)) + Decimal(repr(offset))
+        return float(round(exact, min(d, 15)))
 
 
 # -- annotated hex dump (docs/payload.md examples, `otlink monitor --hex`) -----------------

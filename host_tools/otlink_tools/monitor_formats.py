@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from datetime import datetime, timezone
 from typing import IO, Any
@@ -18,7 +19,7 @@ from otlink_tools.decode import apply_scale, error_name
 
 FORMATS = ("table", "jsonl", "csv", "influx")
 CSV_FIELDS = ["time", "uptime_ms", "site", "node", "boot", "seq", "point", "pid", "value",
-              "unit", "raw", "err", "historical", "untimed"]
+              "unit", "raw", "err", "historical", "untimed", "error", "flag", "note"]
 # scrolling table: headings, alignment (< left, > right) and the width each column starts
 # with; a column widens (and the heading is written again) when content needs more
 TABLE_COLUMNS = (("time", "<", 24), ("node", "<", 12), ("point", "<", 16), ("value", ">", 14),
@@ -65,9 +66,21 @@ def _iso(t_ms: int) -> str | None:
         return None  # a node clock gone wrong (past year 9999): the row keeps its t_ms
 
 
+def value_flag(v: Any) -> str | None:
+    """What a value is when no format can carry it as a number: "nan", "inf", "-inf"."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan" if v != v else ("inf" if v > 0 else "-inf")
+    return None
+
+
 def make_row(key: tuple[str, str], m: dict, r: dict, birth: dict | None) -> dict:
     """One decoded reading `r` of data message `m` from node `key` (site, node) as a row;
-    `birth` (the node's last birth message, if any) names and scales the point."""
+    `birth` (the node's last birth message, if any) names and scales the point.
+
+    Besides the value: "error" names an error code, "flag" says the value is not a finite
+    number (nan, inf, -inf: a meter's way of saying "no value"; JSON and Influx cannot carry
+    it, so those formats write no value and the flag), "note" says what was wrong with a
+    text value that was not UTF-8 (the value then has U+FFFD for each bad byte)."""
     point = None
     if birth is not None:
         for p in birth.get("points", []):
@@ -76,6 +89,7 @@ def make_row(key: tuple[str, str], m: dict, r: dict, birth: dict | None) -> dict
                 break
     value = apply_scale(r, point) if point else r.get("value")
     untimed = r["untimed"]
+    err = r.get("err")
     # An untimed reading's clock is the node's uptime, not the epoch: never present it
     # as a time (docs/uplink.md "Untimed readings").
     return {
@@ -85,9 +99,22 @@ def make_row(key: tuple[str, str], m: dict, r: dict, birth: dict | None) -> dict
         "site": key[0], "node": key[1], "boot": m["boot"], "seq": r["seq"],
         "point": point.get("name") if point else f"#{r['pid']}", "pid": r["pid"],
         "value": value, "unit": (point.get("unit") if point else None) or "",
-        "raw": r.get("value"), "err": r.get("err"),
+        "raw": r.get("value"), "err": err,
         "historical": m["historical"], "untimed": r["untimed"],
+        "error": None if err is None else error_name(err),
+        "flag": value_flag(value) or value_flag(r.get("value")),
+        "note": r.get("note"),
     }
+
+
+def finite_row(row: dict) -> dict:
+    """The row with NaN and infinities as None (the row's "flag" says which): what JSON and
+    CSV carry."""
+    out = dict(row)
+    for k in ("value", "raw"):
+        if value_flag(out[k]) is not None:
+            out[k] = None
+    return out
 
 
 # --- writers: rows -> text on a stream (the caller flushes) ---------------------------------
@@ -100,7 +127,8 @@ class JsonlWriter:
 
     def write(self, rows: list[dict]) -> None:
         for row in rows:
-            self.out.write(json.dumps(row) + "\n")
+            # strict JSON (RFC 8259 has no NaN or Infinity): null and the row's flag
+            self.out.write(json.dumps(finite_row(row), allow_nan=False) + "\n")
 
 
 class CsvWriter:
@@ -114,34 +142,80 @@ class CsvWriter:
         if self._csv is None:
             self._csv = csv.DictWriter(self.out, CSV_FIELDS, extrasaction="ignore")
             self._csv.writeheader()
-        self._csv.writerows(rows)
+        self._csv.writerows(finite_row(r) for r in rows)  # nan, inf: empty, and the flag
 
 
-def _influx_escape(s: str) -> str:
-    return s.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ").replace("=", "\\=")
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+# field keys every line may carry besides the point's own; a point named like one of them
+# (or "time", which InfluxDB refuses as a field key) writes its value as <name>_value
+INFLUX_FIELDS = ("err", "error", "flag", "note", "seq", "boot", "historical", "uptime_ms")
+
+
+def _influx_key(s: str) -> str:
+    """A measurement-safe tag value, tag key or field key (line protocol: comma, equals sign
+    and space escaped with a backslash). InfluxDB 1.x takes any other backslash literally,
+    so one before those characters or at the end cannot be written: it becomes "/". Line
+    breaks cannot be written either: they become spaces."""
+    s = s.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    out = []
+    for i, c in enumerate(s):
+        if c == "\\" and (i + 1 == len(s) or s[i + 1] in ", ="):
+            c = "/"
+        elif c in ", =":
+            c = "\\" + c
+        out.append(c)
+    return "".join(out)
+
+
+def _influx_str(s: str) -> str:
+    """A string field value: quoted, with backslash and double quote escaped; a line break
+    is written as the two characters \\n (\\r) so that every line is one point."""
+    s = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return '"' + s + '"'
+
+
+def influx_field_key(point: str) -> str:
+    """The field key of a point's value: its name, or <name>_value for a name that is one
+    of the fields every line has (INFLUX_FIELDS) or "time"."""
+    return point + "_value" if point in INFLUX_FIELDS or point == "time" else point
 
 
 def influx_line(row: dict) -> str:
     """A row in Influx line protocol: measurement otlink, tags site/node/point/unit, the
-    value (or err) with seq and boot as fields, nanosecond time unless untimed."""
-    tags = (f"otlink,site={_influx_escape(row['site'])},node={_influx_escape(row['node'])},"
-            f"point={_influx_escape(str(row['point']))}")
+    value as a field named after the point (one field per point name, so a text point beside
+    number points never conflicts in type: integers with the i suffix, floats, text
+    quoted), seq and boot as fields, nanosecond time unless untimed. A value no field can
+    hold (NaN, an infinity, an integer outside int64) is left out and "flag" says what it
+    was; an error reading has err (the code) and error (its name) instead of a value."""
+    tags = (f"otlink,site={_influx_key(row['site'])},node={_influx_key(row['node'])},"
+            f"point={_influx_key(str(row['point']))}")
     if row["unit"]:
-        tags += f",unit={_influx_escape(row['unit'])}"
+        tags += f",unit={_influx_key(row['unit'])}"
     if row["untimed"]:
         tags += ",untimed=true"  # no timestamp: the node's clock was not set
     v = row["value"]
+    key = _influx_key(influx_field_key(str(row["point"])))
     fields = []
+    flag = row.get("flag")
     if row["err"] is not None:
         fields.append(f"err={row['err']}i")
+        fields.append("error=" + _influx_str(row.get("error") or error_name(row["err"])))
     elif isinstance(v, bool):
-        fields.append(f"value={'true' if v else 'false'}")
+        fields.append(f"{key}={'true' if v else 'false'}")
     elif isinstance(v, int):
-        fields.append(f"value={v}i")
+        if INT64_MIN <= v <= INT64_MAX:
+            fields.append(f"{key}={v}i")
+        else:
+            flag = flag or "outside int64"
     elif isinstance(v, float):
-        fields.append(f"value={v!r}")
+        if value_flag(v) is None:
+            fields.append(f"{key}={v!r}")
     elif isinstance(v, str):
-        fields.append('value="' + v.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        fields.append(f"{key}=" + _influx_str(v))
+    if flag:
+        fields.append("flag=" + _influx_str(flag))
+    if row.get("note"):
+        fields.append("note=" + _influx_str(row["note"]))
     fields += [f"seq={row['seq']}i", f"boot={row['boot']}i"]
     if row["historical"]:
         fields.append("historical=true")
@@ -186,6 +260,8 @@ class ScrollingTable:
                 note.append("historical")
             if row["err"] is not None:
                 note.append(f"error {row['err']}: {error_name(row['err'])}")
+            if row.get("note"):
+                note.append(row["note"])
             lines.append(([when, row["node"], str(row["point"]), format_value(row["value"]),
                            row["unit"], str(row["seq"])], ", ".join(note)))
         widths = [max([w] + [len(cells[i]) for cells, _ in lines])
