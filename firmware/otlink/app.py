@@ -180,10 +180,17 @@ class App:
         self.tasks.append(("publisher", self.publisher.run))
         self.commands = None
         if self.poller is not None:  # writes go through the poller's bus slot
-            from otlink.commands import Commands
+            from otlink.commands import Commands, Counter
 
-            self.commands = Commands(self.uplink, self.poller, cfg["points"],
-                                     cfg["commands"]["writable"], log)
+            cc = cfg["commands"]
+            mac = counter = None
+            if cc["key"]:  # signed commands (docs/security.md); without a key all refused
+                from otlink.core.auth import Hmac, parse_key
+
+                mac = Hmac(parse_key(cc["key"]))
+                counter = Counter(getattr(board, "mount_point", "") + "/cmd_counter")
+            self.commands = Commands(self.uplink, self.poller, cfg["points"], cc["writable"],
+                                     log, mac, counter, cc["limits"])
             self.uplink.on_cmd = self.commands.on_msg
             self.tasks.append(("commands", self.commands.run))
             stage("commands")

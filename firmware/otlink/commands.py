@@ -1,9 +1,21 @@
 # Commands from the top floor: writes to Modbus points, sent as JSON on the node's cmd topic
-#   {"id": "r-17", "op": "write", "point": 6, "value": 0.95}
+#   {"id": "r-17", "op": "write", "point": 6, "value": 0.95, "ctr": 18}
 # and answered on its reply topic
-#   {"id": "r-17", "ok": true}  /  {"id": "r-17", "ok": false, "error": "..."}
-# Off unless the node config lists the writable points ("commands": {"writable": [6]}): a
+#   {"id": "r-17", "ok": true, "ctr": 18}  /  {"id": "r-17", "ok": false, "error": "..."}
+# Off unless the node config lists the writable points, each with the value range a write may
+# set ("commands": {"writable": [{"point": 6, "min": 0.8, "max": 1.0}], "key": "<hex>"}): a
 # broker account that may publish on cmd must not be able to drive arbitrary registers.
+#
+# Signed (docs/security.md): anyone who can publish on the broker could otherwise move a
+# machine. A command is its JSON text B, one line feed, and the 64 hex digits of
+# HMAC-SHA256(key, cmd topic || LF || B) under the node's command key; B carries "ctr", a
+# counter that must be above every counter this node has accepted. A forged, unsigned or
+# replayed command (a retained one replayed at a reconnect, a redelivery after another client
+# took over the client id, a captured one sent again) is refused, counted and answered. The
+# reply is signed the same way over the reply topic, so the sender can trust it.
+# The counter survives reboots without a flash write per command: the node persists a high
+# mark W = counter + WINDOW when a counter passes the last W, and after a boot accepts only
+# counters above W (a refusal names the lowest counter it takes: "ctr_min").
 # The value is given in the point's unit; it is turned back into registers with the point's
 # scale, offset, type and word/byte order, so it reads back as what was written.
 #
@@ -19,6 +31,7 @@
 import json
 import struct
 
+from otlink.core.compat import const
 from otlink.core.points import (T_BOOL, T_FLOAT32, T_FLOAT64, T_INT16, T_INT32, T_INT64,
                                 T_UINT16, T_UINT32, T_UINT64, order_word)
 
@@ -34,12 +47,18 @@ MAX_REFUSED = 32  # busy refusals waiting to be sent; beyond, only counted
 _MAX_TOKEN = 40  # longest JSON number taken (digits, sign, point, exponent)
 _WS = (0x20, 0x09, 0x0A, 0x0D)  # JSON whitespace
 _MAX_EXP = 400  # |decimal exponent| beyond which no float64 is near (and no integer fits)
+_TAG = const(64)  # hex digits of an HMAC-SHA256 tag
+WINDOW = 64  # counters accepted per persisted high mark: at most one flash write per WINDOW
+_CTR_MAX = (1 << 53) - 1  # largest counter (exact in every JSON implementation)
 
 
 class CommandError(ValueError):
-    """args[0]: what is wrong. .rid: the request id, when the message carried one."""
+    """args[0]: what is wrong. .rid: the request id, when the message carried one. .note:
+    fields the refusal adds to the reply (ctr_min)."""
 
     rid = None
+    note = None
+    ctr = None
 
 
 def _ratio_of_float(x):
@@ -269,19 +288,27 @@ def _registers(p, value, text):
     return [order_word(b, 0, w, n, p.order) for w in range(n)], raw, exact
 
 
-def parse(msg, points, writable):
-    """(request id, (point, register values, note)) of one command message; note is None
-    or what the reply should add (a rounded write). CommandError otherwise (with .rid set
-    when the message had an id, so the refusal can be answered)."""
+def load(msg):
+    """The command object of a message body (JSON); CommandError otherwise."""
     try:
         cmd = json.loads(msg)
     except (ValueError, OverflowError):
         raise CommandError("not JSON")
     if not isinstance(cmd, dict):
         raise CommandError("want a JSON object")
+    return cmd
+
+
+def parse(msg, points, writable, limits=None, cmd=None):
+    """(request id, (point, register values, note)) of one command message; note is None
+    or what the reply should add (a rounded write). limits: {point id: (min, max)} in the
+    point's unit, the range a write may set. CommandError otherwise (with .rid set
+    when the message had an id, so the refusal can be answered)."""
+    if cmd is None:
+        cmd = load(msg)
     rid = cmd.get("id")
     try:
-        return rid, _write(cmd, msg, points, writable)
+        return rid, _write(cmd, msg, points, writable, limits)
     except CommandError as e:
         e.rid = rid
         raise
@@ -291,7 +318,33 @@ def parse(msg, points, writable):
         raise err
 
 
-def _write(cmd, msg, points, writable):
+def _exact(value, text):
+    """(n, d), d > 0: the command's value as an exact ratio."""
+    if isinstance(value, int):
+        return value, 1
+    if text is None:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise CommandError("value must be a finite number")
+        return _ratio_of_float(value)
+    m, e = _decimal(text)
+    return (m * 10 ** e, 1) if e >= 0 else (m, 10 ** -e)
+
+
+def _check_limits(pid, value, text, lim):
+    # exact comparison of the value's decimal with the config's min/max decimals
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return  # the type check names it
+    vn, vd = _exact(value, text)
+    lo, hi = lim
+    ln, ld = _config_ratio(lo)
+    hn, hd = _config_ratio(hi)
+    if vn * ld < ln * vd or vn * hd > hn * vd:
+        shown = text.decode() if isinstance(text, (bytes, bytearray)) else repr(value)
+        raise CommandError("value %s is outside %r..%r, the range commands.writable allows "
+                           "for point %d" % (shown, lo, hi, pid))
+
+
+def _write(cmd, msg, points, writable, limits):
     if cmd.get("op") != "write":
         raise CommandError("unknown op %r (supported: write)" % (cmd.get("op"),))
     pid = cmd.get("point")
@@ -309,6 +362,9 @@ def _write(cmd, msg, points, writable):
         text = _number_text(msg, v)
         if text is None:
             raise CommandError("value: cannot read the number's digits")
+    lim = limits.get(pid) if limits else None
+    if lim is not None:
+        _check_limits(pid, v, text, lim)
     regs, raw, exact = _registers(p, v, text)
     note = None
     if not exact:
@@ -325,43 +381,103 @@ def reply(rid, error=None, note=None):
         if note:
             r.update(note)
         return json.dumps(r).encode()
-    return json.dumps({"id": rid, "ok": False, "error": error}).encode()
+    r = {"id": rid, "ok": False, "error": error}
+    if note:
+        r.update(note)
+    return json.dumps(r).encode()
+
+
+def split_signed(msg):
+    """(body, tag) views of a signed message "B LF <64 hex>", or None when it has no tag."""
+    n = len(msg)
+    if n < _TAG + 3 or msg[n - _TAG - 1] != 0x0A:
+        return None
+    mv = memoryview(msg)
+    return mv[:n - _TAG - 1], mv[n - _TAG:]
 
 
 def request_id(msg):
     """The "id" of a command message, or None; never raises (for busy refusals)."""
     try:
-        cmd = json.loads(msg)
+        sp = split_signed(msg)
+        cmd = json.loads(bytes(sp[0]) if sp else msg)
         return cmd.get("id") if isinstance(cmd, dict) else None
     except Exception:  # any malformed message: it is refused without an id
         return None
 
 
+class Counter:
+    """The highest command counter accepted, kept across reboots in a small file (on the
+    board's littlefs: a file rewrite is atomic, the old content survives a power cut).
+    The file holds a high mark W, rewritten only when a counter passes it (to counter +
+    WINDOW); after a boot every counter up to W counts as used. .last: the counter to beat;
+    None when the file exists but cannot be read (commands are then refused: accepting
+    from 0 would let every old command be replayed)."""
+
+    def __init__(self, path, window=WINDOW):
+        self.path = path
+        self.window = window
+        self.writes = 0
+        self.high = 0
+        try:
+            with open(path) as f:
+                t = f.read()
+            if not t.startswith("ctr ") or not t[4:].strip().isdigit():
+                raise ValueError
+            self.high = int(t[4:])
+        except OSError:
+            pass  # no file: a node that never took a command
+        except ValueError:
+            self.high = None
+        self.last = self.high
+
+    def take(self, ctr):
+        """Accept ctr (> last) and persist the mark first when it passes it; OSError when
+        the mark cannot be written (the command is then not run)."""
+        if ctr > self.high:
+            mark = ctr + self.window
+            with open(self.path, "w") as f:
+                f.write("ctr %d\n" % mark)
+            self.high = mark
+            self.writes += 1
+        self.last = ctr
+
+
 _BUSY = "busy: %d commands waiting, try again later" % MAX_PENDING
 _RETAINED = ("retained command not run: publish commands without the retain flag (a retained "
              "one would run again at every reconnect)")
+_UNSIGNED = "not signed: commands carry an HMAC-SHA256 tag (otlink write; docs/security.md)"
+_FORGED = "signature does not verify: refused (wrong key, or the command was altered)"
 
 
 class Commands:
     """The command task: on_msg() queues what the uplink receives (called from inside an
-    MQTT read, so it never publishes), run() writes through the poller between polls and
-    answers every command on the reply topic. Beyond MAX_PENDING waiting commands a command
-    is refused at once as busy, and a retained one (the broker replays it at every
-    subscribe) is never run (its reply is queued, up to MAX_REFUSED); only past that is
-    one dropped unanswered, and counted."""
+    MQTT read, so it never publishes), run() checks the signature and counter, writes
+    through the poller between polls and answers every command on the reply topic. Beyond
+    MAX_PENDING waiting commands a command is refused at once as busy, and a retained one
+    (the broker replays it at every subscribe) is never run (its reply is queued, up to
+    MAX_REFUSED); only past that is one dropped unanswered, and counted.
+    mac: an otlink.core.auth.Hmac under the command key; counter: a Counter. Without mac
+    every command is refused (the config validator requires a key with writable points)."""
 
-    def __init__(self, uplink, poller, points, writable, log=None):
+    def __init__(self, uplink, poller, points, writable, log=None, mac=None, counter=None,
+                 limits=None):
         self.up = uplink
         self.poller = poller
         self.points = points
         self.writable = writable
+        self.limits = limits
         self.log = log
+        self.mac = mac
+        self.counter = counter
         self.t_reply = uplink.t_cmd[:-3] + b"reply"
         self._pending = []
         self._refused = []  # request ids to answer "busy"
         self.received = 0
         self.errors = 0  # refused or failed commands
         self.dropped = 0  # neither run nor answered (flood beyond both queues)
+        self.forged = 0  # unsigned or with a tag that does not verify
+        self.replayed = 0  # authentic, with a counter already used
 
     def on_msg(self, msg):
         if not len(msg):
@@ -381,10 +497,54 @@ class Commands:
             self.dropped += 1
 
     def _send(self, payload):
+        if self.mac is not None:
+            tag = self.mac.hexdigest(self.t_reply, b"\n", payload)
+            b = bytearray(len(payload) + 1 + _TAG)
+            b[:len(payload)] = payload
+            b[len(payload)] = 0x0A
+            b[len(payload) + 1:] = tag
+            payload = b
         try:
             self.up.publish(self.t_reply, payload, 1, False)
         except OSError:
             pass  # the session is down: the sender times out and may retry
+
+    def _authentic(self, msg):
+        """The command object of an authentic, fresh message: (object, body, counter).
+        CommandError (with .rid, .note) otherwise."""
+        sp = split_signed(msg)
+        if self.mac is None or sp is None or not self.mac.verify(sp[1], self.up.t_cmd, b"\n",
+                                                                 sp[0]):
+            self.forged += 1
+            e = CommandError(_FORGED if sp is not None and self.mac is not None else
+                             "commands are disabled in this node's config" if self.mac is None
+                             else _UNSIGNED)
+            e.rid = request_id(msg)
+            raise e
+        body = bytes(sp[0])
+        cmd = load(body)
+        ctr = cmd.get("ctr")
+        c = self.counter
+        if isinstance(ctr, bool) or not isinstance(ctr, int) or ctr < 1 or ctr > _CTR_MAX:
+            e = CommandError("ctr: a counter 1..2**53-1 is required in a signed command")
+        elif c is None or c.last is None:
+            e = CommandError("command counter record unreadable: commands refused until it "
+                             "is rewritten (docs/security.md)")
+        elif ctr <= c.last:
+            self.replayed += 1
+            e = CommandError("replayed or stale: counter %d already used (this node takes "
+                             "counters above %d)" % (ctr, c.last))
+            e.note = {"ctr_min": c.last + 1}
+        else:
+            try:
+                c.take(ctr)
+            except OSError as x:
+                e = CommandError("cannot persist the command counter (%s): not run" % (x,))
+            else:
+                return cmd, body, ctr
+        e.rid = cmd.get("id")
+        e.ctr = ctr if isinstance(ctr, int) and not isinstance(ctr, bool) else None
+        raise e
 
     async def step(self):
         """Answer one busy refusal or run one command; False when there was nothing."""
@@ -399,8 +559,10 @@ class Commands:
         rid = None
         err = None
         note = None
+        ctr = None
         try:
-            rid, (p, regs, note) = parse(msg, self.points, self.writable)
+            cmd, body, ctr = self._authentic(msg)
+            rid, (p, regs, note) = parse(body, self.points, self.writable, self.limits, cmd)
             code = await self.poller.write(p.slave, p.table, p.address, regs)
             if code:
                 from otlink.core.modbus import error_name
@@ -409,6 +571,12 @@ class Commands:
         except ValueError as e:  # CommandError and the poller's argument checks
             err = str(e)
             rid = getattr(e, "rid", rid)
+            note = getattr(e, "note", None)
+            if getattr(e, "ctr", None) is not None:
+                ctr = e.ctr
+        if ctr is not None:
+            note = dict(note) if note else {}
+            note["ctr"] = ctr
         if err:
             self.errors += 1
             if self.log is not None:

@@ -1,14 +1,17 @@
-# heapsize: 128K 32:48K
+# heapsize: 192K 32:64K
 # Command path: a value written to a point reads back as the same value through the
 # point decoder, for every writable type and word/byte order; refusals name the reason;
 # conversion without floats (the 32-bit build has the boards' single-precision floats);
 # every command answered, busy ones too; a fuzz of a few thousand commands.
+# Signed commands: unsigned, forged and replayed ones refused and counted, the counter kept
+# across a reboot with one file write per window, writes limited to the configured range.
 import gc
 import json
+import os
 
 import mptest
 from otlink import commands
-from otlink.core import reading
+from otlink.core import auth, reading
 from otlink.core.config import parse_points
 from otlink.core.points import ORDERS, pack_reading
 
@@ -127,15 +130,54 @@ def test_exact_without_floats():
     refused(cmd(7, "true"), point("int16").tab, "must be a number")
 
 
+KEY = bytes(range(100, 132))
+T_CMD = b"otlink/s/n/cmd"
+
+
+def sign(text, ctr, key=KEY, topic=T_CMD):
+    """A signed command: the JSON with "ctr" added, LF, the hex tag (as otlink write does)."""
+    body = text[:-1] + ', "ctr": %d}' % ctr
+    return body.encode() + b"\n" + bytes(auth.Hmac(key).hexdigest(topic, b"\n", body))
+
+
 class FakeUplink:
-    t_cmd = b"otlink/s/n/cmd"
+    t_cmd = T_CMD
 
     def __init__(self):
         self.sent = []
         self.retained = False
+        self.mac = auth.Hmac(KEY)
 
     def publish(self, topic, payload, qos=1, retain=False):
-        self.sent.append((topic, json.loads(payload)))
+        # every reply is signed under the node's key over the reply topic
+        body, tag = commands.split_signed(bytes(payload))
+        mptest.true(self.mac.verify(tag, topic, b"\n", body), "reply signature")
+        self.sent.append((topic, json.loads(bytes(body))))
+
+
+_ctr = [0]
+
+
+def scmd(pid, value_text, rid="r"):
+    _ctr[0] += 1
+    return sign(cmd(pid, value_text, rid), _ctr[0])
+
+
+def counter_path(name):
+    import sys
+
+    path = "%s/%s" % (sys.argv[1] if len(sys.argv) > 1 else ".", name)
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+    return path
+
+
+def make(up, pol, pts, writable=(7,), path=None, limits=None):
+    path = path or counter_path("ctr-%d" % _ctr[0])
+    return commands.Commands(up, pol, pts, list(writable), None, auth.Hmac(KEY),
+                             commands.Counter(path), limits)
 
 
 class FakePoller:
@@ -159,9 +201,9 @@ def _run_all(c):
 def test_every_command_answered_busy_ones_too():
     up = FakeUplink()
     pol = FakePoller()
-    c = commands.Commands(up, pol, point("int16").tab, [7])
+    c = make(up, pol, point("int16").tab)
     for i in range(30):  # back to back, inside one MQTT read burst
-        c.on_msg(cmd(7, str(i), "c%d" % i).encode())
+        c.on_msg(scmd(7, str(i), "c%d" % i))
     c.on_msg(b"{not json")
     _run_all(c)
     replies = [r for t, r in up.sent]
@@ -180,17 +222,134 @@ def test_every_command_answered_busy_ones_too():
 def test_retained_command_answered_not_run():
     up = FakeUplink()
     pol = FakePoller()
-    c = commands.Commands(up, pol, point("int16").tab, [7])
+    c = make(up, pol, point("int16").tab)
     up.retained = True  # replayed by the broker from its retained store at subscribe
-    c.on_msg(cmd(7, "5", "old").encode())
+    c.on_msg(scmd(7, "5", "old"))
     up.retained = False
-    c.on_msg(cmd(7, "6", "new").encode())
+    c.on_msg(scmd(7, "6", "new"))
     c.on_msg(b"")  # clearing the retained one: not a command, no reply
     _run_all(c)
     replies = [r for t, r in up.sent]
     mptest.eq([(r["id"], r["ok"]) for r in replies], [("old", False), ("new", True)], "replies")
     mptest.true("retain" in replies[0]["error"], replies[0]["error"])
     mptest.eq(pol.writes, [(10, [6])], "only the live command written")
+
+
+def replies_of(up):
+    out = [r for t, r in up.sent]
+    up.sent.clear()
+    return out
+
+
+def test_unsigned_and_forged_commands_refused_and_counted():
+    up = FakeUplink()
+    pol = FakePoller()
+    c = make(up, pol, point("int16").tab)
+    c.on_msg(cmd(7, "5", "plain").encode())  # no tag at all
+    good = sign(cmd(7, "6", "forged"), 5)
+    bad = bytearray(good)
+    bad[-1] = 0x30 if bad[-1] != 0x30 else 0x31  # one tag digit changed
+    c.on_msg(bytes(bad))
+    body = bytearray(good)
+    body[body.find(b'"value": 6') + 9] = 0x39  # the value changed, tag kept
+    c.on_msg(bytes(body))
+    c.on_msg(sign(cmd(7, "7", "otherkey"), 6, key=b"k" * 31 + b"!"))
+    c.on_msg(sign(cmd(7, "8", "othernode"), 7, topic=b"otlink/s/other/cmd"))
+    _run_all(c)
+    r = replies_of(up)
+    mptest.eq([x["id"] for x in r], ["plain", "forged", "forged", "otherkey", "othernode"], "ids")
+    mptest.true(all(not x["ok"] for x in r), "all refused")
+    mptest.true("not signed" in r[0]["error"], r[0]["error"])
+    mptest.true(all("does not verify" in x["error"] for x in r[1:]), r[1]["error"])
+    mptest.eq((pol.writes, c.forged, c.errors), ([], 5, 5), "nothing written, counted")
+    mptest.eq(c.counter.last, 0, "a forged counter does not move the node's")
+
+
+def test_replayed_command_refused_counter_survives_reboot():
+    up = FakeUplink()
+    pol = FakePoller()
+    path = counter_path("ctr-replay")
+    c = make(up, pol, point("int16").tab, path=path)
+    first = sign(cmd(7, "1", "a"), 10)
+    c.on_msg(first)
+    c.on_msg(first)  # the same bytes again: a capture replayed
+    c.on_msg(sign(cmd(7, "2", "b"), 9))  # authentic but older
+    c.on_msg(sign(cmd(7, "3", "c"), 11))
+    _run_all(c)
+    r = replies_of(up)
+    mptest.eq([(x["id"], x["ok"], x["ctr"]) for x in r],
+              [("a", True, 10), ("a", False, 10), ("b", False, 9), ("c", True, 11)], "replies")
+    mptest.true("replayed" in r[1]["error"] and r[1]["ctr_min"] == 11, r[1])
+    mptest.eq((pol.writes, c.replayed), ([(10, [1]), (10, [3])], 2), "each written once")
+    mptest.eq(c.counter.writes, 1, "one file write for the window")
+    # counters up to the window: no more writes
+    for k in range(12, 10 + commands.WINDOW + 1):
+        c.on_msg(sign(cmd(7, "4", "w%d" % k), k))
+        _run_all(c)
+    mptest.eq(c.counter.writes, 1, "still one write after %d commands" % commands.WINDOW)
+    c.on_msg(sign(cmd(7, "4", "next"), 11 + commands.WINDOW))
+    _run_all(c)
+    mptest.eq(c.counter.writes, 2, "a new window: a second write")
+    replies_of(up)
+    # reboot: a new Commands on the same file; every counter up to the mark counts as used
+    pol2 = FakePoller()
+    c2 = make(up, pol2, point("int16").tab, path=path)
+    c2.on_msg(first)
+    c2.on_msg(sign(cmd(7, "5", "late"), 11 + commands.WINDOW + 1))
+    _run_all(c2)
+    r = replies_of(up)
+    mptest.true(not r[0]["ok"] and not r[1]["ok"], r)
+    mptest.eq(r[1]["ctr_min"], 11 + 2 * commands.WINDOW + 1, "the lowest counter it takes")
+    c2.on_msg(sign(cmd(7, "6", "ok"), r[1]["ctr_min"]))
+    _run_all(c2)
+    mptest.eq(replies_of(up)[0]["ok"], True, "the counter it names is taken")
+    mptest.eq(pol2.writes, [(10, [6])], "after the reboot: only the fresh one written")
+
+
+def test_unreadable_counter_refuses_commands():
+    path = counter_path("ctr-bad")
+    with open(path, "w") as f:
+        f.write("garbage")
+    up = FakeUplink()
+    pol = FakePoller()
+    c = make(up, pol, point("int16").tab, path=path)
+    c.on_msg(sign(cmd(7, "1", "x"), 1000))
+    _run_all(c)
+    r = replies_of(up)
+    mptest.true(not r[0]["ok"] and "counter record unreadable" in r[0]["error"], r)
+    mptest.eq(pol.writes, [], "not written")
+
+
+def test_writes_limited_to_the_configured_range():
+    pts = point("int16", scale=0.001).tab
+    lim = {7: (0.8, 1.0)}
+    rid, (p, regs, note) = commands.parse(cmd(7, "0.95"), pts, [7], lim)
+    mptest.eq(regs, [950], "inside")
+    rid, (p, regs, note) = commands.parse(cmd(7, "1"), pts, [7], lim)
+    mptest.eq(regs, [1000], "the bound itself")
+    for v in ("0.7999", "1.001", "-1", "30", "1e3"):
+        e = mptest.raises(commands.CommandError, commands.parse, cmd(7, v), pts, [7], lim)
+        mptest.true("outside" in str(e) and "commands.writable" in str(e), str(e))
+    # without a limit the type's range alone applies (coils: no range)
+    up = FakeUplink()
+    pol = FakePoller()
+    c = make(up, pol, pts, limits=lim)
+    c.on_msg(scmd(7, "0.9"))
+    c.on_msg(scmd(7, "0.5"))
+    _run_all(c)
+    mptest.eq([x["ok"] for x in replies_of(up)], [True, False], "range enforced in the task")
+    mptest.eq(pol.writes, [(10, [900])], "only the value inside the range")
+
+
+def test_no_key_means_no_commands():
+    up = FakeUplink()
+    pol = FakePoller()
+    c = commands.Commands(up, pol, point("int16").tab, [7], None)
+    up.publish = lambda t, p, q=1, r=False: up.sent.append((t, json.loads(p)))
+    c.on_msg(sign(cmd(7, "1", "k"), 1))
+    _run_all(c)
+    mptest.true(not up.sent[0][1]["ok"] and "disabled" in up.sent[0][1]["error"], up.sent)
+    mptest.eq(pol.writes, [], "nothing written")
 
 
 class Lcg:

@@ -88,13 +88,32 @@ def test_security_rules():
 
 
 def test_commands_are_off_by_default_and_checked():
-    mptest.eq(config.validate(base())["commands"], {"writable": []}, "off by default")
+    mptest.eq(config.validate(base())["commands"], {"writable": [], "limits": {}, "key": None},
+              "off by default")
     c = base()
     c["commands"] = {"writable": [20]}
     f, p = err(c)
     mptest.eq(f, "commands.writable[0]", "sensor point is not writable")
     c["commands"] = {"writable": 20}
     mptest.eq(err(c)[0], "commands.writable", "must be a list")
+    # signed commands (docs/security.md): a key is required, each number point needs a range
+    key = "3f" * 8 + "a1" * 8
+    pid = 1
+    c = modbus()
+    c["commands"] = {"writable": [{"point": pid, "min": 0, "max": 10}]}
+    mptest.eq(err(c), ("commands.key", err(c)[1]), "key required")
+    c["commands"]["key"] = key
+    got = config.validate(c)["commands"]
+    mptest.eq((got["writable"], got["limits"], got["key"]), ([pid], {pid: (0, 10)}, key),
+              "normalized")
+    c = modbus()
+    c["commands"] = {"writable": [pid], "key": key}
+    mptest.eq(err(c)[0], "commands.writable[0]", "a number point needs a range")
+    c["commands"] = {"writable": [{"point": pid, "min": 5, "max": 1}], "key": key}
+    mptest.eq(err(c)[0], "commands.writable[0].max", "max below min")
+    c["commands"] = {"writable": [{"point": pid, "min": 0, "max": 1}], "key": "ab" * 4}
+    f, why = err(c)
+    mptest.true(f == "commands.key" and "abab" not in why, why)
 
 
 def test_nothing_to_do_and_bad_json():
