@@ -64,6 +64,11 @@ def birth_rows(cfg):
     for i in range(len(pts)):
         yield (pts.id(i), pts.name(i), pts.unit(i) or "", TYPES[pts.type(i)], pts.scale(i),
                pts.offset(i), pts.source(i))
+    if cfg.get("analytics"):  # derived and event points (docs/analytics.md)
+        from otlink.analytics import derived_rows
+
+        for r in derived_rows(cfg):
+            yield r
     for s in cfg["sensors"]:
         for p in s["points"]:
             sc, off = driver_scale(s, p)
@@ -84,6 +89,10 @@ def encode_birth(cfg, cfg_hash, boot):
     from otlink.core.payload import birth_bound, encode_birth_rows
 
     node = cfg["node"]["id"]
+    if cfg.get("analytics"):
+        from otlink.analytics import derived_count
+
+        n += derived_count(cfg)
     n = len(cfg["points"]) + sum([len(s["points"]) for s in cfg["sensors"]])
     buf = bytearray(birth_bound(node, VERSION, cfg_hash, birth_rows(cfg)))
     used = encode_birth_rows(buf, node, VERSION, cfg_hash, boot, n, birth_rows(cfg))
@@ -195,11 +204,24 @@ class App:
             self.tasks.append(("commands", self.commands.run))
             stage("commands")
         self.tasks.append(("queue", self._commit_loop))
+        self.analytics = None
+        from otlink.analytics import configured
+
+        if configured(cfg):  # windows, alarms, machine states, counters (docs/analytics.md)
+            from otlink.analytics import Analytics
+
+            self.analytics = Analytics(cfg, clock, self.queue.append,
+                                       getattr(board, "mount_point", "") + "/counters.bin")
+            self.tasks.append(("analytics", self.analytics.run))
+            stage("analytics")
         self.tasks.append(("network", self._network_loop))
 
     def sink(self, rec, n):
-        """Every source hands its readings here: into the flash queue, no allocation."""
-        self.queue.append(rec, n)
+        """Every source hands its readings here: into the flash queue, no allocation (the
+        analytics first, when configured: windows, alarms, states; raw kept or not)."""
+        a = self.analytics
+        if a is None or a.feed(rec, n):
+            self.queue.append(rec, n)
 
     async def _commit_loop(self):
         # Group commit by time: at most commit_ms of readings are ever at risk.
@@ -310,6 +332,8 @@ class App:
     def close(self):
         try:
             self.queue.commit()
+            if self.analytics is not None:
+                self.analytics.save()
         except Exception:
             pass
         try:
