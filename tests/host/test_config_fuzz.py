@@ -33,7 +33,8 @@ def full_config() -> dict:
                               "key_file": "/certs/n.key", "server_hostname": "broker.local"}})
     c["points"].append({"id": 7, "name": "setpoint", "slave": 2, "table": "holding",
                         "address": 10, "type": "uint16", "group": "slow"})
-    c["commands"] = {"writable": [7]}
+    c["commands"] = {"writable": [{"point": 7, "min": 0, "max": 100}],
+                     "key": "9c41" * 8}
     return c
 
 
