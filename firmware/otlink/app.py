@@ -58,7 +58,7 @@ def birth_rows(cfg):
     scale, offset, source), what a consumer needs to read values. A generator: the table is
     streamed from the validated config into the encoder, never built as a list."""
     from otlink.core.points import TYPES
-    from otlink.sensors import driver_scale
+    from otlink.sensors import driver_scale, source
 
     pts = cfg["points"]  # a Points table (core/points.py): rows read by index
     for i in range(len(pts)):
@@ -71,9 +71,8 @@ def birth_rows(cfg):
             yield r
     for s in cfg["sensors"]:
         for p in s["points"]:
-            sc, off = driver_scale(s, p)
-            yield (p["id"], p["name"], p["unit"], "uint16", sc, off,
-                   "%s:%s:0x%02x:%s" % (s["driver"], s["bus"], s["address"], p["channel"]))
+            typ, sc, off = driver_scale(s, p)
+            yield (p["id"], p["name"], p["unit"], typ, sc, off, source(s, p))
 
 
 def birth_points(cfg):
@@ -181,7 +180,7 @@ class App:
             from otlink.sensors import SensorTask, make_driver
 
             for s in cfg["sensors"]:
-                t = SensorTask(s, make_driver(s, board.i2c(s["bus"])), clock, self.sink,
+                t = SensorTask(s, make_driver(s, board, clock), clock, self.sink,
                                cfg["groups"][s["group"]]["interval_ms"])
                 self.sensors.append(t)
                 self.tasks.append(("sensor:" + s["name"], t.run))

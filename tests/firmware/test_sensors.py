@@ -9,8 +9,9 @@ from modbus_sim import T0, sim_clock
 from mptest import eq, no_alloc, true
 
 from otlink.core import reading
-from otlink.core.errors import ERR_SENSOR, ERR_SENSOR_CRC
-from otlink.drivers.sht3x import SHT3x, crc8
+from otlink.core.errors import ERR_BUS_STUCK, ERR_SENSOR, ERR_SENSOR_CRC
+from otlink.drivers import sht3x
+from otlink.drivers.sht3x import crc8
 from otlink.hal.clock import Clock
 from otlink.sensors import SensorTask
 
@@ -43,7 +44,7 @@ class FixedBus:
             buf[i] = f[i]
 
 
-CFG = {"name": "room", "driver": "sht3x", "address": 0x44,
+CFG = {"name": "room", "driver": "sht3x", "bus": "i2c0", "address": 0x44,
        "points": [{"id": 7, "channel": "humidity"}, {"id": 5, "channel": "temperature"}]}
 
 
@@ -68,7 +69,7 @@ class Sink:
 def _task(clock):
     bus = FixedBus()
     sink = Sink()
-    return bus, sink, SensorTask(CFG, SHT3x(bus, 0x44), clock, sink, 1000)
+    return bus, sink, SensorTask(CFG, sht3x.Driver(bus, CFG, clock), clock, sink, 1000)
 
 
 def test_sample_does_not_allocate_near_the_wrap():
@@ -105,18 +106,34 @@ def test_bus_errors_become_error_records_with_the_sample_time():
     bus, sink, task = _task(clock)
     bus.fail = OSError(19)
     eq(task.begin(), False, "start failed")
+    bus.fail = OSError(110)
+    eq(task.begin(), False, "bus stuck")
     bus.fail = None
     task.begin()
-    bus.frame[1] ^= 4  # corrupt the temperature word
+    bus.frame[1] ^= 4  # corrupt the temperature word: only its point fails
     task.finish()
     recs = sink.records()
     eq([(r[0], r[1], r[3], r[4]) for r in recs],
        [(7, reading.KIND_ERR, T0, ERR_SENSOR), (5, reading.KIND_ERR, T0, ERR_SENSOR),
-        (7, reading.KIND_ERR, T0, ERR_SENSOR_CRC), (5, reading.KIND_ERR, T0, ERR_SENSOR_CRC)],
+        (7, reading.KIND_ERR, T0, ERR_BUS_STUCK), (5, reading.KIND_ERR, T0, ERR_BUS_STUCK),
+        (7, reading.KIND_INT, T0, SRH), (5, reading.KIND_ERR, T0, ERR_SENSOR_CRC)],
        "error records")
-    eq((task.ok, task.errors), (0, 2), "counted")
+    eq((task.ok, task.errors), (0, 3), "counted")
     raw = struct.unpack_from("<q", task.rec, reading.OFF_T)[0]
     eq(raw, T0, "stamp kept in the record")
+
+
+def test_wide_values_and_backdated_events_do_not_allocate():
+    # a counter's total above 2**30 (hi, lo) and an event 1234 ms old: packed byte by byte
+    from otlink.sensors import _backdate, _pack_wide
+
+    rec = bytearray(reading.SIZE)
+    struct.pack_into("<q", rec, reading.OFF_T, T0)
+    no_alloc(_pack_wide, rec, reading.HEADER, 5, 123456789)
+    no_alloc(_backdate, rec, reading.OFF_T, 1234)
+    eq(struct.unpack_from("<qq", rec, reading.OFF_T), (T0 - 1234, 5 * P + 123456789), "bytes")
+    no_alloc(_pack_wide, rec, reading.HEADER, 0x3FFFFFF, P - 1)
+    eq(struct.unpack_from("<q", rec, reading.HEADER)[0], 0x3FFFFFF * P + P - 1, "56 bits")
 
 
 import mptest  # noqa: E402

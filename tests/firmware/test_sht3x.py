@@ -1,15 +1,33 @@
 # SHT3x driver against the datasheet-built bus model: values, CRC, NACK while measuring.
 # heapsize: 64K
 import mptest
+from otlink.core.errors import ERR_SENSOR_CRC
 from otlink.drivers import sht3x
 from otlink.hal.clock import Clock
 from otlink.hal.unix.sim_i2c import SimI2C, SHT3xModel
 
 
+CFG = {"address": 0x44, "points": [{"channel": "temperature"}, {"channel": "humidity"}]}
+
+
+class Sample:
+    """sensors.Sample's slots, for the driver alone."""
+
+    def __init__(self):
+        self.v = [0, 0]
+        self.err = [0, 0]
+
+
 def setup():
     clock = Clock()
     model = SHT3xModel(clock)
-    return clock, model, sht3x.SHT3x(SimI2C({0x44: model}))
+    return clock, model, sht3x.Driver(SimI2C({0x44: model}), CFG)
+
+
+def read(drv):
+    s = Sample()
+    drv.read(s)
+    return s
 
 
 def test_crc_datasheet_example():
@@ -21,9 +39,11 @@ def test_measurement_converts_within_one_lsb():
     clock, model, drv = setup()
     drv.start()
     clock.sleep_ms(sht3x.MEASURE_MS)
-    st, srh = drv.read()
-    t = st * sht3x.SCALE["temperature"] + sht3x.OFFSET["temperature"]
-    rh = srh * sht3x.SCALE["humidity"]
+    st, srh = read(drv).v
+    _u, typ, sc, off = sht3x.channel(CFG, "temperature")
+    t = st * sc + off
+    rh = srh * sht3x.channel(CFG, "humidity")[2]
+    mptest.eq(typ, "uint16", "raw type")
     mptest.true(abs(t - model.last[0]) < 0.003, "temperature %f vs %f" % (t, model.last[0]))
     mptest.true(abs(rh - model.last[1]) < 0.002, "humidity")
     mptest.true(19.0 < t < 25.0 and 35.0 < rh < 55.0, "plausible ambient")
@@ -32,7 +52,7 @@ def test_measurement_converts_within_one_lsb():
 def test_read_too_early_is_nacked():
     clock, model, drv = setup()
     drv.start()
-    mptest.raises(OSError, drv.read)
+    mptest.raises(OSError, read, drv)
 
 
 def test_corrupt_word_fails_crc():
@@ -40,12 +60,12 @@ def test_corrupt_word_fails_crc():
     model.corrupt_next = True
     drv.start()
     clock.sleep_ms(sht3x.MEASURE_MS)
-    e = mptest.raises(sht3x.CRCError, drv.read)
-    mptest.true(isinstance(e, OSError), "CRC error is an OSError")
+    s = read(drv)
+    mptest.eq(s.err, [ERR_SENSOR_CRC, 0], "the corrupted temperature word alone fails")
 
 
 def test_absent_sensor():
-    drv = sht3x.SHT3x(SimI2C({}), 0x44)
+    drv = sht3x.Driver(SimI2C({}), CFG)
     mptest.raises(OSError, drv.start)
 
 
@@ -74,10 +94,10 @@ def test_read_does_not_allocate():
     # datasheet 4.12 example word 0xBEEF (CRC 0x92) as temperature, 0x1234 as humidity
     frame = bytearray(b"\xbe\xef\x92\x12\x34\x00")
     frame[5] = sht3x.crc8(frame, 3, 2)
-    drv = sht3x.SHT3x(_Answer(frame))
-    got = mptest.no_alloc(drv.read)
-    mptest.eq((got[0], got[1]), (0xBEEF, 0x1234), "raw words")
-    mptest.true(mptest.no_alloc(drv.read) is got, "the same list every read")
+    drv = sht3x.Driver(_Answer(frame), CFG)
+    s = Sample()
+    mptest.no_alloc(drv.read, s)
+    mptest.eq((s.v, s.err), ([0xBEEF, 0x1234], [0, 0]), "raw words")
 
 
 mptest.main(globals())

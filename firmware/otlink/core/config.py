@@ -20,10 +20,6 @@ BOARDS = ("unix", "esp32", "pico_w")
 POLICIES = ("drop_oldest", "drop_newest")
 ACK_MODES = ("broker", "consumer")
 PARITIES = ("N", "E", "O")
-SENSOR_DRIVERS = {
-    # driver: (channels it measures, unit of each, default I2C address)
-    "sht3x": ({"temperature": "degC", "humidity": "%RH"}, 0x44),
-}
 DEFAULT_GROUP = "default"
 DEFAULT_INTERVAL_MS = const(1000)
 
@@ -590,22 +586,41 @@ def _unique(ck, seen, key, path, what):
 
 
 def _sensors(ck, lst, groups, ids, names, buses):
+    """Sensors, each read by a driver module (otlink/drivers/<driver>.py) that declares its
+    bus kind, options and channels; the rules for all of them are here (docs/sensors.md)."""
     if lst is None:
         return []
     if not isinstance(lst, list):
         ck.bad("sensors", "must be a list")
         return []
+    from otlink.drivers import load
+
     out = []
     for i, s in enumerate(lst):
         p = "sensors[%d]" % i
         s = _obj(ck, s, p, True)
-        _keys(ck, s, p, ("name", "driver", "bus", "address", "group", "points"))
-        drv = _str(ck, s, "driver", p, _REQ, tuple(SENSOR_DRIVERS))
-        channels, addr = SENSOR_DRIVERS[drv] if drv else ({}, 0x44)
+        mod = None
+        drv = _str(ck, s, "driver", p, _REQ)
+        if drv is not None:
+            try:
+                mod = load(drv)
+            except ValueError as e:
+                ck.bad(p + ".driver", str(e))
+        opts = mod.OPTIONS if mod else ()
+        _keys(ck, s, p, ("name", "driver", "bus", "group", "points") + tuple(o[0] for o in opts))
         group = _str(ck, s, "group", p, _REQ)
         if group is not None and group not in groups:
             ck.bad(p + ".group", "unknown poll group %s (defined: %s)"
                    % (_show(group), ", ".join(sorted(groups)) or "none"))
+        sc = {"name": _str(ck, s, "name", p, drv), "driver": drv,
+              "bus": _str(ck, s, "bus", p, _REQ), "group": group}
+        n0 = len(ck.errors) + ck.more
+        for o in opts:
+            sc[o[0]] = _option(ck, s, p, o)
+        if mod is not None and len(ck.errors) + ck.more == n0 and hasattr(mod, "check"):
+            for key, problem in mod.check(sc):
+                ck.bad(_join(p, key), problem)
+        _bus_known(ck, p, sc["bus"], mod, buses)
         pts = _get(ck, s, "points", p, _REQ)
         if pts is not None and (not isinstance(pts, list) or not pts):
             ck.bad(p + ".points", "must be a non-empty list")
@@ -621,19 +636,97 @@ def _sensors(ck, lst, groups, ids, names, buses):
             name = _str(ck, pt, "name", pp, _REQ)
             if name is not None:
                 _unique(ck, names, name, pp + ".name", "name %s" % _show(name))
-            ch = _str(ck, pt, "channel", pp, _REQ, tuple(channels) if drv else None)
+            ch = _str(ck, pt, "channel", pp, _REQ)
+            conv = None
+            if ch is not None and mod is not None:
+                try:
+                    conv = mod.channel(sc, ch)
+                except (KeyError, TypeError, ValueError):
+                    conv = None  # an option it needs was wrong (reported above)
+                if conv is None:
+                    ck.bad(pp + ".channel", "driver %s has no channel %s (it has: %s)"
+                           % (drv, _show(ch), mod.CHANNELS))
             plist.append({"id": pid, "name": name, "channel": ch,
-                          "unit": channels.get(ch, ""),
+                          "unit": conv[0] if conv else "",
                           "scale": _num(ck, pt, "scale", pp, 1.0),
                           "offset": _num(ck, pt, "offset", pp, 0.0)})
-        bus = _str(ck, s, "bus", p, _REQ)
-        if bus is not None and buses is not None and bus not in buses:
-            ck.bad(p + ".bus", "the board has no I2C bus %s (its board file names: %s)"
-                   % (_show(bus), ", ".join(buses) or "none"))
-        out.append({"name": _str(ck, s, "name", p, drv), "driver": drv, "bus": bus,
-                    "address": _int(ck, s, "address", p, addr, 0x08, 0x77),
-                    "group": group, "points": plist})
+        sc["points"] = plist
+        out.append(sc)
     return out
+
+
+def _bus_known(ck, p, bus, mod, buses):
+    """The sensor's bus against the board file's names of its kind, when known (a tuple:
+    the board's I2C bus names; a dict: kind -> names)."""
+    if bus is None or mod is None or buses is None:
+        return
+    kind = mod.BUS
+    if isinstance(buses, dict):
+        names = buses.get(kind)
+    else:
+        names = buses if kind == "i2c" else None
+    if names is not None and bus not in names:
+        what = {"i2c": "I2C bus", "onewire": "1-Wire pin", "adc": "ADC input",
+                "pin": "input pin"}[kind]
+        ck.bad(p + ".bus", "the board has no %s %s (its board file names: %s)"
+               % (what, _show(bus), ", ".join(names) or "none"))
+
+
+def _option(ck, s, p, o):
+    """One driver option (key, kind, default, a, b), kinds as otlink/drivers/__init__.py
+    lists them; default "!" marks a required option."""
+    key, kind, default = o[0], o[1], o[2]
+    if default == "!":
+        default = _REQ
+    if kind == "int":
+        return _int(ck, s, key, p, default, o[3], o[4])
+    if kind == "choice":
+        v = _get(ck, s, key, p, default)
+        if v is not None and v not in o[3]:
+            ck.bad(_join(p, key), "must be one of %s, got %s"
+                   % (", ".join([str(c) for c in o[3]]), _show(v)))
+            return None
+        return v
+    if kind == "text":
+        return _text(ck, s, key, p) if key in s else default
+    if kind == "num":
+        v = _num(ck, s, key, p, default)
+        if v is not None and not o[3] <= v <= o[4]:
+            ck.bad(_join(p, key), "must be in %s..%s, got %s" % (o[3], o[4], _show(v)))
+            return None
+        return v
+    v = _get(ck, s, key, p, default)
+    if v is None or v is default:
+        return v
+    pk = _join(p, key)
+    if kind == "range":
+        ok = isinstance(v, list) and len(v) == 2
+        lo = _num(ck, {"min": v[0]}, "min", pk, _REQ) if ok else None
+        hi = _num(ck, {"max": v[1]}, "max", pk, _REQ) if ok else None
+        if lo is None or hi is None or not lo < hi:
+            ck.bad(pk, "must be [min, max] with min < max, got %s" % _show(v))
+            return None
+        return (lo, hi)
+    # "pairs": [[x, y], ...], at least two, x increasing
+    if not isinstance(v, list) or len(v) < 2 or len(v) > 16:
+        ck.bad(pk, "must be a list of 2..16 [x, y] pairs, got %s" % _show(v))
+        return None
+    out = []
+    for k, xy in enumerate(v):
+        pkk = "%s[%d]" % (pk, k)
+        if not isinstance(xy, list) or len(xy) != 2:
+            ck.bad(pkk, "must be a pair [x, y], got %s" % _show(xy))
+            return None
+        x = _num(ck, {"x": xy[0]}, "x", pkk, _REQ)
+        y = _num(ck, {"y": xy[1]}, "y", pkk, _REQ)
+        if x is None or y is None:
+            return None
+        if out and not x > out[-1][0]:
+            ck.bad(pkk, "x must increase from pair to pair, got %s after %s"
+                   % (_show(xy[0]), _show(out[-1][0])))
+            return None
+        out.append((x, y))
+    return tuple(out)
 
 
 def _commands(ck, d, points):
@@ -776,7 +869,14 @@ def validate(cfg, buses=None, consume=False):
     out["points"] = (_points(ck, points, out["serial"], ids, names, consume) if points
                      else Points(0).seal())
     out["sensors"] = _sensors(ck, cfg.get("sensors"), groups, ids, names, buses)
+    out["analytics"] = None
+    if cfg.get("analytics") is not None:
+        from otlink.core.config_analytics import analytics
+
+        out["analytics"] = analytics(ck, cfg["analytics"], out["points"], out["sensors"], ids,
+                                     names)
     out["commands"] = _commands(ck, cfg.get("commands"), out["points"])
+    out["console"] = _console(ck, cfg.get("console"))
     if not ids and not ck.errors:
         ck.bad("points", "no points configured: add Modbus points or sensors")
     ck.done()

@@ -13,8 +13,12 @@ ERR_ECHO = const(6)  # echo expected and what came back is not what was sent
 ERR_WRITE_MISMATCH = const(7)  # write confirmation does not repeat address/quantity
 ERR_PORT = const(8)  # the serial port itself failed (USB adapter unplugged, device gone)
 ERR_RANGE = const(9)  # a value outside the point's configured plausibility range
-ERR_SENSOR = const(16)  # local sensor: bus error, NACK, absent
+ERR_LOOP_LOW = const(10)  # 4-20 mA loop below 3.8 mA: open loop or failed transmitter (NE 43)
+ERR_LOOP_HIGH = const(11)  # 4-20 mA loop above 20.5 mA: over range or short circuit (NE 43)
+ERR_NOT_READY = const(12)  # local sensor: no valid measurement yet (DS18B20 85 degC power-on)
+ERR_SENSOR = const(16)  # local sensor: absent or not answering (NACK, no presence pulse)
 ERR_SENSOR_CRC = const(17)  # local sensor: checksum of its answer wrong
+ERR_BUS_STUCK = const(18)  # local sensor bus held low or timing out (I2C/1-Wire line stuck)
 ERR_OFFLINE = const(32)  # not asked: the slave is offline and in backoff
 ERR_EXCEPTION = const(0x80)  # | Modbus exception code (application protocol §7)
 

@@ -5,20 +5,26 @@
 # CRC(0xBEEF) = 0x92); T = -45 + 175 * S_T / 65535 degC, RH = 100 * S_RH / 65535 %RH.
 # Reading before the measurement is done is NACKed (OSError from the bus).
 #
-# The driver returns raw 16-bit signal values: the conversion is a scale and offset that
-# the birth message carries (SCALE/OFFSET below), so readings stay small integers.
-from micropython import const
+# Readings are the raw 16-bit signal values: the conversion is the scale and offset the
+# birth message carries (channel()), so they stay small integers.
+from otlink.core.compat import const
+from otlink.core.errors import ERR_SENSOR_CRC
 
 _CMD_MEASURE_HIGH = const(0x2400)
 _CMD_SOFT_RESET = const(0x30A2)
 MEASURE_MS = const(16)  # 15 ms max per datasheet, plus 1 ms margin
+_T = const(0)
+_RH = const(1)
 
-SCALE = {"temperature": 175 / 65535, "humidity": 100 / 65535}
-OFFSET = {"temperature": -45.0, "humidity": 0.0}
+BUS = "i2c"
+OPTIONS = (("address", "choice", 0x44, (0x44, 0x45)),)  # ADDR pin low / high (table 7)
+CHANNELS = "temperature, humidity"
+_CH = {"temperature": ("degC", "uint16", 175 / 65535, -45.0),
+       "humidity": ("%RH", "uint16", 100 / 65535, 0.0)}
 
 
-class CRCError(OSError):
-    pass
+def channel(opts, name):
+    return _CH.get(name)
 
 
 def crc8(buf, start, n):
@@ -30,13 +36,16 @@ def crc8(buf, start, n):
     return c
 
 
-class SHT3x:
-    def __init__(self, i2c, addr=0x44):
+class Driver:
+    def __init__(self, i2c, cfg, clock=None, keep=None):
         self.i2c = i2c
-        self.addr = addr
+        self.addr = cfg["address"]
+        self.measure_ms = MEASURE_MS
         self._cmd = bytearray(2)
         self._rx = bytearray(6)
-        self._raw = [0, 0]  # read()'s answer, reused: no tuple per measurement
+        # which word each point reads: 0 temperature, 1 humidity
+        self._word = bytes([_T if p["channel"] == "temperature" else _RH
+                            for p in cfg["points"]])
 
     def _send(self, cmd):
         self._cmd[0] = cmd >> 8
@@ -50,15 +59,16 @@ class SHT3x:
         """Start one measurement; read() it MEASURE_MS later. Does not allocate."""
         self._send(_CMD_MEASURE_HIGH)
 
-    def read(self):
-        """[raw_temperature, raw_humidity] as 16-bit ints, in one list reused by every call
-        (does not allocate). Raises OSError from the bus (not ready, absent) or CRCError
-        when a word fails its checksum."""
+    def read(self, s):
+        """Each point's raw 16-bit word into s.v, or ERR_SENSOR_CRC on a point whose word
+        fails its checksum. Raises OSError from the bus (not ready, absent). Does not
+        allocate."""
         rx = self._rx
         self.i2c.readfrom_into(self.addr, rx)
-        if crc8(rx, 0, 2) != rx[2] or crc8(rx, 3, 2) != rx[5]:
-            raise CRCError(5)  # EIO
-        raw = self._raw
-        raw[0] = (rx[0] << 8) | rx[1]
-        raw[1] = (rx[3] << 8) | rx[4]
-        return raw
+        w = self._word
+        for i in range(len(w)):
+            o = 3 * w[i]
+            if crc8(rx, o, 2) != rx[o + 2]:
+                s.err[i] = ERR_SENSOR_CRC
+            else:
+                s.v[i] = (rx[o] << 8) | rx[o + 1]

@@ -28,6 +28,25 @@ class Board:
         """The I2C bus named in the board file, shared by every driver on it."""
         raise NotImplementedError
 
+    # Sensor buses (docs/sensors.md): each named in the board file, built on first use and
+    # shared by every driver on it. Drivers use only the methods listed.
+
+    def onewire(self, name):
+        """The 1-Wire bus on the pin named: reset() -> presence (bool), readbit(),
+        writebit(b), readbyte(), writebyte(b) (micropython-lib onewire.OneWire)."""
+        raise NotImplementedError
+
+    def adc(self, name):
+        """The ADC input named: read_uv() -> the input voltage in microvolts (an int; esp32's
+        calibrated read_uv, rp2's read_u16 scaled by its 3.3 V reference)."""
+        raise NotImplementedError
+
+    def pin_in(self, name, pull):
+        """The input pin named, pull "up", "down" or "none": value() -> 0/1 and
+        irq(handler, trigger) with the IRQ_RISING/IRQ_FALLING constants of machine.Pin (the
+        handler gets the pin; it must not allocate)."""
+        raise NotImplementedError
+
     def watchdog_start(self):
         """Arm the hardware watchdog (period from the board file)."""
         raise NotImplementedError

@@ -12,6 +12,14 @@ class Board(MachineBoard):
     def __init__(self, cfg):
         MachineBoard.__init__(self, cfg, load_board("esp32"))
 
+    def adc(self, name):
+        """The ADC's own calibrated read_uv() (eFuse calibration), 11 dB attenuation: the
+        0..~3.1 V span a 150 ohm 4-20 mA shunt needs (3.0 V at 20 mA)."""
+        import machine
+
+        pin = machine.Pin(self.defn["adc"][name]["pin"])
+        return machine.ADC(pin, atten=machine.ADC.ATTN_11DB)
+
     def queue_device(self):
         parts = esp32.Partition.find(esp32.Partition.TYPE_DATA, label="otq")
         if not parts:

@@ -56,6 +56,21 @@ class MachineBoard(Board):
             self._i2c[bus_name] = bus
         return bus
 
+    # Sensor buses (hal/board.py, docs/sensors.md): pins from the board file's "onewire",
+    # "adc" and "inputs" sections, {"<name>": {"pin": n}}.
+
+    def onewire(self, name):
+        import onewire  # micropython-lib's, over the port's _onewire bit timing
+
+        return onewire.OneWire(machine.Pin(self.defn["onewire"][name]["pin"]))
+
+    def adc(self, name):
+        return _U16Adc(machine.ADC(machine.Pin(self.defn["adc"][name]["pin"])))
+
+    def pin_in(self, name, pull):
+        pl = {"up": machine.Pin.PULL_UP, "down": machine.Pin.PULL_DOWN}.get(pull)
+        return machine.Pin(self.defn["inputs"][name]["pin"], machine.Pin.IN, pl)
+
     def network_start(self, wifi_cfg):
         """Begin joining the configured WiFi; returns at once (the app polls network_ok)."""
         if self._wlan is None:
@@ -91,3 +106,15 @@ class MachineBoard(Board):
 
     def close(self):
         pass
+
+
+class _U16Adc:
+    """read_uv() over read_u16() (rp2: 12-bit ADC scaled to 16 bits, 3.3 V reference):
+    uV = raw * 3300000 / 65536 = raw * 12891 / 256, every product below 2**30 (no heap int
+    on a 32-bit port)."""
+
+    def __init__(self, adc):
+        self.read_u16 = adc.read_u16
+
+    def read_uv(self):
+        return (self.read_u16() * 12891) >> 8

@@ -2,7 +2,8 @@
 #  - flash: an emulated NOR chip kept in a file (hal/unix/norflash.py); littlefs on its "fs"
 #    region mounted at /flash, the raw "queue" region handed to the queue;
 #  - UART: a pty opened with termios (hal/unix/uart.py) with a recorded RS-485 DE pin;
-#  - I2C: a simulated bus with datasheet-built sensor models (hal/unix/sim_i2c.py);
+#  - I2C, 1-Wire, ADC, input pins: simulated sensors built from their datasheets
+#    (hal/unix/sim_i2c.py, sim_onewire.py, sim_adc.py, sim_pin.py);
 #  - clock and network: host clock, host sockets (same `socket`/`ssl` API as the boards).
 import gc
 import json
@@ -73,11 +74,34 @@ class Board(_Board):
     def i2c(self, bus_name):
         bus = self._i2c.get(bus_name)
         if bus is None:
-            from otlink.hal.unix.sim_i2c import SimI2C, SHT3xModel
+            from otlink.hal.unix.sim_i2c import BME280Model, SimI2C, SHT3xModel
 
-            bus = SimI2C({0x44: SHT3xModel(self.clock), 0x45: SHT3xModel(self.clock)})
+            bus = SimI2C({0x44: SHT3xModel(self.clock), 0x45: SHT3xModel(self.clock),
+                          0x76: BME280Model(self.clock)})
             self._i2c[bus_name] = bus
         return bus
+
+    # Simulated sensor buses (docs/sensors.md): every name gives the same wiring, built from
+    # the datasheets in hal/unix/sim_*.py.
+
+    def onewire(self, name):
+        bus = self._i2c.get("ow:" + name)
+        if bus is None:
+            from otlink.hal.unix.sim_onewire import DEMO_ROMS, DS18B20Model, SimOneWire
+
+            bus = SimOneWire([DS18B20Model(self.clock, rom) for rom in DEMO_ROMS], self.clock)
+            self._i2c["ow:" + name] = bus
+        return bus
+
+    def adc(self, name):
+        from otlink.hal.unix.sim_adc import SimADC, Transmitter
+
+        return SimADC(Transmitter(self.clock), shunt_ohm=150.0)
+
+    def pin_in(self, name, pull):
+        from otlink.hal.unix import sim_pin
+
+        return sim_pin.demo_pin(name, pull, self.clock)
 
     def network_start(self, wifi_cfg=None):
         pass  # the host's network is always there
