@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from otlink_tools import __version__, demo, device, modbus_probe, monitor, node, store, write
+from otlink_tools import status
 from otlink_tools.errors import CommandError
 
 
@@ -112,6 +113,7 @@ _COMMANDS = {
     "node validate": (node.cmd_validate, _argparse_node_validate),
     "monitor": (monitor.run, _argparse_monitor),
     "store": (store.run, store.build_parser),
+    "status": (status.run, status.build_parser),
     "write": (write.run, write.build_parser),
     "modbus probe": (modbus_probe.run, _argparse_modbus_probe),
     "deploy": (device.cmd_deploy, _argparse_deploy),

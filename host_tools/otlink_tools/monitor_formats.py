@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timezone
 from typing import IO, Any
 
+from otlink_tools import health
 from otlink_tools.decode import apply_scale, error_name
 
 FORMATS = ("table", "jsonl", "csv", "influx")
@@ -307,43 +308,64 @@ class LiveTable:
             self.last_seq[key] = (last["boot"], last["seq"])
 
     def render(self, states: dict, births: dict, now: float | None = None) -> str:
-        """The table as text; states and births: the nodes' last state and birth messages."""
+        """The table as text; states and births: the nodes' last state and birth messages.
+        Per node: its condition and figures (health.summary), what is wrong, then one line
+        per point of its birth table, those that never reported too ("no data yet", or the
+        error the node's state lists for it), and points seen without a birth."""
         now = time.time() if now is None else now
         lines = []
         keys = sorted(set(self.latest) | set(states) | set(births))
         for key in keys:
-            st = states.get(key, {})
-            online = st.get("online")
-            state = "online" if online else ("OFFLINE" if online is False else "state unknown")
+            st = states.get(key)
+            birth = births.get(key)
+            h = health.assess(birth, st, now)
             seq = self.last_seq.get(key)
-            head = [f"{key[1]} ({key[0]})", state]
-            if "queue_depth" in st:
-                head.append(f"queue {st['queue_depth']}")
-            if "drops" in st:
-                head.append(f"drops {st['drops']}")
+            head = [f"{key[1]} ({key[0]})", health.summary(h)]
             if seq is not None:
                 head.append(f"boot {seq[0]} last seq {seq[1]}")
-            if not st.get("clock_set", True):
-                head.append("clock not set")
             lines.append("  ".join(head))
+            for p in h["problems"]:
+                lines.append(f"  ! {p}")
+            for w in h["warnings"]:
+                lines.append(f"  ~ {w}")
             pts = self.latest.get(key, {})
-            if not pts:
-                lines.append("  (no readings yet)")
-            rows = [pts[p] for p in sorted(pts)]
+            table = health.point_names(birth)
+            state_err = {e["id"]: e for e in h["point_errors"]}
+            rows = []
+            for pid in sorted(set(table) | set(pts)):
+                if pid in pts:
+                    rows.append(pts[pid])
+                    continue
+                p = table[pid]
+                e = state_err.get(pid)
+                rows.append({"point": p["name"], "value": None, "unit": p.get("unit") or "",
+                             "err": e["err"] if e else None, "historical": False,
+                             "untimed": False, "_never": True})
+            if not rows:
+                lines.append("  (no birth message and no readings yet)")
+                lines.append("")
+                continue
             wn = max([5] + [len(str(r["point"])) for r in rows])
             wv = max([5] + [len(format_value(r["value"])) for r in rows])
             wu = max([4] + [len(r["unit"]) for r in rows])
-            if rows:
-                lines.append(f"  {'point':{wn}}  {'value':>{wv}}  {'unit':{wu}}  {'age':>7}  "
-                             "error")
+            lines.append(f"  {'point':{wn}}  {'value':>{wv}}  {'unit':{wu}}  {'age':>7}  "
+                         "error")
             for r in rows:
-                if r["untimed"]:
-                    age = now - r["_rx"]  # no wall time on the node: age since arrival
+                if r.get("_never"):
+                    age = "-"
+                    err = "no data yet" if r["err"] is None else \
+                        f"{r['err']}: {error_name(r['err'])} (from the node's state)"
                 else:
-                    age = now - r["t_ms"] / 1000
-                err = "" if r["err"] is None else f"{r['err']}: {error_name(r['err'])}"
+                    # an untimed reading has no wall time on the node: age since arrival
+                    t = r["_rx"] if r["untimed"] else r["t_ms"] / 1000
+                    age = format_age(now - t)
+                    err = "" if r["err"] is None else f"{r['err']}: {error_name(r['err'])}"
+                    if r.get("flag"):
+                        err = (err + " " if err else "") + f"({r['flag']})"
+                    if r.get("note"):
+                        err = (err + " " if err else "") + r["note"]
                 note = " (historical)" if r["historical"] else ""
                 lines.append(f"  {str(r['point']):{wn}}  {format_value(r['value']):>{wv}}  "
-                             f"{r['unit']:{wu}}  {format_age(age):>7}  {err}{note}")
+                             f"{r['unit']:{wu}}  {age:>7}  {err}{note}".rstrip())
             lines.append("")
         return "\n".join(lines)

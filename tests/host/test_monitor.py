@@ -94,8 +94,9 @@ def test_live_table_redrawn_in_place():
     feed(mon)
     text = mon.render()
     lines = text.splitlines()
-    assert lines[0].startswith(f"{NODE} (plant)  online  queue 12  drops 2  boot 3 last seq 13")
-    body = {ln.split()[0]: ln for ln in lines[2:] if ln.strip()}
+    assert lines[0].startswith(f"{NODE} (plant)  online  queue 12  boot 3 last seq 13")
+    assert lines[1] == "  ! 2 readings dropped (queue full)"
+    body = {ln.split()[0]: ln for ln in lines[3:] if ln.strip()}
     assert set(body) == {"energy_total", "voltage_l1", "power", "temp"}
     assert body["energy_total"].split()[1:3] == ["1000000", "Wh"]
     assert body["voltage_l1"].split()[1:3] == ["230.3", "V"]
@@ -114,6 +115,37 @@ def test_live_table_redrawn_in_place():
     assert out.getvalue().startswith("\x1b[H\x1b[2J")
     mon.handle(T + "state", cbor2.dumps({"v": 1, "online": False}))
     assert "OFFLINE" in mon.render().splitlines()[0]
+    assert "last will" in mon.render().splitlines()[1]
+    mon.handle(T + "state", cbor2.dumps({"v": 1, "online": False, "stopped": True}))
+    assert mon.render().splitlines()[:2] == [
+        f"{NODE} (plant)  STOPPED  boot 3 last seq 14", "  ! stopped cleanly"]
+
+
+def test_live_table_lists_every_point_of_the_birth_and_the_health():
+    """Points that never reported are listed too: "no data yet", or the error the node's
+    retained state names (a monitor started after the error was sent); the state's figures
+    head the node's block."""
+    mon = Monitor(fmt="table", out=io.StringIO(), live=True)
+    mon.handle(T + "birth", birth())
+    now = time.time()
+    mon.handle(T + "state", cbor2.dumps({
+        "v": 1, "online": True, "boot": 3, "uptime_s": 7200, "queue_depth": 40,
+        "oldest_unsent_s": 400, "free_heap": 61440, "reset_cause": "watchdog",
+        "t": int(now * 1000), "clock_set": True, "slave_errors": {1: 0, 2: 36},
+        "point_errors": {4: 0x82}}))
+    mon.handle(T + "data", data(20, int(now * 1000), [2, 2301, 3, float("nan")]))
+    lines = mon.render(now).splitlines()
+    assert lines[0] == (f"{NODE} (plant)  online  queue 40  oldest unsent 6m40s  up 2h00m  "
+                        "boot 3  reset watchdog  heap free 61440 B  boot 3 last seq 21")
+    assert lines[1].startswith("  ! 1 point in error: temp (Modbus exception 2: illegal data")
+    assert lines[2].startswith("  ! oldest unsent reading 400 s old")
+    assert lines[3] == "  ~ slave 2: 36 failed transactions (18/h)"
+    body = {ln.split()[0]: ln for ln in lines[5:] if ln.strip()}
+    assert body["energy_total"].split()[1:] == ["-", "Wh", "-", "no", "data", "yet"]
+    assert body["voltage_l1"].split()[1:3] == ["230.1", "V"]
+    assert body["power"].split()[1:] == ["nan", "W", "0s", "(nan)"]
+    assert body["temp"].endswith("130: Modbus exception 2: illegal data address (from the "
+                                 "node's state)")
 
 
 def test_scrolling_table_when_not_a_terminal():
