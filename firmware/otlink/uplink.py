@@ -17,6 +17,15 @@
 # itself down; the Publisher (the supervisor) decides when to call connect() again, which
 # honours the backoff. Nothing here waits without a deadline.
 #
+# Connecting is a sequence of steps, one per connect() call, the event loop turning between
+# them: resolve the host (once; an IP literal costs nothing), open the TCP connection (polled,
+# never waited on), the TLS handshake, CONNECT/CONNACK, SUBSCRIBE ack, SUBSCRIBE cmd, the
+# retained birth, chained in one call while they come back within _CHAIN_MS (a LAN broker).
+# Each blocking step waits for one broker round trip at most, under a deadline
+# of op_timeout_ms (connect_timeout_ms for TCP and TLS), both below the boards' watchdog
+# (8.3 s on rp2): a slow broker makes the connect slow, never the node's loop stall for the
+# sum of the round trips (12 s measured at a 3 s round trip when it was one call).
+#
 # Time: every tick (socket deadlines, keepalive, the reconnect schedule) comes from the
 # injected clock and is summed and compared with its ticks_add / ticks_diff, so a clock on the
 # boards' 2**30 period (hal/clock.py Ticks, started near the wrap) drives all of it. The
@@ -38,6 +47,17 @@ _POLLERR = const(8)
 _POLLHUP = const(16)
 _MAX_IN = const(2048)  # largest ack/cmd payload taken in; longer ones are discarded
 _SKIP = const(256)  # chunk used to read and drop what is refused
+# connect() steps (header comment)
+_CHAIN_MS = const(20)  # run further steps in the same call while it has taken less
+_S_IDLE = const(0)
+_S_OPEN = const(1)
+_S_TCP = const(2)
+_S_TLS = const(3)
+_S_MQTT = const(4)
+_S_SUB_ACK = const(5)
+_S_SUB_CMD = const(6)
+_S_BIRTH = const(7)
+_S_READY = const(8)
 
 
 class DeadlineSocket:
@@ -67,6 +87,7 @@ class DeadlineSocket:
         self.last_rx = self._ms()
         self.last_tx = self.last_rx
         self.tls = None
+        self.up = False  # the TCP connection is established
 
     def arm(self, timeout_ms):
         self._deadline = self._add(self._ms(), timeout_ms)
@@ -85,25 +106,43 @@ class DeadlineSocket:
             return got
         raise OSError(errno.ETIMEDOUT)
 
-    def connect(self, addr):
+    def begin(self, addr):
+        """Start the TCP connection and return at once (tcp_up() polls it)."""
         self.raw.setblocking(False)
         try:
             self.raw.connect(addr)
         except OSError as e:
             if e.args[0] != errno.EINPROGRESS:
                 raise
+
+    def tcp_up(self, wait_ms=0):
+        """True once the connection is established; waits at most wait_ms for it. Raises
+        OSError when refused or past the deadline."""
+        if self.up:
+            return True
+        left = self.left_ms()
         self._poll.modify(self.raw, _POLLOUT)
-        for _obj, got in self._poll.ipoll(self.left_ms()):
+        for _obj, got in self._poll.ipoll(wait_ms if wait_ms < left else left):
             if got & (_POLLERR | _POLLHUP):
                 raise OSError(errno.ECONNREFUSED)
             break
         else:
-            raise OSError(errno.ETIMEDOUT)
+            self.left_ms()  # raises once the deadline has passed
+            return False
+        self.up = True
         try:
             self.raw.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
             self.nodelay = True
         except (OSError, AttributeError):
             pass  # port without it: correct, only slower
+        return True
+
+    def connect(self, addr):
+        # umqtt's connect() calls this: the Uplink has connected the socket in steps already
+        if not self.up:
+            self.begin(addr)
+            while not self.tcp_up(self.left_ms()):
+                pass
 
     def start_tls(self, tls):
         """Called by otlink.hal.tls.wrap_socket from inside umqtt's connect()."""
@@ -212,16 +251,16 @@ class DeadlineSocket:
 
 
 class _Transport:
-    # Stands in for umqtt.simple's `socket` module global so its connect() builds a
-    # DeadlineSocket; getaddrinfo stays the platform's (use an IP literal to avoid DNS waits).
+    # Stands in for umqtt.simple's `socket` module global so its connect() uses the Uplink's
+    # DeadlineSocket, already connected, and the address already resolved.
     def __init__(self):
         self.owner = None
 
     def socket(self, *args):
-        return self.owner._new_socket()
+        return self.owner.sock  # opened and connected by the Uplink's earlier steps
 
     def getaddrinfo(self, host, port, *args):
-        return socket.getaddrinfo(host, port)
+        return ((0, 0, 0, "", self.owner._addr),)  # resolved once by the Uplink
 
 
 _transport = _Transport()
@@ -302,6 +341,9 @@ class Uplink:
         # (counted across sessions: the state message's msgs_refused)
         self.birth = None
         self.will = None
+        self._step = _S_IDLE  # connect() step in progress
+        self._addr = None  # the broker's resolved address, kept across sessions
+        self.longest_step_ms = 0  # the longest connect() step so far (tests, state)
 
     # --- connection --------------------------------------------------------------------
     def _new_socket(self):
@@ -317,14 +359,18 @@ class Uplink:
         return self.wait_ms() == 0
 
     def wait_ms(self):
-        """ms until the next attempt is allowed (0 when due)."""
+        """ms until the next attempt is allowed (0 when due, and while connecting)."""
+        if self._step:
+            return 0
         d = self.clock.ticks_diff(self._next_try, self.clock.ticks_ms())
         return d if 0 < d <= self.backoff_max else 0
 
     def connect(self, birth=None, will=None):
-        """One bounded attempt (at most connect_timeout_ms plus the TLS handshake). Returns
-        True when connected. Never raises for network, broker or TLS trouble: records
-        last_error, counts the failure and schedules the next try (backoff with jitter)."""
+        """One step of a (re)connect (header comment): each waits one broker round trip at
+        most, under its deadline. True when connected; False while steps remain (due() stays
+        True: call again after the event loop has turned) or after a failure. Never raises
+        for network, broker or TLS trouble: records last_error, counts the failure and
+        schedules the next try (backoff with jitter)."""
         if self.connected:
             return True
         if not self.due():
@@ -334,31 +380,87 @@ class Uplink:
             self.birth = birth
         if will is not None:
             self.will = will
-        cfg = self.cfg
-        client_id = _b(cfg["client_id"])
-        user = _b(cfg["user"])
-        pw = _b(cfg["password"]) if user is not None else None
-        c = _mqtt.MQTTClient(client_id, self.host, self.port, user=user,
-                             password=pw if pw is not None else (b"" if user else None),
-                             keepalive=self.keepalive_s, ssl=self.tls is not None,
-                             ssl_params={"tls": self.tls} if self.tls else {})
-        if self.will is not None:
-            c.set_last_will(self.t_state, self.will, retain=True, qos=1)
-        c.set_callback(self._dispatch)
-        c.wait_msg = self.read_msg  # bounded reads of incoming messages (header comment)
-        self.client = c
-        _transport.owner = self
+        clock = self.clock
+        t0 = clock.ticks_ms()
+        done = False
         try:
-            c.connect(clean_session=True)  # the deadline socket bounds every wait in it
-            s = self.sock
-            self.subscribe(self.t_ack, 1)
-            self.subscribe(self.t_cmd, 1)
-            if self.birth is not None:
-                s.arm(self.op_timeout_ms)
-                c.publish(self.t_birth, self.birth, True, 1)
+            # steps that come back quickly are chained (a broker on the LAN connects in one
+            # call); once this call has taken _CHAIN_MS the loop gets its turn
+            while True:
+                used = clock.ticks_diff(clock.ticks_ms(), t0)
+                if used >= _CHAIN_MS:
+                    break
+                st = self._step
+                done = self._connect_step(_CHAIN_MS - used)
+                if done or self._step == st:
+                    break  # connected, or waiting for the TCP connection
         except Exception as e:  # OSError, TlsError, MQTTException, bad CONNACK
             self._failed(e)
+            done = False
+        d = clock.ticks_diff(clock.ticks_ms(), t0)
+        if d > self.longest_step_ms:
+            self.longest_step_ms = d
+        return done
+
+    def _connect_step(self, wait_ms):
+        st = self._step
+        if st == _S_IDLE:
+            if self._addr is None:
+                # DNS: the platform's resolver, once (an IP literal is parsed, not looked up)
+                self._addr = socket.getaddrinfo(self.host, self.port)[0][-1]
+            self._step = _S_OPEN
             return False
+        s = self.sock
+        if st == _S_OPEN:
+            s = self._new_socket()
+            s.begin(self._addr)
+            self._step = _S_TCP
+            return False
+        if st == _S_TCP:
+            if s.tcp_up(wait_ms):
+                self._step = _S_TLS if self.tls is not None else _S_MQTT
+            return False
+        if st == _S_TLS:
+            s.arm(self.connect_timeout_ms)
+            s.start_tls(self.tls)  # the handshake: its own deadline (hal/tls.py)
+            self._step = _S_MQTT
+            return False
+        c = self.client
+        if st == _S_MQTT:
+            cfg = self.cfg
+            client_id = _b(cfg["client_id"])
+            user = _b(cfg["user"])
+            pw = _b(cfg["password"]) if user is not None else None
+            # ssl=False: the socket is already TLS when configured (step above)
+            c = _mqtt.MQTTClient(client_id, self.host, self.port, user=user,
+                                 password=pw if pw is not None else (b"" if user else None),
+                                 keepalive=self.keepalive_s)
+            if self.will is not None:
+                c.set_last_will(self.t_state, self.will, retain=True, qos=1)
+            c.set_callback(self._dispatch)
+            c.wait_msg = self.read_msg  # bounded reads of incoming messages (header comment)
+            self.client = c
+            _transport.owner = self
+            s.arm(self.op_timeout_ms)
+            c.connect(clean_session=True)  # CONNECT / CONNACK: one round trip
+            self._step = _S_SUB_ACK
+            return False
+        if st == _S_SUB_ACK:
+            self.subscribe(self.t_ack, 1)
+            self._step = _S_SUB_CMD
+            return False
+        if st == _S_SUB_CMD:
+            self.subscribe(self.t_cmd, 1)
+            self._step = _S_BIRTH if self.birth is not None else _S_READY
+            return False
+        if st == _S_BIRTH:
+            s.arm(self.op_timeout_ms)
+            c.publish(self.t_birth, self.birth, True, 1)
+            # connected from the next call: what the caller sends first (the publisher's
+            # state) waits its own round trip in a later turn of the loop
+            self._step = _S_READY
+            return False
+        self._step = _S_IDLE
         self.connected = True
         self.ever_connected = True
         self.connects += 1
@@ -383,6 +485,9 @@ class Uplink:
         if self.connected:
             self.disconnects += 1
         self.connected = False
+        if self._step == _S_TCP:
+            self._addr = None  # unreachable: resolve again next time (the address may move)
+        self._step = _S_IDLE
         if self.sock is not None:
             self.sock.close()
         self.sock = None
