@@ -359,6 +359,23 @@ def _out_of_memory(what):
             "points (docs/config.md, \"How many points fit\")" % (what, heap, 2 * heap))
 
 
+def _config_op(name, *a):
+    """console_config.<name>(*a, log), the module dropped again afterwards (it stays only
+    when the console or a trial needs it): on the Unix port its bytecode takes heap."""
+    had = "otlink.console_config" in sys.modules
+    from otlink import console_config
+
+    try:
+        return getattr(console_config, name)(*(a + (log,)))
+    finally:
+        console_config = None
+        if not had:
+            sys.modules.pop("otlink.console_config", None)
+            pkg = sys.modules.get("otlink")
+            if pkg is not None and hasattr(pkg, "console_config"):
+                delattr(pkg, "console_config")
+
+
 def read_config(path):
     """(validated config, hash of the file), or (None, exit status) after printing every
     error. Validated once: the schema module is then dropped, since on the Unix port its
@@ -412,13 +429,11 @@ def main(args):
     # stays packed at the bottom and the free space stays one block.
     gc.threshold(_BOOT_GC)
     stage("start")
-    from otlink import console_config
-
     path = args["config"]
-    trial = console_config.boot_check(path, log)  # a committed config on trial counts boots
+    trial = _config_op("boot_check", path)  # a committed config on trial counts its boots
     cfg, cfg_hash = read_config(path)
-    if cfg is None and trial is not None and console_config.auto_rollback(
-            path, "the committed config does not load", log):
+    if cfg is None and trial is not None and _config_op(
+            "auto_rollback", path, "the committed config does not load"):
         trial = None
         cfg, cfg_hash = read_config(path)
     if cfg is None:
@@ -432,13 +447,14 @@ def main(args):
         n = len(cfg["points"]) + sum([len(s["points"]) for s in cfg["sensors"]])
         gc.collect()
         print(_out_of_memory("building %d points" % n))
-        if trial is not None and console_config.auto_rollback(
-                path, "out of memory building %d points" % n, log):
+        if trial is not None and _config_op(
+                "auto_rollback", path, "out of memory building %d points" % n):
             return REBOOT
         return 3
     except Exception as e:
-        if trial is not None and console_config.auto_rollback(
-                path, "the agent failed to start: %s %s" % (type(e).__name__, e), log):
+        if trial is not None and _config_op(
+                "auto_rollback", path, "the agent failed to start: %s %s" % (
+                    type(e).__name__, e)):
             return REBOOT
         raise
     # the console (on a board always, the serial line; on the Unix port with --console) and
@@ -448,7 +464,6 @@ def main(args):
 
         console_io.start(app, path, cfg_hash, trial, args.get("console") or
                          board.name != "unix", board.name != "unix", _set_log_hook)
-    del console_config
     app.trace = trace
     log("node %s/%s fw %s boot %d, %d points, broker %s:%d" % (
         cfg["node"]["site"], cfg["node"]["id"], VERSION, app.queue.boot,

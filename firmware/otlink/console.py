@@ -39,6 +39,7 @@ HELP = (
     ("get <path>", "one config value, e.g. get mqtt.port, get points[0].address"),
     ("set <path> <value>", "stage a change (value as JSON; bare words are strings)"),
     ("unset <path>", "stage removing a field (back to its default)"),
+    ("set -f / unset -f", "stage without checking this change (commit still validates)"),
     ("diff", "staged changes against the running config"),
     ("validate", "check the staged (or running) config"),
     ("commit", "write the staged config and reboot into it (rolled back by itself if the "
@@ -342,14 +343,22 @@ class Console:
         return _MASK if is_secret(parts[-1]) and v is not None else v
 
     def c_set(self, rest):
-        words = rest.strip().split(None, 1)
+        force, rest = _force(rest)
+        words = rest.split(None, 1)
         if len(words) < 2:
             raise CmdError("set <path> <value>, e.g. set mqtt.port 1883")
-        return self.store.set(parse_path(words[0]), words[0], parse_value(words[1]))
+        parts = parse_path(words[0])
+        try:
+            value = parse_value(words[1])
+        except CmdError:
+            if is_secret(parts[-1]):  # never repeat a secret, even a malformed one
+                raise CmdError("value of %s is not valid JSON" % words[0])
+            raise
+        return self.store.set(parts, words[0], value, force)
 
     def c_unset(self, rest):
-        path = rest.strip()
-        return self.store.unset(parse_path(path), path)
+        force, path = _force(rest)
+        return self.store.unset(parse_path(path), path, force)
 
     def c_diff(self, rest):
         return ["%s: %s -> %s" % (p, _j(a), _j(b)) for p, a, b in self.store.changes()] \
@@ -437,6 +446,15 @@ class Console:
 
 
 _ASYNC = object()
+
+
+def _force(rest):
+    """`set -f` / `unset -f`: stage without the per-change check (otlink config push stages a
+    whole file change by change; commit still validates the result)."""
+    rest = rest.strip()
+    if rest.startswith("-f ") or rest == "-f":
+        return True, rest[2:].strip()
+    return False, rest
 
 
 def _same(a, b):

@@ -272,19 +272,22 @@ class ConfigStore:
                 parent[key] = value
         return cand
 
-    def set(self, parts, path, value):
-        return self._stage(parts, path, self._edit(parts, path, value, False), "set")
+    def set(self, parts, path, value, force=False):
+        return self._stage(parts, path, self._edit(parts, path, value, False), "set", force)
 
-    def unset(self, parts, path):
-        return self._stage(parts, path, self._edit(parts, path, None, True), "removed")
+    def unset(self, parts, path, force=False):
+        return self._stage(parts, path, self._edit(parts, path, None, True), "removed", force)
 
-    def _stage(self, parts, path, cand, what):
+    def _stage(self, parts, path, cand, what, force=False):
         """Stage cand unless the change itself is wrong: an error at or under the path
         refuses it (nothing staged); errors elsewhere (a change that needs another, such as
         user and password) are staged with a note."""
         from otlink.console import CmdError, path_text
 
         p = path_text(parts)
+        if force:
+            self.staged = cand
+            return "%s %s (staged unchecked; validate or commit checks it)" % (what, p)
         errs = check(cand, self.unload)
         mine = [e for e in errs if _within(e[0], p)]
         if mine:

@@ -14,6 +14,7 @@ import sys
 
 from otlink_tools import __version__, demo, device, modbus_probe, monitor, node, store, write
 from otlink_tools import status
+from otlink_tools import console_client
 from otlink_tools.errors import CommandError
 
 
@@ -82,20 +83,29 @@ def _argparse_deploy(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="keep the compiled tree in this folder (default: a "
                    "temporary folder, removed when the command ends)")
     p.add_argument("--dry-run", action="store_true", help="compile only")
+    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--no-reset", dest="reset", action="store_false",
+                   help="leave the board running after the copy (default: reset it)")
 
 
 def _argparse_flash(p: argparse.ArgumentParser) -> None:
     """write a MicroPython firmware image to a board"""
     p.add_argument("--board", required=True)
-    p.add_argument("--port", required=True, help="serial port (ESP32) or boot drive (Pico W)")
-    p.add_argument("firmware", help="MicroPython .bin (ESP32) or .uf2 (Pico W)")
-    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--port", required=True, help="serial port (ESP32); boot drive or "
+                   "'picotool' (Pico W)")
+    p.add_argument("firmware", nargs="?", help="MicroPython .bin (ESP32) or .uf2 (Pico W): "
+                   "the board file names the release and variant (without it, the file to "
+                   "download is named)")
+    p.add_argument("--baud", type=int, default=460800, help="esptool baud (default 460800)")
+    p.add_argument("--erase", action=argparse.BooleanOptionalAction, default=True,
+                   help="erase the whole flash first, as MicroPython's instructions do "
+                        "(default; --no-erase keeps the filesystem and the queue)")
+    p.add_argument("--dry-run", action="store_true", help="print the commands only")
 
 
 def _argparse_config_push(p: argparse.ArgumentParser) -> None:
-    """validate a config and copy it to the board"""
-    p.add_argument("config")
-    p.add_argument("--port", default="auto")
+    """validate a config here, stage it on the node through its console, commit"""
+    console_client.build_push(p)
 
 
 def _argparse_demo(p: argparse.ArgumentParser) -> None:
@@ -118,7 +128,17 @@ _COMMANDS = {
     "modbus probe": (modbus_probe.run, _argparse_modbus_probe),
     "deploy": (device.cmd_deploy, _argparse_deploy),
     "flash": (device.cmd_flash, _argparse_flash),
-    "config push": (device.cmd_config_push, _argparse_config_push),
+    "console": (console_client.cmd_console, console_client.build_console),
+    "config get": (console_client.cmd_get, console_client.build_get),
+    "config set": (console_client.cmd_set, console_client.build_set),
+    "config unset": (console_client.cmd_unset, console_client.build_unset),
+    "config diff": (console_client.cmd_diff, console_client.build_diff),
+    "config validate": (console_client.cmd_validate, console_client.build_validate),
+    "config commit": (console_client.cmd_commit, console_client.build_commit),
+    "config rollback": (console_client.cmd_rollback, console_client.build_rollback),
+    "config pull": (console_client.cmd_pull, console_client.build_pull),
+    "config push": (console_client.cmd_push, _argparse_config_push),
+    "logs": (console_client.cmd_logs, console_client.build_logs),
     "demo": (demo.cmd_demo, _argparse_demo),
 }
 # help of the command groups (the first word of a two-word command)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -54,17 +55,25 @@ def compile_firmware(out: Path, arch: str, board: str) -> list[Path]:
 def cmd_deploy(args: argparse.Namespace) -> int:
     board_def(args.board)  # an unknown board is named before anything else
     board = Transport(args.port, dry_run=args.dry_run)
-    if not args.dry_run:
-        board.check_port()
-    deploy(board, args.board, Path(args.out) if args.out else None)
-    if not args.dry_run:
-        print(f"deployed to {args.port}")
+    if args.dry_run:
+        deploy(board, args.board, Path(args.out) if args.out else None)
+        return 0
+    board.check_port()
+    res = deploy(board, args.board, Path(args.out) if args.out else None,
+                 install_to=args.port, baud=args.baud, reset=args.reset)
+    print(f"deployed to {args.port}: {res['sent']} files sent ({res['bytes']} bytes), "
+          f"{res['skipped']} already there, all {res['verified']} verified by SHA-256 on "
+          f"the board{'; board reset' if args.reset else ''}")
     return 0
 
 
-def deploy(board: Transport, board_name: str, out: Path | None = None) -> list[Path]:
+def deploy(board: Transport, board_name: str, out: Path | None = None,
+           install_to: str | None = None, baud: int = 115200, reset: bool = True):
     """Compile the firmware for `board_name` into `out` (None: a temporary folder, removed
-    at the end) and copy it, with umqtt.simple, to the board in one connection."""
+    at the end) with umqtt.simple beside it. Dry (install_to None): record the mpremote copy
+    the board transport would run, return the compiled files. Otherwise copy it to the board
+    on install_to with a progress bar, verify each file by its SHA-256 computed on the board,
+    reset the board, and return board_link.install()'s figures."""
     arch = MPY_ARCH[board_def(board_name)["arch"]]
     lib = paths.BUILD_LIB / "umqtt" / "simple.py"
     if not lib.exists():
@@ -82,8 +91,13 @@ def deploy(board: Transport, board_name: str, out: Path | None = None) -> list[P
                                f"{e.strerror or e}") from None
         shown = str(out) if out else "a temporary folder (removed; --out DIR keeps the files)"
         print(f"compiled {len(files)} modules for {arch} into {shown}")
-        board.copy([(where, ""), (stage, "")])
-    return files
+        if install_to is None:
+            board.copy([(where, ""), (stage, "")])
+            return files
+        from otlink_tools import board_link
+
+        return board_link.install(install_to, [(where, ""), (stage, "")], baud=baud,
+                                  reset=reset)
 
 
 def cmd_config_push(args: argparse.Namespace) -> int:
@@ -99,45 +113,168 @@ def cmd_config_push(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- flash ------------------------------------------------------------------------------------
+
+UF2_MAGIC = (0x0A324655, 0x9E5D5157, 0x0AB16F30)  # start 0, start 1, end (UF2 spec)
+
+
+def _esptool() -> list[str]:
+    return [sys.executable, "-m", "esptool"]
+
+
+def image_hint(bd: dict, name: str) -> str:
+    mp = bd.get("micropython") or {}
+    if not mp:
+        return f"boards/{name}.json names no MicroPython image"
+    return (f"boards/{name}.json wants MicroPython {mp['release']}, variant {mp['variant']}: "
+            f"download {mp['image']} from {mp['download']}")
+
+
+def esp32_plan(bd: dict, fw: Path, work: Path, port: str, baud: int, erase: bool
+               ) -> list[list[str]]:
+    """The esptool command lines that flash an ESP32 as MicroPython's instructions do (erase,
+    then the image at the chip's offset), with otlink's partition table placed inside the
+    image (a merged image built here, written to work/), so one write covers every address
+    once and the table can never overlap the image. Checks the image against the board."""
+    from otlink_tools.partitions import TABLE_OFFSET, TABLE_SIZE, PartitionError, build, parse
+
+    mp = bd.get("micropython") or {}
+    chip = mp.get("chip", "esp32")
+    base = mp.get("image_offset", 0x1000)
+    fl = bd["flash"]
+    try:
+        table = build(fl["partition_table"], fl["size"])
+    except PartitionError as e:
+        raise CommandError(f"boards/{bd['name']}.json: {e}") from None
+    img = bytearray(fw.read_bytes())
+    if len(img) < 1024 or img[0] != 0xE9:
+        raise CommandError(f"{fw.name}: not an ESP32 firmware image (no 0xE9 image header at "
+                           f"its start); {image_hint(bd, bd['name'])}")
+    at = TABLE_OFFSET - base  # where the image carries its own partition table
+    app = [r for r in fl["partition_table"] if r[1] == "app"][0]
+    if len(img) > at + TABLE_SIZE:
+        try:
+            theirs = parse(bytes(img[at:at + TABLE_SIZE]))
+        except (PartitionError, KeyError) as e:
+            raise CommandError(f"{fw.name}: no valid partition table at {TABLE_OFFSET:#x} "
+                               f"inside the image ({e}): is it a MicroPython {chip} image "
+                               f"for offset {base:#x}? {image_hint(bd, bd['name'])}") from None
+        their_app = [r for r in theirs if r[1] == "app"]
+        if not their_app or their_app[0][3] != app[3]:
+            raise CommandError(f"{fw.name}: its app partition starts at "
+                               f"{their_app[0][3] if their_app else 0:#x}, otlink's layout at "
+                               f"{app[3]:#x}: a different image variant")
+        img[at:at + TABLE_SIZE] = table
+    else:
+        raise CommandError(f"{fw.name} is {len(img)} bytes: too small for a MicroPython image "
+                           f"(it holds bootloader, partition table and app from {base:#x})")
+    app_bytes = base + len(img) - app[3]
+    if app_bytes > app[4]:
+        raise CommandError(f"{fw.name}: its app is {app_bytes} bytes, larger than the "
+                           f"{app[4]}-byte app partition")
+    end = base + len(img)
+    if end > fl["size"]:
+        raise CommandError(f"{fw.name} ends at {end:#x}, past the {fl['size'] >> 20} MiB flash")
+    merged = work / f"{fw.stem}-otlink.bin"
+    merged.write_bytes(bytes(img))
+    head = _esptool() + ["--chip", chip, "--port", port, "--baud", str(baud)]
+    cmds = []
+    if erase:
+        cmds.append(head + ["erase-flash"])
+    cmds.append(head + ["write-flash", hex(base), str(merged)])
+    return cmds
+
+
+def uf2_check(fw: Path, family: int | None) -> int:
+    """Blocks of a UF2 file, checked (magic numbers, and the family when the board names
+    one); CommandError otherwise."""
+    import struct
+
+    data = fw.read_bytes()
+    if not data or len(data) % 512:
+        raise CommandError(f"{fw.name}: not a UF2 file (size {len(data)} is not a multiple of "
+                           "512 bytes)")
+    for i in range(0, len(data), 512):
+        m0, m1, flags, _addr, _size, _no, _n, fam = struct.unpack_from("<8I", data, i)
+        if (m0, m1) != UF2_MAGIC[:2] or struct.unpack_from("<I", data, i + 508)[0] \
+                != UF2_MAGIC[2]:
+            raise CommandError(f"{fw.name}: block {i // 512} is not a UF2 block")
+        if family is not None and flags & 0x2000 and fam != family:
+            raise CommandError(f"{fw.name}: UF2 family {fam:#x}, the board wants "
+                               f"{family:#x} (another chip's image)")
+    return len(data) // 512
+
+
+def copy_with_progress(src: Path, dst: Path, chunk: int = 64 * 1024) -> None:
+    from otlink_tools.progress import Bar
+
+    bar = Bar(f"copy {src.name}", src.stat().st_size)
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        while True:
+            b = fi.read(chunk)
+            if not b:
+                break
+            fo.write(b)
+            bar.advance(len(b))
+        fo.flush()
+        os.fsync(fo.fileno())
+    bar.finish()
+
+
 def cmd_flash(args: argparse.Namespace) -> int:
     bd = board_def(args.board)
+    if not args.firmware:
+        raise CommandError(f"no firmware image given: {image_hint(bd, args.board)}")
     fw = Path(args.firmware)
     if not fw.exists():
-        raise CommandError(f"firmware image {fw} not found")
+        raise CommandError(f"firmware image {fw} not found; {image_hint(bd, args.board)}")
+    mp = bd.get("micropython") or {}
+    if mp and (mp["variant"] not in fw.name or mp["release"] not in fw.name):
+        print(f"otlink: note: {fw.name} does not look like {mp['image']} "
+              f"({image_hint(bd, args.board)})", file=sys.stderr)
     if bd["hal"] == "esp32":
-        # The image at 0x1000, then otlink's partition table at 0x8000: it shrinks "vfs" and
-        # adds the queue's own "otq" partition (docs/queue.md, Board layout).
-        from otlink_tools.partitions import TABLE_OFFSET, PartitionError, build
-
-        fl = bd["flash"]
-        try:
-            table = build(fl["partition_table"], fl["size"])
-        except PartitionError as e:
-            raise CommandError(f"boards/{args.board}.json: {e}") from None
-        app = [r for r in fl["partition_table"] if r[1] == "app"][0]
-        if fw.stat().st_size > app[4]:
-            raise CommandError(f"{fw.name} is {fw.stat().st_size} bytes: larger than the "
-                               f"{app[4]}-byte app partition")
-        with tempfile.TemporaryDirectory(prefix="otlink-pt-") as tmp:
-            tpath = Path(tmp) / "partitions.bin"
-            tpath.write_bytes(table)
-            cmd = [sys.executable, "-m", "esptool", "--chip", "esp32", "--port", args.port,
-                   "write_flash", "-z", "0x1000", str(fw), hex(TABLE_OFFSET), str(tpath)]
+        with tempfile.TemporaryDirectory(prefix="otlink-flash-") as tmp:
+            cmds = esp32_plan(bd, fw, Path(tmp), args.port, args.baud, args.erase)
+            for cmd in cmds:
+                if args.dry_run:
+                    print(" ".join(cmd))
+                    continue
+                rc = subprocess.call(cmd)
+                if rc:
+                    raise CommandError(f"esptool {cmd[cmd.index('--baud') + 2]} failed (exit "
+                                       f"status {rc}): see its messages above")
+            if args.dry_run:
+                print("(the merged image: the firmware with otlink's partition table at 0x8000, "
+                      "built in a temporary folder that is removed now)")
+        return 0
+    if bd["hal"] == "rp2":
+        fam = int(mp["uf2_family"], 16) if mp.get("uf2_family") else None
+        blocks = uf2_check(fw, fam)
+        if args.port == "picotool":
+            cmd = ["picotool", "load", "-v", "-x", str(fw)]
             if args.dry_run:
                 print(" ".join(cmd))
-                print(f"({tpath.name}: otlink's partition table for {args.board}, written to "
-                      "a temporary folder that is removed now)")
                 return 0
+            if not shutil.which("picotool"):
+                raise CommandError("picotool is not installed: give the board's boot drive "
+                                   "as --port instead (hold BOOTSEL while plugging it in)")
             rc = subprocess.call(cmd)
             if rc:
-                raise CommandError(f"esptool failed (exit status {rc}): see its messages above")
+                raise CommandError(f"picotool failed (exit status {rc})")
             return 0
-    if bd["hal"] == "rp2":
         mount = Path(args.port)
-        if not (mount / "INFO_UF2.TXT").exists():
-            raise CommandError(f"{mount} is not an RP2 boot drive (hold BOOTSEL while plugging in)")
-        if not args.dry_run:
-            shutil.copy(fw, mount / fw.name)
-        print(f"copied {fw.name} to {mount}")
+        info = mount / "INFO_UF2.TXT"
+        if not info.exists():
+            raise CommandError(f"{mount} is not an RP2 boot drive (no INFO_UF2.TXT: hold "
+                               "BOOTSEL while plugging the board in, then give the drive "
+                               "RPI-RP2 or RP2350 as --port, or --port picotool)")
+        text = info.read_text(errors="replace")
+        if "RP2" not in text:
+            raise CommandError(f"{mount}: INFO_UF2.TXT names no RP2 board: {text[:80]!r}")
+        if args.dry_run:
+            print(f"copy {fw} -> {mount / fw.name} ({blocks} UF2 blocks)")
+            return 0
+        copy_with_progress(fw, mount / fw.name)
+        print(f"copied {fw.name} to {mount}: the board reboots into it")
         return 0
     raise CommandError(f"board {args.board} cannot be flashed")
