@@ -374,8 +374,23 @@ def _write(cmd, msg, points, writable, limits):
     return p, regs, note
 
 
+def _echo_id(rid):
+    # The request id echoed: a text or a number JSON can carry. Anything else (a nested
+    # object, -1e999 read as -inf) is answered with null: dumping it could recurse past the
+    # stack or give "inf", which no JSON reader takes, and the sender would get no answer.
+    if isinstance(rid, str) or (isinstance(rid, int) and not isinstance(rid, bool)):
+        return rid
+    if isinstance(rid, float) and rid == rid and rid not in (_INF, -_INF):
+        return rid
+    return None
+
+
+_INF = float("inf")
+
+
 def reply(rid, error=None, note=None):
     """The reply payload (bytes: the socket layer takes no str)."""
+    rid = _echo_id(rid)
     if error is None:
         r = {"id": rid, "ok": True}
         if note:
