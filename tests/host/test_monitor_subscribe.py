@@ -53,9 +53,11 @@ class SubscribeRelay:
     (None: dropped). refuse: every SUBACK return code becomes 0x80, Failure (MQTT 3.1.1
     §3.9.3). Everything else passes unchanged, at once."""
 
-    def __init__(self, port: int, delay: float | None, refuse: bool = False) -> None:
+    def __init__(self, port: int, delay: float | None, refuse: bool = False,
+                 hold: int = SUBSCRIBE) -> None:
         self.target = port
         self.delay = delay
+        self.hold = hold  # the packet type held back (SUBSCRIBE; PUBLISH = 3 for others)
         self.refuse = refuse
         self.srv = socket.socket()
         self.srv.bind(("127.0.0.1", 0))
@@ -78,7 +80,7 @@ class SubscribeRelay:
     def _up(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while (pkt := _read_packet(src)) is not None:
-                if pkt[0] >> 4 == SUBSCRIBE:
+                if pkt[0] >> 4 == self.hold:
                     self.held += 1
                     if self.delay is None:
                         continue
