@@ -81,7 +81,7 @@ def birth_points(cfg):
     return [dict(zip(keys, r)) for r in birth_rows(cfg)]
 
 
-def encode_birth(cfg, cfg_hash, boot):
+def encode_birth(cfg, cfg_hash, boot, sec=None):
     """The birth message, encoded once for the agent's life (re-published, retained, at every
     connect): one bytes object of its exact size. The rows are streamed into a buffer sized
     by birth_bound() and copied out, so the heap holds no list or dict of the point table."""
@@ -93,8 +93,8 @@ def encode_birth(cfg, cfg_hash, boot):
 
         n += derived_count(cfg)
     n = len(cfg["points"]) + sum([len(s["points"]) for s in cfg["sensors"]])
-    buf = bytearray(birth_bound(node, VERSION, cfg_hash, birth_rows(cfg)))
-    used = encode_birth_rows(buf, node, VERSION, cfg_hash, boot, n, birth_rows(cfg))
+    buf = bytearray(birth_bound(node, VERSION, cfg_hash, birth_rows(cfg), sec))
+    used = encode_birth_rows(buf, node, VERSION, cfg_hash, boot, n, birth_rows(cfg), None, sec)
     return bytes(memoryview(buf)[:used]), n
 
 
@@ -151,7 +151,16 @@ class App:
         from otlink.uplink import Uplink
         from otlink.publisher import Publisher
 
-        birth, self.npoints = encode_birth(cfg, cfg_hash, self.queue.boot)
+        from otlink import posture
+
+        # the security posture the birth carries; insecure options repeated in every state
+        self.insecure = posture.insecure(cfg)
+        if self.insecure:
+            log("insecure options in force: %s (docs/security.md)" % self.insecure)
+        birth, self.npoints = encode_birth(cfg, cfg_hash, self.queue.boot,
+                                           posture.posture(cfg, cfg_hash,
+                                                           posture.firmware_hash()))
+        del posture
         stage("birth")
         # the write-coalescing buffer holds one data PUBLISH (batch + fixed header, topic,
         # packet id): one segment per batch, without the default's spare KiB
@@ -273,6 +282,11 @@ class App:
         # what only the app knows; the publisher adds queue, clock and session fields
         st = {"free_heap": self.board.free_heap(), "reset_cause": self.board.reset_cause(),
               "task_errors": self.task_errors, "config": self.config_state}
+        if self.insecure:
+            st["insecure"] = self.insecure
+        if self.commands is not None:
+            st["cmd_forged"] = self.commands.forged
+            st["cmd_replayed"] = self.commands.replayed
         if self.poller is not None:
             st["slaves"] = self.poller.stats()
             st["bus_errors"] = self.poller.bus_errors

@@ -66,6 +66,14 @@ class Publisher:
         n = encode_state(self._sbuf, {"online": False, "boot": queue.boot})
         self.will = bytes(self._sbuf[:n])
         uplink.on_ack = self._on_ack
+        # consumer acks signed with mqtt.ack_key (docs/security.md): only the trusted
+        # consumer may make the queue drop readings
+        self.ack_mac = None
+        if mqtt_cfg.get("ack_key"):
+            from otlink.core.auth import Hmac, parse_key
+
+            self.ack_mac = Hmac(parse_key(mqtt_cfg["ack_key"]))
+            self._ack_plain = bytearray(48)  # the unsigned ack the tag covers
         # stream cursors (seqs); None: from the oldest unacknowledged
         self._next = None  # next seq of the live / single stream
         self._hist = None  # next backlog seq, None when there is no backlog
@@ -86,6 +94,7 @@ class Publisher:
         self.bad_records = 0
         self.bad_acks = 0
         self.stale_acks = 0  # consumer acks outside the queue's unacknowledged range
+        self.acks_forged = 0  # unsigned or forged acks refused (ack_key configured)
         self.retimed = 0
 
     def _encode_birth(self, b):
@@ -105,6 +114,11 @@ class Publisher:
     def _on_ack(self, msg):
         if self.mode != "consumer":
             return
+        if self.ack_mac is not None:
+            msg = self._signed_ack(msg)
+            if msg is None:
+                self.acks_forged += 1
+                return
         try:
             boot, seq = decode_ack(msg)
         except ValueError:
@@ -131,6 +145,23 @@ class Publisher:
             popped = True
         if fl and popped:
             fl[0][2] = self.clock.ticks_ms()  # the next one's wait starts now
+
+    def _signed_ack(self, msg):
+        """The unsigned ack inside a signed one, or None. A signed ack is the ack's CBOR map
+        with a fourth key "m": 32 bytes of HMAC-SHA256(ack_key, ack topic || LF || the
+        three-key map), as its last entry (host: acktrack.sign_ack)."""
+        n = len(msg)
+        plain = self._ack_plain
+        if n < 40 or n - 36 > len(plain) or msg[0] != 0xA4 or msg[n - 36] != 0x61 or \
+                msg[n - 35] != 0x6D or msg[n - 34] != 0x58 or msg[n - 33] != 32:
+            return None
+        plain[0] = 0xA3
+        for i in range(1, n - 36):
+            plain[i] = msg[i]
+        body = memoryview(plain)[:n - 36]
+        if not self.ack_mac.verify(memoryview(msg)[n - 32:], self.up.t_ack, b"\n", body):
+            return None
+        return body
 
     # --- session ----------------------------------------------------------------------
     def _session_start(self):
@@ -367,6 +398,8 @@ class Publisher:
             st["t"] = self.clock.now_ms()
         st["mqtt_reconnects"] = self.up.connects - 1 if self.up.connects else 0
         st["msgs_refused"] = getattr(self.up, "refused_in", 0)
+        if self.ack_mac is not None:
+            st["acks_forged"] = self.acks_forged
         return st
 
     def _publish_state(self, online=True):

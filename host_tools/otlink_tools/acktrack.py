@@ -4,14 +4,24 @@ Shared by `otlink monitor --ack` and `otlink store --ack` (docs/historian.md "Fi
 ack of seq s tells the node that everything of that boot up to s is stored, and the node
 drops it from its queue. So the ack must never pass a hole, and a consumer must know where
 the node's unacknowledged range starts before its first ack.
+
+A node configured with `mqtt.ack_key` takes only signed acks (docs/security.md): the ack's
+CBOR map with a fourth key "m", 32 bytes of HMAC-SHA256(key, ack topic + LF + the three-key
+map). `sign_ack` makes one, `ack_key` reads the key (--ack-key-file or OTLINK_ACK_KEY).
 """
 
 from __future__ import annotations
 
 import bisect
+import hmac
+import os
 import time
+from hashlib import sha256
+from pathlib import Path
 
-__all__ = ["ACK_WAIT_S", "Seen", "Track"]
+__all__ = ["ACK_KEY_ENV", "ACK_WAIT_S", "Seen", "Track", "ack_key", "sign_ack"]
+
+ACK_KEY_ENV = "OTLINK_ACK_KEY"
 
 ACK_WAIT_S = 15.0  # first contact: wait past the node's ack timeout (10 s) for its resends
 
@@ -93,3 +103,36 @@ class Track:
         if i >= 0 and s.ends[i] > self.floor:
             return s.ends[i]
         return self.floor
+
+
+def sign_ack(key: bytes, topic: str, ack: bytes) -> bytes:
+    """The signed form of an encoded ack (decode.encode_ack: a CBOR map of 3 keys)."""
+    if not ack or ack[0] != 0xA3:
+        raise ValueError("an encoded ack (a CBOR map of 3 keys) wanted")
+    tag = hmac.new(key, topic.encode() + b"\n" + ack, sha256).digest()
+    return b"\xa4" + ack[1:] + b"\x61m\x58\x20" + tag
+
+
+def ack_key(key_file: str | None, env: dict | None = None) -> bytes | None:
+    """The consumer's ack key from a file (hex) or $OTLINK_ACK_KEY; None when neither is
+    given. ValueError names the source, never the key."""
+    env = os.environ if env is None else env
+    if key_file:
+        try:
+            text, where = Path(key_file).read_text(), f"--ack-key-file {key_file}"
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"--ack-key-file {key_file}: cannot read it "
+                             f"({getattr(e, 'strerror', None) or type(e).__name__})") from None
+    elif env.get(ACK_KEY_ENV):
+        text, where = env[ACK_KEY_ENV], f"${ACK_KEY_ENV}"
+    else:
+        return None
+    from otlink_tools import paths
+
+    paths.firmware_import_path()
+    from otlink.core.auth import parse_key
+
+    try:
+        return parse_key(text.strip())
+    except ValueError as e:
+        raise ValueError(f"{where}: the key {e}") from None

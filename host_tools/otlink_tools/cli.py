@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from otlink_tools import __version__, demo, device, modbus_probe, monitor, node, store, write
-from otlink_tools import bridge, status
+from otlink_tools import status
 from otlink_tools import console_client
 from otlink_tools.errors import CommandError
 
@@ -54,6 +54,8 @@ def _argparse_monitor(p: argparse.ArgumentParser) -> None:
                    help="consumer acknowledgement (default on): ack to the node what has been "
                         "written out; --no-ack for a viewer beside another acking consumer")
     p.add_argument("--fsync", action="store_true", help="fsync the output before each ack")
+    p.add_argument("--ack-key-file", help="sign acks with this key (hex; or set "
+                   "OTLINK_ACK_KEY): for nodes with mqtt.ack_key (docs/security.md)")
     p.add_argument("--ack-wait", type=float, default=monitor.ACK_WAIT_S, metavar="S",
                    help="--ack, first contact with a node and boot: wait S seconds for the "
                         "node's resends before the first ack (default 15)")
@@ -124,7 +126,6 @@ _COMMANDS = {
     "monitor": (monitor.run, _argparse_monitor),
     "store": (store.run, store.build_parser),
     "status": (status.run, status.build_parser),
-    "bridge": (bridge.run, bridge.build_parser),
     "write": (write.run, write.build_parser),
     "modbus probe": (modbus_probe.run, _argparse_modbus_probe),
     "deploy": (device.cmd_deploy, _argparse_deploy),

@@ -34,7 +34,7 @@ from typing import IO
 
 import paho.mqtt.client as mqtt
 
-from otlink_tools.acktrack import ACK_WAIT_S, Seen, Track
+from otlink_tools.acktrack import ACK_WAIT_S, Seen, Track, ack_key, sign_ack
 from otlink_tools.decode import PayloadError, decode_message, encode_ack, valid_level, \
     valid_prefix
 from otlink_tools.monitor_formats import FORMATS, WRITERS, LiveTable, format_age, \
@@ -149,6 +149,7 @@ class Monitor:
         self.bad = 0
         self.gaps: list[tuple[str, int, int, int]] = []
         self.acks_sent = 0
+        self.ack_key: bytes | None = None  # signs acks (acktrack.sign_ack) when set
 
     # --- topics -------------------------------------------------------------------------
     def _topic(self, kind: str) -> str:
@@ -415,8 +416,11 @@ class Monitor:
         if top is None or top < 0 or (self.acked.get(skey) == top and not again):
             return
         self.acked[skey] = top
-        self.client.publish(f"{self.prefix}/{skey[0]}/{skey[1]}/ack", encode_ack(skey[2], top),
-                            qos=1, retain=True)
+        topic = f"{self.prefix}/{skey[0]}/{skey[1]}/ack"
+        payload = encode_ack(skey[2], top)
+        if self.ack_key is not None:  # a node with mqtt.ack_key takes signed acks only
+            payload = sign_ack(self.ack_key, topic, payload)
+        self.client.publish(topic, payload, qos=1, retain=True)
         self.acks_sent += 1
 
     def _tick(self) -> None:
@@ -524,6 +528,7 @@ def run(args) -> int:
                       cafile=args.cafile, cert=args.cert, key=args.key, user=args.user,
                       password=password, client_id=args.client_id, fsync=args.fsync,
                       count=args.count, ack_wait=args.ack_wait)
+        mon.ack_key = ack_key(getattr(args, "ack_key_file", None))
         mon.start()
     except (ValueError, ConnectionError, OSError, ssl.SSLError) as e:
         if args.output:

@@ -287,7 +287,8 @@ def _mqtt(ck, d, node_id, site):
     d = _obj(ck, d, p, True)
     _keys(ck, d, p, ("host", "port", "client_id", "user", "password", "keepalive_s", "qos",
                      "prefix", "ack", "batch_max", "batch_bytes", "linger_ms", "replay_rate",
-                     "state_interval_s", "tls", "backoff_ms"))
+                     "state_interval_s", "tls", "backoff_ms", "insecure_plaintext_auth",
+                     "ack_key"))
     tls = _tls(ck, d.get("tls"), "mqtt.tls")
     m = {
         "host": _host(ck, d, p),
@@ -314,6 +315,7 @@ def _mqtt(ck, d, node_id, site):
         m["password"] = pw
     if ("user" in d) != ("password" in d):
         ck.bad("mqtt.password", "user and password go together")
+    _secure_mqtt(ck, d, m)
     if m["qos"] == 0 and m["ack"] == "broker":
         # QoS0 has no PUBACK: nothing would ever confirm delivery to the queue.
         ck.bad("mqtt.qos", "qos 0 cannot confirm delivery; use qos 1 or ack 'consumer'")
@@ -330,6 +332,56 @@ def _mqtt(ck, d, node_id, site):
                        "subscribes to at most %d: shorten the prefix, site or node id"
                        % (n, TOPIC_MAX))
     return m
+
+
+# Passwords anyone would try first (vendor and broker defaults, the top of leaked-password
+# lists): refused, so a node never runs on a credential an attacker guesses in a few tries
+# (EN 303 645 provision 5.1-1; docs/security.md). Compared in lower case.
+_WELL_KNOWN = ("password", "passw0rd", "password1", "admin", "administrator", "public",
+               "private", "guest", "mosquitto", "mqtt", "changeme", "default", "root", "toor",
+               "12345678", "123456789", "1234567890", "qwertyui", "qwerty123", "letmein",
+               "secret", "otlink", "raspberry", "iloveyou", "welcome1", "abcd1234")
+PASSWORD_MIN = const(8)
+
+
+def _weak(pw, user):
+    """Why pw is a guessable credential, or None (the password itself never in the text)."""
+    if len(pw) < PASSWORD_MIN:
+        return "must have at least %d characters" % PASSWORD_MIN
+    low = pw.lower()
+    if low in _WELL_KNOWN:
+        return "is a well-known default password: set a unique one (docs/security.md)"
+    if user is not None and low == user.lower():
+        return "must not be the user name"
+    return None
+
+
+def _secure_mqtt(ck, d, m):
+    # Transport rules (docs/security.md): a password never crosses plain TCP unless
+    # insecure_plaintext_auth says so; no guessable password; ack_key signs consumer acks.
+    ins = _bool(ck, d, "insecure_plaintext_auth", "mqtt", False)
+    m["insecure_plaintext_auth"] = bool(ins)
+    pw = m["password"]
+    if isinstance(pw, str):
+        why = _weak(pw, m["user"])
+        if why:
+            ck.bad("mqtt.password", why)
+        if m["tls"] is None and not ins:
+            ck.bad("mqtt.password", "would cross the network in clear over plain TCP: "
+                   "configure mqtt.tls, or set mqtt.insecure_plaintext_auth: true (a lab "
+                   "only; the birth and state messages report it)")
+    key = d.get("ack_key")
+    m["ack_key"] = None
+    if key is not None:
+        from otlink.core.auth import parse_key
+
+        try:
+            parse_key(key)
+            m["ack_key"] = key
+        except ValueError as e:
+            ck.bad("mqtt.ack_key", str(e))
+        if m["ack"] != "consumer":
+            ck.bad("mqtt.ack_key", "signs consumer acks: only with ack 'consumer'")
 
 
 def _groups(ck, d, path="groups"):
@@ -806,6 +858,8 @@ def _wifi(ck, w, board):
         ck.bad("wifi.password", "must be a string of 8..63 characters (WPA2), or absent for "
                "an open network")  # never echo a secret
         pw = None
+    elif pw and pw.lower() in _WELL_KNOWN:
+        ck.bad("wifi.password", "is a well-known default password: set a unique one")
     ssid = _str(ck, w, "ssid", "wifi", _REQ)
     if ssid is not None and len(ssid.encode()) > 32:
         ck.bad("wifi.ssid", "at most 32 bytes (802.11)")

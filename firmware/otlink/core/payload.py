@@ -317,13 +317,15 @@ def encode_birth(buf, node_id, fw_version, config_hash, boot, points, t_ms=None)
                              t_ms)
 
 
-def encode_birth_rows(buf, node_id, fw_version, config_hash, boot, n, rows, t_ms=None):
+def encode_birth_rows(buf, node_id, fw_version, config_hash, boot, n, rows, t_ms=None,
+                      sec=None):
     """Birth message into buf from n point rows, each a tuple (id, name, unit, type, scale,
     offset, source), taken from any iterable (a generator over the point table: no list of
-    the table is built). Returns its length; raises BufferFull when buf is too small
-    (birth_bound() gives a size that fits)."""
+    the table is built). sec: the security posture map (otlink/posture.py), or None.
+    Returns its length; raises BufferFull when buf is too small (birth_bound() gives a size
+    that fits)."""
     w = Writer(buf)
-    w.map_head(6 if t_ms is None else 7)
+    w.map_head(6 + (t_ms is not None) + (sec is not None))
     w.text("v")
     w.uint(VERSION)
     w.text("node")
@@ -337,6 +339,9 @@ def encode_birth_rows(buf, node_id, fw_version, config_hash, boot, n, rows, t_ms
     if t_ms is not None:
         w.text("t")
         w.int(t_ms)
+    if sec is not None:
+        w.text("sec")
+        w.obj(sec)
     w.text("pts")
     w.array_head(n)
     k = 0
@@ -365,10 +370,15 @@ def _text_bound(s):
     return head_size(n) + n
 
 
-def birth_bound(node_id, fw_version, config_hash, rows):
+def birth_bound(node_id, fw_version, config_hash, rows, sec=None):
     """An upper bound of encode_birth_rows()'s length for these rows (numbers counted at their
     widest, 9 bytes): size the one buffer the birth is encoded into."""
     b = 64 + _text_bound(node_id) + _text_bound(fw_version) + _text_bound(config_hash)
+    if sec is not None:  # texts and booleans: each key and value at most its text bound
+        b += 8
+        for k in sec:
+            v = sec[k]
+            b += _text_bound(k) + (_text_bound(v) if isinstance(v, str) else 1)
     for r in rows:
         b += 4 + _text_bound(r[1]) + _text_bound(r[2]) + _text_bound(r[3]) + 18 + \
             _text_bound(r[6])
@@ -395,6 +405,10 @@ STATE_FIELDS = {
     "task_errors": int,  # agent tasks that failed and were restarted since boot
     "bus_errors": int,  # times the serial port itself failed since boot
     "msgs_refused": int,  # ack/cmd messages discarded unread (over 2 KiB) since boot
+    "insecure": str,  # explicit insecure options in force, e.g. "plaintext_auth" (security.md)
+    "cmd_forged": int,  # commands refused since boot: unsigned or a tag that does not verify
+    "cmd_replayed": int,  # signed commands refused since boot: counter already used
+    "acks_forged": int,  # consumer acks refused since boot: unsigned or forged
     "point_errors": dict,  # point id -> error code, points whose last report is an error
     "stopped": bool,  # True in the state of a node that stopped cleanly (not the last will)
     "config": str,  # ok, trial (committed, not yet healthy), rolled_back (console_config.py)
