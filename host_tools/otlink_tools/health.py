@@ -33,7 +33,8 @@ def condition(state: dict | None) -> str:
 
 
 def _rate(count: int, uptime_s: int | None) -> str:
-    if not uptime_s:
+    """" (12/h)": per hour of uptime, once a rate means something (a minute of uptime)."""
+    if not uptime_s or uptime_s < 60:
         return ""
     per_h = count * 3600 / uptime_s
     return f" ({per_h:.3g}/h)" if per_h < 1000 else f" ({per_h:.0f}/h)"
