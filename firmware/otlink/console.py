@@ -210,8 +210,10 @@ class Console:
             self._clear()
         elif b == 0x03:  # Ctrl-C
             if self.n or self.over or self.bad >= 0:
+                js = self.json
                 self._clear()
-                self.write("^C\r\n" + _PROMPT)
+                self._reply(js, None, "line cancelled (Ctrl-C)") if js else \
+                    self.write("^C\r\n" + _PROMPT)
             else:
                 self.node.brk()
         elif 0x20 <= b < 0x7F:
