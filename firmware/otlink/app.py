@@ -229,6 +229,7 @@ class App:
         analytics first, when configured: windows, alarms, states; raw kept or not)."""
         a = self.analytics
         if a is None or a.feed(rec, n):
+            self.tasks.extend(self.analytics.tasks)  # accelerometer bursts
             self.queue.append(rec, n)
 
     async def _commit_loop(self):

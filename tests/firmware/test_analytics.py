@@ -1,4 +1,4 @@
-# heapsize: 160K 32:64K
+# heapsize: 216K 32:72K
 # Node analytics (otlink.analytics): tumbling windows, raw keep/thin/drop, alarms with
 # hysteresis and dwell, machine state with micro-stops, debounced counters and their totals
 # kept across a restart. Every reading that closes no window and changes no state is fed

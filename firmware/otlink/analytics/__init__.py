@@ -73,6 +73,13 @@ def derived_rows(cfg):
         m = ":%d" % e["machine"] if e["machine"] is not None else ""
         yield (e["id"], e["name"], "", "int64", 1, 0,
                "counter:%d:%s%s" % (e["point"], e["role"], m))
+    for v in a["vibration"]:
+        for k in v["points"]:
+            unit = "mm/s" if k == "velocity" else "" if k[:5] in ("crest", "kurto", "zone") \
+                else "g"
+            yield (v["points"][k], "%s.%s" % (v["name"], k), unit,
+                   "string" if k == "zone" else "float64", 1, 0,
+                   "%s:%s:0x%02x:%s" % (v["driver"], v["bus"], v["address"], k))
 
 
 def derived_count(cfg):
@@ -80,19 +87,21 @@ def derived_count(cfg):
     if not a:
         return 0
     return sum([len(w["ids"]) for w in a["windows"]]) + len(a["alarms"]) + \
-        len(a["machines"]) + len(a["counters"])
+        len(a["machines"]) + len(a["counters"]) + \
+        sum([len(v["points"]) for v in a["vibration"]])
 
 
 def configured(cfg):
     a = cfg.get("analytics")
     return bool(a and (a["windows"] or a["alarms"] or a["machines"] or a["counters"]
-                       or a["raw"]))
+                       or a["raw"] or a["vibration"]))
 
 
 class Analytics:
-    def __init__(self, cfg, clock, store, path=None):
+    def __init__(self, cfg, clock, store, path=None, board=None):
         """cfg: the validated config; store(rec, n): the queue's append; path: the file the
-        counter totals are kept in (None: not kept)."""
+        counter totals are kept in (None: not kept); board: gives the accelerometers' I2C
+        buses (vibration). self.tasks: (name, coroutine function) for the app to run."""
         from otlink.analytics.events import Alarm, Counter, Machine
         from otlink.analytics.window import Window
 
@@ -134,6 +143,12 @@ class Analytics:
                     h = cls(e, store, clock)
                 lst.append(h)
                 self._on(c["point"], h)
+        self.tasks = []
+        self.vibration = []
+        for v in a["vibration"]:
+            vib = make_vibration(v, board, clock, self._derived)
+            self.vibration.append(vib)
+            self.tasks.append(("vibration:" + v["name"], _burst_task(vib, clock, v["every_ms"])))
         self._raw = a["raw"]  # point id -> 0 drop, 1 keep, n keep every n-th
         self._seen = {}
         for pid in self._raw:
@@ -225,3 +240,31 @@ class Analytics:
         return {"windows": sum([w.windows for w in self.windows]),
                 "events": sum([h.events for h in self.alarms + self.machines]),
                 "raw_dropped": self.dropped}
+
+
+def _burst_task(vib, clock, every_ms):
+    def run():
+        return vib.run(clock, every_ms)
+    return run
+
+
+def make_vibration(v, board, clock, store):
+    """The accelerometer on its bus, configured, and its feature pipeline. On the Unix port
+    a simulated part (hal/unix/sim_adxl345.py) answers at the address when nothing else
+    does, running a machine-like signal (docs/analytics.md)."""
+    from otlink.analytics.vibration import Vibration
+    from otlink.drivers.adxl345 import ADXL345, LSB_PER_G
+
+    bus = board.i2c(v["bus"])
+    devs = getattr(bus, "devices", None)
+    if getattr(board, "name", "") == "unix" and devs is not None and v["address"] not in devs:
+        from otlink.hal.unix.sim_adxl345 import SimADXL345, machine_signal
+
+        devs[v["address"]] = SimADXL345(clock, machine_signal(v["rate_hz"]), v["address"])
+    drv = ADXL345(bus, v["address"])
+    drv.configure(v["rate_hz"], v["range_g"])
+    e = dict(v)
+    e["lsb_per_g"] = LSB_PER_G
+    e["ids"] = {k: v["points"][k] for k in v["points"] if k[:4] != "band"}
+    e["band_ids"] = [v["points"].get("band%d" % i) for i in range(len(v["bands"]))]
+    return Vibration(e, drv, store)

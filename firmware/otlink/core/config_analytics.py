@@ -18,7 +18,8 @@ def analytics(ck, d, points, sensors, ids, names):
     points get their own ids and names, unique with the points'."""
     p = "analytics"
     d = _obj(ck, d, p)
-    _keys(ck, d, p, ("windows", "raw", "alarms", "machines", "counters", "persist_s"))
+    _keys(ck, d, p, ("windows", "raw", "alarms", "machines", "counters", "persist_s",
+                     "vibration"))
     src = {}  # point id -> (name, type index or None for a sensor point, scale)
     for i in range(len(points)):
         src[points.id(i)] = (points.name(i), points.type(i), points.scale(i))
@@ -26,8 +27,13 @@ def analytics(ck, d, points, sensors, ids, names):
         for q in s["points"]:
             src[q["id"]] = (q["name"], None, q["scale"])
     out = {"windows": [], "raw": {}, "alarms": [], "machines": [], "counters": [],
+           "vibration": _vibration(ck, d.get("vibration"), p + ".vibration", ids, names),
            "persist_s": _int(ck, d, "persist_s", p, 60, 1, 86400)}
-    derived = {}  # a window's stat point id -> path (alarms may watch it)
+    derived = {}  # a derived point's id -> its name (alarms may watch it)
+    for v in out["vibration"]:  # a vibration feature
+        for k in v["points"]:
+            if k != "zone":
+                derived[v["points"][k]] = "%s.%s" % (v["name"], k)
 
     def ref(e, w, numeric=True):
         pid = _int(ck, e, "point", w, _REQ, 0, 65535)
@@ -179,4 +185,85 @@ def analytics(ck, d, points, sensors, ids, names):
         if c["machine"] is not None and c["machine"] not in machines:
             ck.bad("%s.counters[%d].machine" % (p, i), "%d is not a machine id of "
                    "analytics.machines" % c["machine"])
+    return out
+
+
+_FEATURES = ("rms_x", "rms_y", "rms_z", "peak_x", "peak_y", "peak_z", "crest_x", "crest_y",
+             "crest_z", "kurtosis_x", "kurtosis_y", "kurtosis_z", "velocity", "zone")
+_GROUPS = ("group1_rigid", "group1_flexible", "group2_rigid", "group2_flexible")
+_RATES = (100, 200, 400, 800, 1600, 3200)
+
+
+def _vibration(ck, lst, p, ids, names):
+    """Accelerometers (ADXL345 on I2C) whose bursts give vibration features (docs/analytics.md)."""
+    out = []
+    if lst is None:
+        return out
+    if not isinstance(lst, list):
+        ck.bad(p, "must be a list")
+        return out
+    for i, e in enumerate(lst):
+        w = "%s[%d]" % (p, i)
+        e = _obj(ck, e, w, True)
+        _keys(ck, e, w, ("name", "driver", "bus", "address", "rate_hz", "range_g", "samples",
+                         "axis", "every_ms", "bands", "group", "points"))
+        name = _str(ck, e, "name", w, "vib%d" % i)
+        _str(ck, e, "driver", w, "adxl345", ("adxl345",))
+        samples = _int(ck, e, "samples", w, 1024, 256, 4096)
+        if samples is not None and samples & (samples - 1):
+            ck.bad(w + ".samples", "must be a power of two (the FFT is radix-2), got %d"
+                   % samples)
+        rate = _int(ck, e, "rate_hz", w, 3200, 100, 3200)
+        if rate is not None and rate not in _RATES:
+            ck.bad(w + ".rate_hz", "must be one of %s" % ", ".join([str(r) for r in _RATES]))
+        rng = _int(ck, e, "range_g", w, 16, 2, 16)
+        if rng is not None and rng not in (2, 4, 8, 16):
+            ck.bad(w + ".range_g", "must be 2, 4, 8 or 16")
+        bands = []
+        bl = _get(ck, e, "bands", w, [])
+        if not isinstance(bl, list) or len(bl) > 8:
+            ck.bad(w + ".bands", "must be a list of at most 8 [lo_hz, hi_hz]")
+            bl = []
+        for j, b in enumerate(bl):
+            pb = "%s.bands[%d]" % (w, j)
+            if not isinstance(b, list) or len(b) != 2:
+                ck.bad(pb, "must be [lo_hz, hi_hz], got %s" % _show(b))
+                continue
+            lo = _num(ck, {"lo": b[0]}, "lo", pb, _REQ)
+            hi = _num(ck, {"hi": b[1]}, "hi", pb, _REQ)
+            if lo is None or hi is None:
+                continue
+            if not 0 < lo < hi or (rate and hi > rate / 2):
+                ck.bad(pb, "must be 0 < lo < hi <= rate_hz / 2 (%s), got %s"
+                       % (rate and rate / 2, _show(b)))
+                continue
+            if rate and samples and hi - lo < rate / samples:
+                ck.bad(pb, "narrower than one FFT bin (%s Hz)" % (rate / samples))
+                continue
+            bands.append((lo, hi))
+        pts = _obj(ck, _get(ck, e, "points", w, _REQ), w + ".points", True)
+        got = {}
+        for k in pts:
+            pk = "%s.points.%s" % (w, k)
+            ok = k in _FEATURES or (k[:4] == "band" and k[4:].isdigit() and
+                                    int(k[4:]) < len(bands))
+            if not ok:
+                ck.bad(pk, "unknown feature (allowed: %s, band0..band%d for the bands)"
+                       % (", ".join(_FEATURES), len(bands) - 1))
+                continue
+            pid = _int(ck, pts, k, w + ".points", _REQ, 0, 65535)
+            if pid is not None:
+                _unique(ck, ids, pid, pk, "point id %d" % pid)
+                if name is not None:
+                    _unique(ck, names, name + "." + k, pk, "name %s" % _show(name + "." + k))
+                got[k] = pid
+        if not pts and isinstance(e.get("points"), dict):
+            ck.bad(w + ".points", "names no feature")
+        out.append({"name": name, "driver": "adxl345", "bus": _str(ck, e, "bus", w, _REQ),
+                    "address": _int(ck, e, "address", w, 0x53, 0x08, 0x77),
+                    "rate_hz": rate, "range_g": rng, "samples": samples,
+                    "axis": "xyz".index(_str(ck, e, "axis", w, "z", ("x", "y", "z")) or "z"),
+                    "every_ms": _int(ck, e, "every_ms", w, 60000, 1000, MS_MAX),
+                    "bands": bands, "group": _str(ck, e, "group", w, "group2_rigid", _GROUPS),
+                    "points": got})
     return out
