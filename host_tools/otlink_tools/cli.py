@@ -131,6 +131,7 @@ _COMMANDS = {
     "deploy": (device.cmd_deploy, _argparse_deploy),
     "flash": (device.cmd_flash, _argparse_flash),
     "console": (console_client.cmd_console, console_client.build_console),
+    "status": (console_client.cmd_status, console_client.build_status),
     "config get": (console_client.cmd_get, console_client.build_get),
     "config set": (console_client.cmd_set, console_client.build_set),
     "config unset": (console_client.cmd_unset, console_client.build_unset),

@@ -69,6 +69,10 @@ class NodeConsole:
             raise CommandError(f"command line of {len(raw)} bytes: the node takes at most "
                                f"{LINE_MAX - 1}")
         self.ser.write(raw + b"\r")
+        return self.reply(timeout)
+
+    def reply(self, timeout: float | None = None):
+        """The next reply on the line (of a line sent by call(), or written raw)."""
         end = time.monotonic() + (timeout or self.timeout)
         while time.monotonic() < end:
             self._buf += self.ser.read(4096)
@@ -172,6 +176,17 @@ def cmd_console(args) -> int:
                     readline.write_history_file(hist)
                 except OSError:
                     pass
+
+
+def cmd_status(args) -> int:
+    with _open(args) as con:
+        _show(args, con.call("status"))
+    return 0
+
+
+def build_status(p):
+    """the node at a glance: config state and hash, uplink, queue, bus"""
+    add_port_args(p)
 
 
 def cmd_get(args) -> int:
