@@ -219,8 +219,10 @@ class App:
             from otlink.analytics import Analytics
 
             self.analytics = Analytics(cfg, clock, self.queue.append,
-                                       getattr(board, "mount_point", "") + "/counters.bin")
+                                       getattr(board, "mount_point", "") + "/counters.bin",
+                                       board)
             self.tasks.append(("analytics", self.analytics.run))
+            self.tasks.extend(self.analytics.tasks)  # accelerometer bursts
             stage("analytics")
         self.tasks.append(("network", self._network_loop))
 
@@ -229,7 +231,6 @@ class App:
         analytics first, when configured: windows, alarms, states; raw kept or not)."""
         a = self.analytics
         if a is None or a.feed(rec, n):
-            self.tasks.extend(self.analytics.tasks)  # accelerometer bursts
             self.queue.append(rec, n)
 
     async def _commit_loop(self):
