@@ -1,9 +1,11 @@
 """`otlink demo` / `make demo`: the whole chain on this machine, live.
 
 Starts a private mosquitto on a free loopback port, a simulated RS-485 energy meter
-(pymodbus RTU server on a pty), the agent on the MicroPython Unix port (with its
-simulated SHT3x on I2C and its emulated NOR flash), and the monitor, which prints the
-decoded readings as a table. Ctrl-C stops everything and frees the ports.
+(pymodbus RTU server on a pty), the agent on the MicroPython Unix port (with its simulated
+local sensors, one of each kind: SHT3x and BME280 on I2C, DS18B20 on 1-Wire, a 4-20 mA
+transmitter, an S0 pulse meter, a run/stop contact; and its emulated NOR flash), and the
+monitor, which prints the decoded readings as a table. Ctrl-C stops everything and frees
+the ports.
 """
 
 from __future__ import annotations
@@ -20,8 +22,44 @@ from otlink_tools.broker import Broker
 from otlink_tools.errors import CommandError
 
 
-def demo_config(meter_port: str, broker_port: int, baud: int = 19200) -> dict:
-    """Node config for the demo meter (docs/modbus.md, demo map) plus one SHT3x."""
+# ROM codes of the three DS18B20 the Unix board simulates on every 1-Wire pin
+# (firmware/otlink/hal/unix/sim_onewire.py, DEMO_ROMS), as the node's boot log lists them.
+DEMO_ROMS = ("28d4c3b2a10000a1", "28d5c3b2a1000096", "28efbe00000000fe")
+
+
+def demo_sensors() -> list[dict]:
+    """One local sensor of each kind (docs/sensors.md), on the Unix board's simulated buses:
+    SHT3x and BME280 on I2C, three DS18B20 on 1-Wire, a 4-20 mA level transmitter on the ADC,
+    an S0 energy meter and a run/stop contact on input pins."""
+    def pts(first: int, *chans: tuple[str, str]) -> list[dict]:
+        return [{"id": first + i, "name": n, "channel": c} for i, (n, c) in enumerate(chans)]
+
+    return [
+        {"name": "cabinet", "driver": "sht3x", "bus": "i2c0", "address": 0x44, "group": "slow",
+         "points": pts(20, ("cabinet_temp", "temperature"), ("cabinet_rh", "humidity"))},
+        {"name": "ambient", "driver": "bme280", "bus": "i2c0", "address": 0x76,
+         "group": "slow", "points": pts(22, ("ambient_temp", "temperature"),
+                                        ("ambient_pressure", "pressure"),
+                                        ("ambient_rh", "humidity"))},
+        {"name": "motors", "driver": "ds18b20", "bus": "ow0", "resolution": 11,
+         "group": "slow", "points": pts(30, *[(f"motor{i + 1}_temp", r)
+                                              for i, r in enumerate(DEMO_ROMS)])},
+        {"name": "tank", "driver": "loop420", "bus": "adc0", "range": [0, 100], "unit": "%",
+         "shunt_ohm": 150, "samples": 16, "group": "fast",
+         "points": pts(40, ("tank_level", "value"), ("tank_loop_ma", "current"))},
+        {"name": "meter_s0", "driver": "pulse", "bus": "s0", "pulses_per_unit": 1000,
+         "unit": "kWh", "group": "slow",
+         "points": pts(50, ("s0_energy", "total"), ("s0_power", "rate"))},
+        {"name": "press_run", "driver": "digital", "bus": "in0", "group": "slow",
+         "points": pts(60, ("press_running", "state"), ("press_starts", "changes"))},
+    ]
+
+
+def demo_config(meter_port: str, broker_port: int, baud: int = 19200,
+                every_sensor: bool = False) -> dict:
+    """Node config for the demo meter (docs/modbus.md, demo map) plus the SHT3x, or with
+    every_sensor one local sensor of each kind (demo_sensors; the agent then needs a 384K
+    heap on the Unix port, see Stack)."""
     def pt(pid, name, addr, typ, unit, table="input", **kw):
         d = {"id": pid, "name": name, "slave": 1, "table": table, "address": addr,
              "type": typ, "order": "ABCD", "unit": unit, "group": "fast"}
@@ -43,10 +81,7 @@ def demo_config(meter_port: str, broker_port: int, baud: int = 19200) -> dict:
             pt(5, "energy_total", 100, "uint32", "Wh"),
             pt(6, "power_factor", 200, "int16", "", table="holding", scale=0.001),
         ],
-        "sensors": [{"name": "cabinet", "driver": "sht3x", "bus": "i2c0", "address": 0x44,
-                     "group": "slow",
-                     "points": [{"id": 20, "name": "cabinet_temp", "channel": "temperature"},
-                                {"id": 21, "name": "cabinet_rh", "channel": "humidity"}]}],
+        "sensors": demo_sensors() if every_sensor else demo_sensors()[:1],
         "queue": {"commit_ms": 1000},
     }
 
@@ -54,7 +89,9 @@ def demo_config(meter_port: str, broker_port: int, baud: int = 19200) -> dict:
 class Stack:
     """Broker + meter + agent, started in order and stopped in reverse."""
 
-    def __init__(self, workdir: Path, heap: str = "256K") -> None:
+    # 384K: the Unix port holds the bytecode of six drivers and of their simulated devices
+    # in the heap (about 46 KiB with the demo's sensors, `--trace heap`); a board freezes it
+    def __init__(self, workdir: Path, heap: str = "384K") -> None:
         self.dir = workdir
         self.heap = heap
         self.broker: Broker | None = None
@@ -68,7 +105,7 @@ class Stack:
         (self.dir / "broker").mkdir(parents=True, exist_ok=True)
         self.broker = Broker(workdir=str(self.dir / "broker")).start()
         self.meter = start_meter(slaves=(1,))
-        cfg = demo_config(self.meter.agent_port, self.broker.port)
+        cfg = demo_config(self.meter.agent_port, self.broker.port, every_sensor=True)
         self.config_path = self.dir / "node.json"
         self.config_path.write_text(json.dumps(cfg, indent=2))
         self.agent_log = open(self.dir / "agent.log", "wb")
