@@ -1037,17 +1037,11 @@ def config_hash(text):
             if not n:
                 break
             h.update(mv[:n])
-    out["analytics"] = None
-    if cfg.get("analytics") is not None:
-        from otlink.core.config_analytics import analytics
-
-        out["analytics"] = analytics(ck, cfg["analytics"], out["points"], out["sensors"], ids,
-                                     names)
     else:
         h.update(text.encode() if isinstance(text, str) else text)
     return binascii.hexlify(h.digest()[:8]).decode()
+
+
 # analytics (docs/analytics.md): its validator is core/config_analytics.py, imported only
 # when a config has the section (its bytecode stays out of the heap of a node without it)
 _TOP += ("analytics",)
-
-
