@@ -39,12 +39,14 @@ $(STUBS)/.installed: requirements-stubs.txt | $(STAMP)
 stubs: $(STUBS)/.installed
 
 # Debian packages the tests use: the broker they start, the 32-bit C library for mp32, and
-# the PostgreSQL server the historian tests start (their own, on a free port).
+# the PostgreSQL server the historian tests start (their own, on a free port), and the NATS
+# server of the scale-out tests (a 3-node JetStream cluster of their own).
 debs:
 	@bash tools/ensure_debs.sh mosquitto:mosquitto \
 		influxd:influxdb \
 		/usr/lib/gcc/x86_64-linux-gnu/12/32/crtbegin.o:gcc-multilib \
-		/usr/lib/postgresql/15/bin/initdb:postgresql
+		/usr/lib/postgresql/15/bin/initdb:postgresql \
+		nats-server:nats-server
 
 # The 32-bit Unix MicroPython with the agent frozen in (the boards' object model), built from
 # ../shared/toolchain's release tarball; one line says so when the tarball is absent.

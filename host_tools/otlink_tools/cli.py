@@ -14,6 +14,7 @@ import sys
 
 from otlink_tools import __version__, demo, device, modbus_probe, monitor, node, store, write
 from otlink_tools import status
+from otlink_tools.broker_args import add_broker_args
 from otlink_tools import console_client
 from otlink_tools.errors import CommandError
 
@@ -43,8 +44,7 @@ def _argparse_monitor(p: argparse.ArgumentParser) -> None:
     """decode what nodes publish (table, JSON lines, CSV, Influx)"""
     p.description = monitor.__doc__
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=None, help="default 1883, 8883 with TLS")
+    add_broker_args(p)  # --host --port --cafile --cert --key --user --password --client-id
     p.add_argument("--prefix", default="otlink")
     p.add_argument("--site", default="+", help="site to follow (default all)")
     p.add_argument("--node", default="+", help="node to follow (default all)")
@@ -59,12 +59,6 @@ def _argparse_monitor(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ack-wait", type=float, default=monitor.ACK_WAIT_S, metavar="S",
                    help="--ack, first contact with a node and boot: wait S seconds for the "
                         "node's resends before the first ack (default 15)")
-    p.add_argument("--cafile", help="CA certificate to verify the broker (enables TLS)")
-    p.add_argument("--cert", help="client certificate (with --key)")
-    p.add_argument("--key", help="client private key")
-    p.add_argument("--user")
-    p.add_argument("--password", help="or set OTLINK_MQTT_PASSWORD (preferred)")
-    p.add_argument("--client-id", default="")
     p.add_argument("--count", type=int,
                    help="exit after writing exactly N readings (--ack covers only those)")
     p.add_argument("--seconds", type=float, help="exit after S seconds")
