@@ -260,6 +260,15 @@ class App:
                 traced = self.clock.ticks_ms()
                 log("heap running: used %d free %d largest %d" % heap_figures())
             err = self.uplink.last_error
+            if err is not None and not self.uplink.ever_connected and \
+                    self.cfg["mqtt"]["user"] is None and (
+                        err.endswith("bad user name or password") or
+                        err.endswith("not authorised")):
+                # the broker takes no anonymous node: without credentials there is nothing
+                # to retry (docs/security.md); the agent stops instead of knocking forever
+                log("uplink: %s: the broker requires credentials and mqtt.user/mqtt.password "
+                    "are not configured: not starting (docs/security.md)" % err)
+                raise SystemExit(4)
             if err is not None and err != said and not self.uplink.connected:
                 log("uplink: %s (retrying with backoff)" % err)  # never carries secrets
             elif said is not None and self.uplink.connected:

@@ -396,6 +396,13 @@ def decode_birth(obj: Any) -> dict:
         if not _is_int(m["t"]):
             raise PayloadError("birth: field 't' must be an integer (ms)")
         out["t"] = m["t"]
+    if "sec" in m:  # the node's security posture (docs/payload.md, docs/security.md)
+        sec = m["sec"]
+        if not isinstance(sec, dict) or not all(
+                isinstance(k, str) and isinstance(v, (bool, str)) for k, v in sec.items()):
+            raise PayloadError("birth: field 'sec' (security posture) must map text to "
+                               "true/false or text")
+        out["sec"] = dict(sec)
     return out
 
 
