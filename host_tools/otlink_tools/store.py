@@ -20,9 +20,8 @@ queue); a database that goes away is retried, with the messages kept, until it i
 from __future__ import annotations
 
 import copy
-import io
+import functools
 import math
-import os
 import queue
 import ssl
 import sys
@@ -33,8 +32,11 @@ import cbor2
 import paho.mqtt.client as mqtt
 
 from otlink_tools.acktrack import ACK_WAIT_S, Track
+from otlink_tools.broker_args import add_broker_args, broker_password, broker_port, refusal, \
+    tls_context
 from otlink_tools.decode import PayloadError, apply_scale, decode_message, encode_ack
-from otlink_tools.monitor import Monitor, check_topic_args, plural
+from otlink_tools.monitor import check_topic_args, plural
+from otlink_tools.nats_sink import STREAM, topic_to_subject
 from otlink_tools.store_db import Db, DbDown, DbRefused, Tx, health_row, open_db, redact
 
 __all__ = ["Store", "Track", "build_parser", "run"]
@@ -42,6 +44,7 @@ __all__ = ["Store", "Track", "build_parser", "run"]
 _I64 = 1 << 63
 GROUP_MAX = 64  # MQTT messages written in one transaction at most
 RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)  # waits between attempts while the database is down
+QUIET_WARN_S = 60.0  # no data this long while a node says it is online: say so
 
 
 def _header(payload: bytes) -> tuple[int | None, int | None, int | None]:
@@ -89,26 +92,35 @@ class Store:
                  group: str | None = None, ack: bool = False, cafile: str | None = None,
                  cert: str | None = None, key: str | None = None, user: str | None = None,
                  password: str | None = None, client_id: str = "", keepalive: int = 30,
-                 err=None, group_max: int = GROUP_MAX, ack_wait: float = ACK_WAIT_S) -> None:
+                 err=None, group_max: int = GROUP_MAX, ack_wait: float = ACK_WAIT_S,
+                 feed=None, quiet_warn: float = QUIET_WARN_S) -> None:
         check_topic_args(prefix, site, node, group)
+        if feed is not None and not group:
+            raise ValueError("--nats needs --group NAME: the durable consumer the sinks share")
+        self.tls = tls_context(cafile, cert, key) if (cafile or cert) else None
         self.db = open_db(db) if isinstance(db, str) else db
+        self.host, self.port, self.user, self.password = host, port, user, password
+        self.keepalive = keepalive
         self.prefix, self.site, self.node, self.group, self.ack = prefix, site, node, group, ack
+        self.feed = feed  # JetStreamFeed: data from a JetStream consumer, not from MQTT
         self.err = err or sys.stderr
         self.group_max = group_max
         self.ack_wait = ack_wait
-        # the MQTT side reuses the monitor's connection and TLS handling
-        self._mon = Monitor(host, port, prefix=prefix, site=site, node=node, group=group,
-                            cafile=cafile, cert=cert, key=key, user=user, password=password,
-                            client_id=client_id, keepalive=keepalive, out=io.StringIO(),
-                            err=self.err, live=False, ack=False)
-        self._mon.group = None  # its note on gap detection is the monitor's, not ours
+        self.quiet_warn = quiet_warn
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   clean_session=not client_id, protocol=mqtt.MQTTv311,
                                   manual_ack=True)
-        self._mon.client = self.client
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
+        self._connack = threading.Event()  # a CONNACK came, accepted or refused
+        self._connected = threading.Event()  # a CONNACK accepted the connection
+        self.connect_error: str | None = None
+        self._subscribed = threading.Event()  # every SUBACK of this connection is in
+        self._sub_lock = threading.Lock()
+        self._sub_pending: dict[int, str] = {}  # SUBSCRIBE packet id -> topic
+        self.sub_error: str | None = None
         self._gen = 0  # connection generation: a PUBACK belongs to the session it came in
         self._q: queue.Queue = queue.Queue()
         self._stop = threading.Event()
@@ -122,6 +134,14 @@ class Store:
         self._waiting: set = set()  # tracks whose first-contact wait (ack_wait) runs
         # nodes seen connecting (a live birth) -> the connection generation it came in
         self._session_start: dict[tuple[str, str], int] = {}
+        # the quiet-group check: when data last came, which nodes say they are online
+        self._data_at: float | None = None
+        self._started_at = 0.0
+        self._online: dict[tuple[str, str], bool] = {}
+        self._quiet_said = False
+        self._quiet_said_at = 0.0
+        self._quiet_checked = 0.0
+        self.quiet_warnings = 0
         # counters
         self.messages = self.stored = self.duplicates = self.rejected = 0
         self.acks_sent = self.transactions = self.db_retries = 0
@@ -130,67 +150,143 @@ class Store:
     # --- MQTT -----------------------------------------------------------------------------
     def subscriptions(self) -> list[str]:
         t = f"{self.prefix}/{self.site}/{self.node}/"
-        data = t + "data"
-        if self.group:
-            data = f"$share/{self.group}/{data}"
         # acks first: the retained position arrives before any data batch (see Track)
-        return [t + "ack", t + "birth", t + "state", data]
+        subs = [t + "ack", t + "birth", t + "state"]
+        if self.feed is None:  # with --nats the data comes from the JetStream consumer
+            subs.append(f"$share/{self.group}/{t}data" if self.group else t + "data")
+        return subs
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         self._gen += 1
-        mon = self._mon
         if reason_code.is_failure:
-            msg = f"broker refused the connection: {reason_code}"
-            if reason_code.value in (134, 135):
-                msg += " (check --user and its password)"
-            mon.connect_error = msg
-            if mon.connected.is_set():
-                self._note(msg)
-            mon._connack.set()
+            self.connect_error = refusal(self.host, self.port, reason_code, self.user)
+            if self._connected.is_set():  # a later reconnect refused: paho keeps trying
+                self._note(self.connect_error)
+            self._connack.set()
             return
-        mon.connect_error = None
-        for t in self.subscriptions():
-            client.subscribe(t, qos=1)
-        mon.connected.set()
-        mon._connack.set()
+        self.connect_error = None
+        self._subscribed.clear()
+        with self._sub_lock:
+            self._sub_pending = {}
+            for t in self.subscriptions():
+                _rc, mid = client.subscribe(t, qos=1)
+                self._sub_pending[mid] = t
+        self._connected.set()
+        self._connack.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        """A SUBACK: the subscription is in place (or refused: said at once, and by start()
+        as its error). start() returns only when every SUBACK of the connection is in."""
+        with self._sub_lock:
+            topic = self._sub_pending.pop(mid, None)
+            done = not self._sub_pending
+        if topic is None:
+            return
+        if any(rc.is_failure for rc in reason_codes):
+            self.sub_error = (f"broker {self.host}:{self.port} refused the subscription "
+                              f"to {topic} (is this user allowed to read it?)")
+            self._note(self.sub_error)
+        if done:
+            self._subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code != 0 and self._mon.connected.is_set():
-            self._note(f"disconnected from broker ({reason_code}); reconnecting")
+        if reason_code != 0 and self._connected.is_set() and not self._stop.is_set():
+            self._note(f"disconnected from broker {self.host}:{self.port} ({reason_code}); "
+                       "reconnecting")
 
     def _on_message(self, client, userdata, msg) -> None:
-        self._q.put((msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._gen, msg.retain))
+        ack = None
+        if msg.qos:
+            ack = functools.partial(self._mqtt_ack, msg.mid, msg.qos, self._gen)
+        self._put((msg.topic, bytes(msg.payload), ack, self._gen, msg.retain))
 
-    def _puback(self, items) -> None:
-        for _topic, _payload, mid, qos, gen, _retain in items:
-            if qos and gen == self._gen:
-                self.client.ack(mid, qos)
+    def _put(self, item) -> None:
+        """Hand one message to the writer (from the MQTT or the NATS thread)."""
+        if item[0].endswith("/data"):
+            self._data_at = time.monotonic()
+        self._q.put(item)
+
+    def _mqtt_ack(self, mid: int, qos: int, gen: int) -> None:
+        if gen == self._gen:  # a PUBACK belongs to the session the message came in
+            self.client.ack(mid, qos)
+
+    def _transport_ack(self, items) -> None:
+        """After COMMIT: tell the transport each message is safe (MQTT PUBACK, JetStream
+        ack), so that it is not delivered again."""
+        for item in items:
+            if item[2] is not None:
+                item[2]()
 
     # --- life cycle -----------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> Store:
-        self._connect_db_until_up(deadline=time.monotonic() + timeout)
+        """Connect the database, the broker (returning once every subscription is granted:
+        a message published between the CONNACK and the SUBACKs would go nowhere) and,
+        with --nats, the JetStream consumer. ConnectionError saying what failed."""
+        deadline = time.monotonic() + timeout
+        self._connect_db_until_up(deadline=deadline)
         self._load()
+        self._started_at = time.monotonic()
         self._writer = threading.Thread(target=self._run, name="otlink-store", daemon=True)
         self._writer.start()
         try:
-            self._mon.start(timeout)
+            self._connect_mqtt(timeout, deadline)
+            if self.feed is not None:
+                self.feed.start(self._put, self._note, self._q.qsize,
+                                max(1.0, deadline - time.monotonic()))
         except BaseException:
             self._stop.set()
             self._writer.join()
+            self.client.disconnect()
+            self.client.loop_stop()
             self.db.close()
             raise
         return self
 
+    def _connect_mqtt(self, timeout: float, deadline: float) -> None:
+        c = self.client
+        where = f"{self.host}:{self.port}"
+        if self.user is not None:
+            c.username_pw_set(self.user, self.password)
+        if self.tls is not None:
+            c.tls_set_context(self.tls)
+        try:
+            c.connect(self.host, self.port, self.keepalive)
+        except ssl.SSLCertVerificationError as e:
+            raise ConnectionError(f"TLS: broker {where}: certificate refused: "
+                                  f"{e.verify_message}") from None
+        except (OSError, ssl.SSLError) as e:
+            raise ConnectionError(f"cannot connect to broker {where}: {e}") from None
+        c.loop_start()
+        if not self._connack.wait(max(0.1, deadline - time.monotonic())):
+            raise ConnectionError(self.connect_error or f"no CONNACK from {where} in "
+                                                        f"{timeout:g} s")
+        if not self._connected.is_set():
+            raise ConnectionError(self.connect_error or f"broker {where} refused the "
+                                                        "connection")
+        if not self._subscribed.wait(max(0.1, deadline - time.monotonic())):
+            with self._sub_lock:
+                waiting = ", ".join(sorted(self._sub_pending.values()))
+            raise ConnectionError(f"broker {where} accepted the connection but did not "
+                                  f"answer the subscription to {waiting} within {timeout:g} s")
+        if self.sub_error:
+            raise ConnectionError(self.sub_error)
+
     def stop(self, drain_s: float = 5.0) -> None:
         """Write what has arrived (up to drain_s) while still connected, so that its acks
-        and PUBACKs go out; then disconnect and close the database."""
+        and PUBACKs go out; then disconnect and close the database. What was fetched from
+        JetStream and not written is delivered again (to another member, or to this sink
+        when it is back) after the consumer's ack wait."""
         deadline = time.monotonic() + drain_s
+        if self.feed is not None:
+            self.feed.pause()
         while (self._writer is not None and self._writer.is_alive() and not self._q.empty()
                and time.monotonic() < deadline):
             time.sleep(0.02)
         self._stop.set()
         if self._writer is not None:
             self._writer.join(drain_s + 1)
+        if self.feed is not None:
+            self.feed.stop()  # after the writer: its last JetStream acks go out first
         self.client.disconnect()
         self.client.loop_stop()
         self.db.close()
@@ -254,6 +350,7 @@ class Store:
             except queue.Empty:
                 if self._waiting and self.ack:
                     self._process([])  # a first-contact wait may have ended: ack now
+                self._check_quiet()
                 continue
             items = [first]
             while len(items) < self.group_max:
@@ -261,6 +358,7 @@ class Store:
                     items.append(self._q.get_nowait())
                 except queue.Empty:
                     break
+            self._check_quiet()
             try:
                 self._process(items)
             except DbDown:
@@ -272,7 +370,7 @@ class Store:
         tracks_before: dict = {}
         while True:
             try:
-                tx, acks, health = self._build(items, tracks_before)
+                tx, acks, health, resent = self._build(items, tracks_before)
                 new = self.db.write(tx) if not tx.empty() else 0
                 break
             except DbDown as e:
@@ -291,6 +389,12 @@ class Store:
                     self._process([it])
                 return
         self.last_health.update(health)
+        for key, top in tx.advanced.items():  # a group: positions read from the database
+            if top is None:
+                continue
+            self.tracks[key].raise_floor(top)
+            if self.acked.get(key) != top or key in resent:
+                acks[key] = top
         with self.cond:
             self.transactions += 1
             self.messages += len(items)
@@ -299,7 +403,7 @@ class Store:
             self.rejected += len(tx.rejected)
             self.cond.notify_all()
         self._publish_acks(acks)
-        self._puback(items)
+        self._transport_ack(items)
 
     def _restore(self, before: dict) -> None:
         for k, t in before.items():
@@ -332,7 +436,7 @@ class Store:
         touched: set = set()
         resent: set = set()  # keys that got a batch already acknowledged: ack again
         health_seen: dict = {}
-        for topic, payload, _mid, _qos, gen, retain in items:
+        for topic, payload, _ack, gen, retain in items:
             try:
                 m = decode_message(topic, payload)
             except PayloadError as e:
@@ -362,10 +466,13 @@ class Store:
                                    for p in m["points"]]))
                 for p in m["points"]:
                     self._point((site, node), m["boot"], p)
+                if not retain:
+                    self._online[(site, node)] = True
                 if not retain and not self.group:
                     # published live: a session starts, its data from the oldest unacked
                     self._session_start[(site, node)] = gen
             elif kind == "state":
+                self._online[(site, node)] = m.get("online") is not False
                 row = health_row(site, node, now, m)
                 k = (site, node)
                 last = health_seen.get(k, self._last_health(k))
@@ -380,13 +487,21 @@ class Store:
         touched |= self._waiting
         for key in touched:
             t = self.tracks.get(key)
+            if self.group and t is not None:
+                # the members of a group share one database: the position is what the
+                # database holds without a hole, whoever wrote it (Db.write, "advance")
+                if t.floor is None and time.monotonic() - t.born < t.grace:
+                    continue  # first contact: wait for the node's resends
+                self._waiting.discard(key)
+                tx.advance[key] = t.floor  # None: from the lowest seq the database holds
+                continue
             top = t.top() if t is not None else None
             if t is None or t.floor is not None:
                 self._waiting.discard(key)
             if top is not None and (self.acked.get(key) != top or key in resent):
                 acks[key] = top
                 tx.acks[key] = top  # the position is committed with the readings it covers
-        return tx, acks, health_seen
+        return tx, acks, health_seen, resent
 
     def _last_health(self, key) -> str | None:
         if key not in self.last_health:
@@ -444,7 +559,8 @@ class Store:
             key = (site, node, boot)
             t = self._track(key, before)
             t.add(first, last)
-            top = t.top()
+            # in a group the next transaction's position covers it (rejected counts)
+            top = None if self.group else t.top()
             if top is not None and self.acked.get(key) != top:
                 acks[key] = tx.acks[key] = top
         try:
@@ -458,16 +574,62 @@ class Store:
             self.messages += 1
             self.cond.notify_all()
         self._publish_acks(acks)
-        self._puback([item])
+        self._transport_ack([item])
 
     def _publish_acks(self, acks: dict) -> None:
         for key, top in acks.items():
             self.acked[key] = top
             if self.ack:
                 site, node, boot = key
-                self.client.publish(f"{self.prefix}/{site}/{node}/ack", encode_ack(boot, top),
-                                    qos=1, retain=True)
+                topic = f"{self.prefix}/{site}/{node}/ack"
+                if self.feed is not None:
+                    # through the NATS cluster, which fails over: the MQTT gateway of the
+                    # node's server hands it to the node (not retained: a restarted member
+                    # reads the position from the acks table)
+                    self.feed.publish(topic_to_subject(topic), encode_ack(boot, top))
+                else:
+                    self.client.publish(topic, encode_ack(boot, top), qos=1, retain=True)
                 self.acks_sent += 1
+
+    def _check_quiet(self) -> None:
+        """Say so, loudly, when no data message came for quiet_warn seconds although a node
+        says it is online (its retained state, a live birth): a broker that grants a $share
+        subscription and delivers nothing on it (RabbitMQ, NATS), a stream that does not
+        capture the data subjects, a subscription an ACL silently empties."""
+        now = time.monotonic()
+        if not self.quiet_warn or now - self._quiet_checked < 1.0:
+            return
+        self._quiet_checked = now
+        data_at = self._data_at
+        since = data_at if data_at is not None else self._started_at
+        if self._quiet_said:
+            if data_at is not None and data_at > self._quiet_said_at:
+                self._note("data arrives again")
+                self._quiet_said = False
+            return
+        online = sorted(f"{s}/{n}" for (s, n), up in self._online.items() if up)
+        if self._quiet_said or not online or now - since < self.quiet_warn:
+            return
+        self._quiet_said = True
+        self._quiet_said_at = now
+        self.quiet_warnings += 1
+        nodes = ", ".join(online[:5]) + (f" and {len(online) - 5} more" if len(online) > 5
+                                         else "")
+        head = (f"WARNING: no data for {now - since:.0f} s although {nodes} "
+                f"{'says it is' if len(online) == 1 else 'say they are'} online")
+        t = f"{self.prefix}/{self.site}/{self.node}/data"
+        if self.feed is not None:
+            why = (f"JetStream consumer {self.group} of stream {self.feed.stream} delivers "
+                   f"nothing: does the stream capture {topic_to_subject(t)} (--prefix), and "
+                   "do the nodes publish to this NATS cluster?")
+        elif self.group:
+            why = (f"this broker granted $share/{self.group}/{t} but may not deliver shared "
+                   "subscriptions (RabbitMQ and NATS do not): on NATS use --nats; or the "
+                   "other members of the group took everything")
+        else:
+            why = (f"is this user allowed to read {t}? (a broker may grant a subscription "
+                   "and drop what its access list does not let you read)")
+        self._note(f"{head}: {why}")
 
 
 def _num(x):
@@ -485,8 +647,8 @@ def build_parser(p) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--db", required=True,
                    help="sqlite:PATH or postgresql://user@host[:port]/dbname")
-    p.add_argument("--host", default="127.0.0.1", help="MQTT broker (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help="default 1883, 8883 with TLS")
+    add_broker_args(p, client_id_help="durable MQTT session under this id: the broker "
+                                      "keeps messages for the sink while it is down")
     p.add_argument("--prefix", default="otlink")
     p.add_argument("--site", default="+", help="site to store (default all)")
     p.add_argument("--node", default="+", help="node to store (default all)")
@@ -494,43 +656,85 @@ def build_parser(p) -> None:
     p.add_argument("--ack", action=argparse.BooleanOptionalAction, default=True,
                    help="consumer acknowledgement (default on): ack to the node what the "
                         "database committed")
-    p.add_argument("--cafile", help="CA certificate to verify the broker (enables TLS)")
-    p.add_argument("--cert", help="client certificate (with --key)")
-    p.add_argument("--key", help="client private key")
-    p.add_argument("--user")
-    p.add_argument("--password", help="or set OTLINK_MQTT_PASSWORD (preferred)")
-    p.add_argument("--client-id", default="",
-                   help="durable MQTT session under this id: the broker keeps messages "
-                        "for the sink while it is down")
     p.add_argument("--ack-wait", type=float, default=ACK_WAIT_S, metavar="S",
                    help="--ack, first contact with a node and boot it has no position for: "
                         "wait S seconds for the node's resends before the first ack (more "
                         f"than the node's ack timeout, 10 s; default {ACK_WAIT_S:g})")
+    p.add_argument("--quiet-warn", type=float, default=QUIET_WARN_S, metavar="S",
+                   help="warn when no data came for S seconds although a node says it is "
+                        f"online (default {QUIET_WARN_S:g}; 0: never)")
     p.add_argument("--seconds", type=float, help="exit after S seconds")
+    n = p.add_argument_group("scale-out on a NATS cluster with JetStream (docs/scale-out.md)")
+    n.add_argument("--nats", metavar="URL[,URL...]",
+                   help="read the data from JetStream on these NATS servers (nats://host:4222"
+                        ", tls://...), as one durable consumer shared by every sink of "
+                        "--group; --host/--port name one server's MQTT gateway (births, "
+                        "states, retained messages)")
+    n.add_argument("--stream", default=STREAM,
+                   help=f"JetStream stream of the data (default {STREAM}; made when missing)")
+    n.add_argument("--replicas", type=int, default=3,
+                   help="replicas of a stream the sink makes (default 3)")
+
+
+def _feed(args, password):
+    """The JetStream data feed of --nats (None without it)."""
+    from otlink_tools.errors import CommandError
+    from otlink_tools.nats_sink import JetStreamFeed
+
+    if not args.nats:
+        return None
+    if not args.group:
+        raise CommandError("--nats needs --group NAME: the durable consumer the sinks share")
+    if args.replicas < 1:
+        raise CommandError(f"--replicas {args.replicas}: 1 or more wanted")
+    try:
+        import nats  # noqa: F401
+    except ImportError:
+        raise CommandError("--nats: the nats-py package is missing (pip install nats-py)") \
+            from None
+    tls = tls_context(args.cafile, args.cert, args.key) if (args.cafile or args.cert) else None
+    subject = topic_to_subject(f"{args.prefix}/{args.site}/{args.node}/data")
+    extra = tuple(topic_to_subject(f"{args.prefix}/{args.site}/{args.node}/{k}")
+                  for k in ("ack", "birth", "state"))
+    try:
+        return JetStreamFeed([u.strip() for u in args.nats.split(",") if u.strip()],
+                             args.group, subject, stream=args.stream, replicas=args.replicas,
+                             user=args.user, password=password, tls=tls,
+                             extra_subjects=extra)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
 
 
 def run(args) -> int:
     from otlink_tools.errors import CommandError
 
-    password = args.password or os.environ.get("OTLINK_MQTT_PASSWORD")
-    if args.port is not None and not 1 <= args.port <= 65535:
-        raise CommandError(f"--port {args.port}: out of range, 1..65535 wanted")
+    password = broker_password(args)
+    try:
+        port = broker_port(args)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
     if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds >= 0):
         raise CommandError(f"--seconds {args.seconds:g}: a number of seconds >= 0 wanted")
     if not (math.isfinite(args.ack_wait) and args.ack_wait >= 0):
         raise CommandError(f"--ack-wait {args.ack_wait:g}: a number of seconds >= 0 wanted")
-    port = args.port or (8883 if (args.cafile or args.cert) else 1883)
+    if not (math.isfinite(args.quiet_warn) and args.quiet_warn >= 0):
+        raise CommandError(f"--quiet-warn {args.quiet_warn:g}: a number of seconds >= 0 "
+                           "wanted")
     try:
         st = Store(args.db, args.host, port, prefix=args.prefix, site=args.site,
                    node=args.node, group=args.group, ack=args.ack, cafile=args.cafile,
                    cert=args.cert, key=args.key, user=args.user, password=password,
-                   client_id=args.client_id, ack_wait=args.ack_wait)
+                   client_id=args.client_id, ack_wait=args.ack_wait,
+                   feed=_feed(args, password), quiet_warn=args.quiet_warn)
         st.start()
     except (ValueError, ConnectionError, DbRefused) as e:
         raise CommandError(str(e)) from None
     except (OSError, ssl.SSLError) as e:
         raise CommandError(f"cannot start the store on {args.host}:{port}: {e}") from None
-    st._note(f"storing into {redact(st.db.url)}" + (" (consumer acks)" if args.ack else ""))
+    via = (f" from JetStream stream {args.stream}, consumer {args.group}" if args.nats
+           else "")
+    st._note(f"storing into {redact(st.db.url)}{via}" + (" (consumer acks)" if args.ack
+                                                        else ""))
     try:
         st.wait(lambda s: False, args.seconds)
     except KeyboardInterrupt:

@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["Db", "DbDown", "DbRefused", "Tx", "open_db", "redact", "READING_COLUMNS"]
+__all__ = ["Db", "DbDown", "DbRefused", "Tx", "contiguous_top", "open_db", "redact",
+           "READING_COLUMNS"]
 
 #: Columns of a readings row, in the order the sink builds its tuples.
 READING_COLUMNS = ("site", "node", "boot", "seq", "pid", "t_ms", "value_int", "value_real",
@@ -123,16 +124,19 @@ FROM readings r LEFT JOIN points p
 
 _DIALECT = {
     "sqlite": {
+        "MAX": "max",
         # an ISO-8601 UTC text time, computed when read (VIRTUAL: costs no space)
         "TS": "TEXT GENERATED ALWAYS AS (CASE WHEN untimed THEN NULL ELSE "
               "strftime('%Y-%m-%dT%H:%M:%fZ', t_ms / 1000.0, 'unixepoch') END) VIRTUAL",
         "ROWID": " WITHOUT ROWID", "BLOB": "BLOB", "VIEW": "CREATE VIEW IF NOT EXISTS"},
     "postgresql": {
+        "MAX": "GREATEST",
         "TS": "TIMESTAMPTZ GENERATED ALWAYS AS (CASE WHEN untimed THEN NULL ELSE "
               "to_timestamp(t_ms::double precision / 1000) END) STORED",
         "ROWID": "", "BLOB": "BYTEA", "VIEW": "CREATE OR REPLACE VIEW"},
 }
 
+ADVANCE_MAX = 50_000  # readings above a group's position read per transaction at most
 _INSERT_READING = (f"INSERT INTO readings ({', '.join(READING_COLUMNS)}) VALUES "
                    f"({', '.join('?' * len(READING_COLUMNS))}) ON CONFLICT DO NOTHING")
 _HEALTH_COLUMNS = ("online", "boot", "uptime_s", "t", "queue_depth", "oldest_unsent_s",
@@ -164,9 +168,33 @@ class Tx:
     readings: list[tuple] = field(default_factory=list)
     rejected: list[tuple] = field(default_factory=list)
     acks: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    # a share group: (site, node, boot) -> the member's floor (None: not known yet); write()
+    # fills `advanced` with the position the database holds without a hole
+    advance: dict[tuple[str, str, int], int | None] = field(default_factory=dict)
+    advanced: dict[tuple[str, str, int], int | None] = field(default_factory=dict)
 
     def empty(self) -> bool:
-        return not (self.births or self.health or self.readings or self.rejected or self.acks)
+        return not (self.births or self.health or self.readings or self.rejected or self.acks
+                    or self.advance)
+
+
+def contiguous_top(floor: int, seqs: list[int], ranges: list[tuple[int, int]]) -> int:
+    """The highest s such that every seq in floor+1..s is in `seqs` (sorted) or inside one
+    of `ranges` ((first, last), sorted by first): where the run above floor ends."""
+    top, i, j = floor, 0, 0
+    while True:
+        while j < len(ranges) and ranges[j][1] <= top:
+            j += 1
+        if j < len(ranges) and ranges[j][0] <= top + 1:
+            top = ranges[j][1]
+            continue
+        while i < len(seqs) and seqs[i] <= top:
+            i += 1
+        if i < len(seqs) and seqs[i] == top + 1:
+            top += 1
+            i += 1
+            continue
+        return top
 
 
 def health_row(site: str, node: str, received_ms: int, state: dict) -> tuple:
@@ -303,6 +331,8 @@ class Db:
                     "(?, ?, ?, ?, ?) ON CONFLICT (site, node, boot) DO UPDATE SET "
                     "seq = excluded.seq, updated_ms = excluded.updated_ms"),
                     [(*k, s, now) for k, s in tx.acks.items()])
+            for key in sorted(tx.advance):  # one order: no deadlock between members
+                tx.advanced[key] = self._advance(cur, key, tx.advance[key])
         try:
             self._run(body)
         except DbRefused:
@@ -314,6 +344,46 @@ class Db:
     def _insert_readings(self, cur, rows: list[tuple]) -> int:
         cur.executemany(self._sql(_INSERT_READING), rows)
         return cur.rowcount
+
+    def _advance(self, cur, key: tuple, floor: int | None) -> int | None:
+        """A share-group member's position for (site, node, boot), in its transaction: the
+        acks row (every member's truthful position) is locked, raised to `floor`, then to
+        the end of the run of readings (and rejected batches) above it that the database
+        holds, whoever wrote them. Members commit one after the other on that row, so the
+        last one sees all. floor None (first contact): from the lowest seq held."""
+        q = self._sql
+        where = "site = ? AND node = ? AND boot = ?"
+        now = int(time.time() * 1000)
+        if floor is None:
+            cur.execute(q(f"SELECT seq FROM acks WHERE {where}"), key)
+            row = cur.fetchone()
+            if row is None:
+                cur.execute(q(f"SELECT min(seq) FROM readings WHERE {where}"), key)
+                lows = [cur.fetchone()[0]]
+                cur.execute(q(f"SELECT min(seq_first) FROM rejected WHERE {where}"), key)
+                lows.append(cur.fetchone()[0])
+                lows = [x for x in lows if x is not None]
+                if not lows:
+                    return None
+                floor = min(lows) - 1
+            else:
+                floor = row[0]
+        mx = _DIALECT[self.dialect]["MAX"]
+        cur.execute(q(f"INSERT INTO acks (site, node, boot, seq, updated_ms) VALUES "
+                      f"(?, ?, ?, ?, ?) ON CONFLICT (site, node, boot) DO UPDATE SET "
+                      f"seq = {mx}(acks.seq, excluded.seq)"), (*key, floor, now))
+        cur.execute(q(f"SELECT seq FROM acks WHERE {where}"), key)
+        floor = cur.fetchone()[0]
+        cur.execute(q(f"SELECT seq FROM readings WHERE {where} AND seq > ? ORDER BY seq "
+                      f"LIMIT {ADVANCE_MAX}"), (*key, floor))
+        seqs = [r[0] for r in cur.fetchall()]
+        cur.execute(q(f"SELECT seq_first, seq_last FROM rejected WHERE {where} AND "
+                      f"seq_last > ? ORDER BY seq_first"), (*key, floor))
+        top = contiguous_top(floor, seqs, [tuple(r) for r in cur.fetchall()])
+        if top > floor:
+            cur.execute(q(f"UPDATE acks SET seq = ?, updated_ms = ? WHERE {where}"),
+                        (top, now, *key))
+        return top
 
 
 class SqliteDb(Db):
@@ -372,7 +442,9 @@ class PostgresDb(Db):
         # admin shutdown, crash recovery and the like arrive as other classes with SQLSTATE
         # class 57 (operator intervention) or 08 (connection exception)
         state = getattr(e, "sqlstate", None) or ""
-        return state[:2] in ("57", "08") or (self.conn is not None and self.conn.closed)
+        # class 40 (a deadlock, a serialization failure) is retried too
+        return state[:2] in ("57", "08", "40") or (self.conn is not None and
+                                                    self.conn.closed)
 
     def _run(self, body) -> None:
         if self.conn is None or self.conn.closed:

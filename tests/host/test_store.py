@@ -317,10 +317,7 @@ def test_backlog_replay_and_live(fresh_broker, db_url):
 # --- hand-made CBOR: decoding corner cases, the integer/real split, rejected batches ----------
 
 def _publish(port: int, msgs: list[tuple[str, bytes, bool]]) -> None:
-    # Store.start() returns at the CONNACK, before the broker has answered its SUBSCRIBEs:
-    # a message published in between is not delivered (twice under a loaded full run).
-    # Half a second covers the SUBACKs on loopback.
-    time.sleep(0.5)
+    # no wait: Store.start() returns once the broker has answered its SUBSCRIBEs
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     c.connect("127.0.0.1", port)
     c.loop_start()

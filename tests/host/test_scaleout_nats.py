@@ -1,0 +1,183 @@
+"""Scale-out on a real distributed engine: a 3-server NATS cluster (Debian nats-server) with
+JetStream and its MQTT gateway, the agent under MicroPython publishing to the gateway, and
+`otlink store --nats` sinks sharing one durable JetStream consumer into one SQLite file.
+The stream's leader is SIGKILLed mid-run: every reading lands exactly once."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import cbor2
+import paho.mqtt.client as mqtt
+import pytest
+
+from otlink_tools.nats_cluster import NatsCluster, nats_server_binary
+from otlink_tools.nats_sink import JetStreamFeed, subject_to_topic, topic_to_subject
+from otlink_tools.store import Store
+from otlink_tools.store_db import contiguous_top
+from test_store import ACK_WAIT, agent_opts, assert_all_readings, count, query, wait_for
+from uplink_helpers import result, start_agent
+
+pytestmark = pytest.mark.skipif(
+    nats_server_binary() is None,
+    reason="SKIPPED LOUDLY: nats-server is not installed (make debs installs Debian "
+           "nats-server): the NATS scale-out tests did not run")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    pytest.importorskip("nats", reason="nats-py missing (make venv installs it)")
+    c = NatsCluster(3).start()
+    yield c
+    c.stop()
+
+
+def _sink(url: str, c: NatsCluster, mqtt_server: str, stream: str, *extra: str):
+    return subprocess.Popen(
+        [sys.executable, "-m", "otlink_tools.cli", "store", "--db", url, "--nats",
+         ",".join(c.urls), "--group", "sinks", "--stream", stream, "--port",
+         str(c.server(mqtt_server).mqtt), "--ack-wait", str(ACK_WAIT), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_subject_mapping():
+    """The MQTT gateway's mapping: / is ., a . inside a level is //, + is *, # is >."""
+    assert topic_to_subject("otlink/plant1/m7/data") == "otlink.plant1.m7.data"
+    assert topic_to_subject("otlink/+/+/data") == "otlink.*.*.data"
+    assert topic_to_subject("a/b.c/#") == "a.b//c.>"
+    for t in ("otlink/plant1/m7/data", "a/b.c/d", "x/v1.2.3/y"):
+        assert subject_to_topic(topic_to_subject(t)) == t
+
+
+def test_contiguous_top():
+    """A group's position: the run above the floor, over readings and rejected batches."""
+    assert contiguous_top(0, [1, 2, 3, 5], []) == 3
+    assert contiguous_top(0, [1, 2, 3, 7], [(4, 6)]) == 7
+    assert contiguous_top(10, [1, 2, 11, 12, 14], [(3, 9), (13, 13)]) == 14
+    assert contiguous_top(5, [], []) == 5
+
+
+def _has_stream(c: NatsCluster, stream: str) -> bool:
+    try:
+        return c.stream_leader(stream) is not None
+    except (RuntimeError, TimeoutError, OSError):
+        return False
+
+
+def _online_node(port: int, site: str = "plant1", node: str = "m7") -> None:
+    """A node's retained birth and online state, as a node publishes them at connect."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    t = f"otlink/{site}/{node}/"
+    birth = cbor2.dumps({"v": 1, "node": node, "fw": "1", "cfg": "ab", "boot": 1,
+                         "pts": [[1, "e", "Wh", "u32", 1, 0, None]]})
+    state = cbor2.dumps({"v": 1, "online": True, "boot": 1, "uptime_s": 5})
+    c.publish(t + "birth", birth, qos=1, retain=True).wait_for_publish(5)
+    c.publish(t + "state", state, qos=1, retain=True).wait_for_publish(5)
+    for s in range(1, 40, 2):  # the node keeps publishing
+        c.publish(t + "data", cbor2.dumps({"v": 1, "b": 1, "s": s, "e": s + 1, "f": 0,
+                                            "t": 1795000000000, "r": [1, 5, 1, 1]}),
+                  qos=1).wait_for_publish(5)
+        time.sleep(0.1)
+    c.disconnect()
+    c.loop_stop()
+
+
+class _Err:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, s: str) -> None:
+        self.lines.append(s)
+
+    def flush(self) -> None:
+        pass
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+@pytest.mark.parametrize("how", ["share", "stream"])
+def test_quiet_group_says_so(cluster, tmp_path, how):
+    """NATS grants a $share subscription and delivers nothing on it; a JetStream stream that
+    does not capture the data subjects delivers nothing too. Either way the sink sees the
+    node online (retained birth and state) and says so within --quiet-warn, loudly."""
+    srv = cluster.servers[1]
+    err = _Err()
+    feed = None
+    if how == "stream":  # a stream made for another prefix
+        feed = JetStreamFeed(cluster.urls, "quiet", "other.*.*.data", stream="OTHER")
+    st = Store(f"sqlite:{tmp_path / 'q.db'}", port=srv.mqtt, group="quiet", ack=False,
+               feed=feed, quiet_warn=1.5, err=err).start()
+    try:
+        _online_node(srv.mqtt, node=f"q-{how}")  # its state is retained: seen at once
+        assert st.wait(lambda s: s.quiet_warnings >= 1, 8), err.text()
+    finally:
+        st.stop()
+    assert st.stored == 0
+    text = err.text()
+    # (it may name the other case's node, whose online state is retained on the cluster)
+    assert re.search(r"WARNING: no data for \d+ s although plant1/q-\w+(, plant1/q-\w+)? "
+                     r"(says it is|say they are) online", text), text
+    assert ("--nats" in text) if how == "share" else ("does the stream capture" in text)
+
+
+def test_mosquitto_share_group_no_warning(fresh_broker, tmp_path):
+    """On mosquitto $share delivers: a group member storing data never warns."""
+    err = _Err()
+    st = Store(f"sqlite:{tmp_path / 'q.db'}", port=fresh_broker.port, group="g",
+               quiet_warn=1.5, err=err).start()
+    try:
+        _online_node(fresh_broker.port)  # 2 s of data, a batch every 0.1 s
+        st.wait(lambda s: s.stored >= 40, 2)
+    finally:
+        st.stop()
+    assert st.stored == 40 and st.quiet_warnings == 0, err.text()
+
+
+# last in this module: it kills a server of the shared cluster
+def test_leader_sigkill_every_reading_once(cluster, tmp_path):
+    """Two sinks share the durable consumer; the node publishes to one server's MQTT
+    gateway; the stream leader is SIGKILLed mid-run. The node's queue drains on the sinks'
+    acks (published after COMMIT through NATS to the node's ack topic) and the table holds
+    every reading once."""
+    url = f"sqlite:{tmp_path / 'h.db'}"
+    total = 8000
+    stream = "OTLINK_KILL"
+    sinks = [_sink(url, cluster, "n1", stream), _sink(url, cluster, "n2", stream)]
+    try:
+        assert wait_for(lambda: _has_stream(cluster, stream), 15), "no stream made"
+        leader = cluster.stream_leader(stream)
+        # the node on a server that does not lead the stream (the node has one broker
+        # address: its server dying would be a broker outage, tested elsewhere)
+        node_srv = next(s for s in cluster.servers if s.name != leader)
+        agent = start_agent(agent_opts(node_srv.mqtt, total, rate=800, seconds=35))
+        assert wait_for(lambda: count(url) >= 2500, 20), "stuck before the kill"
+        leader = cluster.stream_leader(stream)
+        if leader == node_srv.name:  # moved meanwhile: hand it on, then kill
+            cluster.api(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}")
+            assert wait_for(lambda: cluster.stream_leader(stream) not in (None, leader), 10)
+            leader = cluster.stream_leader(stream)
+        at_kill = count(url)
+        cluster.kill(leader)
+        res = result(agent, timeout=40)
+        assert wait_for(lambda: count(url) >= total, 10)
+        new_leader = cluster.stream_leader(stream)
+    finally:
+        outs = []
+        for s in sinks:
+            s.send_signal(signal.SIGINT)
+            outs.append(s.communicate(timeout=15)[0])
+        cluster.restart(leader)  # the fixture's teardown stops it
+    assert at_kill < total, "the kill came after the end"
+    assert new_leader not in (None, leader)
+    assert res["depth"] == 0 and res["produced"] == total, outs
+    assert_all_readings(url, total, backlog=None)  # 0 lost, 0 twice
+    stored = [int(re.search(r"(\d+) readings? stored", o).group(1)) for o in outs]
+    assert all(n > 0 for n in stored) and sum(stored) == total, outs  # both took part
+    assert query(url, "SELECT seq FROM acks") == [(total,)]
