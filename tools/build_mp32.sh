@@ -2,6 +2,8 @@
 # The 32-bit Unix MicroPython the firmware tests also run on: the object model of the boards
 # (4-byte pointers, 31-bit small ints, single-precision floats boxed on the heap) with the
 # agent frozen in (boards/unix32/manifest.py), so its heap holds data, not bytecode.
+# Its configuration is boards/unix32/mpconfigvariant.h (single-precision floats, Ctrl-C
+# scheduled as on the boards).
 #
 # Input: the MicroPython v1.28.0 release source, ../shared/toolchain/micropython-1.28.0.tar.gz
 # (override with MP_TARBALL). Extracted into build/ once; later runs only re-freeze the
@@ -36,9 +38,8 @@ bash tools/ensure_debs.sh /usr/lib/gcc/x86_64-linux-gnu/12/32/crtbegin.o:gcc-mul
 [ -f build/lib/umqtt/simple.py ] || { echo "otlink: run 'make umqtt' first" >&2; exit 1; }
 J=$(nproc 2>/dev/null || echo 2)
 make -s -C "$SRC/mpy-cross" -j"$J" >/dev/null
-make -s -C "$SRC/ports/unix" -j"$J" VARIANT=standard BUILD="$OUT" \
+make -s -C "$SRC/ports/unix" -j"$J" VARIANT_DIR="$PWD/boards/unix32" BUILD="$OUT" \
   MICROPY_FORCE_32BIT=1 MICROPY_PY_FFI=0 MICROPY_PY_BTREE=0 \
   MICROPY_PY_SSL=0 MICROPY_SSL_MBEDTLS=0 \
-  CFLAGS_EXTRA='-DMICROPY_FLOAT_IMPL=MICROPY_FLOAT_IMPL_FLOAT' \
   FROZEN_MANIFEST="$PWD/boards/unix32/manifest.py" >"$OUT.log" 2>&1 \
   || { tail -30 "$OUT.log" >&2; echo "otlink: 32-bit build failed (log: $OUT.log)" >&2; exit 1; }

@@ -41,7 +41,8 @@ def make_board(cfg, args):
 
         state = args.get("state") or "state"
         image = cfg["flash"]["image"] or (state + "/flash.img")
-        return unix.Board(unix.load_board("unix", args.get("boards") or "boards"), image)
+        return unix.Board(unix.load_board("unix", args.get("boards") or "boards"), image,
+                          stop_file=state + "/stop")
     if name == "esp32":
         from otlink.hal import esp32
 
@@ -174,6 +175,7 @@ class App:
         self.tasks = []
         self.task_errors = 0
         self.reboot = None  # why the agent restarts (request_reboot), None while it runs
+        self.halted = False  # the host asked it to stop (request_stop)
         self.config_state = "ok"  # ok, trial, rolled_back (console_config.py)
         self._live = []
         self.poller = None
@@ -246,6 +248,9 @@ class App:
             if p is None or not p.on_wire:  # no flash work between a request and its answer
                 self.queue.tick(self.clock.ticks_ms())
             self.board.watchdog_feed()
+            if self.board.stop_requested():
+                self.request_stop()
+                return
             await asyncio.sleep_ms(period)
 
     async def _network_loop(self):
@@ -341,13 +346,22 @@ class App:
             try:
                 await t
             except asyncio.CancelledError:
-                if self.reboot is None:
+                if self.reboot is None and not self.halted:
                     raise
+
+    def request_stop(self):
+        """Stop every task (the caller's own returns by itself) so run() returns and main()
+        stops the agent cleanly: the host's stop request (Board.stop_requested)."""
+        self.halted = True
+        self._cancel_others()
 
     def request_reboot(self, why):
         """Stop every task (the caller's own returns by itself) so main() restarts the node:
         a commit, a rollback, the console's reboot."""
         self.reboot = why
+        self._cancel_others()
+
+    def _cancel_others(self):
         me = asyncio.current_task()
         for t in self._live:
             if t is not me:
@@ -503,6 +517,8 @@ def main(args):
     gc.threshold(_RUN_GC)
     try:
         asyncio.run(app.run())
+        if app.halted:
+            log("stopping")
     except KeyboardInterrupt:
         log("stopping")
     finally:

@@ -115,7 +115,7 @@ class Stack:
 
     def stop(self) -> None:
         if self.agent and self.agent.poll() is None:
-            self.agent.send_signal(signal.SIGINT)
+            node.ask_to_stop(self.agent, self.dir / "state")
             try:
                 self.agent.wait(3)
             except Exception:

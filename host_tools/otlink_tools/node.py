@@ -133,11 +133,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                                link=getattr(args, "console_link", None))
     while True:
         # Its own session: a Ctrl-C at the terminal reaches only this process, which then
-        # asks the agent to stop exactly once (a second SIGINT could cut its final queue
-        # commit short). Exit status 75: the agent asks to be started again (a commit or
-        # rollback of its config, docs/config.md), as a board resets.
+        # asks the agent to stop (ask_to_stop). Exit status 75: the agent asks to be started
+        # again (a commit or rollback of its config, docs/config.md), as a board resets.
         proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-        rc = supervise(proc)
+        rc = supervise(proc, state)
         if rc != 75:
             return rc
 
@@ -156,10 +155,20 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def supervise(proc: subprocess.Popen, stop_seconds: float = STOP_SECONDS) -> int:
-    """Wait for the agent; on SIGINT, SIGTERM or SIGHUP send it SIGINT (the MicroPython Unix
-    port raises KeyboardInterrupt: the agent commits its queue and exits), kill it after
-    stop_seconds, and return its exit status."""
+def ask_to_stop(proc: subprocess.Popen, state: str | Path) -> None:
+    """Ask the agent running with --state to stop cleanly: it looks for <state>/stop at every
+    commit tick (Board.stop_requested, hal/unix/board.py), commits its queue, publishes its
+    stopped state and exits 0. Not SIGINT: the desktop MicroPython raises KeyboardInterrupt
+    from inside its signal handler, in the middle of any C function, and one landing in a
+    garbage collection leaves the heap locked for good (the agent then cannot even log)."""
+    if proc.poll() is None:
+        (Path(state) / "stop").touch()
+
+
+def supervise(proc: subprocess.Popen, state: str | Path,
+              stop_seconds: float = STOP_SECONDS) -> int:
+    """Wait for the agent; on SIGINT, SIGTERM or SIGHUP ask it to stop (ask_to_stop), kill it
+    after stop_seconds, and return its exit status."""
     def on_second(signum, frame):  # a second stop signal while waiting: do not wait longer
         proc.kill()
 
@@ -174,8 +183,7 @@ def supervise(proc: subprocess.Popen, stop_seconds: float = STOP_SECONDS) -> int
             return exit_status(proc.wait())
         except _Stop:
             pass
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+        ask_to_stop(proc, state)
         try:
             return exit_status(proc.wait(stop_seconds))
         except subprocess.TimeoutExpired:

@@ -72,5 +72,10 @@ class Board:
     def free_heap(self):
         raise NotImplementedError
 
+    def stop_requested(self):
+        """True when the host asked the agent to stop cleanly (the Unix port's stop file,
+        written by `otlink node run`); a board is stopped by its power switch: never."""
+        return False
+
     def close(self):
         """Release what the board holds (files, mounts); a no-op on hardware."""

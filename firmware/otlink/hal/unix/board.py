@@ -7,6 +7,7 @@
 #  - clock and network: host clock, host sockets (same `socket`/`ssl` API as the boards).
 import gc
 import json
+import os
 import vfs
 
 from otlink.hal.board import Board as _Board
@@ -22,8 +23,18 @@ class Board(_Board):
     name = "unix"
 
     def __init__(self, board_def, image_path, clock=None, mount_point="/flash",
-                 counters=False):
+                 counters=False, stop_file=None):
         from otlink.hal.unix.norflash import NorFlash
+
+        # `otlink node run` asks the agent to stop by creating this file (a SIGINT on the
+        # desktop MicroPython is raised mid-C-function: node.ask_to_stop); one left by an
+        # earlier run is removed so it cannot stop this one
+        self._stop_file = stop_file
+        if stop_file is not None:
+            try:
+                os.remove(stop_file)
+            except OSError:
+                pass
 
         self.defn = board_def
         fl = board_def["flash"]
@@ -115,6 +126,15 @@ class Board(_Board):
 
     def reset_cause(self):
         return "power-on"
+
+    def stop_requested(self):
+        if self._stop_file is None:
+            return False
+        try:
+            os.stat(self._stop_file)
+        except OSError:
+            return False
+        return True
 
     def free_heap(self):
         return gc.mem_free()
