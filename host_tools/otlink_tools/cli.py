@@ -17,6 +17,7 @@ from otlink_tools import status
 from otlink_tools.broker_args import add_broker_args
 from otlink_tools import console_client
 from otlink_tools.errors import CommandError
+from otlink_tools import oee
 
 
 # --- argument builders, one per command -------------------------------------------------------
@@ -137,6 +138,7 @@ _COMMANDS = {
     "config push": (console_client.cmd_push, _argparse_config_push),
     "logs": (console_client.cmd_logs, console_client.build_logs),
     "demo": (demo.cmd_demo, _argparse_demo),
+    "oee": (oee.run, oee.build_parser),
 }
 # help of the command groups (the first word of a two-word command)
 _GROUPS = {
