@@ -47,6 +47,10 @@ _POLLERR = const(8)
 _POLLHUP = const(16)
 _MAX_IN = const(2048)  # largest ack/cmd payload taken in; longer ones are discarded
 _SKIP = const(256)  # chunk used to read and drop what is refused
+# Protocol error: MicroPython's errno has no EPROTO (errno.EPROTO raised AttributeError on
+# every malformed packet); the value is Linux's and lwIP's. EPIPE: a write to a closed peer.
+_EPROTO = const(71)
+_EPIPE = const(32)
 # connect() steps (header comment)
 _CHAIN_MS = const(20)  # run further steps in the same call while it has taken less
 _S_IDLE = const(0)
@@ -584,12 +588,12 @@ class Uplink:
             if op == 0x90:
                 r = s.read(4)  # remaining length 3, packet id, return code
                 if r[0] != 3 or (r[1] << 8 | r[2]) != pid:
-                    raise OSError(errno.EPROTO)
+                    raise OSError(_EPROTO)
                 if r[3] == 0x80:
                     raise _mqtt.MQTTException(0x80)
                 return
             if op is not None:
-                raise OSError(errno.EPROTO)  # nothing else is due before the SUBACK
+                raise OSError(_EPROTO)  # nothing else is due before the SUBACK
 
     def _varlen(self):
         s = self._skip
@@ -602,7 +606,7 @@ class Uplink:
             if not b & 0x80:
                 return n
             sh += 7
-        raise OSError(errno.EPROTO)
+        raise OSError(_EPROTO)
 
     def _drop_bytes(self, n):
         s = self.sock
@@ -626,13 +630,13 @@ class Uplink:
         op = res[0]
         if op == 0xD0:  # PINGRESP
             if self._varlen():
-                raise OSError(errno.EPROTO)
+                raise OSError(_EPROTO)
             return None
         if op & 0xF0 != 0x30:
             return op
         qos = (op >> 1) & 3
         if qos == 3:
-            raise OSError(errno.EPROTO)
+            raise OSError(_EPROTO)
         sz = self._varlen()
         sk = self._skip
         s.readinto(sk[0:2])
@@ -649,7 +653,7 @@ class Uplink:
             pid = sk[0] << 8 | sk[1]
             sz -= 2
         if sz < 0:
-            raise OSError(errno.EPROTO)
+            raise OSError(_EPROTO)
         if topic is None or sz > self.max_in or (topic != self.t_ack and topic != self.t_cmd):
             self.refused_in += 1
             self._drop_bytes(sz)
@@ -688,9 +692,15 @@ def _describe(e):
     if isinstance(e, OSError):
         code = e.args[0] if e.args else 0
         name = {errno.ETIMEDOUT: "timed out", errno.ECONNREFUSED: "connection refused",
-                errno.ECONNRESET: "connection reset"}.get(code, "errno %s" % code)
+                errno.ECONNRESET: "connection reset", _EPIPE: "connection closed by the broker",
+                _EPROTO: _MALFORMED}.get(code, "errno %s" % code)
         return "MQTT: " + name
+    if isinstance(e, AssertionError):  # umqtt.simple checks what it reads with assert
+        return "MQTT: " + _MALFORMED
     return "MQTT: %s %s" % (type(e).__name__, e)
+
+
+_MALFORMED = "protocol error (malformed or unexpected packet from the broker)"
 
 
 def _rand(n):
