@@ -40,18 +40,18 @@ def _dirs(remote_files: list[str]) -> list[str]:
     return seen
 
 
-def connect(port: str, baud: int = 115200):
+def connect(port: str, baud: int = 115200, wait_s: float = 8):
     try:
         from mpremote.transport_serial import SerialTransport
     except ImportError:
         raise CommandError("mpremote is not installed (it comes with the host tools: "
                            "run 'make setup')") from None
     try:
-        t = SerialTransport(port, baudrate=baud)
+        t = SerialTransport(port, baudrate=baud, timeout=1)  # reads return: deadlines hold
     except Exception as e:  # mpremote raises its own TransportError with the OS's words
         raise CommandError(f"cannot open {port}: {e}") from None
     try:
-        t.enter_raw_repl(soft_reset=False)
+        t.enter_raw_repl(soft_reset=False, timeout_overall=wait_s)
     except Exception as e:
         t.close()
         raise CommandError(f"no MicroPython raw REPL on {port}: {e} (is it the right port? "
@@ -60,11 +60,11 @@ def connect(port: str, baud: int = 115200):
 
 
 def install(port: str, pairs: list[tuple[Path, str]], baud: int = 115200, reset: bool = True,
-            root: str = "", stream=None) -> dict:
+            root: str = "", stream=None, wait_s: float = 8) -> dict:
     """Copy, verify, reset. root: prefix of every remote path (a board: "", its / ; the Unix
     port stand-in: its working folder). Returns {"sent", "skipped", "bytes", "verified"}."""
     files = plan(pairs)
-    t = connect(port, baud)
+    t = connect(port, baud, wait_s)
     sent = skipped = nbytes = 0
     try:
         for d in _dirs([r for _, r in files]):
@@ -78,14 +78,15 @@ def install(port: str, pairs: list[tuple[Path, str]], baud: int = 115200, reset:
                 skipped += 1
             else:
                 todo.append((remote, data, want))
-        bar = Bar("copy", sum(len(d) for _, d, _ in todo), stream)
+        bar = Bar("copy", sum(len(d) for _, d, _ in todo), stream) if todo else None
         for remote, data, _ in todo:
             base = bar.done
             t.fs_writefile(root + remote, data, chunk_size=512,
                            progress_callback=lambda n, total, b=base: bar.update(b + n))
             sent += 1
             nbytes += len(data)
-        bar.finish()
+        if bar is not None:
+            bar.finish()
         for remote, data, want in todo:
             got = t.fs_hashfile(root + remote, "sha256")
             if got != want:

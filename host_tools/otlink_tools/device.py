@@ -23,7 +23,7 @@ from otlink_tools.errors import CommandError
 from otlink_tools.manifest import board_modules
 from otlink_tools.transport import Transport
 
-MPY_ARCH = {"xtensawin": "xtensawin", "armv6m": "armv6m", "x64": "x64"}
+MPY_ARCH = {"xtensawin": "xtensawin", "armv6m": "armv6m", "armv7emsp": "armv7emsp", "x64": "x64"}
 
 
 def board_def(name: str) -> dict:
@@ -68,7 +68,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def deploy(board: Transport, board_name: str, out: Path | None = None,
-           install_to: str | None = None, baud: int = 115200, reset: bool = True):
+           install_to: str | None = None, baud: int = 115200, reset: bool = True,
+           root: str = "", wait_s: float = 8):
     """Compile the firmware for `board_name` into `out` (None: a temporary folder, removed
     at the end) with umqtt.simple beside it. Dry (install_to None): record the mpremote copy
     the board transport would run, return the compiled files. Otherwise copy it to the board
@@ -97,7 +98,7 @@ def deploy(board: Transport, board_name: str, out: Path | None = None,
         from otlink_tools import board_link
 
         return board_link.install(install_to, [(where, ""), (stage, "")], baud=baud,
-                                  reset=reset)
+                                  reset=reset, root=root, wait_s=wait_s)
 
 
 def cmd_config_push(args: argparse.Namespace) -> int:

@@ -112,3 +112,55 @@ def test_a_board_that_never_answers_is_given_up_on():
     finally:
         os.close(master)
         os.close(slave)
+
+
+# --- deploy to a MicroPython over its raw REPL: the Unix port on a pty stands in for a board ---
+
+@pytest.fixture
+def repl_board(tmp_path):
+    """A MicroPython REPL on a serial line: the Unix port with its stdin/stdout on a pty's
+    master side; the slave's path is the "board's" port. Its files land in tmp_path/fs."""
+    import tty
+
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    mp = Path(sys.executable).parent / "micropython"
+    proc = subprocess.Popen([str(mp)], stdin=master, stdout=master, stderr=master, cwd=fs)
+    time.sleep(0.2)
+    yield os.ttyname(slave), fs
+    proc.kill()
+    proc.wait()
+    os.close(master)
+    os.close(slave)
+
+
+def test_deploy_copies_verifies_by_hash_and_skips_what_is_there(repl_board, tmp_path, capsys):
+    port, fs = repl_board
+    out = tmp_path / "tree"
+    res = device.deploy(Transport(port), "pico_w", out, install_to=port, root=str(fs))
+    local = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert res["sent"] == len(local) + 1 == res["verified"] and res["skipped"] == 0
+    for rel, data in local.items():  # every byte arrived, .mpy for the board's arch
+        assert (fs / rel).read_bytes() == data, rel
+    assert (fs / "umqtt" / "simple.py").exists()
+    assert "100%" in capsys.readouterr().err  # the progress bar ran to its end
+    # again: nothing changed, nothing sent; one file damaged on the board: only it is sent
+    (fs / "otlink" / "app.mpy").write_bytes(b"M\x06broken")
+    res = device.deploy(Transport(port), "pico_w", out, install_to=port, root=str(fs))
+    assert (res["sent"], res["skipped"]) == (1, len(local))
+    assert (fs / "otlink" / "app.mpy").read_bytes() == local["otlink/app.mpy"]
+
+
+def test_deploy_names_a_port_without_a_repl(tmp_path):
+    master, slave = pty.openpty()  # nobody on the other end
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(CommandError, match="no MicroPython raw REPL on /dev/"):
+            device.deploy(Transport(os.ttyname(slave)), "esp32", tmp_path / "o",
+                          install_to=os.ttyname(slave), wait_s=2)
+        assert time.monotonic() - t0 < 8
+    finally:
+        os.close(master)
+        os.close(slave)
