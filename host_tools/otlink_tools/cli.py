@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from otlink_tools import __version__, demo, device, modbus_probe, monitor, node, store, write
-from otlink_tools import status
+from otlink_tools import bridge, health
 from otlink_tools.broker_args import add_broker_args
 from otlink_tools import console_client
 from otlink_tools.errors import CommandError
@@ -120,7 +120,8 @@ _COMMANDS = {
     "node validate": (node.cmd_validate, _argparse_node_validate),
     "monitor": (monitor.run, _argparse_monitor),
     "store": (store.run, store.build_parser),
-    "status": (status.run, status.build_parser),
+    "health": (health.run, health.build_parser),
+    "bridge": (bridge.run, bridge.build_parser),
     "write": (write.run, write.build_parser),
     "modbus probe": (modbus_probe.run, _argparse_modbus_probe),
     "deploy": (device.cmd_deploy, _argparse_deploy),

@@ -1,11 +1,11 @@
 """Values as the meter meant them and health a person can see, every layer real: the
-simulated meter on a pty -> the agent (Unix port) -> mosquitto -> otlink monitor / status.
+simulated meter on a pty -> the agent (Unix port) -> mosquitto -> otlink monitor / health.
 
 - an int64 register above 2**53, a float32 register holding NaN and a string register with
   bytes that are not UTF-8 arrive exact, as null plus a flag, and flagged on their own row;
 - a point that fails with a Modbus exception is sent once as an error reading; a monitor that
   starts after that (another consumer acknowledged it) still shows it, from the node's state;
-- `otlink status` names the point in error (exit 3), and after Ctrl-C on the agent tells a
+- `otlink health` names the point in error (exit 3), and after Ctrl-C on the agent tells a
   cleanly stopped node (exit 4) with the figures it stopped with.
 """
 
@@ -26,8 +26,8 @@ SERIAL = b"SN\xff\xfe42\0\0"  # 8 characters, two bytes not UTF-8, NUL padded
 DEAD = 900  # holding register the meter answers with exception 2 (illegal data address)
 
 
-def status(capsys, port: int, *args: str) -> tuple[int, str]:
-    code = cli.main(["status", "--port", str(port), "--site", "demo-plant", "--node",
+def health(capsys, port: int, *args: str) -> tuple[int, str]:
+    code = cli.main(["health", "--port", str(port), "--site", "demo-plant", "--node",
                      "demo-press-01", *args])
     out = capsys.readouterr()
     return code, out.out + out.err
@@ -84,7 +84,7 @@ def test_exact_values_late_errors_and_clean_stop(fresh_broker, demo_meter, tmp_p
         assert line.endswith("130: Modbus exception 2: illegal data address (from the node's "
                              "state)"), late.render()
 
-        code, text = status(capsys, fresh_broker.port)
+        code, text = health(capsys, fresh_broker.port)
         assert code == 3, text
         assert "problem: 1 point in error: dead_reg (Modbus exception 2: illegal data " \
                "address)" in text
@@ -95,7 +95,7 @@ def test_exact_values_late_errors_and_clean_stop(fresh_broker, demo_meter, tmp_p
         assert late.wait(cond=lambda mon: any(s.get("stopped") for s in mon.states.values()),
                          seconds=10)
         assert "STOPPED" in late.render().splitlines()[0]
-        code, text = status(capsys, fresh_broker.port, "--json")
+        code, text = health(capsys, fresh_broker.port, "--json")
         doc = json.loads(text)["nodes"][0]
         assert code == 4 and doc["condition"] == "stopped"
         assert doc["state"]["online"] is False and doc["state"]["uptime_s"] >= 1
