@@ -288,8 +288,9 @@ WRITERS = {"jsonl": JsonlWriter, "csv": CsvWriter, "influx": InfluxWriter,
 # --- the live table for a terminal ------------------------------------------------------------
 
 class LiveTable:
-    """The latest row of every (node, point), rendered as one block per node: a state line
-    (online, queue depth, drops, last seq), then one line per point with its age."""
+    """The latest row of every (node, point), rendered as one block per node: its condition
+    and figures (health.py), problems and warnings, then one line per point of its birth
+    table with its value and age."""
 
     def __init__(self) -> None:
         self.latest: dict[tuple[str, str], dict[int, dict]] = {}
