@@ -4,7 +4,7 @@
 #
 # Firmware hash: SHA-256 over the agent's module files as deployed (sorted by path; each
 # file contributes its path, a NUL, its length as 4 bytes big-endian and its bytes), the same
-# figure `otlink_tools.security.tree_hash` computes over a deploy folder. A firmware frozen
+# figure `otlink_tools.fwhash.tree_hash` computes over a deploy folder. A firmware frozen
 # into the image has no files to hash: "frozen" (its integrity is the image's, checked by the
 # board's boot loader when secure boot is on).
 import hashlib
