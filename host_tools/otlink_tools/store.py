@@ -31,7 +31,7 @@ import time
 import cbor2
 import paho.mqtt.client as mqtt
 
-from otlink_tools.acktrack import ACK_WAIT_S, Track
+from otlink_tools.acktrack import ACK_WAIT_S, Track, ack_key, sign_ack
 from otlink_tools.broker_args import add_broker_args, broker_password, broker_port, refusal, \
     tls_context
 from otlink_tools.decode import PayloadError, apply_scale, decode_message, encode_ack
@@ -145,6 +145,7 @@ class Store:
         # counters
         self.messages = self.stored = self.duplicates = self.rejected = 0
         self.acks_sent = self.transactions = self.db_retries = 0
+        self.ack_key: bytes | None = None  # signs acks (acktrack.sign_ack) when set
         self.db_down = False
 
     # --- MQTT -----------------------------------------------------------------------------
@@ -582,13 +583,16 @@ class Store:
             if self.ack:
                 site, node, boot = key
                 topic = f"{self.prefix}/{site}/{node}/ack"
+                payload = encode_ack(boot, top)
+                if self.ack_key is not None:  # a node with mqtt.ack_key takes signed acks only
+                    payload = sign_ack(self.ack_key, topic, payload)
                 if self.feed is not None:
                     # through the NATS cluster, which fails over: the MQTT gateway of the
                     # node's server hands it to the node (not retained: a restarted member
                     # reads the position from the acks table)
-                    self.feed.publish(topic_to_subject(topic), encode_ack(boot, top))
+                    self.feed.publish(topic_to_subject(topic), payload)
                 else:
-                    self.client.publish(topic, encode_ack(boot, top), qos=1, retain=True)
+                    self.client.publish(topic, payload, qos=1, retain=True)
                 self.acks_sent += 1
 
     def _check_quiet(self) -> None:
@@ -656,6 +660,8 @@ def build_parser(p) -> None:
     p.add_argument("--ack", action=argparse.BooleanOptionalAction, default=True,
                    help="consumer acknowledgement (default on): ack to the node what the "
                         "database committed")
+    p.add_argument("--ack-key-file", help="sign acks with this key (hex; or set "
+                   "OTLINK_ACK_KEY): for nodes with mqtt.ack_key (docs/security.md)")
     p.add_argument("--ack-wait", type=float, default=ACK_WAIT_S, metavar="S",
                    help="--ack, first contact with a node and boot it has no position for: "
                         "wait S seconds for the node's resends before the first ack (more "
@@ -726,6 +732,7 @@ def run(args) -> int:
                    cert=args.cert, key=args.key, user=args.user, password=password,
                    client_id=args.client_id, ack_wait=args.ack_wait,
                    feed=_feed(args, password), quiet_warn=args.quiet_warn)
+        st.ack_key = ack_key(getattr(args, "ack_key_file", None))
         st.start()
     except (ValueError, ConnectionError, DbRefused) as e:
         raise CommandError(str(e)) from None

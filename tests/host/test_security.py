@@ -235,3 +235,39 @@ def test_secrets_posture_and_forged_acks_end_to_end(pw_broker, tmp_path):
     out = log.read_text()
     assert "insecure options in force: plaintext_auth" in out, out
     assert not _leaks(out), out
+
+
+def test_store_and_monitor_sign_their_acks(tmp_path):
+    """The consumers sign acks the way the node checks them (tests/firmware/test_hmac_acks.py
+    builds the format from the node's own HMAC): tag over topic, LF and the plain ack."""
+    import hmac
+    from hashlib import sha256
+
+    from otlink_tools.monitor import Monitor
+    from otlink_tools.store import Store
+
+    key = bytes.fromhex(ACK_KEY)
+    sent = []
+
+    class Client:
+        def publish(self, topic, payload, qos=0, retain=False):
+            sent.append((topic, payload))
+
+    st = Store(f"sqlite:///{tmp_path / 'x.db'}", ack=True)
+    st.client = Client()
+    st.ack_key = key
+    st._publish_acks({("plant", "n1", 3): 42})
+    mon = Monitor("127.0.0.1", 1883, ack=True, out=open(tmp_path / "m.txt", "w"))
+    mon.client = Client()
+    mon.ack_key = key
+    from otlink_tools.acktrack import Track
+
+    mon.tracks[("plant", "n1", 3)] = Track(floor=41)
+    mon.tracks[("plant", "n1", 3)].add(42, 42)
+    mon._send_ack(("plant", "n1", 3))
+    assert len(sent) == 2
+    for topic, payload in sent:
+        assert topic == "otlink/plant/n1/ack"
+        plain = encode_ack(3, 42)
+        tag = hmac.new(key, topic.encode() + b"\n" + plain, sha256).digest()
+        assert payload == b"\xa4" + plain[1:] + b"\x61m\x58\x20" + tag
