@@ -271,3 +271,20 @@ def test_store_and_monitor_sign_their_acks(tmp_path):
         plain = encode_ack(3, 42)
         tag = hmac.new(key, topic.encode() + b"\n" + plain, sha256).digest()
         assert payload == b"\xa4" + plain[1:] + b"\x61m\x58\x20" + tag
+
+
+def test_console_and_config_pull_mask_every_secret():
+    """What the service console shows (`get`, `diff`, `otlink config pull`) goes through
+    console.masked: every planted secret of a full config is replaced."""
+    from otlink_tools import paths
+
+    paths.firmware_import_path()
+    from otlink import console
+
+    cfg = demo_config("/dev/null", 1883)
+    cfg["wifi"] = {"ssid": "plant", "password": WIFI_PW}
+    cfg["mqtt"].update({"user": USER, "password": PASSWORD, "ack_key": ACK_KEY})
+    cfg["commands"] = {"writable": [{"point": 6, "min": 0.5, "max": 1.0}], "key": CMD_KEY}
+    shown = json.dumps(console.masked(cfg))
+    assert not _leaks(shown), shown
+    assert USER in shown  # not a secret: still shown
