@@ -128,14 +128,26 @@ def mag(rec: ptr8, kind: int, fb: int, sb: ptr8, st: ptr32) -> int:
         sb[7] = 0
         nb = 53
         sh = e - 1075 + fb  # value = mantissa * 2**(e - 1075)
-    for p in range(nb):
-        if (sb[p >> 3] >> (p & 7)) & 1:
-            q = p + sh
-            if q >= 0:
-                k = q // 15
-                if k >= 5:
-                    return 0
-                st[1 + k] = st[1 + k] | (1 << (q - k * 15))
+    # byte by byte: byte i holds bits 8i.. of the magnitude, which land at bit 8i + sh
+    for i in range((nb + 7) >> 3):
+        b = sb[i]
+        if b == 0:
+            continue
+        q = 8 * i + sh
+        if q < 0:
+            if q <= -8:
+                continue
+            b = b >> (0 - q)  # bits below 2**-fb are dropped (truncation)
+            q = 0
+            if b == 0:
+                continue
+        k = q // 15
+        v = b << (q - k * 15)  # below 2**22: at most two limbs
+        if k >= 5 or (k == 4 and v >> 15):
+            return 0
+        st[1 + k] = st[1 + k] | (v & 0x7FFF)
+        if v >> 15:
+            st[2 + k] = st[2 + k] | (v >> 15)
     return 1
 
 
