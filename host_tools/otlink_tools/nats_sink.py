@@ -60,7 +60,7 @@ class JetStreamFeed:
     def __init__(self, servers: list[str], group: str, subject: str, stream: str = STREAM,
                  replicas: int = 3, ack_wait: float = ACK_WAIT_S, fetch_max: int = 64,
                  user: str | None = None, password: str | None = None, tls=None,
-                 extra_subjects: tuple[str, ...] = ()) -> None:
+                 extra_subjects: tuple[str, ...] = (), held: bool = False) -> None:
         if not servers:
             raise ValueError("--nats: one or more NATS server URLs wanted")
         for u in servers:
@@ -73,6 +73,7 @@ class JetStreamFeed:
         self.loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self.held = held  # connected but not fetching until release() (a benchmark's start)
         self.nc = None
         self.js = None
         self.sub = None
@@ -116,6 +117,9 @@ class JetStreamFeed:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
         self._thread = None
+
+    def release(self) -> None:
+        self.held = False
 
     def pause(self) -> None:
         """Fetch no more (the Store is stopping; what it holds is still written and
@@ -261,7 +265,7 @@ class JetStreamFeed:
         from nats.js.errors import FetchTimeoutError
         said_at = 0.0
         while not self._stopping:
-            if self.pending() > BACKLOG_MAX * self.fetch_max:  # the writer is behind
+            if self.held or self.pending() > BACKLOG_MAX * self.fetch_max:  # writer behind
                 await asyncio.sleep(0.02)
                 continue
             try:

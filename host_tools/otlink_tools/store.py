@@ -453,7 +453,8 @@ class Store:
                     # in seq order, so the first one of a boot is that boot's oldest
                     # unacknowledged (the backlog of an older boot first, then this one)
                     t.floor = m["seq_first"] - 1
-                t.add(m["seq_first"], m["seq_last"])
+                if not self.group:  # a group's position is read from the database
+                    t.add(m["seq_first"], m["seq_last"])
                 touched.add(key)
                 if key in self.acked and m["seq_last"] <= self.acked[key]:
                     # the node resends what was acknowledged: it missed the ack (or got it
@@ -539,7 +540,9 @@ class Store:
         self._note(f"bad payload on {topic}: {error} (kept in table rejected)")
         if boot is not None and parts[-1] == "data":
             key = (site, node, boot)
-            self._track(key, before).add(first, last)
+            t = self._track(key, before)
+            if not self.group:
+                t.add(first, last)
             touched.add(key)
 
     def _quarantine(self, item, error: str) -> None:
@@ -559,9 +562,11 @@ class Store:
         if boot is not None:
             key = (site, node, boot)
             t = self._track(key, before)
-            t.add(first, last)
             # in a group the next transaction's position covers it (rejected counts)
-            top = None if self.group else t.top()
+            top = None
+            if not self.group:
+                t.add(first, last)
+                top = t.top()
             if top is not None and self.acked.get(key) != top:
                 acks[key] = tx.acks[key] = top
         try:

@@ -68,15 +68,15 @@ BIRTH = cbor2.dumps({"v": 1, "node": "n1", "fw": "bench", "cfg": "0", "boot": 1,
     for i in range(1, NPTS + 1)]})
 
 
-def publish(port: int, msgs: list[bytes]) -> None:
+def publish(port: int, msgs: list[bytes], site: str = "s1") -> None:
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     c.max_inflight_messages_set(100)
     c.connect("127.0.0.1", port)
     c.loop_start()
-    c.publish("otlink/s1/n1/birth", BIRTH, qos=1, retain=True).wait_for_publish(10)
+    c.publish(f"otlink/{site}/n1/birth", BIRTH, qos=1, retain=True).wait_for_publish(10)
     last = None
     for p in msgs:
-        last = c.publish("otlink/s1/n1/data", p, qos=1)
+        last = c.publish(f"otlink/{site}/n1/data", p, qos=1)
     if last is not None:
         last.wait_for_publish(120)
     c.disconnect()
@@ -154,6 +154,92 @@ def one_run(kind: str, url: str, msgs: list[bytes], total: int) -> float:
     return total / dt
 
 
+NATS_EXCL = ("the node and the MQTT gateway (the batches are in the stream before the sinks "
+             "start: the figure is the sinks' drain rate), network latency (loopback: the 3 "
+             "servers and the sinks share this machine's 2 cores); SQLite WAL "
+             "synchronous=FULL, one file both sinks write")
+
+
+def one_run_nats(cluster, url: str, msgs: list[bytes], total: int, sinks: int,
+                 run_id: str) -> float:
+    """Readings/s that `sinks` Stores sharing one durable JetStream consumer drain into one
+    database: the batches are published (through one server's MQTT gateway, as nodes do)
+    into a fresh R3 work-queue stream first; the rate is taken from the first stored
+    reading to the last."""
+    import json
+
+    from otlink_tools.nats_sink import JetStreamFeed
+
+    stream, site = f"BENCH_{run_id}", f"s{run_id}"
+    subject = f"otlink.{site}.n1.data"
+    cluster.api(f"$JS.API.STREAM.CREATE.{stream}", json.dumps(
+        {"name": stream, "subjects": [subject], "retention": "workqueue", "storage": "file",
+         "num_replicas": 3}).encode(), timeout=10)
+    try:
+        publish(cluster.servers[2].mqtt, msgs, site=site)
+        deadline = time.monotonic() + 60
+        while (cluster.api(f"$JS.API.STREAM.INFO.{stream}")["state"]["messages"] < len(msgs)
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        stores = [Store(url, port=cluster.servers[i % 3].mqtt, site=site, group="bench",
+                        feed=JetStreamFeed(cluster.urls, "bench", subject, stream=stream,
+                                           held=True),
+                        quiet_warn=0) for i in range(sinks)]
+        t0 = None
+        try:
+            for st in stores:
+                st.start(timeout=30)
+            for st in stores:  # all connected: fetch from now on
+                st.feed.release()
+            deadline = time.monotonic() + 300
+            got = 0
+            while got < total and time.monotonic() < deadline:
+                got = sum(st.stored for st in stores)
+                if t0 is None and got:
+                    t0, first = time.monotonic(), got
+                time.sleep(0.002)
+            dt = time.monotonic() - t0
+        finally:
+            for st in stores:
+                st.stop()
+    finally:
+        cluster.api(f"$JS.API.STREAM.DELETE.{stream}")
+    if got < total:
+        raise RuntimeError(f"NATS sinks stored {got} of {total}")
+    return (total - first) / dt
+
+
+def nats_rows(tmp: str, quick: bool) -> list[dict]:
+    """2 sinks (and 1, for comparison) through a 3-server NATS JetStream cluster."""
+    from otlink_tools.nats_cluster import NatsCluster, nats_server_binary
+    try:
+        import nats  # noqa: F401
+    except ImportError:
+        return []
+    if nats_server_binary() is None:
+        return []
+    n, total = (1, 5000) if quick else (3, 50000)
+    msgs = batches(total)
+    cluster = NatsCluster(3).start()
+    out: dict[int, list[float]] = {1: [], 2: []}
+    try:
+        for i in range(n):
+            for sinks in (2, 1):
+                url = f"sqlite:{os.path.join(tmp, uuid.uuid4().hex + '.db')}"
+                out[sinks].append(one_run_nats(cluster, url, msgs, total, sinks,
+                                               f"{sinks}x{i}"))
+    finally:
+        cluster.stop()
+    two, one = median(out[2]), median(out[1])
+    return [{"name": "historian: 2 sinks via NATS JetStream into SQLite", "value": round(two),
+             "unit": "readings/s", "rival": round(one), "rival_is": "1 sink, same path",
+             "target": "", "met": None, "excludes": NATS_EXCL,
+             "note": (f"runs {[round(x) for x in out[2]]} (1 sink "
+                      f"{[round(x) for x in out[1]]}); {total} readings per run, 3-server "
+                      f"cluster, stream R3 work queue, one durable pull consumer shared by "
+                      f"the sinks, acked after COMMIT")}]
+
+
 def run(ctx: dict) -> list[dict]:
     quick = bool(ctx.get("quick"))
     n = 1 if quick else 3
@@ -190,6 +276,7 @@ def run(ctx: dict) -> list[dict]:
                          f"{[round(x) for x in naive]}; {total} readings per run "
                          f"(rival {naive_total}), one transaction per group of MQTT "
                          f"messages, dedupe by the primary key in both")})
+        rows += nats_rows(tmp, quick)
     finally:
         if pg is not None:
             pg.remove()
