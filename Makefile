@@ -65,6 +65,19 @@ bench: setup
 sweep: setup
 	$(PY) tools/bench.py --sweep -k queue
 
+# Reliability runs (docs/reliability.md): fault injection on the whole node, a soak at a high
+# reading rate on both builds, fuzzing of every input surface. Counts and time are options
+# of each tool (--help); the defaults are the figures the doc quotes.
+.PHONY: chaos soak fuzz
+chaos: setup
+	$(PY) tools/chaos.py
+
+soak: setup
+	$(PY) tools/soak.py
+
+fuzz: setup
+	$(PY) tools/fuzz.py
+
 mpy: setup
 	$(VENV)/bin/otlink deploy --board esp32 --dry-run --out $(BUILD)/mpy/esp32
 	$(VENV)/bin/otlink deploy --board pico_w --dry-run --out $(BUILD)/mpy/pico_w
