@@ -30,3 +30,79 @@ def test_short_chaos_run_loses_nothing(tmp_path):
     assert r["agent_exits"] == 0 and r["agent_memory_errors"] == 0
     assert r["flash_cuts"] >= 50 and r["flash_lost"] == 0, r["flash_runs"]
     assert r["pass"] and res.returncode == 0, res.stdout + res.stderr
+
+
+def test_proxy_faults_do_what_they_say():
+    """The proxy between agent and broker (an echo server stands in for the broker)."""
+    import socket
+    import threading
+    import time
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from chaos import Proxy
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+
+    def serve(c):
+        try:
+            for d in iter(lambda: c.recv(100), b""):
+                c.sendall(d)
+        except OSError:
+            pass  # reset by the proxy
+        finally:
+            c.close()
+
+    def echo():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+    threading.Thread(target=echo, daemon=True).start()
+    p = Proxy(srv.getsockname()[1])
+    try:
+        def conn():
+            s = socket.create_connection(("127.0.0.1", p.port), timeout=1)
+            s.sendall(b"hi")
+            assert s.recv(10) == b"hi"  # passes through
+            return s
+
+        for mode in ("stall", "drop"):
+            s = conn()
+            p.set(mode)
+            s.sendall(b"lost?")
+            s.settimeout(0.4)
+            try:
+                got = s.recv(10)
+            except socket.timeout:
+                got = None
+            assert got is None, f"{mode}: {got!r} came through"
+            p.set("pass")
+            if mode == "stall":  # held bytes go on once the stall ends
+                s.settimeout(1)
+                assert s.recv(10) == b"lost?"
+            s.close()
+        s = conn()
+        p.set("halfclose")
+        s.settimeout(1)
+        assert s.recv(10) == b""  # FIN towards the agent
+        s.sendall(b"x")  # its own direction is still open
+        p.set("pass")
+        s.close()
+        s = conn()
+        p.set("reset")
+        s.settimeout(1)
+        t0 = time.monotonic()
+        try:
+            s.recv(10)
+            reset = False
+        except ConnectionResetError:
+            reset = True
+        assert reset and time.monotonic() - t0 < 1
+    finally:
+        p.close()
+        srv.close()
