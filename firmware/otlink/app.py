@@ -43,15 +43,19 @@ def make_board(cfg, args):
         image = cfg["flash"]["image"] or (state + "/flash.img")
         return unix.Board(unix.load_board("unix", args.get("boards") or "boards"), image,
                           stop_file=state + "/stop")
-    if name == "esp32":
+    # a board: its file (/boards/<name>.json, deployed with the firmware) names its port HAL
+    from otlink.hal.machine_board import load_board
+
+    defn = load_board(name)
+    if defn["hal"] == "esp32":
         from otlink.hal import esp32
 
-        return esp32.Board(cfg)
-    if name == "pico_w":
+        return esp32.Board(cfg, defn)
+    if defn["hal"] == "rp2":
         from otlink.hal import rp2
 
-        return rp2.Board(cfg)
-    raise ValueError("unknown board %r" % name)
+        return rp2.Board(cfg, defn)
+    raise ValueError("board %r: unknown hal %r" % (name, defn["hal"]))
 
 
 def birth_rows(cfg):

@@ -3,9 +3,10 @@
 #
 # Timing (Modbus over Serial Line §2.5.1.1): a request goes out only after t3.5 of silence; a
 # response is complete after t3.5 of silence following its last byte (bytes running on past the
-# expected length make it a framing error). Apart from sending a request (above), the poller
-# never blocks the event loop for more than about one millisecond: it waits in uart.wait() slices of at most _SLICE_MS and yields to the
-# loop after each, and busy-polls only the last ~1.1 ms of a deadline for sub-ms precision.
+# expected length make it a framing error). Apart from sending a request (below), the poller
+# never blocks the event loop for more than about one millisecond: it waits in uart.wait()
+# slices of at most _SLICE_MS and yields to the loop after each, and busy-polls only the last
+# ~1.1 ms of a deadline for sub-ms precision.
 #
 # Bus direction: the request is written and the poller holds the loop until its last stop bit
 # has left (uart.flush(), the frame's wire time: 9.2 ms for 8 bytes at 9600 baud), so DE drops

@@ -16,7 +16,10 @@ from otlink.core.points import (ORDERS, T_BIT, T_BOOL, T_STRING, TABLES, TYPES, 
 
 SCHEMA_VERSION = 1
 
-BOARDS = ("unix", "esp32", "pico_w")
+# boards/<name>.json: the board files (tests/host/test_boards.py checks this list against them)
+BOARDS = ("unix", "esp32", "esp32_s3_devkitc", "olimex_esp32_poe", "pico_w", "pico2_w",
+          "w5500_evb_pico")
+_WIRED = ("olimex_esp32_poe", "w5500_evb_pico")  # boards on Ethernet: no wifi section
 POLICIES = ("drop_oldest", "drop_newest")
 ACK_MODES = ("broker", "consumer")
 PARITIES = ("N", "E", "O")
@@ -847,7 +850,7 @@ def _commands(ck, d, points):
 
 def _wifi(ck, w, board):
     if w is None:
-        if board != "unix" and board is not None:
+        if board != "unix" and board is not None and board not in _WIRED:
             ck.bad("wifi", "is required on board %r" % board)
         return None
     w = _obj(ck, w, "wifi")

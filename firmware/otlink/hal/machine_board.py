@@ -1,5 +1,11 @@
-# What ESP32 and Pico W boards share: machine.UART/Pin/I2C, network.WLAN, NTP, reset
-# cause. Only hal/ imports machine and network. Board specifics live in esp32.py / rp2.py.
+# What the ESP32 and RP2 boards share: machine.UART/Pin/I2C/ADC/WDT, network (WiFi station or
+# wired Ethernet), NTP, reset cause, unique id. Only hal/ imports machine and network. Port
+# specifics (reset cause names, watchdog limit, UART flush semantics, the Ethernet chip, the
+# queue's flash region) live in esp32.py / rp2.py, which pass them in.
+#
+# Every machine/network call here is checked against the pinned stubs of both ports
+# (tests/host/test_portability.py: names, arity and keywords; basedpyright on these files).
+import binascii
 import gc
 import json
 
@@ -9,22 +15,31 @@ import network
 from otlink.hal.board import Board
 from otlink.hal.clock import Clock
 
-_RESET_CAUSES = {}
-
 
 def load_board(name):
+    """The board file deployed beside the firmware (/boards/<name>.json, boards/ in the
+    repository: pins, flash layout, watchdog, network)."""
     with open("/boards/%s.json" % name) as f:
         return json.load(f)
 
 
 class MachineBoard(Board):
+    # per port (esp32.py, rp2.py)
+    WDT_MAX_MS = 8388  # the longest watchdog period the port's hardware takes
+    UART_FLUSH_WAITS = False  # UART.flush() returns only after the last stop bit
 
-    def __init__(self, cfg, defn):
+    def __init__(self, cfg, defn, causes):
         self.cfg = cfg
         self.defn = defn
+        self.name = defn["name"]
         self.clock = Clock(synced=False)  # set by NTP once the network is up
-        self._wlan = None
+        self._nic = None
         self._i2c = {}
+        self._wdt = None
+        self.net_errors = 0  # failed network (re)starts: counted, retried by the app
+        # (machine constant, word) pairs of the causes this port defines: names it lacks
+        # (rp2 has only PWRON_RESET and WDT_RESET) are never looked up
+        self._causes = causes
         self._cause = machine.reset_cause()
 
     # Each board provides queue_device() (the raw queue region, docs/queue.md "Board
@@ -35,17 +50,22 @@ class MachineBoard(Board):
 
     def watchdog_start(self):
         """Hardware watchdog: a node whose event loop hangs resets instead of going silent.
-        The period comes from the board file (rp2's hardware allows at most 8.3 s)."""
-        self._wdt = machine.WDT(timeout=self.defn.get("watchdog_ms", 8000))
+        The period comes from the board file, capped at what the hardware takes (RP2040:
+        8.388 s)."""
+        ms = self.defn.get("watchdog_ms", 8000)
+        self._wdt = machine.WDT(timeout=ms if ms < self.WDT_MAX_MS else self.WDT_MAX_MS)
 
     def watchdog_feed(self):
-        self._wdt.feed()
+        w = self._wdt
+        if w is not None:
+            w.feed()
 
     def uart(self, serial_cfg):
         from otlink.hal.uart_machine import open_uart
 
         u = self.defn["uart"]["rs485"]
-        return open_uart(serial_cfg, self.clock, u["id"], u["tx"], u["rx"], u["de_pin"])
+        return open_uart(serial_cfg, self.clock, u["id"], u["tx"], u["rx"], u["de_pin"],
+                         self.UART_FLUSH_WAITS)
 
     def i2c(self, bus_name):
         bus = self._i2c.get(bus_name)
@@ -68,24 +88,48 @@ class MachineBoard(Board):
         return _U16Adc(machine.ADC(machine.Pin(self.defn["adc"][name]["pin"])))
 
     def pin_in(self, name, pull):
-        pl = {"up": machine.Pin.PULL_UP, "down": machine.Pin.PULL_DOWN}.get(pull)
-        return machine.Pin(self.defn["inputs"][name]["pin"], machine.Pin.IN, pl)
+        n = self.defn["inputs"][name]["pin"]
+        if pull == "up":
+            return machine.Pin(n, machine.Pin.IN, machine.Pin.PULL_UP)
+        if pull == "down":
+            return machine.Pin(n, machine.Pin.IN, machine.Pin.PULL_DOWN)
+        return machine.Pin(n, machine.Pin.IN)
+
+    # Network: the WiFi station, or the board's wired Ethernet when its board file has an
+    # "ethernet" section (_ethernet(), per port).
+
+    def _ethernet(self, eth):
+        raise OSError("board %s: no wired Ethernet on this port" % self.name)
 
     def network_start(self, wifi_cfg):
-        """Begin joining the configured WiFi; returns at once (the app polls network_ok)."""
-        if self._wlan is None:
-            self._wlan = network.WLAN(network.STA_IF)
-            self._wlan.active(True)
-        if not self._wlan.isconnected():
-            self._wlan.connect(wifi_cfg["ssid"], wifi_cfg.get("password") or "")
+        """Begin joining the network, or rejoin it; returns at once (the app polls
+        network_ok and calls this again while it is down: the reconnect)."""
+        try:
+            nic = self._nic
+            eth = self.defn.get("ethernet")
+            if nic is None:
+                if eth:
+                    nic = self._ethernet(eth)  # DHCP starts with the link
+                else:
+                    nic = network.WLAN(network.STA_IF)
+                    nic.active(True)
+                self._nic = nic
+            if eth:
+                return
+            # a join in progress is left alone (esp32 refuses a second connect() meanwhile)
+            if not nic.isconnected() and nic.status() != network.STAT_CONNECTING:
+                nic.connect(wifi_cfg["ssid"], wifi_cfg.get("password") or "")
+        except OSError:
+            self.net_errors += 1  # the radio or PHY refused: tried again by the app
 
     def network_ok(self):
-        return self._wlan is not None and self._wlan.isconnected()
+        return self._nic is not None and self._nic.isconnected()
 
     def sync_time(self):
         try:
             import ntptime
 
+            ntptime.timeout = 1  # s: the one blocking wait of a sync (a UDP answer)
             ntptime.settime()
         except Exception:
             return False  # readings stay flagged untimed until a later sync succeeds
@@ -93,9 +137,14 @@ class MachineBoard(Board):
         return True
 
     def reset_cause(self):
-        return {machine.PWRON_RESET: "power-on", machine.HARD_RESET: "hard",
-                machine.WDT_RESET: "watchdog", machine.DEEPSLEEP_RESET: "deepsleep",
-                machine.SOFT_RESET: "soft"}.get(self._cause, str(self._cause))
+        for c, word in self._causes:
+            if c == self._cause:
+                return word
+        return str(self._cause)
+
+    def unique_id(self):
+        """The chip's id as hex (esp32: the base MAC; rp2: the flash's 64-bit id)."""
+        return binascii.hexlify(machine.unique_id()).decode()
 
     def free_heap(self):
         return gc.mem_free()
