@@ -86,6 +86,27 @@ def demo_config(meter_port: str, broker_port: int, baud: int = 19200,
     }
 
 
+def demo_analytics() -> dict:
+    """The node's own analytics in the demo (docs/analytics.md): 10 s
+    windows of the active power, an over-voltage alarm, the press's machine state from its
+    run/stop contact with a start counter, and vibration features from a simulated ADXL345
+    (a pump with a bearing fault) on the I2C bus."""
+    return {
+        "windows": [{"point": 3, "every_ms": 10000,
+                     "stats": {"mean": 100, "max": 101, "std": 102}}],
+        "alarms": [{"id": 200, "name": "voltage_high", "point": 1, "high": 231.5,
+                    "hysteresis": 0.5, "on_delay_ms": 2000, "off_delay_ms": 2000}],
+        "machines": [{"id": 300, "name": "press_state", "point": 60, "running": 1,
+                      "micro_stop_ms": 3000}],
+        "counters": [{"id": 400, "name": "press_cycles", "point": 61, "mode": "delta",
+                      "machine": 300}],
+        "vibration": [{"name": "pump", "bus": "i2c0", "samples": 512, "every_ms": 5000,
+                       "bands": [[500, 1500]],
+                       "points": {"velocity": 500, "zone": 501, "rms_z": 502,
+                                  "kurtosis_z": 503, "band0": 504}}],
+    }
+
+
 class Stack:
     """Broker + meter + agent, started in order and stopped in reverse."""
 
@@ -106,6 +127,7 @@ class Stack:
         self.broker = Broker(workdir=str(self.dir / "broker")).start()
         self.meter = start_meter(slaves=(1,))
         cfg = demo_config(self.meter.agent_port, self.broker.port, every_sensor=True)
+        cfg["analytics"] = demo_analytics()  # derived points, events, machine state
         self.config_path = self.dir / "node.json"
         self.config_path.write_text(json.dumps(cfg, indent=2))
         self.agent_log = open(self.dir / "agent.log", "wb")
