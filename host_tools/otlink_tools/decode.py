@@ -74,8 +74,13 @@ STATE_FIELDS: dict[str, type] = {
     "task_errors": int,  # agent tasks that failed and were restarted since boot
     "bus_errors": int,  # times the serial port itself failed since boot
     "msgs_refused": int,  # ack/cmd messages discarded unread (over 2 KiB) since boot
+    "insecure": str,  # explicit insecure options in force, e.g. "plaintext_auth" (security.md)
+    "cmd_forged": int,  # commands refused since boot: unsigned or a tag that does not verify
+    "cmd_replayed": int,  # signed commands refused since boot: counter already used
+    "acks_forged": int,  # consumer acks refused since boot: unsigned or forged
     "point_errors": dict,  # point id -> error code, points whose last report is an error
     "stopped": bool,  # True in the state of a node that stopped cleanly (not the last will)
+    "config": str,  # ok, trial (committed, not yet healthy), rolled_back (console_config.py)
 }
 
 
@@ -452,13 +457,20 @@ def decode_message(topic: str, payload: bytes) -> dict:
     carries "site" and "node" from the topic. Raises PayloadError only."""
     prefix, site, node, kind = parse_topic(topic)
     if kind in ("cmd", "reply"):  # JSON, so that any MQTT tool can send and read them
+        raw = bytes(payload)
+        tag = None
+        # signed (docs/security.md): JSON, LF, 64 hex digits of HMAC-SHA256; shown, not
+        # checked here (the key is the operator's: otlink write checks replies)
+        if len(raw) > 65 and raw[-65] == 0x0A and all(
+                c in b"0123456789abcdefABCDEF" for c in raw[-64:]):
+            raw, tag = raw[:-65], raw[-64:].decode()
         try:
-            body = json.loads(bytes(payload))
+            body = json.loads(raw)
         except (ValueError, TypeError, RecursionError) as e:  # nesting deeper than the parser
             raise PayloadError(f"{kind}: not JSON: {e}") from None
         if not isinstance(body, dict):
             raise PayloadError(f"{kind}: a JSON object wanted")
-        return {"kind": kind, "site": site, "node": node, "body": body}
+        return {"kind": kind, "site": site, "node": node, "body": body, "tag": tag}
     obj = _loads(payload, lenient_text=kind == "data")
     try:
         out = _DECODERS[kind](obj)

@@ -115,9 +115,16 @@ def assess(birth: dict | None, state: dict | None, now: float | None = None,
     for key, what in (("bus_errors", "serial port failures"), ("task_errors", "tasks restarted"),
                       ("sensor_errors", "sensor read failures"),
                       ("msgs_refused", "oversized messages refused"),
+                      ("cmd_forged", "commands refused (unsigned or forged)"),
+                      ("cmd_replayed", "commands refused (replayed)"),
+                      ("acks_forged", "consumer acks refused (unsigned or forged)"),
                       ("mqtt_reconnects", "MQTT reconnects")):
         if st.get(key):
             warnings.append(f"{st[key]} {what}{_rate(st[key], up)}")
+    if st.get("insecure"):
+        warnings.append(f"insecure options in force: {st['insecure']}")
+    if st.get("config") not in (None, "ok"):
+        warnings.append(f"config {st['config']} (docs/config.md)")
     figures = {k: st[k] for k in ("boot", "uptime_s", "queue_depth", "oldest_unsent_s",
                                   "free_heap", "reset_cause", "drops") if k in st}
     return {"condition": cond, "healthy": cond == "online" and not problems,

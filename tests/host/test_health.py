@@ -134,3 +134,16 @@ def test_bad_values_refused_by_name(capsys, fleet):
     assert code == 1 and "--wait -1: a number of seconds >= 0 wanted" in text
     code, text, _ = health(capsys, fleet.port, "--node", "a/b")
     assert code == 1 and "--node 'a/b'" in text
+
+
+def test_security_and_config_fields_are_warnings():
+    from otlink_tools.health import assess
+
+    st = {"online": True, "uptime_s": 7200, "cmd_forged": 4, "acks_forged": 1,
+          "insecure": "plaintext_auth", "config": "rolled_back"}
+    h = assess(None, st)
+    assert h["healthy"] and h["problems"] == []
+    assert h["warnings"] == ["4 commands refused (unsigned or forged) (2/h)",
+                             "1 consumer acks refused (unsigned or forged) (0.5/h)",
+                             "insecure options in force: plaintext_auth",
+                             "config rolled_back (docs/config.md)"]
