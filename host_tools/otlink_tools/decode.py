@@ -470,7 +470,10 @@ def decode_message(topic: str, payload: bytes) -> dict:
             raise PayloadError(f"{kind}: not JSON: {e}") from None
         if not isinstance(body, dict):
             raise PayloadError(f"{kind}: a JSON object wanted")
-        return {"kind": kind, "site": site, "node": node, "body": body, "tag": tag}
+        out = {"kind": kind, "site": site, "node": node, "body": body}
+        if tag is not None:
+            out["tag"] = tag
+        return out
     obj = _loads(payload, lenient_text=kind == "data")
     try:
         out = _DECODERS[kind](obj)

@@ -288,3 +288,15 @@ def test_console_and_config_pull_mask_every_secret():
     shown = json.dumps(console.masked(cfg))
     assert not _leaks(shown), shown
     assert USER in shown  # not a secret: still shown
+
+
+def test_decoder_reads_signed_commands_and_replies():
+    from otlink_tools.write import sign
+
+    key = bytes.fromhex(CMD_KEY)
+    body = b'{"id": "r1", "op": "write", "point": 6, "value": 0.9, "ctr": 7}'
+    m = decode_message(BASE + "cmd", sign(key, BASE + "cmd", body))
+    assert m["body"]["ctr"] == 7 and len(m["tag"]) == 64
+    assert not _leaks(json.dumps(m))  # the tag is not the key
+    m = decode_message(BASE + "reply", b'{"id": "r1", "ok": true}')
+    assert m["body"]["ok"] is True and "tag" not in m
