@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import signal
 import struct
 
 from otlink_tools import cli, node
@@ -90,7 +89,7 @@ def test_exact_values_late_errors_and_clean_stop(fresh_broker, demo_meter, tmp_p
                "address)" in text
         assert "online  queue" in text.splitlines()[0]
 
-        agent.send_signal(signal.SIGINT)  # Ctrl-C: the agent stops cleanly
+        node.ask_to_stop(agent, tmp_path / "state")  # as `otlink node run` stops it
         assert agent.wait(20) == 0
         assert late.wait(cond=lambda mon: any(s.get("stopped") for s in mon.states.values()),
                          seconds=10)
