@@ -87,7 +87,7 @@ def install(port: str, pairs: list[tuple[Path, str]], baud: int = 115200, reset:
             nbytes += len(data)
         if bar is not None:
             bar.finish()
-        for remote, data, want in todo:
+        for remote, _data, want in todo:
             got = t.fs_hashfile(root + remote, "sha256")
             if got != want:
                 raise CommandError(f"{remote}: SHA-256 on the board {got.hex()[:16]} is not "

@@ -165,7 +165,7 @@ def test_a_line_longer_than_the_buffer_is_refused_and_the_session_goes_on():
     buf = con.buf
     con.feed(b"@set node.site ")
     chunk = b"x" * 100
-    for i in range(100):  # 10,000 bytes, as a terminal would send them
+    for _i in range(100):  # 10,000 bytes, as a terminal would send them
         con.feed(chunk)
     con.feed(b"\r")
     text = "".join(out)
@@ -179,7 +179,7 @@ def test_pin_lockout_grows_and_ends():
     clk = con.clock
     r = say(con, out, "show config")
     mptest.true(not r["ok"] and "locked" in r["error"], r)
-    for i in range(2):
+    for _i in range(2):
         r = say(con, out, "unlock 0000")
         mptest.true("wrong PIN" in r["error"] and "locked out" not in r["error"], r)
     r = say(con, out, "unlock 1234")
@@ -316,7 +316,7 @@ def cases():
     while n < 200:  # whole objects with one thing wrong
         n += 1
         yield ("@" + _bad_object(r) + "\r").encode()
-    for i in range(170):  # binary garbage, ends with CR
+    for _i in range(170):  # binary garbage, ends with CR
         n = 1 + r.next(40)
         b = bytearray(n)
         for j in range(n):
@@ -328,15 +328,15 @@ def cases():
                 b[j] = 0x80
         yield b"@" + bytes(b) + b"\r"
     full = b'@set points[0] {"id": 1, "name": "v", "slave": 1, "table": "input"}'
-    for i in range(80):  # truncated lines: a JSON value cut short
+    for _i in range(80):  # truncated lines: a JSON value cut short
         yield full[:16 + r.next(len(full) - 17)] + b"\r"
-    for i in range(60):  # a command cut by Ctrl-C (cancelled), the rest typed after it
+    for _i in range(60):  # a command cut by Ctrl-C (cancelled), the rest typed after it
         cut = 4 + r.next(20)
         yield b"@set mqtt.port 1884"[:cut] + b"\x03" + b"@set mqtt.port \"x\"\r"
-    for i in range(60):  # huge values and over-long lines
+    for _i in range(60):  # huge values and over-long lines
         n = LINE_MAX + r.next(3000)
         yield b"@set node.site " + b"9" * n + b"\r"
-    for i in range(40):  # huge numbers that fit the line
+    for _i in range(40):  # huge numbers that fit the line
         yield ("@set mqtt.port %d\r" % (10 ** (20 + r.next(60)))).encode()
 
 

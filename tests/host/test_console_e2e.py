@@ -185,7 +185,7 @@ def test_a_bad_commit_is_rolled_back_by_the_agent(node):
 def test_pin_lockout(node):
     with NodeConsole(node.link) as con:
         con.call("lock")
-        for i in (1, 2):
+        for _i in (1, 2):
             with pytest.raises(CommandError, match="wrong PIN"):
                 con.call("unlock 0000")
         with pytest.raises(CommandError, match="locked out for 5 s"):
