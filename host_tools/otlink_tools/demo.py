@@ -110,9 +110,10 @@ def demo_analytics() -> dict:
 class Stack:
     """Broker + meter + agent, started in order and stopped in reverse."""
 
-    # 384K: the Unix port holds the bytecode of six drivers and of their simulated devices
-    # in the heap (about 46 KiB with the demo's sensors, `--trace heap`); a board freezes it
-    def __init__(self, workdir: Path, heap: str = "384K") -> None:
+    # 448K: the Unix port holds the bytecode of six drivers and of their simulated devices
+    # in the heap (about 46 KiB with the demo's sensors, `--trace heap`), and the analytics'
+    # (windows, events, the accelerometer's 512-sample burst); a board freezes the bytecode
+    def __init__(self, workdir: Path, heap: str = "448K") -> None:
         self.dir = workdir
         self.heap = heap
         self.broker: Broker | None = None
