@@ -26,7 +26,7 @@ _ST_CSI = const(2)  # after ESC [ : parameters until a final byte 0x40..0x7e
 _PROMPT = "otlink> "
 _MASK = "******"
 # Fields whose values are secrets: shown as _MASK by every command, in every mode.
-SECRET_KEYS = ("password", "pin", "key", "key_file", "psk", "secret", "token")
+SECRET_KEYS = ("password", "pin", "key", "key_file", "psk", "secret", "token", "ack_key")
 _PIN_TRIES = const(3)  # failed unlocks before the first lockout
 _LOCK_FIRST_S = const(5)  # first lockout; doubles with each further failure
 _LOCK_MAX_S = const(3600)
@@ -57,7 +57,10 @@ class CmdError(Exception):
 
 
 def is_secret(key):
-    return isinstance(key, str) and key in SECRET_KEYS
+    """A field holding a secret: a name in SECRET_KEYS, or any *_key / *password field (a
+    secret added to the schema later is masked without a change here)."""
+    return isinstance(key, str) and (key in SECRET_KEYS or key.endswith("_key")
+                                     or key.endswith("password"))
 
 
 def masked(v):
