@@ -869,8 +869,22 @@ def _wifi(ck, w, board):
     return {"ssid": ssid, "password": pw or None, "country": _str(ck, w, "country", "wifi", None)}
 
 
+def _console(ck, d):
+    # The service console (console.py): an optional PIN, and how long a committed config may
+    # run without a successful poll or publish before it is rolled back (console_config.py).
+    d = _obj(ck, d, "console")
+    _keys(ck, d, "console", ("pin", "commit_check_s"))
+    pin = d.get("pin")
+    if pin is not None and (not isinstance(pin, str) or not 4 <= len(pin) <= 12
+                            or not pin.isdigit()):
+        ck.bad("console.pin", "must be a string of 4..12 digits")  # never echo a secret
+        pin = None
+    return {"pin": pin, "commit_check_s": _int(ck, d, "commit_check_s", "console", 600, 5,
+                                               86400)}
+
+
 _TOP = ("version", "node", "board", "wifi", "mqtt", "serial", "groups", "points", "sensors",
-        "queue", "flash", "commands")
+        "queue", "flash", "commands", "console")
 
 
 def validate(cfg, buses=None, consume=False):
