@@ -573,3 +573,127 @@ def test_session_start_positions_every_boot(fresh_broker, tmp_path, live):
     assert st.acked == want
     assert sorted(query(url, "SELECT boot, seq FROM acks")) == sorted(
         (k[2], v) for k, v in want.items())
+
+
+def test_start_returns_subscribed(fresh_broker, tmp_path):
+    """A message published the moment start() returns is stored: start() waits for the
+    SUBACKs, not only the CONNACK (it did not, and a non-retained message published in
+    between went nowhere)."""
+    for i in range(5):
+        url = f"sqlite:{tmp_path / f'h{i}.db'}"
+        st = Store(url, port=fresh_broker.port, ack_wait=0).start()
+        try:
+            _publish(fresh_broker.port, [("otlink/plant1/m7/data", _data(4, 1, [1, i]),
+                                          False)])
+            assert st.wait(lambda s: s.stored == 1, 5), f"round {i}: lost"
+        finally:
+            st.stop()
+
+
+def test_group_position_is_what_the_database_holds(fresh_broker, tmp_path):
+    """A group member acks the run the shared database holds, whoever wrote it: not past
+    a batch no member has committed (1..2 here), and past one another member committed
+    (written straight into the table here, as a member's transaction would)."""
+    url = f"sqlite:{tmp_path / 'h.db'}"
+    t = "otlink/plant1/m7/"
+    st = Store(url, port=fresh_broker.port, ack=True, group="hist", ack_wait=0).start()
+    key = ("plant1", "m7", 4)
+    try:
+        _publish(fresh_broker.port, [(t + "ack", cbor2.dumps({"v": 1, "b": 4, "s": 0}), True),
+                                     (t + "data", _data(4, 3, [1, 3, 1, 4]), False)])
+        assert st.wait(lambda s: s.stored >= 2, 10)
+        time.sleep(0.5)
+        assert st.acked.get(key) in (None, 0)  # 1..2 missing: no ack past them
+        c = sqlite3.connect(url[len("sqlite:"):], timeout=10)
+        with c:  # another member's commit
+            c.executemany("INSERT INTO readings (site, node, boot, seq, pid, t_ms, value_int, "
+                          "historical, untimed) VALUES ('plant1', 'm7', 4, ?, 1, 0, ?, 0, 0)",
+                          [(1, 1), (2, 2)])
+        c.close()
+        _publish(fresh_broker.port, [(t + "data", _data(4, 5, [1, 5]), False)])
+        assert st.wait(lambda s: s.acked.get(key) == 5, 10), st.acked
+    finally:
+        st.stop()
+    assert query(url, "SELECT seq FROM acks") == [(5,)]
+    assert [r[0] for r in readings(url)] == [1, 2, 3, 4, 5]
+
+
+def online_node(port: int, site: str = "plant1", node: str = "m7") -> None:
+    """A node's retained birth and online state, as a node publishes them at connect, then
+    2 s of data batches (a batch every 0.1 s, 20 in all, 40 readings)."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    t = f"otlink/{site}/{node}/"
+    birth = cbor2.dumps({"v": 1, "node": node, "fw": "1", "cfg": "ab", "boot": 1,
+                         "pts": [[1, "e", "Wh", "u32", 1, 0, None]]})
+    state = cbor2.dumps({"v": 1, "online": True, "boot": 1, "uptime_s": 5})
+    c.publish(t + "birth", birth, qos=1, retain=True).wait_for_publish(5)
+    c.publish(t + "state", state, qos=1, retain=True).wait_for_publish(5)
+    for s in range(1, 40, 2):
+        c.publish(t + "data", _data(1, s, [1, 5, 1, 1]), qos=1).wait_for_publish(5)
+        time.sleep(0.1)
+    c.disconnect()
+    c.loop_stop()
+
+
+class Err:
+    """A stderr that keeps what the sink says."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, s: str) -> None:
+        self.lines.append(s)
+
+    def flush(self) -> None:
+        pass
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+def test_mosquitto_share_group_no_warning(fresh_broker, tmp_path):
+    """On mosquitto $share delivers: a group member storing data never warns."""
+    err = Err()
+    st = Store(f"sqlite:{tmp_path / 'q.db'}", port=fresh_broker.port, group="g",
+               quiet_warn=1.5, err=err).start()
+    try:
+        online_node(fresh_broker.port)
+        st.wait(lambda s: s.stored >= 40, 2)
+    finally:
+        st.stop()
+    assert st.stored == 40 and st.quiet_warnings == 0, err.text()
+
+
+def test_subscription_emptied_by_an_acl_warns(tmp_path):
+    """mosquitto grants a subscription its access list does not let the client read, and
+    delivers nothing on it: the sink sees the node online (state and birth are readable)
+    and says so within --quiet-warn instead of waiting silently."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from otlink_tools.broker import Broker
+    d = Path(tempfile.mkdtemp(prefix="otlink-acl-"))  # mosquitto started as root reads it
+    os.chmod(d, 0o755)  # as its own user: not under pytest's private folder
+    acl = d / "acl"
+    acl.write_text("topic write otlink/#\n" + "".join(f"topic read otlink/+/+/{k}\n"
+                                                     for k in ("birth", "state", "ack")))
+    os.chmod(acl, 0o644)
+    broker = Broker(workdir=str(d), extra_conf=f"acl_file {acl}\n").start()
+    err = Err()
+    try:
+        st = Store(f"sqlite:{tmp_path / 'q.db'}", port=broker.port, quiet_warn=1.5,
+                   err=err).start()
+        try:
+            online_node(broker.port)
+            assert st.wait(lambda s: s.quiet_warnings >= 1, 5), err.text()
+        finally:
+            st.stop()
+    finally:
+        broker.stop()
+        shutil.rmtree(d, ignore_errors=True)
+    assert st.stored == 0
+    assert "WARNING: no data for" in err.text() and "plant1/m7 says it is online" in err.text()
+    assert "allowed to read otlink/+/+/data" in err.text()
