@@ -9,6 +9,7 @@ board already matches is not sent again (a redeploy after a small change takes s
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 from otlink_tools.errors import CommandError
@@ -51,6 +52,10 @@ def connect(port: str, baud: int = 115200, wait_s: float = 8):
     except Exception as e:  # mpremote raises its own TransportError with the OS's words
         raise CommandError(f"cannot open {port}: {e}") from None
     try:
+        # A running agent owns the line with its console: CR ends whatever was typed, Ctrl-C
+        # on the empty line stops it (it commits its queue first), then the REPL is there.
+        t.serial.write(b"\r\x03")
+        time.sleep(0.5)
         t.enter_raw_repl(soft_reset=False, timeout_overall=wait_s)
     except Exception as e:
         t.close()
