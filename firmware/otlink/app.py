@@ -199,6 +199,8 @@ class App:
                                cfg["groups"][s["group"]]["interval_ms"])
                 self.sensors.append(t)
                 self.tasks.append(("sensor:" + s["name"], t.run))
+                if t.watches:  # a driver with events (digital inputs): their own task
+                    self.tasks.append(("sensor:" + s["name"] + ":events", t.watch_task))
             stage("sensors")
         self.tasks.append(("publisher", self.publisher.run))
         self.commands = None

@@ -22,40 +22,38 @@ def code_of(e):
     return ERR_SENSOR
 
 
-def module(sensor_cfg):
+def make_driver(sensor_cfg, board, clock):
+    """The sensor's driver (otlink/drivers/<driver>.py), given its bus from the board (by
+    the driver's BUS kind and the config's "bus" name), and a Keep on the board's filesystem
+    when the driver keeps state across reboots (KEEP = True: pulse totals; drivers/_keep.py)."""
     from otlink.drivers import load
 
-    return load(sensor_cfg["driver"])
-
-
-def bus_of(board, sensor_cfg, mod=None):
-    """The board bus object a sensor's driver takes (its BUS kind, its config "bus" name)."""
-    kind = (mod or module(sensor_cfg)).BUS
+    mod = load(sensor_cfg["driver"])
+    kind = mod.BUS
     name = sensor_cfg["bus"]
     if kind == "i2c":
-        return board.i2c(name)
-    if kind == "onewire":
-        return board.onewire(name)
-    if kind == "adc":
-        return board.adc(name)
-    return board.pin_in(name, sensor_cfg["pull"])
-
-
-def make_driver(sensor_cfg, board, clock):
-    """The sensor's driver, given its bus from the board, and a Keep on the board's
-    filesystem when the driver keeps state across reboots (KEEP = True: pulse totals)."""
-    mod = module(sensor_cfg)
+        bus = board.i2c(name)
+    elif kind == "onewire":
+        bus = board.onewire(name)
+    elif kind == "adc":
+        bus = board.adc(name)
+    else:
+        bus = board.pin_in(name, sensor_cfg["pull"])
     keep = None
     if getattr(mod, "KEEP", False):
+        from otlink.drivers._keep import Keep
+
         keep = Keep("%s/sensor_%d.keep" % (getattr(board, "mount_point", ""),
                                             sensor_cfg["points"][0]["id"]))
-    return mod.Driver(bus_of(board, sensor_cfg, mod), sensor_cfg, clock, keep)
+    return mod.Driver(bus, sensor_cfg, clock, keep)
 
 
 def driver_scale(sensor_cfg, point):
     """(type, scale, offset) from raw value to the point's unit, for the birth point table:
     the driver's conversion, then the point's own scale and offset on top."""
-    unit, typ, s, o = module(sensor_cfg).channel(sensor_cfg, point["channel"])
+    from otlink.drivers import load
+
+    unit, typ, s, o = load(sensor_cfg["driver"]).channel(sensor_cfg, point["channel"])
     return typ, s * point["scale"], o * point["scale"] + point["offset"]
 
 
@@ -137,8 +135,9 @@ class SensorTask:
         pts = sensor_cfg["points"]
         self._ids = [p["id"] for p in pts]
         self.s = Sample(len(pts))
-        self._emit = self.event  # bound once: watch() calls it from the event loop
         self.watches = hasattr(driver, "watch")
+        # bound once: a driver's watch() calls it for each event
+        self._emit = self.event if self.watches else None
 
     def _send(self):
         s = self.s
@@ -210,42 +209,3 @@ class SensorTask:
                 nxt = clock.ticks_ms()
                 wait = 0
             await asyncio.sleep_ms(wait)
-
-
-class Keep:
-    """A small record that survives reboots (a pulse counter's total): one littlefs file of
-    16 bytes, rewritten whole. littlefs commits a file at close by copy-on-write, so a power
-    cut leaves the old record or the new one, never a mix; its wear levelling spreads the
-    rewrites over the filesystem's blocks (docs/sensors.md gives the writes per day).
-    load()/save() open a file: they allocate, and are called at boot and at most every
-    persist interval, never per sample."""
-
-    _MAGIC = b"OTK1"
-
-    def __init__(self, path):
-        self.path = path
-        self.buf = bytearray(16)
-        self.saves = 0
-
-    def load(self):
-        """(hi, lo) saved, or (0, 0) when there is none or it is unreadable."""
-        try:
-            with open(self.path, "rb") as f:
-                n = f.readinto(self.buf)
-        except OSError:
-            return 0, 0
-        b = self.buf
-        if n != 16 or b[0:4] != self._MAGIC:
-            return 0, 0
-        hi, lo, chk = struct.unpack_from("<iii", b, 4)
-        if chk != (hi ^ lo ^ 0x5A5A5A5A) or hi < 0 or not 0 <= lo < (1 << 30):
-            return 0, 0
-        return hi, lo
-
-    def save(self, hi, lo):
-        b = self.buf
-        b[0:4] = self._MAGIC
-        struct.pack_into("<iii", b, 4, hi, lo, hi ^ lo ^ 0x5A5A5A5A)
-        with open(self.path, "wb") as f:
-            f.write(b)
-        self.saves += 1

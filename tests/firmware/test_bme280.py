@@ -10,7 +10,8 @@ from sensor_helpers import Sink, build32, config_errors, sensor_cfg, sim_clock
 
 from otlink.core.errors import ERR_BUS_STUCK, ERR_NOT_READY, ERR_RANGE, ERR_SENSOR
 from otlink.drivers import bme280
-from otlink.hal.unix.sim_i2c import EXAMPLE_CAL, BME280Model, SimI2C, bme280_p, bme280_t
+from otlink.hal.unix.sim_bme280 import EXAMPLE_CAL, BME280Model, bme280_p, bme280_t
+from otlink.hal.unix.sim_i2c import SimI2C
 from otlink.sensors import SensorTask
 
 CFG = {"driver": "bme280", "bus": "i2c0", "address": 0x76,

@@ -9,7 +9,8 @@ from sensor_helpers import Sink, config_errors, sensor_cfg, sim_clock
 
 from otlink.drivers import pulse
 from otlink.hal.unix.sim_pin import SimPin
-from otlink.sensors import Keep, SensorTask, driver_scale
+from otlink.drivers._keep import Keep
+from otlink.sensors import SensorTask, driver_scale
 
 SCRATCH = sys.argv[1] if len(sys.argv) > 1 else "/tmp"
 P = 1 << 30

@@ -9,7 +9,7 @@
 #   channel(opts, name)    (unit, type, scale, offset) of a channel, or None when there is no
 #                          such channel; raw value * scale + offset is the value in the unit
 #   Driver(bus, cfg, clock, keep)  the driver; cfg is the validated sensor config, keep a
-#                          sensors.Keep (a small persistent record) or None
+#                          _keep.Keep (a small persistent record) when KEEP = True, else None
 #     .measure_ms          start() to read(), ms
 #     .start()             begin one sample
 #     .read(s)             fill the Sample s: s.v[i] (s.hi[i]) or s.err[i] for cfg["points"][i]

@@ -39,14 +39,17 @@ BUS = "i2c"
 OPTIONS = (("address", "choice", 0x76, (0x76, 0x77)),  # SDO to GND / to VDDIO (6.2)
            ("oversampling", "choice", 1, (1, 2, 4, 8, 16)))  # of T, P and H alike
 CHANNELS = "temperature, pressure, humidity"
-_CH = {"temperature": ("degC", "int32", 0.01, 0.0),
-       "pressure": ("Pa", "uint32", 1.0, 0.0),
-       "humidity": ("%RH", "uint32", 1 / 1024, 0.0)}
 _OSRS = {1: 1, 2: 2, 4: 3, 8: 4, 16: 5}  # oversampling -> register code (5.4.3, 5.4.5)
 
 
 def channel(opts, name):
-    return _CH.get(name)
+    if name == "temperature":
+        return ("degC", "int32", 0.01, 0.0)
+    if name == "pressure":
+        return ("Pa", "uint32", 1.0, 0.0)
+    if name == "humidity":
+        return ("%RH", "uint32", 0.0009765625, 0.0)  # 1/1024
+    return None
 
 
 def measure_ms(oversampling):

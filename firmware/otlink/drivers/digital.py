@@ -18,11 +18,14 @@ OPTIONS = (("active", "choice", "low", ("low", "high")),
            ("pull", "choice", "up", ("up", "down", "none")),
            ("debounce_ms", "int", 20, 1, 10000))
 CHANNELS = "state, changes"
-_CH = {"state": ("", "bool", 1.0, 0.0), "changes": ("", "uint32", 1.0, 0.0)}
 
 
 def channel(cfg, name):
-    return _CH.get(name)
+    if name == "state":
+        return ("", "bool", 1.0, 0.0)
+    if name == "changes":
+        return ("", "uint32", 1.0, 0.0)
+    return None
 
 
 class Driver:

@@ -19,12 +19,15 @@ _RH = const(1)
 BUS = "i2c"
 OPTIONS = (("address", "choice", 0x44, (0x44, 0x45)),)  # ADDR pin low / high (table 7)
 CHANNELS = "temperature, humidity"
-_CH = {"temperature": ("degC", "uint16", 175 / 65535, -45.0),
-       "humidity": ("%RH", "uint16", 100 / 65535, 0.0)}
 
 
 def channel(opts, name):
-    return _CH.get(name)
+    # literal tuples: constants of the frozen module, no heap (175/65535, 100/65535)
+    if name == "temperature":
+        return ("degC", "uint16", 0.002670328831921874, -45.0)
+    if name == "humidity":
+        return ("%RH", "uint16", 0.0015259021896696422, 0.0)
+    return None
 
 
 def crc8(buf, start, n):

@@ -85,10 +85,11 @@ class Board(_Board):
     def i2c(self, bus_name):
         bus = self._i2c.get(bus_name)
         if bus is None:
-            from otlink.hal.unix.sim_i2c import BME280Model, SimI2C, SHT3xModel
+            from otlink.hal.unix.sim_i2c import SimI2C, SHT3xModel
 
-            bus = SimI2C({0x44: SHT3xModel(self.clock), 0x45: SHT3xModel(self.clock),
-                          0x76: BME280Model(self.clock)})
+            bus = SimI2C({0x44: SHT3xModel(self.clock), 0x45: SHT3xModel(self.clock)},
+                         later={0x76: ("otlink.hal.unix.sim_bme280", "BME280Model")},
+                         clock=self.clock)
             self._i2c[bus_name] = bus
         return bus
 
