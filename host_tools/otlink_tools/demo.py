@@ -44,13 +44,13 @@ def demo_sensors() -> list[dict]:
         {"name": "motors", "driver": "ds18b20", "bus": "ow0", "resolution": 11,
          "group": "slow", "points": pts(30, *[(f"motor{i + 1}_temp", r)
                                               for i, r in enumerate(DEMO_ROMS)])},
-        {"name": "tank", "driver": "loop420", "bus": "adc0", "range": [0, 100], "unit": "%",
+        {"name": "tank", "driver": "loop420", "bus": "ai0", "range": [0, 100], "unit": "%",
          "shunt_ohm": 150, "samples": 16, "group": "fast",
          "points": pts(40, ("tank_level", "value"), ("tank_loop_ma", "current"))},
         {"name": "meter_s0", "driver": "pulse", "bus": "s0", "pulses_per_unit": 1000,
          "unit": "kWh", "group": "slow",
          "points": pts(50, ("s0_energy", "total"), ("s0_power", "rate"))},
-        {"name": "press_run", "driver": "digital", "bus": "in0", "group": "slow",
+        {"name": "press_run", "driver": "digital", "bus": "di0", "group": "slow",
          "points": pts(60, ("press_running", "state"), ("press_starts", "changes"))},
     ]
 
