@@ -451,6 +451,7 @@ def read_config(path):
     finally:
         del config_mod
         sys.modules.pop("otlink.core.config", None)
+        sys.modules.pop("otlink.core.config_analytics", None)  # its analytics section
         core = sys.modules.get("otlink.core")
         if core is not None and hasattr(core, "config"):
             delattr(core, "config")
