@@ -93,6 +93,7 @@ class JetStreamFeed:
         try:
             fut.result(timeout + 5)
         except concurrent.futures.TimeoutError:
+            fut.cancel()
             self.stop()
             raise FeedError(f"NATS {', '.join(self.servers)}: not ready within "
                             f"{timeout:g} s") from None
@@ -183,8 +184,16 @@ class JetStreamFeed:
             if not self._stopping:
                 self.note(f"NATS: {what}" + (f": {e}" if e else ""))
 
+        last = {"error": None, "said": 0.0}
+
         async def on_error(e):
-            await said("error", e)
+            # before the first connection: kept for start()'s message; after: said, at
+            # most every 5 s (a server down is retried every half second)
+            text = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            last["error"] = text
+            if self.nc is not None and time.monotonic() - last["said"] > 5:
+                last["said"] = time.monotonic()
+                await said("error", text)
 
         async def on_disconnect():
             await said("disconnected; reconnecting to another server of the cluster")
@@ -194,11 +203,15 @@ class JetStreamFeed:
 
         deadline = time.monotonic() + timeout
         try:
-            self.nc = await nats.connect(
+            # reconnects go on forever once connected; the first connection has `timeout`
+            self.nc = await asyncio.wait_for(nats.connect(
                 self.servers, name="otlink-store", user=self.user, password=self.password,
                 tls=self.tls, connect_timeout=2, reconnect_time_wait=0.5,
                 max_reconnect_attempts=-1, error_cb=on_error, disconnected_cb=on_disconnect,
-                reconnected_cb=on_reconnect)
+                reconnected_cb=on_reconnect), timeout)
+        except asyncio.TimeoutError:
+            raise FeedError(f"NATS {', '.join(self.servers)}: cannot connect within "
+                            f"{timeout:g} s: {last['error'] or 'no answer'}") from None
         except Exception as e:
             raise FeedError(f"NATS {', '.join(self.servers)}: cannot connect: "
                             f"{type(e).__name__}: {e}") from None
