@@ -1,4 +1,4 @@
-# heapsize: 192K 32:96K
+# heapsize: 200K 32:72K
 # Command path: a value written to a point reads back as the same value through the
 # point decoder, for every writable type and word/byte order; refusals name the reason;
 # conversion without floats (the 32-bit build has the boards' single-precision floats);

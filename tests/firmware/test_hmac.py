@@ -1,4 +1,4 @@
-# heapsize: 48K 32:32K
+# heapsize: 24K 32:16K
 # HMAC-SHA256 (core/auth.py) against the test vectors of RFC 4231 §4.2-4.8, on both builds;
 # tags in parts equal the tag of the whole; a wrong tag in any byte, in hex or raw, is refused;
 # config keys parsed from hex without ever being repeated in an error.

@@ -1,4 +1,4 @@
-# heapsize: 160K 32:96K
+# heapsize: 200K 32:56K
 # Consumer acks under mqtt.ack_key: only a signed ack advances the queue; an unsigned,
 # forged, altered or other-topic ack discards nothing and is counted (acks_forged in the
 # state). Without a key the node takes plain acks (and says so: "unsigned_acks"). The birth's
