@@ -1,5 +1,5 @@
 # Node config validation inside the Unix port: good configs normalise, bad ones name the field.
-# heapsize: 128K 32:36K
+# heapsize: 140K 32:44K
 import json
 import mptest
 from otlink.core import config
