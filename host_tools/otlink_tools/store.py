@@ -15,6 +15,12 @@ message is also sent only after COMMIT, so with `--client-id` (a durable session
 redelivers what a killed sink had not committed. A batch that cannot be decoded is kept
 verbatim in `rejected` (and counts as stored, so that one bad batch cannot wedge a node's
 queue); a database that goes away is retried, with the messages kept, until it is back.
+
+Several sinks can share the work: `--group NAME` with MQTT shared subscriptions, or `--nats`
+with one durable JetStream consumer on a NATS cluster (nats_sink.py, docs/scale-out.md). The
+members of a group write into one database and acknowledge the run it holds without a hole,
+whoever wrote it (store_db.Db._advance). Data that stops coming while a node says it is
+online (`--quiet-warn`) is said loudly: a broker may grant a subscription and deliver nothing.
 """
 
 from __future__ import annotations
