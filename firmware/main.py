@@ -23,4 +23,8 @@ def _args():
 
 
 if __name__ == "__main__":
-    sys.exit(app.main(_args()))
+    rc = app.boot(_args())
+    # On a board, never sys.exit(): SystemExit from main.py soft-reboots into main.py again
+    # (a bad config would loop for good); the board stays at its REPL instead.
+    if sys.platform not in ("esp32", "rp2"):
+        sys.exit(rc)

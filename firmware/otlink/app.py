@@ -16,6 +16,10 @@ _DEBUG = False
 _BOOT_GC = const(2048)  # bytes allocated between collections while booting (main)
 _RUN_GC = const(4096)  # bytes allocated between collections while running (main)
 _POINT_ERRORS_MAX = const(32)  # state message: at most this many points in error listed
+_HEALTHY_MS = const(30000)  # every task alive this long: the boot was good (bootguard.py)
+_DEAD_AFTER = const(3)  # failures in a row that make a task dead (watchdog starves)
+_RAN_MS = const(10000)  # a run this long breaks a run of failures
+CRASHED = const(70)  # main()'s status after an uncaught exception (app.boot)
 _PUBLISH_HEAD = const(160)  # MQTT PUBLISH head: 5 fixed + 2 + topic (<= 150) + 2 packet id
 
 
@@ -134,7 +138,7 @@ def _probe(free):
 
 
 class App:
-    def __init__(self, cfg, cfg_hash, board, stage=None):
+    def __init__(self, cfg, cfg_hash, board, stage=None, safe=None):
         # Boot order matters as much as totals in a small heap: what lives for the agent's
         # life is built in stages with a collection between them (the garbage of one stage
         # does not fragment the next), and the biggest long-lived buffers come first.
@@ -182,8 +186,12 @@ class App:
         self.halted = False  # the host asked it to stop (request_stop)
         self.config_state = "ok"  # ok, trial, rolled_back (console_config.py)
         self._live = []
+        # safe mode (bootguard.py): why, when the node boots with console and network only
+        self.safe = safe
+        self.guard = None  # the boot guard, told once the agent runs healthy (main)
+        self.dead = []  # tasks that keep failing: the watchdog is no longer fed
         self.poller = None
-        if cfg["points"]:
+        if cfg["points"] and safe is None:
             from otlink.modbus_poller import Poller
 
             uart = board.uart(cfg["serial"])
@@ -191,7 +199,7 @@ class App:
             self.tasks.append(("modbus", self.poller.run))
             stage("poller")
         self.sensors = []
-        if cfg["sensors"]:
+        if cfg["sensors"] and safe is None:
             from otlink.sensors import SensorTask, make_driver
 
             for s in cfg["sensors"]:
@@ -223,7 +231,7 @@ class App:
         self.analytics = None
         from otlink.analytics import configured
 
-        if configured(cfg):  # windows, alarms, machine states, counters (docs/analytics.md)
+        if configured(cfg) and safe is None:  # windows, alarms, machine states, counters
             from otlink.analytics import Analytics
 
             self.analytics = Analytics(cfg, clock, self.queue.append,
@@ -248,12 +256,21 @@ class App:
         period = self.cfg["queue"]["commit_ms"] // 4 or 10
         if period > 1000:
             period = 1000
-        self.board.watchdog_start()
+        self.board.watchdog_start()  # armed by main already; here for Apps run without it
+        clock = self.clock
+        t0 = clock.ticks_ms()
         while True:
             p = self.poller
             if p is None or not p.on_wire:  # no flash work between a request and its answer
-                self.queue.tick(self.clock.ticks_ms())
-            self.board.watchdog_feed()
+                self.queue.tick(clock.ticks_ms())
+            # fed from the loop only while every task is alive: a task that keeps failing
+            # stops the feeding and the board resets (counted by the boot guard)
+            if not self.dead:
+                self.board.watchdog_feed()
+                g = self.guard
+                if g is not None and not g.marked and \
+                        clock.ticks_diff(clock.ticks_ms(), t0) >= _HEALTHY_MS:
+                    g.healthy()
             if self.board.stop_requested():
                 self.request_stop()
                 return
@@ -304,6 +321,8 @@ class App:
         # what only the app knows; the publisher adds queue, clock and session fields
         st = {"free_heap": self.board.free_heap(), "reset_cause": self.board.reset_cause(),
               "task_errors": self.task_errors, "config": self.config_state}
+        if self.safe is not None:
+            st["safe_mode"] = self.safe
         if self.insecure:
             st["insecure"] = self.insecure
         if self.commands is not None:
@@ -330,8 +349,13 @@ class App:
     async def _supervise(self, name, fn):
         # A crashed task is reported, counted and restarted after a pause: one bad
         # component never stops the node.
+        # A task that fails _DEAD_AFTER times in a row, none of its runs lasting _RAN_MS, is
+        # dead: the watchdog stops being fed (_commit_loop) and the board resets.
         pause = 1000
+        clock = self.clock
+        fails = 0
         while True:
+            t0 = clock.ticks_ms()
             try:
                 await fn()
                 return
@@ -341,6 +365,11 @@ class App:
                 self.task_errors += 1
                 log("task %s failed:" % name)
                 sys.print_exception(e)
+                fails = fails + 1 if clock.ticks_diff(clock.ticks_ms(), t0) < _RAN_MS else 1
+                if fails >= _DEAD_AFTER and name not in self.dead:
+                    self.dead.append(name)
+                    log("task %s keeps failing: watchdog no longer fed, the board resets"
+                        % name)
                 await asyncio.sleep_ms(pause)
                 pause = min(pause * 2, 60000)
 
@@ -475,6 +504,18 @@ def main(args):
     # stays packed at the bottom and the free space stays one block.
     gc.threshold(_BOOT_GC)
     stage("start")
+    from otlink import bootguard
+
+    guard = bootguard.BootGuard((args.get("state") or "") + "/otlink_boots")
+    mode = guard.begin()
+    if mode == bootguard.RESCUE:
+        log("%d boots in a row failed, safe mode too: nothing started (REPL only; "
+            "`otlink deploy` / `otlink config push` reach the board)" % guard.crashes)
+        return 4
+    safe = None
+    if mode == bootguard.SAFE:
+        safe = "%d crash-reboots in a row" % guard.crashes
+        log("safe mode: %s; console and network only, no polling" % safe)
     path = args["config"]
     trial = _config_op("boot_check", path)  # a committed config on trial counts its boots
     cfg, cfg_hash = read_config(path)
@@ -486,9 +527,17 @@ def main(args):
         return cfg_hash
     stage("config")
     board = make_board(cfg, args)
+    # armed before anything else can hang (the queue's recovery scan, a driver's probe); the
+    # stages between here and the commit loop feed it
+    board.watchdog_start()
     stage("board")
+
+    def fed(name):
+        board.watchdog_feed()
+        stage(name)
+
     try:
-        app = App(cfg, cfg_hash, board, stage)
+        app = App(cfg, cfg_hash, board, fed, safe)
     except MemoryError:
         n = len(cfg["points"]) + sum([len(s["points"]) for s in cfg["sensors"]])
         gc.collect()
@@ -511,6 +560,7 @@ def main(args):
         console_io.start(app, path, cfg_hash, trial, args.get("console") or
                          board.name != "unix", board.name != "unix", _set_log_hook)
     app.trace = trace
+    app.guard = guard
     log("node %s/%s fw %s boot %d, %d points, broker %s:%d" % (
         cfg["node"]["site"], cfg["node"]["id"], VERSION, app.queue.boot,
         app.npoints, cfg["mqtt"]["host"], cfg["mqtt"]["port"]))
@@ -537,3 +587,25 @@ def main(args):
             reset()  # a board: machine.reset(), does not return
         return REBOOT
     return 0
+
+
+def boot(args):
+    """main() for a board's main.py: a node must always come back reachable. An uncaught
+    exception (at boot or later) is printed and the board is reset (hard: the watchdog and
+    every peripheral start clean) - after bootguard.SAFE_AFTER of those in a row it boots in
+    safe mode. A config that does not load leaves the board at its REPL with the errors
+    printed, instead of soft-rebooting into the same errors forever. On the Unix port the
+    status is returned for the process to exit with."""
+    try:
+        rc = main(args)
+    except KeyboardInterrupt:
+        return 0
+    except Exception as e:  # the boot path's last resort: anything not caught below
+        log("crashed:")
+        sys.print_exception(e)
+        rc = CRASHED
+    if rc == CRASHED or rc == 3:  # crashed, or out of memory: try again from a reset
+        from otlink.hal.reset import hard_reset
+
+        hard_reset()  # does not return on a board
+    return rc

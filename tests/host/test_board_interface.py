@@ -61,4 +61,4 @@ def test_interface_lists_what_the_app_asks_of_a_board():
              and isinstance(n.value, ast.Name) and n.value.id == "board"}
     asked |= {n.attr for n in ast.walk(ast.parse(app)) if isinstance(n, ast.Attribute)
               and isinstance(n.value, ast.Attribute) and n.value.attr == "board"}
-    assert asked - {"clock"} <= interface() | {"close"}, asked - interface()
+    assert asked - {"clock", "name"} <= interface() | {"close"}, asked - interface()

@@ -31,7 +31,7 @@ HW_MODULES = {"machine", "network", "esp32", "rp2"}
 FW_FILES = sorted(FW.rglob("*.py"))
 # Board HAL modules and the port whose stubs they must match.
 _SHARED = ["hal/board.py", "hal/clock.py", "hal/tls.py", "hal/rs485.py", "hal/uart_machine.py",
-           "hal/machine_board.py"]
+           "hal/machine_board.py", "hal/reset.py"]
 BOARD_HAL = {"esp32": _SHARED + ["hal/esp32.py"], "rp2": _SHARED + ["hal/rp2.py"]}
 # Where the pinned stubs are wrong about a port: (file, what) -> why the code is right. Each
 # `# pyright: ignore` in the firmware must be on a line of one of these.

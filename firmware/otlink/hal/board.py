@@ -69,6 +69,10 @@ class Board:
         """Why the node last started, as a word: power-on, watchdog, soft, ..."""
         raise NotImplementedError
 
+    def unique_id(self):
+        """The chip's unique id as hex (esp32: base MAC; rp2: flash id)."""
+        raise NotImplementedError
+
     def free_heap(self):
         raise NotImplementedError
 

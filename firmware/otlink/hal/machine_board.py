@@ -52,6 +52,8 @@ class MachineBoard(Board):
         """Hardware watchdog: a node whose event loop hangs resets instead of going silent.
         The period comes from the board file, capped at what the hardware takes (RP2040:
         8.388 s)."""
+        if self._wdt is not None:
+            return  # armed once (main, before the app is built)
         ms = self.defn.get("watchdog_ms", 8000)
         self._wdt = machine.WDT(timeout=ms if ms < self.WDT_MAX_MS else self.WDT_MAX_MS)
 
@@ -148,6 +150,9 @@ class MachineBoard(Board):
 
     def free_heap(self):
         return gc.mem_free()
+
+    def stop_requested(self):
+        return False  # a board runs until it is reset
 
     def reset(self):
         """Restart the board (app.main after a commit, a rollback or the console's reboot)."""

@@ -52,6 +52,16 @@ class Board(_Board):
         self.mount_point = mount_point
         self.fs = self._mount()
         self._i2c = {}
+        # the simulated watchdog (hal/unix/wdt.py) when the board file sets watchdog_ms, and
+        # the reset cause it left beside the flash image for this boot
+        from otlink.hal.unix.wdt import take_cause
+
+        self._cause_path = image_path + ".reset_cause"
+        self._cause = take_cause(self._cause_path) or "power-on"
+        self._wdt = None
+        self.watchdog_feeds = 0
+        # test faults of the harness: {"network": "raise"} makes network_ok() raise
+        self._faults = board_def.get("faults") or {}
 
     def _mount(self):
         try:
@@ -69,10 +79,17 @@ class Board(_Board):
         return self.nor.region(self._q["offset"], self._q["size"])
 
     def watchdog_start(self):
-        self.watchdog_feeds = 0  # no hardware watchdog here; tests can see it being fed
+        # tests can see it being fed (watchdog_feeds); it resets the process when the board
+        # file sets watchdog_ms
+        if self._wdt is None and self.defn.get("watchdog_ms"):
+            from otlink.hal.unix.wdt import SimWdt
+
+            self._wdt = SimWdt(self.defn["watchdog_ms"], self._cause_path)
 
     def watchdog_feed(self):
         self.watchdog_feeds += 1
+        if self._wdt is not None:
+            self._wdt.feed()
 
     def prog_size(self):
         return self.defn["flash"].get("prog_size", 1)
@@ -119,6 +136,8 @@ class Board(_Board):
         pass  # the host's network is always there
 
     def network_ok(self):
+        if self._faults.get("network") == "raise":
+            raise OSError(5)  # EIO: a test fault (the network task dies each time)
         return True
 
     def sync_time(self):
@@ -126,7 +145,10 @@ class Board(_Board):
         return True
 
     def reset_cause(self):
-        return "power-on"
+        return self._cause
+
+    def unique_id(self):
+        return "0000000000000000"  # the harness has no chip id
 
     def stop_requested(self):
         if self._stop_file is None:

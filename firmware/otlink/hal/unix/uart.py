@@ -59,7 +59,10 @@ _SPEEDS = ("B9600", "B57600", "B115200", "B230400", "B460800", "B921600")
 
 class UnixUart(Rs485Uart):
     def __init__(self, path, baud=9600, parity="N", stop_bits=1, de=None, clock=None):
-        f = open(path, "r+b")
+        try:
+            f = open(path, "r+b")
+        except OSError as e:  # name the port: ENOENT alone does not say which
+            raise OSError(e.args[0], "serial.port %s cannot be opened" % path)
         fd = f.fileno()
         if termios is not None:
             try:
