@@ -1,4 +1,4 @@
-# heapsize: 200K 32:72K
+# heapsize: 208K 32:80K
 # Command path: a value written to a point reads back as the same value through the
 # point decoder, for every writable type and word/byte order; refusals name the reason;
 # conversion without floats (the 32-bit build has the boards' single-precision floats);
@@ -175,6 +175,7 @@ def counter_path(name):
 
 
 def make(up, pol, pts, writable=(7,), path=None, limits=None):
+    gc.collect()
     path = path or counter_path("ctr-%d" % _ctr[0])
     return commands.Commands(up, pol, pts, list(writable), None, auth.Hmac(KEY),
                              commands.Counter(path), limits)
@@ -318,6 +319,17 @@ def test_unreadable_counter_refuses_commands():
     r = replies_of(up)
     mptest.true(not r[0]["ok"] and "counter record unreadable" in r[0]["error"], r)
     mptest.eq(pol.writes, [], "not written")
+
+
+def test_counter_that_cannot_be_persisted_refuses_the_command():
+    up = FakeUplink()
+    pol = FakePoller()
+    c = make(up, pol, point("int16").tab, path=counter_path("no-such-dir") + "/ctr")
+    c.on_msg(sign(cmd(7, "1", "x"), 5))
+    _run_all(c)
+    r = replies_of(up)
+    mptest.true(not r[0]["ok"] and "cannot persist" in r[0]["error"], r)
+    mptest.eq((pol.writes, c.counter.last), ([], 0), "not run, counter unchanged")
 
 
 def test_writes_limited_to_the_configured_range():
