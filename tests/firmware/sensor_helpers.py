@@ -92,9 +92,3 @@ def sim_clock(ms=1000):
     """(ticks, Clock) at wall time T0, moving only when the test steps it."""
     ticks = StepTicks(ms)
     return ticks, Clock(ticks=ticks, wall=_Wall())
-
-
-def build32():
-    import sys
-
-    return sys.maxsize < (1 << 40)

@@ -15,9 +15,9 @@
 #   + (2.3*osrs_h + 0.575) ms; operating range -40..85 degC, 300..1100 hPa.
 #
 # Readings: temperature in 0.01 degC (int32), pressure in Pa (uint32), humidity in 1/1024
-# %RH (uint32, the formula's Q22.10). Allocation: none on the 64-bit port; on 32-bit ports
-# (small ints of 31 bits) the compensation's intermediate products pass 2**30 and become
-# short-lived heap ints, a bound tests/firmware/test_bme280.py measures and asserts.
+# %RH (uint32, the formula's Q22.10). No allocation per sample, 32-bit ports included (small
+# ints of 31 bits): the two steps of the pressure formula that pass 2**30 are computed in
+# parts with the same result (tests/firmware/test_bme280.py checks both).
 from otlink.core.compat import const
 from otlink.core.errors import ERR_NOT_READY, ERR_RANGE, ERR_SENSOR
 
@@ -64,6 +64,15 @@ def _s16(lo, hi):
     return v - 65536 if v & 0x8000 else v
 
 
+def _sq_shr(v, s):
+    """(v * v) >> s for |v| < 2**17 and 5 <= s <= 16, every step below 2**30: with
+    u = h * 2**8 + l, u * u = h * h * 2**16 + h * l * 2**9 + l * l."""
+    u = -v if v < 0 else v
+    h = u >> 8
+    lo = u & 0xFF
+    return ((h * h) << (16 - s)) + ((((h * lo) << 9) + lo * lo) >> s)
+
+
 def _s12(v):
     return v - 4096 if v & 0x800 else v
 
@@ -103,20 +112,32 @@ class Calibration:
 
     def pressure(self, adc_p, t_fine):
         """Datasheet 8.2, BME280_compensate_P_int32: pressure in Pa, 0 when the calibration
-        would divide by zero. C's 32-bit unsigned steps are kept (& 0xFFFFFFFF)."""
+        would divide by zero. Steps that pass 2**30 (a heap int on 32-bit ports) are computed
+        in parts with the same result: var1 squared, dig_P2 * var1 (cold end),
+        (32768 + var1) * dig_P1 >> 15, and the division of x * 3125 (an unsigned 32-bit value
+        in C) by var1."""
         var1 = (t_fine >> 1) - 64000
         q = var1 >> 2
-        var2 = (((q * q) >> 11) * self.P6) + ((var1 * self.P5) << 1)
+        var2 = (_sq_shr(q, 11) * self.P6) + ((var1 * self.P5) << 1)
         var2 = (var2 >> 2) + (self.P4 << 16)
-        var1 = (((self.P3 * ((q * q) >> 13)) >> 3) + ((self.P2 * var1) >> 1)) >> 18
-        var1 = ((32768 + var1) * self.P1) >> 15
-        if var1 == 0:
+        # (P2 * var1) >> 1 as (var1 >> 1) * P2 + ((var1 & 1) * P2 >> 1): the cold end passes 2**30
+        var1 = (((self.P3 * _sq_shr(q, 13)) >> 3) +
+                ((var1 >> 1) * self.P2 + (((var1 & 1) * self.P2) >> 1))) >> 18
+        # a * P1 >> 15 = ((a >> 14) * P1 + ((a & 0x3FFF) * P1 >> 14)) >> 1: each product
+        # below 2**30 (P1 < 2**16)
+        a = 32768 + var1
+        var1 = ((a >> 14) * self.P1 + (((a & 0x3FFF) * self.P1) >> 14)) >> 1
+        if var1 <= 0:
             return 0
-        p = (((1048576 - adc_p) - (var2 >> 12)) * 3125) & 0xFFFFFFFF
-        if p < 0x80000000:
-            p = (p << 1) // var1
+        x = (1048576 - adc_p) - (var2 >> 12)
+        if x < 0:
+            return 0  # C would wrap to a huge unsigned value: far outside 300..1100 hPa
+        # C: p = x * 3125 (unsigned); p < 2**31 ? (p << 1) / var1 : (p / var1) * 2
+        # x * k / var1 in parts: (x // var1) * k + (x % var1) * k // var1 (x % var1 < 2**16)
+        if x < 687195:  # x * 3125 < 2**31
+            p = (x // var1) * 6250 + ((x % var1) * 6250) // var1
         else:
-            p = (p // var1) * 2
+            p = ((x // var1) * 3125 + ((x % var1) * 3125) // var1) * 2
         q = p >> 3
         var1 = (self.P9 * ((q * q) >> 13)) >> 12
         var2 = ((p >> 2) * self.P8) >> 13

@@ -7,8 +7,8 @@
 # and "rate" (pulses per hour over the last interval); pulses_per_unit scales both in the
 # birth table (1000 imp/kWh: total in kWh, rate in kW).
 # The total survives reboots in a Keep (drivers/_keep.py: a 16-byte littlefs file rewritten
-# whole): saved when persist_pulses pulses or persist_s seconds have gone by since the last save, so a
-# power cut loses at most that much; docs/sensors.md gives the flash writes per day.
+# whole): saved when persist_pulses pulses or persist_s seconds have gone by since the last
+# save, so a power cut loses at most that much; docs/sensors.md gives the writes per day.
 from otlink.core.compat import const
 
 _MASK = const(0x3FFFFFFF)  # counters wrap inside the small-int range of 32-bit ports
