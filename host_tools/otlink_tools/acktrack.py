@@ -118,6 +118,9 @@ def ack_key(key_file: str | None, env: dict | None = None) -> bytes | None:
     given. ValueError names the source, never the key."""
     env = os.environ if env is None else env
     if key_file:
+        from otlink_tools.write import warn_if_shared
+
+        warn_if_shared(key_file)
         try:
             text, where = Path(key_file).read_text(), f"--ack-key-file {key_file}"
         except (OSError, UnicodeDecodeError) as e:

@@ -47,9 +47,25 @@ def parse_hex_key(text: str, where: str) -> bytes:
         raise CommandError(f"{where}: the key {e}") from None
 
 
+def warn_if_shared(key_file: str) -> None:
+    """Say so (on stderr, never the key) when other users may read a key file, as ssh does
+    for private keys: whoever reads the command key can move the machine."""
+    import stat
+    import sys
+
+    try:
+        mode = os.stat(key_file).st_mode
+    except OSError:
+        return  # the read below names the problem
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        print(f"otlink: warning: {key_file} is accessible to other users "
+              f"(mode {stat.S_IMODE(mode):03o}): chmod 600 it", file=sys.stderr)
+
+
 def load_key(key_file: str | None, env: dict | None = None) -> bytes:
     env = os.environ if env is None else env
     if key_file:
+        warn_if_shared(key_file)
         try:
             text = Path(key_file).read_text()
         except (OSError, UnicodeDecodeError) as e:

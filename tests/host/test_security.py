@@ -300,3 +300,23 @@ def test_decoder_reads_signed_commands_and_replies():
     assert not _leaks(json.dumps(m))  # the tag is not the key
     m = decode_message(BASE + "reply", b'{"id": "r1", "ok": true}')
     assert m["body"]["ok"] is True and "tag" not in m
+
+
+def test_key_files_shared_with_other_users_are_flagged(tmp_path, capsys):
+    from otlink_tools.acktrack import ack_key
+    from otlink_tools.write import load_key
+
+    f = tmp_path / "cmd.key"
+    f.write_text(CMD_KEY + "\n")
+    f.chmod(0o644)
+    assert load_key(str(f), env={}) == bytes.fromhex(CMD_KEY)
+    err = capsys.readouterr().err
+    assert "accessible to other users" in err and "chmod 600" in err and not _leaks(err)
+    f.chmod(0o600)
+    load_key(str(f), env={})
+    assert capsys.readouterr().err == ""
+    g = tmp_path / "ack.key"
+    g.write_text(ACK_KEY)
+    g.chmod(0o640)
+    assert ack_key(str(g), env={}) == bytes.fromhex(ACK_KEY)
+    assert "accessible to other users" in capsys.readouterr().err
