@@ -134,6 +134,14 @@ def test_config():
     f, problem = config_errors(d)[0]
     eq(f, "sensors[0].points[0].channel", "unknown channel")
     true("temperature, pressure, humidity" in problem, problem)
+    # an unknown driver: one error naming it (its own keys are not reported as well)
+    d = dict(CFG)
+    d["driver"] = "bme28"
+    errs = config_errors(d)
+    eq([f for f, _ in errs], ["sensors[0].driver"], "one error")
+    true("bme28" in errs[0][1] and "docs/sensors.md" in errs[0][1], errs[0][1])
+    d["driver"] = "_keep"  # a module of the package that is not a driver
+    eq(config_errors(d)[0][0], "sensors[0].driver", "not a driver name")
 
 
 def test_sample_does_not_allocate():

@@ -662,7 +662,9 @@ def _sensors(ck, lst, groups, ids, names, buses):
             except ValueError as e:
                 ck.bad(p + ".driver", str(e))
         opts = mod.OPTIONS if mod else ()
-        _keys(ck, s, p, ("name", "driver", "bus", "group", "points") + tuple(o[0] for o in opts))
+        if mod is not None or drv is None:  # an unknown driver's own keys are not errors too
+            _keys(ck, s, p, ("name", "driver", "bus", "group", "points") +
+                  tuple(o[0] for o in opts))
         group = _str(ck, s, "group", p, _REQ)
         if group is not None and group not in groups:
             ck.bad(p + ".group", "unknown poll group %s (defined: %s)"

@@ -32,7 +32,9 @@ def load(name):
     full = "otlink.drivers." + name
     try:
         __import__(full)
-    except ImportError:
+    except ImportError as e:
+        if full not in str(e):  # the driver is there but imports something missing
+            raise
         raise ValueError("no driver %r (no module otlink/drivers/%s.py; docs/sensors.md "
                          "lists the drivers)" % (name, name))
     mod = sys.modules[full]
