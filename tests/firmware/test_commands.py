@@ -215,7 +215,9 @@ def test_every_command_answered_busy_ones_too():
     mptest.eq(ok, ["c%d" % i for i in range(commands.MAX_PENDING)], "first ones written")
     named = sorted([b for b in busy if b is not None])
     mptest.eq(named, sorted(["c%d" % i for i in range(8, 30)]), "the rest refused as busy")
-    mptest.eq(busy.count(None), 1, "the message without an id too")
+    garbage = [r for r in replies if r["id"] is None]
+    mptest.true(len(garbage) == 1 and "not signed" in garbage[0]["error"],
+                "the garbage message answered too: %r" % garbage)
     mptest.eq(len(pol.writes), commands.MAX_PENDING, "writes")
     mptest.eq((c.received, c.dropped), (31, 0), "counts")
 
@@ -264,6 +266,21 @@ def test_unsigned_and_forged_commands_refused_and_counted():
     mptest.true(all("does not verify" in x["error"] for x in r[1:]), r[1]["error"])
     mptest.eq((pol.writes, c.forged, c.errors), ([], 5, 5), "nothing written, counted")
     mptest.eq(c.counter.last, 0, "a forged counter does not move the node's")
+
+
+def test_forged_flood_does_not_crowd_out_authentic_commands():
+    up = FakeUplink()
+    pol = FakePoller()
+    c = make(up, pol, point("int16").tab)
+    for i in range(commands.MAX_PENDING + 4):  # one MQTT read burst of forgeries
+        c.on_msg(cmd(7, "9", "f%d" % i).encode() + b"\n" + b"0" * 64)
+    c.on_msg(sign(cmd(7, "3", "real"), 1))
+    _run_all(c)
+    r = replies_of(up)
+    real = [x for x in r if x["id"] == "real"]
+    mptest.eq(real, [{"id": "real", "ok": True, "ctr": 1}], "the authentic one written")
+    mptest.eq((pol.writes, c.forged), ([(10, [3])], commands.MAX_PENDING + 4), "writes")
+    mptest.true(all("does not verify" in x["error"] for x in r if x["id"] != "real"), r)
 
 
 def test_replayed_command_refused_counter_survives_reboot():
