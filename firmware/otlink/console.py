@@ -172,6 +172,7 @@ class Console:
         self.over = False  # the line ran past the buffer
         self.bad = -1  # first refused byte of the line, -1: none
         self.json = False  # this line started with "@"
+        self.hide = False  # echo * from here: the value of a `set` of a secret field
         self._st = _ST_TEXT
         self._cr = False  # last byte was CR: a following LF ends nothing
         self.pending = None  # (coroutine function, args) for the adapter to await
@@ -233,11 +234,27 @@ class Console:
             self.buf[self.n] = b
             self.n += 1
             if not self.json:
-                self.write(chr(b))
+                self.write("*" if self.hide else chr(b))
+                if b == 0x20 and not self.hide:
+                    self.hide = self._secret_value()
         elif self.bad < 0:
             self.bad = b
 
+    def _secret_value(self):
+        """The line so far is `set [-f] <path> ` with a secret field's path: what follows is
+        its value, echoed as * (a person's terminal shows what the console echoes)."""
+        w = bytes(self.buf[:self.n]).split()
+        if len(w) < 2 or w[0] != b"set":
+            return False
+        if w[1] == b"-f":
+            w = w[1:]
+        if len(w) != 2:
+            return False
+        p = w[1].replace(b"]", b"").replace(b"[", b".").split(b".")[-1]
+        return is_secret(p.decode())
+
     def _clear(self):
+        self.hide = False
         self.n = 0
         self.over = False
         self.bad = -1

@@ -131,8 +131,13 @@ def test_secrets_never_leave_the_console():
     seen.append("".join(out))
     con.feed(b"@set mqtt.password \"unterminated-secret\r")
     seen.append("".join(out))
+    del out[:]
+    con.feed(b"set wifi.password hunter2-typed\r")  # a person typing: the echo is masked
+    seen.append("".join(out))
+    mptest.true("set wifi.password " + "*" * 13 + "\r\n" in seen[-1], seen[-1])
     for s in seen:
-        mptest.true(SECRET not in s and "other-secret" not in s and "unterminated-secret" not in s,
+        mptest.true(SECRET not in s and "other-secret" not in s and "unterminated-secret" not in s
+                    and "hunter2" not in s,
                     "secret in %r" % s[:200])
     mptest.true("******" in seen[0], "masked, not dropped")
 
