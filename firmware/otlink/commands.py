@@ -506,6 +506,9 @@ class Commands:
             # places of authentic ones (two SHA-256 blocks of a short message: < 1 ms)
             self.forged += 1
             why = _UNSIGNED if split_signed(msg) is None else _FORGED
+            n = self.forged
+            if self.log is not None and not n & (n - 1):  # 1, 2, 4, 8...: a flood logs little
+                self.log("commands: %d refused as unsigned or forged so far (%s)" % (n, why))
         elif len(self._pending) < MAX_PENDING:
             self._pending.append(bytes(msg))
             return

@@ -174,10 +174,10 @@ def counter_path(name):
     return path
 
 
-def make(up, pol, pts, writable=(7,), path=None, limits=None):
+def make(up, pol, pts, writable=(7,), path=None, limits=None, log=None):
     gc.collect()
     path = path or counter_path("ctr-%d" % _ctr[0])
-    return commands.Commands(up, pol, pts, list(writable), None, auth.Hmac(KEY),
+    return commands.Commands(up, pol, pts, list(writable), log, auth.Hmac(KEY),
                              commands.Counter(path), limits)
 
 
@@ -271,7 +271,8 @@ def test_unsigned_and_forged_commands_refused_and_counted():
 def test_forged_flood_does_not_crowd_out_authentic_commands():
     up = FakeUplink()
     pol = FakePoller()
-    c = make(up, pol, point("int16").tab)
+    logged = []
+    c = make(up, pol, point("int16").tab, log=logged.append)
     for i in range(commands.MAX_PENDING + 4):  # one MQTT read burst of forgeries
         c.on_msg(cmd(7, "9", "f%d" % i).encode() + b"\n" + b"0" * 64)
     c.on_msg(sign(cmd(7, "3", "real"), 1))
@@ -281,6 +282,7 @@ def test_forged_flood_does_not_crowd_out_authentic_commands():
     mptest.eq(real, [{"id": "real", "ok": True, "ctr": 1}], "the authentic one written")
     mptest.eq((pol.writes, c.forged), ([(10, [3])], commands.MAX_PENDING + 4), "writes")
     mptest.true(all("does not verify" in x["error"] for x in r if x["id"] != "real"), r)
+    mptest.eq(len(logged), 4, "reported in the log at 1, 2, 4, 8 forgeries: %r" % logged)
 
 
 def test_replayed_command_refused_counter_survives_reboot():
