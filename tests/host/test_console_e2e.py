@@ -20,6 +20,7 @@ from otlink_tools.errors import CommandError
 OTLINK = str(Path(sys.executable).parent / "otlink")
 ROOT = Path(__file__).resolve().parents[2]
 PIN = "482913"
+KEY = "5ec7e7c0ffee" * 5 + "5ec7"  # a planted secret (the command key): never shown
 
 
 def file_hash(path: Path) -> str:
@@ -35,6 +36,7 @@ class Node:
         cfg = demo_config(meter_port, broker_port)
         cfg["console"] = {"commit_check_s": 5, "pin": PIN}
         cfg["mqtt"]["ack"] = "broker"  # no consumer acks here: the PUBACK advances the queue
+        cfg["commands"] = {"key": KEY}
         self.config.write_text(json.dumps(cfg, indent=2))
         self.link = str(tmp / "console")
         self.log = open(tmp / "node.log", "wb")
@@ -201,3 +203,20 @@ def test_pin_lockout(node):
     r = subprocess.run([OTLINK, "status", "--port", node.link, "--pin", PIN],
                        capture_output=True, text=True)
     assert r.returncode == 0 and "config_hash" in r.stdout, r.stderr
+
+
+def test_the_planted_secret_is_never_shown(node, tmp_path):
+    p = ["--port", node.link]
+    shown = [node.cli("config", "get", *p, "commands.key").stdout,
+             node.cli("config", "get", *p, "commands", "--json").stdout,
+             node.cli("config", "pull", *p, "-o", str(tmp_path / "pulled.json")).stderr,
+             (tmp_path / "pulled.json").read_text(),
+             node.cli("logs", *p).stdout, node.cli("status", *p).stdout]
+    with NodeConsole(node.link, pin=PIN) as con:
+        con.ser.write(b"show config\r")  # a person's view, echo and all
+        time.sleep(0.5)
+        shown.append(con.ser.read(65536).decode(errors="replace"))
+    shown.append(node.text())  # everything the agent printed since it started
+    assert '"key": "******"' in shown[3]
+    for text in shown:
+        assert KEY not in text and KEY[:16] not in text
