@@ -69,6 +69,18 @@ def test_absent_sensor():
     mptest.raises(OSError, drv.start)
 
 
+def test_sample_through_the_model_does_not_allocate():
+    clock, model, drv = setup()
+    s = Sample()
+    for _ in range(3):
+        mptest.no_alloc(drv.start)
+        clock.sleep_ms(sht3x.MEASURE_MS)
+        mptest.no_alloc(drv.read, s)
+        mptest.eq(s.err, [0, 0], "no error")
+    t = s.v[0] * sht3x.channel(CFG, "temperature")[2] - 45.0
+    mptest.true(abs(t - model.last[0]) < 0.003, "value")
+
+
 def test_start_and_crc_do_not_allocate():
     clock, model, drv = setup()
     buf = bytearray(b"\xbe\xef\x92")

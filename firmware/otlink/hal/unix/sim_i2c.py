@@ -41,6 +41,13 @@ class SHT3xModel:
     def read(self, buf):
         if self.started is None or self.clock.ticks_diff(self.clock.ticks_ms(), self.started) < 15:
             raise OSError(_ENODEV)
+        n = release()
+        try:
+            self._answer(buf)
+        finally:
+            relock(n)
+
+    def _answer(self, buf):
         self.started = None
         t, rh = self.values(self.clock.uptime_ms())
         st = int((t + 45.0) * 65535 / 175.0 + 0.5)
