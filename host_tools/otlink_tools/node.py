@@ -32,13 +32,18 @@ def validate_file(path: str) -> dict:
         raise CommandError(f"{path}: {len(errs)} config errors:\n{lines}") from None
 
 
-def board_buses(path: str) -> tuple[str, ...] | None:
-    """I2C bus names of the board the config names (boards/<board>.json), so a sensor on a
+def board_buses(path: str) -> dict[str, tuple[str, ...]] | None:
+    """Sensor bus names of the board the config names (boards/<board>.json) by kind: I2C
+    buses, and the 1-Wire pins, ADC inputs and input pins its file lists, so a sensor on a
     bus the board does not have is refused here rather than at boot. None when unknown."""
     try:
         board = json.loads(Path(path).read_text()).get("board", "unix")
         defn = json.loads((paths.BOARDS / f"{board}.json").read_text())
-        return tuple(defn.get("i2c", {}))
+        out = {"i2c": tuple(defn.get("i2c", {}))}
+        for kind, section in (("onewire", "onewire"), ("adc", "adc"), ("pin", "inputs")):
+            if section in defn:
+                out[kind] = tuple(defn[section])
+        return out
     except (OSError, ValueError, AttributeError, TypeError):
         return None  # the schema names what is wrong with the file itself
 

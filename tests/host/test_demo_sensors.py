@@ -61,3 +61,28 @@ def test_one_sensor_of_each_kind_arrives_in_its_unit(fresh_broker, demo_meter, t
     assert energy[-1] > energy[0], energy
     text = (tmp_path / "agent.log").read_text()
     assert "ds18b20: 3 on the pin" in text, text[-2000:]
+
+
+def test_validate_checks_every_sensor_bus_against_the_board_file(tmp_path):
+    """`otlink node validate` knows each board's I2C buses, 1-Wire pins, ADC inputs and input
+    pins (boards/<board>.json): the demo's sensors fit the ESP32 and Pico W files, a name
+    the board lacks is refused naming the ones it has."""
+    import pytest
+
+    from otlink_tools.errors import CommandError
+
+    for board in ("esp32", "pico_w"):
+        cfg = demo_config("/dev/ttyUSB0", 1883, every_sensor=True)
+        cfg["board"] = board
+        cfg["wifi"] = {"ssid": "plant", "password": "plant-7-Qx93kz"}
+        f = tmp_path / f"{board}.json"
+        f.write_text(json.dumps(cfg))
+        node.validate_file(str(f))
+        cfg["sensors"][3]["bus"] = "ai9"
+        cfg["sensors"][5]["bus"] = "in7"
+        f.write_text(json.dumps(cfg))
+        with pytest.raises(CommandError) as e:
+            node.validate_file(str(f))
+        msg = str(e.value)
+        assert "sensors[3].bus: the board has no ADC input 'ai9' (its board file names: ai0" \
+            in msg and "sensors[5].bus: the board has no input pin 'in7'" in msg, msg
