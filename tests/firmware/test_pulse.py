@@ -108,6 +108,12 @@ def test_total_past_2_30_and_across_reboots():
     # a reboot: the 4 pulses since the save are lost, no more
     ticks, pin, cfg, task, sink = setup(keep=Keep(SCRATCH + "/pulse.keep"), persist_pulses=15)
     eq(sample(task)[0], 4 * P + 5, "total restored")
+    # a clean stop (App.close) saves what came since
+    pulses(ticks, pin, 2)
+    sample(task)
+    task.drv.close()
+    ticks, pin, cfg, task, sink = setup(keep=Keep(SCRATCH + "/pulse.keep"), persist_pulses=15)
+    eq(sample(task)[0], 4 * P + 7, "total saved at the stop")
     # saved by time too: persist_s
     ticks, pin, cfg, task, sink = setup(keep=k, persist_s=60)
     n = k.saves

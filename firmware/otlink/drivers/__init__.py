@@ -13,6 +13,7 @@
 #     .measure_ms          start() to read(), ms
 #     .start()             begin one sample
 #     .read(s)             fill the Sample s: s.v[i] (s.hi[i]) or s.err[i] for cfg["points"][i]
+#     .watch(emit), .close()  optional: an events coroutine; save state when the agent stops
 #
 # Adding a driver is adding its file here: nothing else names it.
 

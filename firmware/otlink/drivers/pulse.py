@@ -103,6 +103,11 @@ class Driver:
             else:
                 s.v[i] = self.rate
 
+    def close(self):
+        """The agent stops: save the total if pulses came since the last save."""
+        if self.keep is not None and self.since_save:
+            self.save()
+
     def save(self, now=None):
         """Persist the total (allocates: a file is written)."""
         self.keep.save(self.hi, self.lo)
