@@ -170,6 +170,11 @@ class App:
                                            posture.posture(cfg, cfg_hash,
                                                            posture.firmware_hash()))
         del posture
+        sys.modules.pop("otlink.posture", None)  # used once: its globals leave the heap
+        try:
+            delattr(sys.modules["otlink"], "posture")
+        except (KeyError, AttributeError):
+            pass
         stage("birth")
         # the write-coalescing buffer holds one data PUBLISH (batch + fixed header, topic,
         # packet id): one segment per batch, without the default's spare KiB
@@ -403,16 +408,10 @@ class App:
                 t.cancel()
 
     def close(self):
-        for t in self.sensors:  # drivers that keep state save it (a pulse total)
-            try:
-                if hasattr(t.drv, "close"):
-                    t.drv.close()
-            except Exception:
-                pass
         try:
+            self.queue.commit()
             if self.analytics is not None:
                 self.analytics.save()
-            self.queue.commit()
         except Exception:
             pass
         try:
