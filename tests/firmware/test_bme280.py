@@ -2,7 +2,7 @@
 # NVM layout of the trimming parameters, measurements through the simulated sensor (raw
 # codes from the datasheet's floating-point formulas), error codes, no allocation per sample
 # on either build.
-# heapsize: 160K 32:64K
+# heapsize: 192K 32:64K
 import mptest
 from mptest import eq, no_alloc, true
 from sensor_helpers import Sink, config_errors, sensor_cfg, sim_clock

@@ -1,7 +1,7 @@
 # DS18B20 driver against its datasheet-built 1-Wire model: CRC-8/MAXIM, ROM search over
 # several sensors on one pin, conversion time per resolution, the 85 degC power-on value,
 # per-point error codes (absent ROM, CRC, line held low), no allocation per sample.
-# heapsize: 160K 32:64K
+# heapsize: 192K 32:64K
 import mptest
 from mptest import eq, no_alloc, raises, true
 from sensor_helpers import Sink, config_errors, sensor_cfg, sim_clock

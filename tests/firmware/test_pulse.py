@@ -1,6 +1,6 @@
 # S0 / pulse counter: an IRQ handler that does not allocate, debounce, total and rate, the
 # total kept across reboots in a littlefs file, and the flash writes that costs per day.
-# heapsize: 160K 32:64K
+# heapsize: 176K 32:64K
 import sys
 
 import mptest

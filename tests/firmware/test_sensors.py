@@ -1,4 +1,4 @@
-# heapsize: 64K
+# heapsize: 72K
 # Local sensor task (otlink.sensors.SensorTask) on the SHT3x driver: one sample is begin()
 # (stamp + start) and finish() (read + one record per point); both run under heap_lock on the
 # 32-bit build too, with the wall clock at epoch ms (a heap int there) and the ms ticks just
