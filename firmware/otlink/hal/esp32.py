@@ -24,8 +24,9 @@ class Board(MachineBoard):
         MachineBoard.__init__(self, cfg, defn or load_board("esp32"), _CAUSES)
 
     def adc(self, name):
-        """The ADC's own calibrated read_uv() (eFuse calibration), 11 dB attenuation: the
-        0..~3.1 V span a 150 ohm 4-20 mA shunt needs (3.0 V at 20 mA)."""
+        """The ADC's own calibrated read_uv() (eFuse calibration) at 11 dB attenuation,
+        accurate from 150 to 2450 mV (ESP-IDF): a 100 ohm 4-20 mA shunt keeps the loop's
+        0.4..2.4 V inside it (docs/sensors.md, loop420)."""
         pin = machine.Pin(self.defn["adc"][name]["pin"])
         return machine.ADC(pin, atten=machine.ADC.ATTN_11DB)
 
