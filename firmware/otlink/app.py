@@ -408,6 +408,12 @@ class App:
                 t.cancel()
 
     def close(self):
+        for t in self.sensors:  # drivers that keep state save it (a pulse total)
+            try:
+                if hasattr(t.drv, "close"):
+                    t.drv.close()
+            except Exception:
+                pass
         try:
             self.queue.commit()
             if self.analytics is not None:
