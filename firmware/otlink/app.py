@@ -179,7 +179,8 @@ class App:
         # the write-coalescing buffer holds one data PUBLISH (batch + fixed header, topic,
         # packet id): one segment per batch, without the default's spare KiB
         self.uplink = Uplink(cfg["mqtt"], cfg["node"], clock,
-                             out_size=cfg["mqtt"]["batch_bytes"] + _PUBLISH_HEAD)
+                             out_size=cfg["mqtt"]["batch_bytes"] + _PUBLISH_HEAD,
+                             resolver=board.resolver())
         stage("uplink")
         self.publisher = Publisher(self.queue, self.uplink, clock, cfg["mqtt"], birth,
                                    self.state)

@@ -1,7 +1,8 @@
 # Crash-reboot guard. A node in a cabinet must always come back reachable: every boot counts
 # as a crash until the agent has run healthy (every task alive for app.py's _HEALTHY_MS), so
 # a node that keeps failing at boot or soon after - a driver raising, a board file missing, a
-# task that dies, a watchdog reset - is told apart from one that runs. The count lives in a few bytes on the board's filesystem:
+# task that dies, a watchdog reset - is told apart from one that runs. The count lives in a
+# few bytes on the board's filesystem:
 #   fewer than SAFE_AFTER crash-boots in a row: normal;
 #   SAFE_AFTER or more: safe mode - console and network only, no polling (app.py), reported
 #     in the state message (safe_mode);

@@ -297,7 +297,7 @@ class Uplink:
 
     def __init__(self, mqtt_cfg, node_cfg, clock, on_ack=None, on_cmd=None, rand=None,
                  out_size=2048, op_timeout_ms=5000, connect_timeout_ms=5000,
-                 max_in=_MAX_IN):
+                 max_in=_MAX_IN, resolver=None):
         self.cfg = mqtt_cfg
         self.clock = clock
         self.node = node_cfg["id"]
@@ -347,6 +347,9 @@ class Uplink:
         self.will = None
         self._step = _S_IDLE  # connect() step in progress
         self._addr = None  # the broker's resolved address, kept across sessions
+        # resolver(host) -> IPv4 string within a deadline (the board's, dns.py); None: the
+        # platform's getaddrinfo (the Unix port's resolver answers from the host)
+        self._resolver = resolver
         self.longest_step_ms = 0  # the longest connect() step so far (tests, state)
 
     # --- connection --------------------------------------------------------------------
@@ -410,8 +413,12 @@ class Uplink:
         st = self._step
         if st == _S_IDLE:
             if self._addr is None:
-                # DNS: the platform's resolver, once (an IP literal is parsed, not looked up)
-                self._addr = socket.getaddrinfo(self.host, self.port)[0][-1]
+                # DNS once per address (an IP literal is parsed, not looked up); on a board
+                # the resolver waits at most its own deadline (lwIP's does not)
+                host = self.host
+                if self._resolver is not None:
+                    host = self._resolver(host)
+                self._addr = socket.getaddrinfo(host, self.port)[0][-1]
             self._step = _S_OPEN
             return False
         s = self.sock

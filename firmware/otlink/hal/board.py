@@ -61,6 +61,11 @@ class Board:
     def network_ok(self):
         raise NotImplementedError
 
+    def resolver(self):
+        """A function host -> IPv4 address string that answers within a deadline (the
+        uplink's DNS step), or None where the platform's getaddrinfo is bounded enough."""
+        raise NotImplementedError
+
     def sync_time(self):
         """Set the wall clock (NTP on boards); True when it is set."""
         raise NotImplementedError

@@ -127,6 +127,19 @@ class MachineBoard(Board):
     def network_ok(self):
         return self._nic is not None and self._nic.isconnected()
 
+    def resolver(self):
+        return self._resolve
+
+    def _resolve(self, host):
+        # the DNS server the network gave (DHCP), asked with a deadline (dns.py): lwIP's own
+        # resolver waits out its retries, past the watchdog when the server is gone
+        from otlink import dns
+
+        nic = self._nic
+        if nic is None:
+            raise OSError(113)  # EHOSTUNREACH: no network yet
+        return dns.resolve(host, nic.ifconfig()[3], 2000)
+
     def sync_time(self):
         try:
             import ntptime
