@@ -191,8 +191,10 @@ def _points(db, site: str | None, node: str | None) -> list[tuple]:
 
 
 def _readings(db, site: str, node: str, pid: int, t0: int, t1: int, col: str) -> list:
+    # in the node's order (boot, seq): two readings of one instant can be stamped a
+    # millisecond apart the other way round (a change event and a periodic sample)
     return db.query(f"SELECT boot, t_ms, {col} FROM readings WHERE site = ? AND node = ? AND "
-                    f"pid = ? AND t_ms >= ? AND t_ms < ? AND untimed = ? ORDER BY t_ms, seq",
+                    f"pid = ? AND t_ms >= ? AND t_ms < ? AND untimed = ? ORDER BY boot, seq",
                     (site, node, pid, t0, t1, False))
 
 
@@ -206,7 +208,7 @@ def analyse(db, t0: int, t1: int, shifts: list[Shift], site=None, node=None,
             continue
         # state before t0 matters: the last event before the period starts it
         prior = db.query("SELECT t_ms, value_text FROM readings WHERE site = ? AND node = ? "
-                         "AND pid = ? AND t_ms < ? AND untimed = ? ORDER BY t_ms DESC, seq "
+                         "AND pid = ? AND t_ms < ? AND untimed = ? ORDER BY boot DESC, seq "
                          "DESC LIMIT 1", (s, n, pid, t0, False))
         ev = [(max(t, t0), txt) for t, txt in prior]
         ev += [(t, txt) for _b, t, txt in _readings(db, s, n, pid, t0, t1, "value_text")]
