@@ -81,6 +81,7 @@ STATE_FIELDS: dict[str, type] = {
     "point_errors": dict,  # point id -> error code, points whose last report is an error
     "stopped": bool,  # True in the state of a node that stopped cleanly (not the last will)
     "config": str,  # ok, trial (committed, not yet healthy), rolled_back (console_config.py)
+    "safe_mode": str,  # why the node runs in safe mode: no polling (bootguard.py); absent: normal
 }
 
 
