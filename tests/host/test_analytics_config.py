@@ -126,3 +126,21 @@ def test_every_field_of_the_section_survives_any_json_value():
                 for x in config.errors_of(e):
                     assert x.field.startswith("analytics") or x.field == "points", \
                         (path, v, x.field)
+
+
+def test_a_group_of_points_shares_one_window_entry():
+    cfg = copy.deepcopy(BASE)
+    cfg["analytics"]["windows"].append({"points": [3, 4], "count": 10,
+                                        "stats": ["mean", "max"], "ids_from": 1000})
+    w = config.validate(cfg)["analytics"]["windows"]
+    assert w[1:] == [{"point": 3, "every_ms": 0, "count": 10,
+                      "ids": {"mean": 1000, "max": 1001}},
+                     {"point": 4, "every_ms": 0, "count": 10,
+                      "ids": {"mean": 1002, "max": 1003}}]
+    cfg["analytics"]["windows"][1]["ids_from"] = 99  # 99..102: 100 and 101 are taken
+    errs = errors(cfg)
+    assert "analytics.windows[1].points[0].stats.max" in errs, errs  # id 100
+    cfg["analytics"]["windows"][1].update({"ids_from": 1000, "stats": ["median"]})
+    assert "analytics.windows[1].stats" in errors(cfg)
+    cfg["analytics"]["windows"][1].update({"stats": ["mean"], "points": [3, 77]})
+    assert "analytics.windows[1].points[1].point" in errors(cfg)

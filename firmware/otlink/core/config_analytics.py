@@ -63,9 +63,7 @@ def analytics(ck, d, points, sensors, ids, names):
                    % pid)
 
     lst = _get(ck, d, "windows", p, [])
-    for i, e in enumerate(lst if isinstance(lst, list) else ()):
-        w = "%s.windows[%d]" % (p, i)
-        e = _obj(ck, e, w, True)
+    for w, e in _window_entries(ck, lst if isinstance(lst, list) else (), p + ".windows"):
         _keys(ck, e, w, ("point", "every_ms", "count", "stats"))
         pid = ref(e, w)
         if ("every_ms" in e) == ("count" in e):
@@ -186,6 +184,40 @@ def analytics(ck, d, points, sensors, ids, names):
             ck.bad("%s.counters[%d].machine" % (p, i), "%d is not a machine id of "
                    "analytics.machines" % c["machine"])
     return out
+
+
+def _window_entries(ck, lst, p):
+    """(path, entry) per window: an entry for one point as written, or a group - "points":
+    [ids], "stats": [names], "ids_from": n - expanded to one entry per point, whose
+    statistics get the ids n, n + 1, ... in order (point by point, statistic by statistic)."""
+    for i, e in enumerate(lst):
+        w = "%s[%d]" % (p, i)
+        e = _obj(ck, e, w, True)
+        if "points" not in e:
+            yield w, e
+            continue
+        _keys(ck, e, w, ("points", "every_ms", "count", "stats", "ids_from"))
+        if "point" in e:
+            ck.bad(w + ".point", "give point or points, not both")
+        pts = e["points"]
+        st = _get(ck, e, "stats", w, _REQ)
+        base = _int(ck, e, "ids_from", w, _REQ, 0, 65535)
+        if not isinstance(pts, list) or not pts:
+            ck.bad(w + ".points", "must be a non-empty list of point ids, got %s" % _show(pts))
+            continue
+        if not isinstance(st, list) or not st or [k for k in st if k not in _STATS]:
+            ck.bad(w + ".stats", "a group's stats are a list of %s, got %s"
+                   % (", ".join(_STATS), _show(st)))
+            continue
+        if base is None:
+            continue
+        for j, pid in enumerate(pts):
+            one = {"point": pid,
+                   "stats": {k: base + j * len(st) + n for n, k in enumerate(st)}}
+            for k in ("every_ms", "count"):
+                if k in e:
+                    one[k] = e[k]
+            yield "%s.points[%d]" % (w, j), one
 
 
 _FEATURES = ("rms_x", "rms_y", "rms_z", "peak_x", "peak_y", "peak_z", "crest_x", "crest_y",
