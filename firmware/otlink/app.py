@@ -97,11 +97,11 @@ def encode_birth(cfg, cfg_hash, boot, sec=None):
     from otlink.core.payload import birth_bound, encode_birth_rows
 
     node = cfg["node"]["id"]
+    n = len(cfg["points"]) + sum([len(s["points"]) for s in cfg["sensors"]])
     if cfg.get("analytics"):
         from otlink.analytics import derived_count
 
         n += derived_count(cfg)
-    n = len(cfg["points"]) + sum([len(s["points"]) for s in cfg["sensors"]])
     buf = bytearray(birth_bound(node, VERSION, cfg_hash, birth_rows(cfg), sec))
     used = encode_birth_rows(buf, node, VERSION, cfg_hash, boot, n, birth_rows(cfg), None, sec)
     return bytes(memoryview(buf)[:used]), n
@@ -235,9 +235,7 @@ class App:
             stage("commands")
         self.tasks.append(("queue", self._commit_loop))
         self.analytics = None
-        from otlink.analytics import configured
-
-        if configured(cfg) and safe is None:  # windows, alarms, machine states, counters
+        if cfg.get("analytics") and safe is None:  # windows, alarms, states, counters
             from otlink.analytics import Analytics
 
             self.analytics = Analytics(cfg, clock, self.queue.append,
