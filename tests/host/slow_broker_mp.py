@@ -2,7 +2,7 @@
 # Uplink connecting through a slow TCP proxy while a neighbour task measures the longest time
 # the event loop did not turn, and a watchdog fed from the loop (as app.py does) resets the
 # process when starved (hal/unix/wdt.py).
-#   micropython slow_broker_mp.py PORT SECONDS WATCHDOG_MS CAUSE_FILE
+#   micropython slow_broker_mp.py PORT SECONDS WATCHDOG_MS CAUSE_FILE  (SECONDS: the limit)
 # Prints: RESULT {"connected": bool, "max_stall_ms": n, "longest_step_ms": n, ...}
 import asyncio
 import json
@@ -47,7 +47,12 @@ async def main():
     wdt = SimWdt(wdt_ms, cause)
     asyncio.create_task(neighbour(wdt))
     task = asyncio.create_task(pub.run())
-    await asyncio.sleep_ms(seconds * 1000)
+    t0 = time.ticks_ms()
+    # until connected and one more round trip (the first state publish), or SECONDS
+    while time.ticks_diff(time.ticks_ms(), t0) < seconds * 1000:
+        if t_conn[0] is not None and time.ticks_diff(time.ticks_ms(), t0) > t_conn[0] + 3500:
+            break
+        await asyncio.sleep_ms(50)
     task.cancel()
 
 

@@ -26,7 +26,7 @@ def test_slow_broker_never_starves_the_watchdog(broker, tmp_path):
     cause = tmp_path / "reset_cause"
     with SlowProxy(broker.port, one_way_s=1.5) as proxy:
         res = subprocess.run(
-            [MICROPYTHON, "-X", "heapsize=512K", str(SCRIPT), str(proxy.port), "17",
+            [MICROPYTHON, "-X", "heapsize=512K", str(SCRIPT), str(proxy.port), "25",
              str(WATCHDOG_MS), str(cause)],
             capture_output=True, text=True, timeout=60, cwd=str(ROOT),
             env=env(ROOT / "tests" / "firmware"))
