@@ -179,14 +179,29 @@ def cmd_console(args) -> int:
 
 
 def cmd_status(args) -> int:
-    with _open(args) as con:
-        _show(args, con.call("status"))
-    return 0
+    if not args.wait:
+        with _open(args) as con:
+            _show(args, con.call("status"))
+        return 0
+    # --wait: until the node answers (after a commit or a reset it boots first)
+    end = time.monotonic() + args.wait
+    while True:
+        try:
+            with NodeConsole(args.port, args.baud, min(args.timeout, 2.0),
+                             args.pin or os.environ.get("OTLINK_CONSOLE_PIN")) as con:
+                _show(args, con.call("status"))
+                return 0
+        except CommandError as e:
+            if time.monotonic() >= end or "no answer" not in str(e) and "--port" not in str(e):
+                raise
+        time.sleep(0.3)
 
 
 def build_status(p):
     """the node at a glance: config state and hash, uplink, queue, bus"""
     add_port_args(p)
+    p.add_argument("--wait", type=float, default=0, metavar="S",
+                   help="wait up to S seconds for the node to answer (it may be booting)")
 
 
 def cmd_get(args) -> int:
