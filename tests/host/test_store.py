@@ -618,9 +618,9 @@ def test_group_position_is_what_the_database_holds(fresh_broker, tmp_path):
     assert [r[0] for r in readings(url)] == [1, 2, 3, 4, 5]
 
 
-def online_node(port: int, site: str = "plant1", node: str = "m7") -> None:
+def online_node(port: int, site: str = "plant1", node: str = "m7", batches: int = 20) -> None:
     """A node's retained birth and online state, as a node publishes them at connect, then
-    2 s of data batches (a batch every 0.1 s, 20 in all, 40 readings)."""
+    data batches of 2 readings, one every 0.1 s (default 20: 2 s, 40 readings)."""
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     c.connect("127.0.0.1", port)
     c.loop_start()
@@ -630,7 +630,7 @@ def online_node(port: int, site: str = "plant1", node: str = "m7") -> None:
     state = cbor2.dumps({"v": 1, "online": True, "boot": 1, "uptime_s": 5})
     c.publish(t + "birth", birth, qos=1, retain=True).wait_for_publish(5)
     c.publish(t + "state", state, qos=1, retain=True).wait_for_publish(5)
-    for s in range(1, 40, 2):
+    for s in range(1, 2 * batches, 2):
         c.publish(t + "data", _data(1, s, [1, 5, 1, 1]), qos=1).wait_for_publish(5)
         time.sleep(0.1)
     c.disconnect()
