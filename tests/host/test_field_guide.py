@@ -42,6 +42,10 @@ def test_rehearsal_runs_as_written(broker, tmp_path):
                             start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        raise AssertionError("the guide's commands did not finish in 90 s:\n" + out) from None
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # whatever the guide left running
