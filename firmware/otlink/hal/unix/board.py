@@ -52,16 +52,22 @@ class Board(_Board):
         self.mount_point = mount_point
         self.fs = self._mount()
         self._i2c = {}
-        # the simulated watchdog (hal/unix/wdt.py) when the board file sets watchdog_ms, and
-        # the reset cause it left beside the flash image for this boot
-        from otlink.hal.unix.wdt import take_cause
-
+        # the simulated watchdog (hal/unix/wdt.py, imported only when the board file sets
+        # watchdog_ms) and the reset cause it left beside the flash image for this boot
         self._cause_path = image_path + ".reset_cause"
-        self._cause = take_cause(self._cause_path) or "power-on"
+        self._cause = "power-on"
+        try:
+            os.stat(self._cause_path)
+        except OSError:
+            pass
+        else:
+            from otlink.hal.unix.wdt import take_cause
+
+            self._cause = take_cause(self._cause_path) or self._cause
         self._wdt = None
         self.watchdog_feeds = 0
         # test faults of the harness: {"network": "raise"} makes network_ok() raise
-        self._faults = board_def.get("faults") or {}
+        self._faults = board_def.get("faults")
 
     def _mount(self):
         try:
@@ -136,7 +142,7 @@ class Board(_Board):
         pass  # the host's network is always there
 
     def network_ok(self):
-        if self._faults.get("network") == "raise":
+        if self._faults is not None and self._faults.get("network") == "raise":
             raise OSError(5)  # EIO: a test fault (the network task dies each time)
         return True
 
