@@ -200,7 +200,9 @@ def uf2_check(fw: Path, family: int | None) -> int:
         if (m0, m1) != UF2_MAGIC[:2] or struct.unpack_from("<I", data, i + 508)[0] \
                 != UF2_MAGIC[2]:
             raise CommandError(f"{fw.name}: block {i // 512} is not a UF2 block")
-        if family is not None and flags & 0x2000 and fam != family:
+        # RP2350 images may open with a block of the "absolute" family (0xe48bff57, the
+        # RP2350-E10 erratum workaround picotool writes): part of a valid image
+        if family is not None and flags & 0x2000 and fam != family and fam != 0xE48BFF57:
             raise CommandError(f"{fw.name}: UF2 family {fam:#x}, the board wants "
                                f"{family:#x} (another chip's image)")
     return len(data) // 512

@@ -27,7 +27,7 @@ SIZE = 1_600_000  # bytes from 0x1000: bootloader, table, app (a v1.2x image is 
 def esp32_image(path: Path, size: int = SIZE, offset: int = 0x1000, table=STOCK) -> Path:
     img = bytearray(os.urandom(size))
     img[0] = 0xE9  # bootloader image header
-    img[0x8000 - offset:0x8000 - offset + TABLE_SIZE] = build(table, 0x400000)
+    img[0x8000 - offset:0x8000 - offset + TABLE_SIZE] = build(table, 0x1000000)
     img[0x10000 - offset] = 0xE9  # app image header
     path.write_bytes(bytes(img))
     return path
@@ -173,3 +173,23 @@ def test_board_files_name_their_micropython():
     for name in ("esp32", "pico_w"):
         mp = json.loads((paths.BOARDS / f"{name}.json").read_text())["micropython"]
         assert mp["release"].startswith("v1.") and mp["variant"] and mp["image"]
+
+
+def test_esp32_s3_image_goes_at_0x0_with_the_table_at_its_0x8000(tmp_path):
+    bd = device.board_def("esp32_s3_devkitc")
+    stock = [r[:] for r in STOCK]
+    stock[3][4] = 0x600000  # the S3 image's own vfs on 8 MiB
+    fw = esp32_image(tmp_path / "ESP32_GENERIC_S3-20250911-v1.28.0.bin", offset=0,
+                     table=stock)
+    cmds = device.esp32_plan(bd, fw, tmp_path, "/dev/ttyACM0", 460800, erase=True)
+    merged = tmp_path / "ESP32_GENERIC_S3-20250911-v1.28.0-otlink.bin"
+    head = [sys.executable, "-m", "esptool", "--chip", "esp32s3", "--port", "/dev/ttyACM0",
+            "--baud", "460800"]
+    assert cmds == [head + ["erase-flash"], head + ["write-flash", "0x0", str(merged)]]
+    b = merged.read_bytes()
+    assert parse(b[0x8000:0x8000 + TABLE_SIZE]) == [list(r) for r in
+                                                   bd["flash"]["partition_table"]]
+    res = subprocess.run([sys.executable, "-m", "esptool", "--chip", "esp32s3", "merge-bin",
+                          "-o", str(tmp_path / "out.bin"), "0x0", str(merged)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
