@@ -490,3 +490,99 @@ def test_rs485_release_waits_for_the_last_stop_bit_whatever_txdone_says(tmp_path
         assert 0 <= int(late) < 20000, rows
         assert int(flushed) == (1 if fw == "True" else 0), rows
         assert int(char_us) == 1042, rows  # 10 bits (8N1) at 9600 baud
+
+
+_NET_FAKE = '''
+import machine
+import network
+
+calls = []
+
+
+class Nic:
+    """A network interface recording what the HAL asks of it."""
+
+    def __init__(self, *a, **k):
+        calls.append(("new", type(self).__name__, len(a), sorted(k)))
+        self.up = False
+        self.state = 0
+
+    def active(self, *a):
+        calls.append(("active",) + a)
+
+    def isconnected(self):
+        return self.up
+
+    def status(self):
+        return self.state
+
+    def connect(self, *a):
+        calls.append(("connect", a[0]))
+        self.state = network.STAT_CONNECTING
+
+    def ipconfig(self, *a, **k):
+        calls.append(("ipconfig", sorted(k)))
+
+
+class WLAN(Nic):
+    pass
+
+
+class LAN(Nic):
+    pass
+
+
+class WIZNET5K(Nic):
+    pass
+
+
+network.WLAN = WLAN
+network.LAN = LAN
+network.WIZNET5K = WIZNET5K  # the W5500_EVB_PICO image's (not in the Pico W stubs)
+'''
+
+
+@pytest.mark.parametrize("port,board", [("rp2", "pico_w"), ("esp32", "olimex_esp32_poe"),
+                                        ("rp2", "w5500_evb_pico")])
+def test_network_start_joins_once_and_rejoins(port, board, tmp_path):
+    """The HAL's network over modules generated from the port's stubs: a WiFi board joins,
+    leaves a join in progress alone (esp32 refuses a second connect meanwhile) and joins
+    again once the link is down; an Ethernet board builds its NIC once from the board file
+    (LAN8720 keywords; W5500 on SPI with DHCP) and never calls connect."""
+    from mp import MICROPYTHON, env
+
+    for mod in ("machine", "network", port):
+        (tmp_path / f"{mod}.py").write_text(fake_module(port, mod))
+    (tmp_path / "net_fake.py").write_text(_NET_FAKE)
+    (tmp_path / "defn.json").write_text((ROOT / "boards" / f"{board}.json").read_text())
+    code = "\n".join([
+        "import json, net_fake",
+        f"from otlink.hal import {'esp32' if port == 'esp32' else 'rp2'} as hal",
+        f"b = hal.Board({{}}, json.load(open({str(tmp_path / 'defn.json')!r})))",
+        "w = {'ssid': 'plant', 'password': 'x' * 12}",
+        "b.network_start(w)",
+        "b.network_start(w)",  # a join in progress
+        "print('ok', b.network_ok())",
+        "b._nic.state = 0",  # the join failed / the link dropped
+        "b.network_start(w)",
+        "b._nic.up = True",
+        "print('ok', b.network_ok())",
+        "print(json.dumps(net_fake.calls))",
+    ])
+    res = subprocess.run([MICROPYTHON, "-c", code], capture_output=True, text=True,
+                         timeout=30, env=env(tmp_path), cwd=str(ROOT))
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert lines[:2] == ["ok False", "ok True"], lines
+    calls = json.loads(lines[2])
+    news = [c for c in calls if c[0] == "new"]
+    joins = [c for c in calls if c[0] == "connect"]
+    if board == "pico_w":
+        assert [n[1] for n in news] == ["WLAN"] and len(joins) == 2, calls
+    elif board == "olimex_esp32_poe":
+        assert [n[1] for n in news] == ["LAN"] and not joins, calls
+        assert news[0][3] == ["mdc", "mdio", "phy_addr", "phy_type", "power", "ref_clk",
+                              "ref_clk_mode"], news
+    else:
+        assert [n[1] for n in news] == ["WIZNET5K"] and news[0][2] == 3 and not joins, calls
+        assert ["ipconfig", ["dhcp4"]] in calls, calls
