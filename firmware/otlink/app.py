@@ -516,8 +516,10 @@ def main(args):
     stage("start")
     from otlink import bootguard
 
-    guard = bootguard.BootGuard((args.get("state") or "") + "/otlink_boots")
-    mode = guard.begin()
+    state = args.get("state") or ""
+    guard = bootguard.BootGuard(state + "/otlink_boots")
+    # a power cut is no crash: only resets count (bootguard.begin)
+    mode = guard.begin(bootguard.power_on(guard.path, state + "/flash.img.reset_cause"))
     if mode == bootguard.RESCUE:
         log("%d boots in a row failed, safe mode too: nothing started (REPL only; "
             "`otlink deploy` / `otlink config push` reach the board)" % guard.crashes)
@@ -615,7 +617,10 @@ def boot(args):
         sys.print_exception(e)
         rc = CRASHED
     if rc == CRASHED or rc == 3:  # crashed, or out of memory: try again from a reset
+        from otlink import bootguard
         from otlink.hal.reset import hard_reset
 
+        # the Unix port exits instead: the next start must count as a reset, not a power-up
+        bootguard.BootGuard((args.get("state") or "") + "/otlink_boots").mark_reset()
         hard_reset()  # does not return on a board
     return rc

@@ -9,13 +9,36 @@
 #   RESCUE_AFTER or more (safe mode failed as well): nothing is started; the board stays at
 #     its REPL, where `otlink deploy` and `otlink config push` reach it over USB.
 # Written once per boot and once when healthy: no wear worth counting.
+import os
+
 from otlink.core.compat import const
 
+_RESET_MARK = ".reset"  # beside the count: the last run ended in a reset (Unix port)
 SAFE_AFTER = const(3)
 RESCUE_AFTER = const(6)
 NORMAL = "normal"
 SAFE = "safe"
 RESCUE = "rescue"
+
+
+def power_on(path, cause_path):
+    """True when this start follows a power cut rather than a reset. Boards: the reset cause
+    (machine.PWRON_RESET; a watchdog or hard reset is not one). The Unix port: no reset mark
+    beside the count (BootGuard.mark_reset) and no reset cause left by the simulated
+    watchdog."""
+    try:
+        import machine
+
+        return machine.reset_cause() == machine.PWRON_RESET
+    except (ImportError, AttributeError):
+        pass  # the Unix port's machine module has neither
+    for p in (path + _RESET_MARK, cause_path):
+        try:
+            os.stat(p)
+        except OSError:
+            continue
+        return False
+    return True
 
 
 class BootGuard:
@@ -36,11 +59,26 @@ class BootGuard:
             return SAFE
         return NORMAL
 
-    def begin(self):
+    def begin(self, power_on=False):
         """At the very start of a boot: count it as a crash until healthy() says otherwise
-        (persisted now, so a crash anywhere after this is counted). Returns the mode."""
+        (persisted now, so a crash anywhere after this is counted). power_on: this start
+        follows a power cut, not a reset: the count starts over. Returns the mode."""
+        if power_on:
+            self.crashes = 0
+        try:
+            os.remove(self.path + _RESET_MARK)
+        except OSError:
+            pass
         self._write(self.crashes + 1)
         return self.mode()
+
+    def mark_reset(self):
+        """The run ends in a reset (app.boot, before hard_reset): the next start counts it."""
+        try:
+            with open(self.path + _RESET_MARK, "w") as f:
+                f.write("1\n")
+        except OSError:
+            pass
 
     def healthy(self):
         """The agent runs: the next boot starts from a clean count."""
