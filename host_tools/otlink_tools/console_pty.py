@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tty
 
-from otlink_tools.node import STOP_SECONDS, STOP_SIGNALS, exit_status
+from otlink_tools.node import STOP_SECONDS, STOP_SIGNALS, ask_to_stop, exit_status
 
 REBOOT = 75  # app.REBOOT: the agent asks to be started again
 
@@ -32,10 +32,12 @@ def open_pty() -> tuple[int, int, str]:
     return master, slave, os.ttyname(slave)
 
 
-def run(cmd: list[str], env: dict, announce=print, out=None, link: str | None = None) -> int:
+def run(cmd: list[str], env: dict, announce=print, out=None, link: str | None = None,
+        state: str | None = None) -> int:
     """Run the agent (cmd, without --console) with its console on a pty until it stops for
     good; restart it on exit status 75. Returns the exit status as a shell reports it.
-    link: also make this path a symlink to the pty (a stable name for scripts)."""
+    link: also make this path a symlink to the pty (a stable name for scripts). state: the
+    agent's --state folder, where a stop request is left (node.ask_to_stop)."""
     out = out or sys.stdout.buffer
     master, slave, path = open_pty()
     if link:
@@ -57,7 +59,7 @@ def run(cmd: list[str], env: dict, announce=print, out=None, link: str | None = 
             proc = subprocess.Popen(cmd + ["--console", "stdio"], env=env,
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, start_new_session=True)
-            rc = _relay(proc, master, out, stop)
+            rc = _relay(proc, master, out, stop, state)
             if rc != REBOOT or stop:
                 return exit_status(rc)
             announce("otlink: agent restarting (console stays on the same pty)")
@@ -73,7 +75,7 @@ def run(cmd: list[str], env: dict, announce=print, out=None, link: str | None = 
         os.close(slave)
 
 
-def _relay(proc: subprocess.Popen, master: int, out, stop: list) -> int:
+def _relay(proc: subprocess.Popen, master: int, out, stop: list, state: str | None) -> int:
     agent_out = proc.stdout.fileno()
     agent_in = proc.stdin.fileno()
     os.set_blocking(agent_out, False)
@@ -83,7 +85,9 @@ def _relay(proc: subprocess.Popen, master: int, out, stop: list) -> int:
     while True:
         if stop and asked is None:
             asked = time.monotonic()
-            if proc.poll() is None:
+            if state is not None:
+                ask_to_stop(proc, state)  # the agent stops at a safe point (node.py)
+            elif proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
         if asked is not None and time.monotonic() - asked > STOP_SECONDS:
             proc.kill()

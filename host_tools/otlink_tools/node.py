@@ -135,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from otlink_tools import console_pty
 
         return console_pty.run(cmd, env, announce=lambda s: print(s, flush=True),
-                               link=getattr(args, "console_link", None))
+                               link=getattr(args, "console_link", None), state=args.state)
     while True:
         # Its own session: a Ctrl-C at the terminal reaches only this process, which then
         # asks the agent to stop (ask_to_stop). Exit status 75: the agent asks to be started
