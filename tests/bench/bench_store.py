@@ -209,8 +209,9 @@ def one_run_nats(cluster, url: str, msgs: list[bytes], total: int, sinks: int,
     return (total - first) / dt
 
 
-def nats_rows(tmp: str, quick: bool) -> list[dict]:
-    """2 sinks (and 1, for comparison) through a 3-server NATS JetStream cluster."""
+def nats_rows(tmp: str, quick: bool, fresh=None) -> list[dict]:
+    """2 sinks (and 1, for comparison) through a 3-server NATS JetStream cluster, into SQLite
+    files, or into the databases fresh() makes (PostgreSQL: see the end of this file)."""
     from otlink_tools.nats_cluster import NatsCluster, nats_server_binary
     try:
         import nats  # noqa: F401
@@ -225,13 +226,14 @@ def nats_rows(tmp: str, quick: bool) -> list[dict]:
     try:
         for i in range(n):
             for sinks in (2, 1):
-                url = f"sqlite:{os.path.join(tmp, uuid.uuid4().hex + '.db')}"
+                url = fresh() if fresh else f"sqlite:{os.path.join(tmp, uuid.uuid4().hex + '.db')}"
                 out[sinks].append(one_run_nats(cluster, url, msgs, total, sinks,
                                                f"{sinks}x{i}"))
     finally:
         cluster.stop()
     two, one = median(out[2]), median(out[1])
-    return [{"name": "historian: 2 sinks via NATS JetStream into SQLite", "value": round(two),
+    into = "PostgreSQL" if fresh else "SQLite"
+    return [{"name": f"historian: 2 sinks via NATS JetStream into {into}", "value": round(two),
              "unit": "readings/s", "rival": round(one), "rival_is": "1 sink, same path",
              "target": "", "met": None, "excludes": NATS_EXCL,
              "note": (f"runs {[round(x) for x in out[2]]} (1 sink "
@@ -282,3 +284,22 @@ def run(ctx: dict) -> list[dict]:
             pg.remove()
         shutil.rmtree(tmp, ignore_errors=True)
     return rows
+
+
+if __name__ == "__main__":
+    # The NATS row into PostgreSQL, by hand (not in make bench: another 45 s):
+    #   PYTHONPATH=tests .venv/bin/python tests/bench/bench_store.py
+    server = PgServer().start()
+
+    def fresh_pg() -> str:
+        import psycopg
+        name = "b_" + uuid.uuid4().hex[:12]
+        with psycopg.connect(server.url, autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {name}")
+        return server.url.rsplit("/", 1)[0] + "/" + name
+    try:
+        for row in nats_rows(tempfile.mkdtemp(prefix="otlink-bench-"), False, fresh_pg):
+            print(f"{row['name']}: {row['value']} {row['unit']}, {row['rival_is']}: "
+                  f"{row['rival']}; {row['note']}")
+    finally:
+        server.remove()
