@@ -345,6 +345,7 @@ class Console:
         st = self.node.status()
         st["config_hash"] = self.store.running_hash
         st["config"] = self.store.state_text()
+        st["config_state"] = self.store.state()
         st["staged_changes"] = len(self.store.changes())
         st["console"] = "locked" if self.locked else "unlocked" if self.pin else "open"
         return st

@@ -257,10 +257,47 @@ def cmd_rollback(args) -> int:
     return 0
 
 
+# the config's top-level sections (core/config.py _TOP), asked one by one when the whole
+# config does not fit the node's heap as one reply
+SECTIONS = ("version", "node", "board", "wifi", "mqtt", "serial", "groups", "points", "sensors",
+            "queue", "flash", "commands", "console", "analytics")
+
+
+def fetch_config(con) -> dict:
+    """The node's running (or staged) config: in one reply, or, when a board's heap cannot
+    hold that reply (a config of hundreds of points), section by section and list item by
+    list item."""
+    try:
+        return con.call("show config")
+    except CommandError as e:
+        if "out of memory" not in str(e):
+            raise
+    cfg: dict = {}
+    for k in SECTIONS:
+        try:
+            cfg[k] = con.call(f"get {k}")
+            continue
+        except CommandError as e:
+            if "not set in the config" in str(e):
+                continue
+            if "out of memory" not in str(e):
+                raise
+        items = []
+        while True:
+            try:
+                items.append(con.call(f"get {k}[{len(items)}]"))
+            except CommandError as e:
+                if "no such item" in str(e):
+                    break
+                raise
+        cfg[k] = items
+    return cfg
+
+
 def cmd_pull(args) -> int:
     """The node's config as JSON (secrets come back masked: ******)."""
     with _open(args) as con:
-        cfg = con.call("show config")
+        cfg = fetch_config(con)
     text = json.dumps(cfg, indent=2) + "\n"
     if args.output:
         Path(args.output).write_text(text)
@@ -333,7 +370,7 @@ def cmd_push(args) -> int:
     new = json.loads(Path(args.config).read_text())
     with _open(args) as con:
         con.call("rollback") if con.call("status").get("staged_changes") else None
-        old = con.call("show config")
+        old = fetch_config(con)
         steps = plan_sets(old, new)
         if not steps:
             print("the node already runs this config: nothing to push")
