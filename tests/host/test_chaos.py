@@ -13,22 +13,22 @@ from mp import ROOT
 
 def test_short_chaos_run_loses_nothing(tmp_path):
     out = tmp_path / "chaos.json"
-    res = subprocess.run([sys.executable, str(ROOT / "tools" / "chaos.py"), "--agent-kills", "8",
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "chaos.py"), "--agent-kills", "6",
                           "--broker-kills", "2", "--proxy-faults", "4", "--slave-outages", "2",
-                          "--kill-min", "0.3", "--kill-max", "1.5", "--flash-cuts", "60",
+                          "--kill-min", "0.3", "--kill-max", "1.2", "--flash-cuts", "45",
                           "--seed", "3", "--json", str(out)],
                          capture_output=True, text=True, timeout=150, cwd=str(ROOT))
     print(res.stdout)
     assert out.exists(), res.stdout + res.stderr
     r = json.loads(out.read_text())
-    assert r["agent_kills"] == 8 and r["broker_kills"] == 2 and r["slave_outages"] == 2
+    assert r["agent_kills"] == 6 and r["broker_kills"] == 2 and r["slave_outages"] == 2
     assert sum(r[f"proxy_{m}"] for m in ("stall", "drop", "reset", "halfclose")) == 4
     assert r["boots"] >= 2 and r["readings_stored"] > 100, r
     assert r["lost"] == 0, r["lost_first"]
     assert r["duplicates_stored"] == 0
     assert r["drain_s"] is not None, "the node did not deliver its backlog after the faults"
     assert r["agent_exits"] == 0 and r["agent_memory_errors"] == 0
-    assert r["flash_cuts"] >= 50 and r["flash_lost"] == 0, r["flash_runs"]
+    assert r["flash_cuts"] >= 40 and r["flash_lost"] == 0, r["flash_runs"]
     assert r["pass"] and res.returncode == 0, res.stdout + res.stderr
 
 

@@ -19,16 +19,22 @@ from otlink_tools.demo import demo_config
 from otlink_tools.monitor import Monitor
 
 
-def test_eight_power_cuts_during_start_up_then_a_normal_boot(tmp_path, broker, demo_meter):
+def test_six_power_cuts_during_start_up_then_a_normal_boot(tmp_path, broker, demo_meter):
     cfg = demo_config(demo_meter.agent_port, broker.port)
     cfg["groups"]["fast"]["interval_ms"] = 200
     (tmp_path / "node.json").write_text(json.dumps(cfg))
     state = str(tmp_path / "state")
     log = open(tmp_path / "agent.log", "ab")
     mpy = node.firmware_mpy()
-    for _ in range(8):  # each cut well before the 30 s a boot needs to count as healthy
+    count = tmp_path / "state" / "otlink_boots"  # the guard's count (bootguard.py)
+    for _ in range(6):  # each cut well before the 30 s a boot needs to count as healthy
+        before = count.stat().st_mtime_ns if count.exists() else 0
         a = node.start_agent(str(tmp_path / "node.json"), state, log=log, mpy_dir=mpy)
-        time.sleep(0.6)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (
+                not count.exists() or count.stat().st_mtime_ns == before):
+            time.sleep(0.02)  # the cut lands after the boot was counted
+        time.sleep(0.2)
         a.send_signal(signal.SIGKILL)
         a.wait()
     out = io.StringIO()

@@ -19,9 +19,9 @@ import fuzz_mqtt  # noqa: E402
 @pytest.mark.parametrize("build", ["64", "32"])
 def test_uplink_survives_a_hostile_broker(build):
     interpreter(build)  # skips the 32-bit case when its toolchain is absent
-    r = fuzz_mqtt.run(100, seed=11, build=build)
+    r = fuzz_mqtt.run(80, seed=11, build=build)
     assert fuzz_mqtt.problems(r) == [], r
-    assert r["sessions"] >= 100 and r["connects"] > 15, r
+    assert r["sessions"] >= 80 and r["connects"] > 12, r
     assert r["cmds_in"] > 0 and r["refused_in"] > 0, r  # good ones in, oversized ones out
     # every error is one the node can explain: no Python internals in last_error
     unclear = [e for e in list(r["errors"]) + r["errors_late"] if "Error" in e or "errno" in e]
