@@ -298,6 +298,7 @@ class Console:
                 raise CmdError("console locked: unlock <PIN> first")
             data = fn(self, rest)
         except CmdError as e:
+            self.store.release()
             self._reply(js, None, e.args[0])
             return
         except MemoryError:
@@ -311,6 +312,8 @@ class Console:
             self._js = js
             return
         self._reply(js, data, None)
+        data = None
+        self.store.release()
 
     def done(self, data, err=None):
         """The result of a pending (awaited) command."""

@@ -213,6 +213,12 @@ class ConfigStore:
             self._running = v
         return self._running
 
+    def release(self):
+        """Drop the cached running config unless changes are staged on it (after each
+        command: a board's heap does not carry the raw config between commands)."""
+        if self.staged is None:
+            self._running = None
+
     def current(self):
         return self.staged if self.staged is not None else self.running()
 
