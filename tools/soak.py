@@ -278,11 +278,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=str(ROOT / "build" / "soak.json"))
     ap.add_argument("--png", default=str(ROOT / "build" / "soak.png"))
     args = ap.parse_args(argv)
+    builds = [b.strip() for b in args.builds.split(",")]
+    if "32" in builds:
+        import mp
+
+        if mp.mp32() is None:
+            print("32-bit build absent (no toolchain tarball): soaking the 64-bit build only")
+            builds.remove("32")
     work = Path(tempfile.mkdtemp(prefix="otlink-soak-"))
     results = []
     try:
-        for b in args.builds.split(","):
-            results.append(run_build(b.strip(), args.minutes, args.interval_ms, work / b))
+        for b in builds:
+            results.append(run_build(b, args.minutes, args.interval_ms, work / b))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for r in results:
