@@ -20,6 +20,7 @@ _HEALTHY_MS = const(30000)  # every task alive this long: the boot was good (boo
 _DEAD_AFTER = const(3)  # failures in a row that make a task dead (watchdog starves)
 _RAN_MS = const(10000)  # a run this long breaks a run of failures
 CRASHED = const(70)  # main()'s status after an uncaught exception (app.boot)
+_HOLD = const(8)  # readings of other tasks held while the poller waits for an answer
 _PUBLISH_HEAD = const(160)  # MQTT PUBLISH head: 5 fixed + 2 + topic (<= 150) + 2 packet id
 
 
@@ -238,20 +239,59 @@ class App:
         if cfg.get("analytics") and safe is None:  # windows, alarms, states, counters
             from otlink.analytics import Analytics
 
-            self.analytics = Analytics(cfg, clock, self.queue.append,
+            self.analytics = Analytics(cfg, clock, self._append,
                                        getattr(board, "mount_point", "") + "/counters.bin",
                                        board)
             self.tasks.append(("analytics", self.analytics.run))
             self.tasks.extend(self.analytics.tasks)  # accelerometer bursts
             stage("analytics")
         self.tasks.append(("network", self._network_loop))
+        # readings of other tasks (sensors, the analytics' timers) that arrive while the
+        # poller waits for an answer are held here (numeric records: reading.SIZE bytes)
+        self._held = None
+        self._held_len = None
+        self._nheld = 0
+        if self.poller is not None and (self.sensors or self.analytics is not None):
+            from otlink.core.reading import SIZE
+
+            h = self._held = bytearray(_HOLD * SIZE)
+            self._held_len = bytearray(_HOLD)
+            self._held_mv = [memoryview(h)[k * SIZE:(k + 1) * SIZE] for k in range(_HOLD)]
 
     def sink(self, rec, n):
         """Every source hands its readings here: into the flash queue, no allocation (the
         analytics first, when configured: windows, alarms, states; raw kept or not)."""
         a = self.analytics
         if a is None or a.feed(rec, n):
-            self.queue.append(rec, n)
+            self._append(rec, n)
+
+    def _append(self, rec, n):
+        # An append may commit a group or erase a sector: flash work that must not fall
+        # between a Modbus request and its answer (docs/boards.md, "RS-485 direction
+        # timing"). The poller hands in readings only between transactions; a reading from
+        # another task while the poller is on the wire is held (up to _HOLD) and goes in
+        # first when the poller next hands in readings, or at the commit loop's next turn.
+        # Does not allocate.
+        h = self._held
+        if h is not None:
+            if self.poller.on_wire:
+                k = self._nheld
+                if k < _HOLD and n <= len(self._held_mv[0]):
+                    o = k * len(self._held_mv[0])
+                    for i in range(n):
+                        h[o + i] = rec[i]
+                    self._held_len[k] = n
+                    self._nheld = k + 1
+                    return
+            elif self._nheld:
+                self._release()
+        self.queue.append(rec, n)
+
+    def _release(self):
+        n = self._nheld
+        self._nheld = 0
+        for k in range(n):
+            self.queue.append(self._held_mv[k], self._held_len[k])
 
     async def _commit_loop(self):
         # Group commit by time: at most commit_ms of readings are ever at risk.
@@ -266,6 +306,8 @@ class App:
         while True:
             p = self.poller
             if p is None or not p.on_wire:  # no flash work between a request and its answer
+                if self._nheld:
+                    self._release()
                 self.queue.tick(clock.ticks_ms())
             # fed from the loop only while every task is alive: a task that keeps failing
             # stops the feeding and the board resets (counted by the boot guard)

@@ -222,6 +222,7 @@ class Poller:
         self._rx = rx
         self._bc = broadcast
         self._st = _ST_GAP
+        self.on_wire = False  # a new transaction: the last one is over, even if it raised
         self._t0 = self.uart.now_us()
 
     def _pump(self):
@@ -478,6 +479,7 @@ class Poller:
                             # then a pause and on with the next group
                             self.bus_errors += 1
                             self.last_bus_error = e
+                            self.on_wire = False
                             self._fail_group(g, modbus.ERR_PORT)
                             await asyncio.sleep_ms(100)
                         g.due = self._add(g.due, g.interval_ms)

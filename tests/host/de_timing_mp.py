@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 import time
+from array import array
 
 from otlink import app as app_mod
 from otlink.core import config as config_mod
@@ -20,15 +21,24 @@ from otlink.hal.unix.uart import UnixUart
 
 
 TURNS = [0]
+MAXTX = 2048  # requests logged; the logs are preallocated: recording allocates nothing (an
+# allocation could start a collection between the last stop bit and the DE drop, which a
+# board's pin write never does)
+W_T = array("q", bytes(8 * MAXTX))  # write called
+W_END = array("q", bytes(8 * MAXTX))  # computed end of the last stop bit
+W_DROP = array("q", bytes(8 * MAXTX))  # DE dropped
+W_RX = array("q", bytes(8 * MAXTX))  # last answer byte
+W_TURNS = array("q", bytes(8 * MAXTX))  # neighbour turns at write, then turns until the drop
+NTX = [0]
 
 
 class TimedPin:
-    """DE pin recording the ticks_us of each change when it happens, and the event loop
+    """DE pin recording the ticks_us of each drop when it happens, and the event loop
     turns of the neighbour task by then."""
 
-    def __init__(self, log):
+    def __init__(self):
         self.level = 0
-        self.log = log
+        self.ups = 0
 
     def __call__(self, v=None):
         if v is None:
@@ -36,23 +46,32 @@ class TimedPin:
         v = 1 if v else 0
         if v != self.level:
             self.level = v
-            self.log.append((time.ticks_us(), v, TURNS[0]))
+            if v:
+                self.ups += 1
+            elif 0 < NTX[0] <= MAXTX:
+                i = NTX[0] - 1
+                W_DROP[i] = time.ticks_us()
+                W_TURNS[i] = TURNS[0] - W_TURNS[i]
 
 
 class TimedUart(UnixUart):
-    def __init__(self, path, baud, parity, stop_bits, tx, de_log):
-        UnixUart.__init__(self, path, baud, parity, stop_bits, de=TimedPin(de_log))
-        self.tx = tx
+    def __init__(self, path, baud, parity, stop_bits):
+        UnixUart.__init__(self, path, baud, parity, stop_bits, de=TimedPin())
 
     def write(self, buf, n):
         t = time.ticks_us()
         UnixUart.write(self, buf, n)
-        self.tx.append([t, self._tx_end, 0, 0, TURNS[0]])
+        i = NTX[0]
+        if i < MAXTX:
+            W_T[i] = t
+            W_END[i] = self._tx_end
+            W_TURNS[i] = TURNS[0]
+            NTX[0] = i + 1
 
     def read_byte(self):
         b = UnixUart.read_byte(self)
-        if b >= 0 and self.tx:
-            self.tx[-1][3] = self.last_us
+        if b >= 0 and 0 < NTX[0] <= MAXTX:
+            W_RX[NTX[0] - 1] = self.last_us
         return b
 
 
@@ -88,8 +107,6 @@ def main():
         job = json.load(f)
     cfg = config_mod.validate(job["config"])
     board = unix.Board(unix.load_board("unix"), job["image"])
-    tx = []
-    de_log = []
     flash = []
     qdev = board.queue_device
 
@@ -100,8 +117,7 @@ def main():
         return region[0]
 
     board.queue_device = timed
-    board.uart = lambda s: TimedUart(s["port"], s["baud"], s["parity"], s["stop_bits"], tx,
-                                     de_log)
+    board.uart = lambda s: TimedUart(s["port"], s["baud"], s["parity"], s["stop_bits"])
     a = app_mod.App(cfg, "0" * 16, board)
     region[0].poller = a.poller
 
@@ -121,14 +137,11 @@ def main():
             pass
 
     asyncio.run(go())
-    # pair each write with the DE drop that followed it
-    drops = [(t, n) for t, v, n in de_log if v == 0]
-    for i, rec in enumerate(tx):
-        if i < len(drops):
-            rec[2] = drops[i][0]
-            rec[4] = drops[i][1] - rec[4]
+    n = NTX[0]
+    tx = [[W_T[i], W_END[i], W_DROP[i], W_RX[i], W_TURNS[i] if W_DROP[i] else 0]
+          for i in range(n)]
     out = {"tx": tx, "flash": flash, "commits": a.queue.commits,
-           "erases": a.queue.erases_run, "ups": len(de_log) - len(drops)}
+           "erases": a.queue.erases_run, "ups": a.poller.uart.de.ups}
     a.poller.uart.close()
     board.close()
     with open(sys.argv[2], "w") as f:

@@ -12,7 +12,8 @@ Asserted:
 - DE drops right after the computed end of the last stop bit, and never
   as late as a flash erase: the transceiver stops driving the line before the slave answers;
 - no flash program or erase starts between a request's first byte and the end of its answer
-  (the poller's on_wire, logged by the timed flash region at each operation).
+  (the poller's on_wire, logged by the timed flash region at each operation), though an
+  SHT3x task hands in readings meanwhile (app.py holds them until the answer is in).
 """
 
 from __future__ import annotations
@@ -46,8 +47,14 @@ def test_de_drops_after_the_last_stop_bit_and_flash_waits_for_the_answer(tmp_pat
                 "version": 1, "board": "unix", "node": {"id": "de", "site": "lab"},
                 "mqtt": {"host": "127.0.0.1", "port": 9},  # nobody there: the uplink retries
                 "serial": {"port": relay.agent_port, "baud": BAUD, "timeout_ms": 300},
-                "groups": {"fast": {"interval_ms": 0}},
+                "groups": {"fast": {"interval_ms": 0}, "sensor": {"interval_ms": 100}},
                 "points": REFERENCE_POINTS,
+                # a sensor task appends too (20 readings/s), while the poller waits for
+                # answers (a 125-register answer is 146 ms on the wire at 19200 baud)
+                "sensors": [{"name": "cabinet", "driver": "sht3x", "bus": "i2c0",
+                             "address": 0x44, "group": "sensor",
+                             "points": [{"id": 70, "name": "t", "channel": "temperature"},
+                                        {"id": 71, "name": "rh", "channel": "humidity"}]}],
                 "queue": {"commit_count": 8, "commit_ms": 50},
             }
             job = {"config": cfg, "image": str(tmp_path / "flash.img"), "run_ms": 6000}
@@ -73,7 +80,7 @@ def test_de_drops_after_the_last_stop_bit_and_flash_waits_for_the_answer(tmp_pat
     assert late[0] >= 0, late[:5]
     med = late[len(late) // 2]
     p95 = late[int(len(late) * 0.95) - 1]
-    assert med <= 1000, (med, p95, late[-10:])
+    assert med <= 2000, (med, p95, late[-10:])
     # flash operations: none while the poller is between a request and the end of its answer
     inside = [(kind, t1 - t0) for t0, t1, kind, busy in out["flash"] if busy]
     assert not inside, inside[:10]
