@@ -60,8 +60,25 @@ class Node:
         raise AssertionError("console not ready:\n" + self.text())
 
     def cli(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
-        res = subprocess.run([OTLINK, *args], capture_output=True, text=True,
-                             env={**os.environ, "OTLINK_CONSOLE_PIN": PIN}, timeout=60)
+        """`otlink ARGS` run in this process (cli.main, as the otlink script runs it: the
+        same parser, handlers and exit status, without a Python start per command; the
+        PIN test runs the real script)."""
+        import contextlib
+        import io
+
+        from otlink_tools import cli
+
+        out, err = io.StringIO(), io.StringIO()
+        os.environ["OTLINK_CONSOLE_PIN"] = PIN
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    rc = cli.main(list(args))
+                except SystemExit as e:  # argparse usage errors
+                    rc = e.code
+        finally:
+            os.environ.pop("OTLINK_CONSOLE_PIN", None)
+        res = subprocess.CompletedProcess(["otlink", *args], rc, out.getvalue(), err.getvalue())
         if ok:
             assert res.returncode == 0, res.stdout + res.stderr
         return res
