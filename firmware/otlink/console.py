@@ -30,6 +30,7 @@ SECRET_KEYS = ("password", "pin", "key", "key_file", "psk", "secret", "token", "
 _PIN_TRIES = const(3)  # failed unlocks before the first lockout
 _LOCK_FIRST_S = const(5)  # first lockout; doubles with each further failure
 _LOCK_MAX_S = const(3600)
+_IDLE_LOCK_MS = const(600000)  # an unlocked console locks again after 10 min without a line
 
 HELP = (
     ("help", "this list"),
@@ -167,6 +168,7 @@ class Console:
         self.locked = bool(pin)
         self._fails = 0
         self._until = None  # ticks_ms when the lockout ends
+        self._seen = clock.ticks_ms()  # the last line run (idle lock)
         self.buf = bytearray(line_max)
         self.n = 0
         self.over = False  # the line ran past the buffer
@@ -294,6 +296,10 @@ class Console:
             fn = _COMMANDS.get(cmd)
             if fn is None:
                 raise CmdError("unknown command %s (type help)" % _short(cmd))
+            now = self.clock.ticks_ms()
+            if self.pin and self.clock.ticks_diff(now, self._seen) >= _IDLE_LOCK_MS:
+                self.locked = True  # a technician who walked away
+            self._seen = now
             if self.locked and cmd not in ("help", "unlock"):
                 raise CmdError("console locked: unlock <PIN> first")
             data = fn(self, rest)

@@ -201,6 +201,12 @@ def test_pin_lockout_grows_and_ends():
     mptest.true(say(con, out, "show config")["ok"], "open now")
     mptest.eq(say(con, out, "lock")["data"], "locked", "lock")
     mptest.true(not say(con, out, "get mqtt.port")["ok"], "locked again")
+    say(con, out, "unlock 4711")
+    clk.ms += 599000
+    mptest.true(say(con, out, "get mqtt.port")["ok"], "still open after 599 s")
+    clk.ms += 600000
+    r = say(con, out, "get mqtt.port")
+    mptest.true(not r["ok"] and "locked" in r["error"], "idle lock after 10 min")
 
 
 def test_trial_counts_boots_then_rolls_back():
