@@ -146,10 +146,13 @@ def test_deploy_copies_verifies_by_hash_and_skips_what_is_there(repl_board, tmp_
         assert (fs / rel).read_bytes() == data, rel
     assert (fs / "umqtt" / "simple.py").exists()
     assert "100%" in capsys.readouterr().err  # the progress bar ran to its end
-    # again: nothing changed, nothing sent; one file damaged on the board: only it is sent
+    # again (the compiled tree as it is): nothing changed, nothing sent; one file damaged on
+    # the board: only it is sent
+    res = board_link.install(port, [(out, "")], root=str(fs))
+    assert (res["sent"], res["skipped"]) == (0, len(local))
     (fs / "otlink" / "app.mpy").write_bytes(b"M\x06broken")
-    res = device.deploy(Transport(port), "pico_w", out, install_to=port, root=str(fs))
-    assert (res["sent"], res["skipped"]) == (1, len(local))
+    res = board_link.install(port, [(out, "")], root=str(fs))
+    assert (res["sent"], res["skipped"]) == (1, len(local) - 1)
     assert (fs / "otlink" / "app.mpy").read_bytes() == local["otlink/app.mpy"]
 
 
