@@ -22,6 +22,7 @@ from otlink_tools.sim_meter import REFERENCE_POINTS, start_meter  # noqa: E402
 
 AGENT = HERE / "modbus_agent_mp.py"
 ERR = {"timeout": 1, "crc": 2, "frame": 3, "wrong_slave": 4, "offline": 32}  # core/errors.py
+_DE_SLACK_US = 20000  # host scheduling on top of a DE pulse's wire time (see the DE tests)
 
 
 def agent(tmp_path: Path, job: dict, heap: str = "256K", timeout: float = 120,
@@ -213,11 +214,13 @@ def test_heap_locked_polling_and_de_timing(line, tmp_path, build):
     assert out["stats"]["1"]["ok"] >= 20
     de = out["de"]
     assert de and de[0][1] == 1
-    # DE pulses: raised, then dropped exactly 8 chars (a read request) later
+    # DE pulses: raised, then dropped once 8 chars (a read request) have left. The pin
+    # records the drop when the code makes it (not back-dated): the upper bound allows for
+    # the busy host preempting the agent; test_de_timing.py checks the release exactly
     for (t1, v1), (t2, v2) in zip(de[::2], de[1::2]):
         assert (v1, v2) == (1, 0)
         assert t2 - t1 >= 8 * out["char_us"]
-        assert t2 - t1 <= 8 * out["char_us"] + 2000
+        assert t2 - t1 <= 8 * out["char_us"] + _DE_SLACK_US
 
 
 def test_polling_across_the_tick_wrap(line, tmp_path):
@@ -244,7 +247,7 @@ def test_polling_across_the_tick_wrap(line, tmp_path):
     de = out["de"]
     for (t1, v1), (t2, v2) in zip(de[::2], de[1::2]):
         assert (v1, v2) == (1, 0)
-        assert 8 * out["char_us"] <= (t2 - t1) % period <= 8 * out["char_us"] + 2000
+        assert 8 * out["char_us"] <= (t2 - t1) % period <= 8 * out["char_us"] + _DE_SLACK_US
 
 
 @pytest.mark.parametrize("line", [{"faults": {"echo": True}}], indirect=True)
@@ -296,10 +299,12 @@ def test_poll_loop_never_holds_the_event_loop(line, tmp_path):
     out = agent(tmp_path, {"serial": serial(relay.agent_port, 9600, timeout_ms=200),
                            "points": pts, "cycles": 1, "warmup": 0, "run_ms": 1500})
     assert out["stats"]["1"]["ok"] >= 6
-    # 1 ms poll slices + at most ~1.1 ms of busy wait before a deadline; a blocking read of a
-    # 53-byte answer at 9600 would hold the loop for ~60 ms. The bound leaves room for a busy
-    # 2-core CI host's scheduling jitter while still telling the two apart.
-    assert out["max_block_us"] < 25000, out["max_block_us"]
+    # 1 ms poll slices + at most ~1.1 ms of busy wait before a deadline, and the request's
+    # own wire time (8 chars at 9600: 9.2 ms, held so DE drops right after the last stop
+    # bit, hal/rs485.py flush); a blocking read of a 53-byte answer at 9600 would hold the
+    # loop for ~60 ms. The bound leaves room for a busy 2-core CI host's scheduling jitter
+    # while still telling the two apart.
+    assert out["max_block_us"] < 35000, out["max_block_us"]
 
 
 def test_delayed_answers_within_the_timeout_are_fine(tmp_path):
