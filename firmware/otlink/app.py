@@ -219,7 +219,9 @@ class App:
             stage("sensors")
         self.tasks.append(("publisher", self.publisher.run))
         self.commands = None
-        if self.poller is not None:  # writes go through the poller's bus slot
+        # The cmd topic is off (not even subscribed) unless points are writable; writes go
+        # through the poller's bus slot
+        if self.poller is not None and cfg["commands"]["writable"]:
             from otlink.commands import Commands, Counter
 
             cc = cfg["commands"]

@@ -461,7 +461,8 @@ class Uplink:
             self._step = _S_SUB_CMD
             return False
         if st == _S_SUB_CMD:
-            self.subscribe(self.t_cmd, 1)
+            if self.on_cmd is not None:  # no cmd subscription unless commands are configured
+                self.subscribe(self.t_cmd, 1)
             self._step = _S_BIRTH if self.birth is not None else _S_READY
             return False
         if st == _S_BIRTH:
