@@ -26,12 +26,11 @@ def power_on(path, cause_path):
     (machine.PWRON_RESET; a watchdog or hard reset is not one). The Unix port: no reset mark
     beside the count (BootGuard.mark_reset) and no reset cause left by the simulated
     watchdog."""
-    try:
-        import machine
+    from otlink.hal.reset import power_on_reset  # only hal/ imports machine
 
-        return machine.reset_cause() == machine.PWRON_RESET
-    except (ImportError, AttributeError):
-        pass  # the Unix port's machine module has neither
+    board = power_on_reset()
+    if board is not None:
+        return board
     for p in (path + _RESET_MARK, cause_path):
         try:
             os.stat(p)

@@ -15,3 +15,15 @@ def hard_reset():
     time.sleep_ms(2000)  # what was printed stays readable on the console
     machine.reset()
     return True
+
+
+def power_on_reset():
+    """On a board: did it start from power-up (machine.PWRON_RESET, which every port has)
+    rather than a watchdog, hard or soft reset? None on the Unix port (no such cause)."""
+    import sys
+
+    if sys.platform not in ("esp32", "rp2"):
+        return None
+    import machine
+
+    return machine.reset_cause() == machine.PWRON_RESET
