@@ -277,7 +277,7 @@ class Rig:
                                                       interval_ms)))
         self.state = str(work / "state")
         self.log = open(work / "agent.log", "ab")
-        self.mpy = node.firmware_mpy()
+        self.mpy = snapshot_firmware(work / "firmware")
         self.agent: subprocess.Popen | None = None
         self.checker = Checker(self.bport).start()
         self.lock = threading.Lock()  # agent start/kill
@@ -341,6 +341,29 @@ class Rig:
         self.broker.stop()
         self.meter.stop()
         self.log.close()
+
+
+def snapshot_firmware(out: Path) -> str:
+    """The firmware under test, compiled to .mpy in the run's own folder once: every one of
+    the thousand boots loads the same code, whatever happens to the checkout (and to the
+    shared build/mpy-node) while the run lasts."""
+    import shutil
+
+    from otlink_tools import mpy, paths
+
+    mpy.compile_tree(mpy.tree(paths.FIRMWARE, "otlink/**/*.py"), out, incremental=False)
+    shutil.copyfile(paths.FIRMWARE / "main.py", out / "main.py")
+    return str(out)
+
+
+def firmware_version() -> dict:
+    """The commit the firmware comes from, and its files changed since (for the record)."""
+    def git(*a):
+        r = subprocess.run(["git", *a], capture_output=True, text=True, cwd=str(ROOT))
+        return r.stdout.strip()
+
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "changed": git("status", "--porcelain", "--", "firmware").splitlines()}
 
 
 def run_node_chaos(args, work: Path) -> dict:
@@ -663,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="otlink-chaos-"))
     res: dict = {"command": "tools/chaos.py " + " ".join(argv if argv is not None
                                                          else sys.argv[1:]),
-                 "params": vars(args)}
+                 "params": vars(args), "firmware": firmware_version()}
     try:
         if args.agent_kills > 0:
             res.update(run_node_chaos(args, work))
