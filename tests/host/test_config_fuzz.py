@@ -272,6 +272,9 @@ def doc_base() -> dict:
     c = full_config()
     c["mqtt"]["ack"] = "consumer"  # qos 0 is then allowed: the qos range is tested alone
     del c["mqtt"]["tls"]  # the documented port default is the plain one
+    # and over plain TCP no password (docs/security.md: refused unless insecure_plaintext_auth)
+    c["mqtt"].pop("user", None)
+    c["mqtt"].pop("password", None)
     return c
 
 
