@@ -23,7 +23,8 @@ def test_short_chaos_run_loses_nothing(tmp_path):
     r = json.loads(out.read_text())
     assert r["agent_kills"] == 6 and r["broker_kills"] == 2 and r["slave_outages"] == 2
     assert sum(r[f"proxy_{m}"] for m in ("stall", "drop", "reset", "halfclose")) == 4
-    assert r["boots"] >= 2 and r["readings_stored"] > 100, r
+    # the first boot delivered before the faults began, the last one drained 50 more
+    assert r["boots"] >= 2 and r["readings_stored"] > 50, r
     assert r["lost"] == 0, r["lost_first"]
     assert r["duplicates_stored"] == 0
     assert r["drain_s"] is not None, "the node did not deliver its backlog after the faults"
