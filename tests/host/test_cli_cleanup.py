@@ -142,14 +142,15 @@ def test_deploy_dry_run_keeps_out(tmp_path):
     assert leftovers(tmp) == []
 
 
-def test_flash_dry_run_removes_its_partition_table(tmp_path):
+def test_flash_dry_run_removes_its_merged_image(tmp_path):
+    from test_flash import esp32_image  # a realistically sized ESP32_GENERIC image
+
     tmp, env = scratch(tmp_path)
-    fw = tmp_path / "fw.bin"
-    fw.write_bytes(b"\xe9" + bytes(4095))
+    fw = esp32_image(tmp_path / "fw.bin")
     res = otlink("flash", "--board", "esp32", "--port", "/dev/ttyUSB0", str(fw), "--dry-run",
                  env=env)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "esptool" in res.stdout and "partitions.bin" in res.stdout, res.stdout
+    assert "esptool" in res.stdout and "fw-otlink.bin" in res.stdout, res.stdout
     assert leftovers(tmp) == []
 
 

@@ -31,12 +31,17 @@ def state(**kw) -> bytes:
     return cbor2.dumps({k: v for k, v in base.items() if v is not None})
 
 
-NODES = {
-    ("a", "good"): state(),
-    ("a", "sick"): state(point_errors={2: 1}, slave_errors={1: 0, 2: 120}),
-    ("b", "gone"): cbor2.dumps({"v": 1, "online": False, "boot": 7}),  # the last will
-    ("b", "halted"): state(online=False, stopped=True),
-}
+def nodes() -> dict:
+    """The fleet's retained states, stamped now (when the fixture publishes them)."""
+    return {
+        ("a", "good"): state(),
+        ("a", "sick"): state(point_errors={2: 1}, slave_errors={1: 0, 2: 120}),
+        ("b", "gone"): cbor2.dumps({"v": 1, "online": False, "boot": 7}),  # the last will
+        ("b", "halted"): state(online=False, stopped=True),
+    }
+
+
+NODES = set(nodes())
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +49,7 @@ def fleet(broker):
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
     c.connect("127.0.0.1", broker.port)
     c.loop_start()
-    for (site, node), st in NODES.items():
+    for (site, node), st in nodes().items():
         c.publish(f"otlink/{site}/{node}/birth", birth(node), qos=1, retain=True
                   ).wait_for_publish(5)
         c.publish(f"otlink/{site}/{node}/state", st, qos=1, retain=True).wait_for_publish(5)
@@ -95,7 +100,7 @@ def test_offline_and_stopped_are_told_apart(capsys, fleet):
 def test_fleet_json_worst_code_wins(capsys, fleet):
     code, text, _ = health(capsys, fleet.port, "--json")
     doc = json.loads(text)
-    assert code == 4 and {(n["site"], n["node"]) for n in doc["nodes"]} == set(NODES)
+    assert code == 4 and {(n["site"], n["node"]) for n in doc["nodes"]} == NODES
     sick = next(n for n in doc["nodes"] if n["node"] == "sick")
     assert sick["point_errors"] == [{"id": 2, "name": "energy", "err": 1, "error": "timeout"}]
     assert sick["state"]["slave_errors"] == {"1": 0, "2": 120}
