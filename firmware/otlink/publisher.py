@@ -77,7 +77,7 @@ class Publisher:
         # stream cursors (seqs); None: from the oldest unacknowledged
         self._next = None  # next seq of the live / single stream
         self._hist = None  # next backlog seq, None when there is no backlog
-        self._hist_end = 0  # last backlog seq
+        self._hist_end = None  # last backlog seq of this session (None: it had none)
         self._live_done = None  # broker mode while replaying: live delivered up to here
         self._inflight = []  # consumer mode: [last_seq, boot, sent_ticks]
         self._hold_until = None  # live: partial batch seen, wait for linger
@@ -172,6 +172,7 @@ class Publisher:
         self._live_done = None
         depth = q.depth()
         self._hist = None
+        self._hist_end = None
         self._next = None
         self._has_backlog = False
         if depth:
@@ -272,6 +273,10 @@ class Publisher:
                 self.ack_timeouts += 1
                 self._inflight = []
                 self._next = None
+                # a resend that starts inside the backlog is the backlog again: flagged
+                for seq, _b, _r, _n in self.q.peek(1):
+                    if self._hist_end is not None and sdiff(seq, self._hist_end) <= 0:
+                        self._has_backlog = True
                 return False
             if len(fl) >= self.inflight_max:
                 return False

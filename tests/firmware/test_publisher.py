@@ -283,6 +283,24 @@ def test_consumer_ack_timeout_resends_oldest():
     mptest.eq([m["s"] for m in up.data()][2:], [1, 51], "resent from the oldest unacked")
 
 
+def test_consumer_resend_of_the_backlog_stays_historical():
+    # The backlog (queued before the session) went out flagged, then live readings; the
+    # consumer confirmed nothing in time: the resend from the oldest unacknowledged is the
+    # backlog again and carries its flag (before the fix it went out as live readings).
+    p, q, up, clock = make("consumer", ack_timeout_ms=1000, inflight_max=8)
+    put(q, clock, 60)  # queued during the outage
+    p._session_start()
+    put(q, clock, 20, value0=900)  # live
+    drain(p)
+    mptest.eq([(m["f"] & 1, m["s"], m["e"]) for m in up.data()],
+              [(1, 1, 50), (1, 51, 60), (0, 61, 80)], "first pass")
+    clock.t += 1001
+    mptest.eq(p.step(), False, "timeout noticed")
+    drain(p)
+    mptest.eq([(m["f"] & 1, m["s"], m["e"]) for m in up.data()][3:],
+              [(1, 1, 50), (1, 51, 60), (0, 61, 80)], "resent with the same flags")
+
+
 def test_consumer_ack_after_timeout_is_honoured():
     # The consumer's ack arrives just after the ack timeout cleared the in-flight list: it
     # still says the consumer stored everything up to its seq, so the queue advances (before
