@@ -236,7 +236,6 @@ class App:
             self.uplink.on_cmd = self.commands.on_msg
             self.tasks.append(("commands", self.commands.run))
             stage("commands")
-        self.tasks.append(("queue", self._commit_loop))
         self.analytics = None
         if cfg.get("analytics") and safe is None:  # windows, alarms, states, counters
             from otlink.analytics import Analytics
@@ -247,6 +246,7 @@ class App:
             self.tasks.append(("analytics", self.analytics.run))
             self.tasks.extend(self.analytics.tasks)  # accelerometer bursts
             stage("analytics")
+        self.tasks.append(("queue", self._commit_loop))
         self.tasks.append(("network", self._network_loop))
         # readings of other tasks (sensors, the analytics' timers) that arrive while the
         # poller waits for an answer are held here (numeric records: reading.SIZE bytes)
@@ -458,9 +458,9 @@ class App:
             except Exception:
                 pass
         try:
-            self.queue.commit()
             if self.analytics is not None:
                 self.analytics.save()
+            self.queue.commit()
         except Exception:
             pass
         try:

@@ -87,10 +87,10 @@ def demo_config(meter_port: str, broker_port: int, baud: int = 19200,
 
 
 def demo_analytics() -> dict:
-    """The node's own analytics in the demo (docs/analytics.md): 10 s
-    windows of the active power, an over-voltage alarm, the press's machine state from its
-    run/stop contact with a start counter, and vibration features from a simulated ADXL345
-    (a pump with a bearing fault) on the I2C bus."""
+    """The node's own analytics in the demo (docs/analytics.md): 10 s windows of the active
+    power, an over-voltage alarm, the press's machine state from its run/stop contact with a
+    start counter, and vibration features from a simulated ADXL345 (a pump with a bearing
+    fault) on the I2C bus."""
     return {
         "windows": [{"point": 3, "every_ms": 10000,
                      "stats": {"mean": 100, "max": 101, "std": 102}}],

@@ -956,6 +956,11 @@ def validate(cfg, buses=None, consume=False):
     return out
 
 
+# analytics (docs/analytics.md): its validator is core/config_analytics.py, imported only
+# when a config has the section (its bytecode stays out of the heap of a node without it)
+_TOP += ("analytics",)
+
+
 def parse_serial(serial_cfg, groups=None):
     """The serial section alone (tools, tests), normalized; groups in the top-level form
     ({name: {"interval_ms": n}}, default: "default" every second) become ser["groups"].
@@ -1059,8 +1064,3 @@ def config_hash(text):
     else:
         h.update(text.encode() if isinstance(text, str) else text)
     return binascii.hexlify(h.digest()[:8]).decode()
-
-
-# analytics (docs/analytics.md): its validator is core/config_analytics.py, imported only
-# when a config has the section (its bytecode stays out of the heap of a node without it)
-_TOP += ("analytics",)
