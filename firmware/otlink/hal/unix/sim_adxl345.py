@@ -10,27 +10,10 @@
 # address), or a model for hal/unix/sim_i2c.py's bus (write / read). Computing a sample
 # allocates (floats): the model lifts a heap lock around it, standing for silicon in the
 # driver's heap-locked tests.
-import micropython
+from otlink.hal.unix.sim_heap import relock, release
 
 _ENODEV = 19
 _RATES = {0x0F: 3200, 0x0E: 1600, 0x0D: 800, 0x0C: 400, 0x0B: 200, 0x0A: 100}
-
-
-def _release():
-    n = 0
-    while True:
-        try:
-            probe = [n]  # allocates: fails only while the heap is locked
-            del probe
-            return n
-        except MemoryError:
-            micropython.heap_unlock()
-            n += 1
-
-
-def _relock(n):
-    for _ in range(n):
-        micropython.heap_lock()
 
 
 class SimADXL345:
@@ -120,21 +103,21 @@ class SimADXL345:
     def readfrom_mem_into(self, addr, reg, buf):
         if addr != self.addr:
             raise OSError(_ENODEV)
-        n = _release()
+        n = release()
         try:
             self._rreg(reg, buf)
         finally:
-            _relock(n)
+            relock(n)
 
     def writeto_mem(self, addr, reg, buf):
         if addr != self.addr:
             raise OSError(_ENODEV)
-        n = _release()
+        n = release()
         try:
             for i in range(len(buf)):
                 self._wreg(reg + i, buf[i])
         finally:
-            _relock(n)
+            relock(n)
 
     # --- a model on hal/unix/sim_i2c.py's bus -----------------------------------------
     def write(self, buf):
@@ -143,11 +126,11 @@ class SimADXL345:
             self._wreg(self.ptr + i - 1, buf[i])
 
     def read(self, buf):
-        n = _release()
+        n = release()
         try:
             self._rreg(self.ptr, buf)
         finally:
-            _relock(n)
+            relock(n)
 
 
 def machine_signal(rate_hz, rpm=1480, bpfo_hz=89.0, seed=12345):
