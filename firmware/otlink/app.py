@@ -614,7 +614,7 @@ def main(args):
         from otlink import console_io
 
         console_io.start(app, path, cfg_hash, trial, args.get("console") or
-                         board.name != "unix", board.name != "unix", _set_log_hook)
+                         board.name != "unix", board.name != "unix", _set_log_hook, log)
     app.trace = trace
     app.guard = guard
     log("node %s/%s fw %s boot %d, %d points, broker %s:%d" % (

@@ -200,16 +200,16 @@ async def trial(app, store, log):
             return
 
 
-def start(app, path, cfg_hash, trial_rec, console_on, on_board, log_hook):
+def start(app, path, cfg_hash, trial_rec, console_on, on_board, log_hook, log):
     """Wire the console and the trial into app (before app.run()). log_hook(fn): app.log
-    hands each line to fn too (`show log`)."""
+    hands each line to fn too (`show log`); log: the agent's log line."""
     from otlink.console_config import ConfigStore
 
     c = app.cfg.get("console") or {}
     store = ConfigStore(path, cfg_hash, c.get("commit_check_s", 600), trial_rec)
     app.config_state = store.state()
     if trial_rec is not None:
-        app.tasks.append(("trial", lambda: trial(app, store, app_log)))
+        app.tasks.append(("trial", lambda: trial(app, store, log)))
     if not console_on:
         return store
     from otlink.console import Console
@@ -228,13 +228,7 @@ def start(app, path, cfg_hash, trial_rec, console_on, on_board, log_hook):
         micropython.kbd_intr(-1)  # Ctrl-C reaches the console (an empty line's is the break)
     app.tasks.append(("console", lambda: serve(con, sys.stdin, lambda: app.reboot is not None)))
     if store.note is not None:
-        app_log("config was rolled back: %s" % store.note.get("reason"))
-    app_log("console ready on the serial line (type help)%s" % (
+        log("config was rolled back: %s" % store.note.get("reason"))
+    log("console ready on the serial line (type help)%s" % (
         ", locked: unlock <PIN>" if con.locked else ""))
     return store
-
-
-def app_log(*a):
-    from otlink.app import log
-
-    log(*a)
