@@ -9,6 +9,7 @@
 # turns: how many times another task ran between the request's write and the DE drop (a
 # neighbour task counts its turns of the event loop)
 import asyncio
+import gc
 import json
 import sys
 import time
@@ -138,14 +139,19 @@ def main():
 
     asyncio.run(go())
     n = NTX[0]
-    tx = [[W_T[i], W_END[i], W_DROP[i], W_RX[i], W_TURNS[i] if W_DROP[i] else 0]
-          for i in range(n)]
-    out = {"tx": tx, "flash": flash, "commits": a.queue.commits,
-           "erases": a.queue.erases_run, "ups": a.poller.uart.de.ups}
+    head = {"flash": flash, "commits": a.queue.commits, "erases": a.queue.erases_run,
+            "ups": a.poller.uart.de.ups}
     a.poller.uart.close()
     board.close()
+    gc.collect()
+    # streamed, one transaction at a time: a list of them all ran out of the heap where the
+    # agent runs from source (no mpy-cross: a clone without the toolchain tarball)
     with open(sys.argv[2], "w") as f:
-        json.dump(out, f)
+        f.write(json.dumps(head)[:-1] + ', "tx": [')
+        for i in range(n):
+            f.write(("," if i else "") + json.dumps(
+                [W_T[i], W_END[i], W_DROP[i], W_RX[i], W_TURNS[i] if W_DROP[i] else 0]))
+        f.write("]}")
 
 
 main()

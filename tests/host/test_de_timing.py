@@ -60,7 +60,7 @@ def test_de_drops_after_the_last_stop_bit_and_flash_waits_for_the_answer(tmp_pat
             job = {"config": cfg, "image": str(tmp_path / "flash.img"), "run_ms": 6000}
             jp, op = tmp_path / "job.json", tmp_path / "out.json"
             jp.write_text(json.dumps(job))
-            res = run(SCRIPT, str(jp), str(op), heap="512K", timeout=60)
+            res = run(SCRIPT, str(jp), str(op), heap="1M", timeout=60)
             assert res.returncode == 0, res.stdout + res.stderr
         finally:
             meter.stop()
