@@ -11,38 +11,13 @@ from otlink.core.config import parse_mqtt
 from otlink.core.payload import encode_ack
 gc.collect()
 from otlink.publisher import Publisher  # noqa: E402
+from fake_clock import FakeClock  # noqa: E402
 from ramqueue import RamQueue  # noqa: E402
 gc.collect()
 
 KEY_HEX = "a7" + "0f1e2d3c4b5a6978" * 3 + "8796a5b4c3d2e1"
 KEY = bytes([int(KEY_HEX[i:i + 2], 16) for i in range(0, len(KEY_HEX), 2)])
 T_ACK = b"otlink/s/n/ack"
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1000
-
-    def ticks_ms(self):
-        return self.t
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def ticks_add(self, a, d):
-        return a + d
-
-    def uptime_ms(self):
-        return self.t
-
-    def is_set(self):
-        return True
-
-    def now_ms(self):
-        return 1767225600000 + self.t
-
-    def to_epoch(self, up):
-        return up + 1767225600000
 
 
 class Uplink:
@@ -66,7 +41,7 @@ REC = bytearray(reading.MAX_SIZE)
 
 def make(key=KEY_HEX):
     gc.collect()
-    clock = Clock()
+    clock = FakeClock()
     q = RamQueue(clock, capacity=256, slot=reading.SIZE)
     up = Uplink()
     c = {"host": "127.0.0.1", "ack": "consumer", "qos": 1, "batch_max": 50, "linger_ms": 0,

@@ -9,40 +9,10 @@ from otlink.core.config import parse_mqtt
 from otlink.core.payload import encode_ack
 gc.collect()
 from otlink.publisher import Publisher  # noqa: E402
+from fake_clock import EPOCH, FakeClock  # noqa: E402
 from ramqueue import RamQueue  # noqa: E402
 gc.collect()
 import mptest  # noqa: E402
-
-EPOCH = 1767225600000  # 2026-01-01T00:00:00Z in ms
-
-
-class FakeClock:
-    """Ticks and uptime advance only when the test says so; the wall clock is set or not."""
-
-    def __init__(self, synced=True):
-        self.t = 1000
-        self.offset = EPOCH if synced else None
-
-    def ticks_ms(self):
-        return self.t
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def ticks_add(self, a, d):
-        return a + d
-
-    def uptime_ms(self):
-        return self.t
-
-    def is_set(self):
-        return self.offset is not None
-
-    def now_ms(self):
-        return self.t + (self.offset or 0)
-
-    def to_epoch(self, up):
-        return None if self.offset is None else up + self.offset
 
 
 class FakeUplink:

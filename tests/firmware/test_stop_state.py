@@ -9,37 +9,10 @@ from otlink.core import reading
 from otlink.core.config import parse_mqtt
 gc.collect()
 from otlink.publisher import Publisher  # noqa: E402
+from fake_clock import FakeClock  # noqa: E402
 from ramqueue import RamQueue  # noqa: E402
 gc.collect()
 import mptest  # noqa: E402
-
-EPOCH = 1767225600000  # 2026-01-01T00:00:00Z in ms
-
-
-class Clock:
-    def __init__(self):
-        self.t = 5000
-
-    def ticks_ms(self):
-        return self.t
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def ticks_add(self, a, d):
-        return a + d
-
-    def uptime_ms(self):
-        return self.t
-
-    def is_set(self):
-        return True
-
-    def now_ms(self):
-        return self.t + EPOCH
-
-    def to_epoch(self, up):
-        return up + EPOCH
 
 
 class Uplink:
@@ -107,7 +80,7 @@ BIRTH = {"node": "n", "fw": "t", "config_hash": "0" * 8, "boot": 3,
 
 def make(health=None):
     gc.collect()
-    clock = Clock()
+    clock = FakeClock(t=5000)
     q = RamQueue(clock, capacity=32, boot=3, slot=reading.SIZE)
     up = Uplink()
     cfg = parse_mqtt({"host": "127.0.0.1"})
