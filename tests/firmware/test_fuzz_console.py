@@ -11,17 +11,16 @@ import gc
 import json
 import os
 import random
-import sys
 
 import mptest
+from console_helpers import Ticks, View, console
 from mptest import eq, true
 
 from otlink import console_config as cc
-from otlink.console import LINE_MAX, Console
+from otlink.console import LINE_MAX
 
 N = int(os.getenv("FUZZ_CONSOLE_N") or "3000")
 SEED = int(os.getenv("FUZZ_SEED") or "1")
-DIR = sys.argv[1] if len(sys.argv) > 1 else "/tmp"
 SECRET = "fuzz-s3cret-q7"
 CFG = {"version": 1, "node": {"id": "n1", "site": "s1"},
        "mqtt": {"host": "127.0.0.1", "port": 1883, "user": "u", "password": SECRET},
@@ -37,47 +36,6 @@ WORDS = ("help", "status", "show", "show config", "show points", "show queue", "
 ARGS = ("", "1", "-1", "1e999", "NaN", "null", "true", '"x"', "[]", "{}", "[1,", "{\"a\":",
         "65536", "0x10", "\"" + "y" * 300 + "\"", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]"
         "]]]]]]]]]]]]]]]]]]]]]]]", "{\"id\": 1, \"name\": \"v\"}", "planted", "\x00", "é")
-
-
-class Ticks:
-    def __init__(self):
-        self.ms = 1000
-
-    def ticks_ms(self):
-        self.ms += 1
-        return self.ms
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def ticks_add(self, a, d):
-        return a + d
-
-
-class View:
-    def status(self):
-        return {"node": "s1/n1"}
-
-    def points(self):
-        return ["1 v modbus:1:input:0 float32 V"]
-
-    def queue(self):
-        return {"depth": 0}
-
-    def slaves(self):
-        return {"1": {"ok": 1}}
-
-    def log(self):
-        return ["a log line"]
-
-    def reboot(self, why):
-        raise mptest.Fail("reboot asked for: %s" % why)
-
-    def brk(self):
-        pass
-
-    def modbus_read(self, *a):
-        return [0]
 
 
 class Out:
@@ -117,17 +75,9 @@ def line(g):
 
 
 def _con(name):
-    path = "%s/%s.json" % (DIR, name)
-    for ext in ("", ".prev", ".trial", ".rollback", ".bad", ".new"):
-        try:
-            os.remove(path + ext)
-        except OSError:
-            pass
-    with open(path, "w") as f:
-        json.dump(CFG, f)
-    h0 = cc.file_hash(path)
     out = Out()
-    return Console(out, View(), cc.ConfigStore(path, h0, 30, unload=False), Ticks()), out, path, h0
+    con, path = console(name, CFG, out, View(may_reboot=False), Ticks(step=1))
+    return con, out, path, cc.file_hash(path)
 
 
 def test_an_unfinished_escape_sequence_does_not_eat_the_next_line():
