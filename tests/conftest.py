@@ -2,7 +2,8 @@
 ptys and stopped afterwards.
 
 - broker: a private mosquitto for the tests of one module; fresh_broker: one per test.
-- auth_broker: a mosquitto that refuses anonymous clients (user alice, password s3cret-pw).
+- auth_broker: a mosquitto that refuses anonymous clients (user alice, password s3cret-pw,
+  or the module's AUTH_BROKER_USER = (user, password)).
 - tls_material: a throw-away CA with server and client certificates (openssl).
 - reference_meter: the simulated meter with the reference map on slaves 1, 2 and 3, for a
   module; demo_meter: the demo's energy meter (slave 1, values frozen), one per test.
@@ -46,17 +47,19 @@ def fresh_broker(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def auth_broker():
-    """A mosquitto with a password file: user alice, password s3cret-pw; no anonymous."""
+def auth_broker(request):
+    """A mosquitto with a password file and no anonymous access: user alice, password
+    s3cret-pw, or the (user, password) of the test module's AUTH_BROKER_USER."""
     from otlink_tools.broker import Broker
 
+    user, password = getattr(request.module, "AUTH_BROKER_USER", ("alice", "s3cret-pw"))
     tool = shutil.which("mosquitto_passwd")
     if not tool:
         pytest.skip("mosquitto_passwd is missing")
     d = Path(tempfile.mkdtemp(prefix="otlink-auth-"))
     try:
         pwfile = d / "passwords"
-        subprocess.run([tool, "-b", "-c", str(pwfile), "alice", "s3cret-pw"], check=True,
+        subprocess.run([tool, "-b", "-c", str(pwfile), user, password], check=True,
                        capture_output=True)
         # mosquitto started as root reads the file as its own user
         os.chmod(d, 0o755)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shutil
 import subprocess
 import sys
 import time
@@ -26,7 +25,6 @@ import pytest
 import paho.mqtt.client as mqtt
 
 from otlink_tools import node
-from otlink_tools.broker import Broker
 from otlink_tools.decode import decode_message, encode_ack
 from otlink_tools.demo import demo_config
 from otlink_tools.fwhash import tree_hash
@@ -39,6 +37,7 @@ WIFI_PW = "wifi-Pl4nted-77aa"
 CMD_KEY = "c3" + "9a7e51d0f2b46c88" * 3 + "1d2e3f405162"
 ACK_KEY = "5a" + "e1d2c3b4a5968778" * 3 + "01f2e3d4c5b6"
 SECRETS = (PASSWORD, WIFI_PW, CMD_KEY, ACK_KEY)
+AUTH_BROKER_USER = (USER, PASSWORD)  # the one account of conftest's auth_broker here
 BASE = "otlink/demo-plant/demo-press-01/"
 
 
@@ -56,28 +55,6 @@ def _leaks(text: str | bytes) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def pw_broker():
-    tool = shutil.which("mosquitto_passwd")
-    if not tool:
-        pytest.skip("mosquitto_passwd is missing")
-    import tempfile
-
-    d = Path(tempfile.mkdtemp(prefix="otlink-sec-"))
-    try:
-        pwfile = d / "passwords"
-        subprocess.run([tool, "-b", "-c", str(pwfile), USER, PASSWORD], check=True,
-                       capture_output=True)
-        os.chmod(d, 0o755)
-        os.chmod(pwfile, 0o644)
-        b = Broker(workdir=str(d), allow_anonymous=False,
-                   extra_conf=f"password_file {pwfile}\n").start()
-        yield b
-        b.stop()
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
 def _sensor_config(port: int) -> dict:
     return {"node": {"id": "lonely-01", "site": "lab"},
             "mqtt": {"host": "127.0.0.1", "port": port, "backoff_ms": [200, 1000]},
@@ -86,8 +63,8 @@ def _sensor_config(port: int) -> dict:
                          "points": [{"id": 20, "name": "t", "channel": "temperature"}]}]}
 
 
-def test_agent_refuses_to_start_without_credentials(pw_broker, tmp_path):
-    (tmp_path / "node.json").write_text(json.dumps(_sensor_config(pw_broker.port)))
+def test_agent_refuses_to_start_without_credentials(auth_broker, tmp_path):
+    (tmp_path / "node.json").write_text(json.dumps(_sensor_config(auth_broker.port)))
     t0 = time.monotonic()
     agent = node.start_agent(str(tmp_path / "node.json"), str(tmp_path / "state"))
     try:
@@ -139,9 +116,9 @@ def test_config_errors_never_repeat_secrets(tmp_path):
             assert value not in r.stderr, r.stderr
 
 
-def test_secrets_posture_and_forged_acks_end_to_end(pw_broker, tmp_path):
+def test_secrets_posture_and_forged_acks_end_to_end(auth_broker, tmp_path):
     meter = start_meter(slaves=(1,), frozen=True)
-    cfg = demo_config(meter.agent_port, pw_broker.port)
+    cfg = demo_config(meter.agent_port, auth_broker.port)
     cfg["wifi"] = {"ssid": "plant", "password": WIFI_PW}
     cfg["mqtt"].update({"user": USER, "password": PASSWORD, "insecure_plaintext_auth": True,
                         "ack_key": ACK_KEY, "state_interval_s": 1})
@@ -154,7 +131,7 @@ def test_secrets_posture_and_forged_acks_end_to_end(pw_broker, tmp_path):
     cli = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     cli.username_pw_set(USER, PASSWORD)
     cli.on_message = lambda c, u, m: got.put((m.topic, m.payload))
-    cli.connect("127.0.0.1", pw_broker.port)
+    cli.connect("127.0.0.1", auth_broker.port)
     cli.subscribe([(BASE + "birth", 1), (BASE + "state", 1), (BASE + "reply", 1)])
     cli.loop_start()
     log = tmp_path / "agent.log"
@@ -205,7 +182,7 @@ def test_secrets_posture_and_forged_acks_end_to_end(pw_broker, tmp_path):
         # the trusted consumer: otlink monitor signing its acks
         (tmp_path / "ack.key").write_text(ACK_KEY + "\n")
         env = dict(os.environ, OTLINK_MQTT_PASSWORD=PASSWORD)
-        mon = subprocess.run([OTLINK, "monitor", "--port", str(pw_broker.port), "--user",
+        mon = subprocess.run([OTLINK, "monitor", "--port", str(auth_broker.port), "--user",
                               USER, "--site", "demo-plant", "--node", "demo-press-01",
                               "--format", "jsonl", "--ack-key-file", str(tmp_path / "ack.key"),
                               "--ack-wait", "0", "--seconds", "12"],
@@ -217,7 +194,7 @@ def test_secrets_posture_and_forged_acks_end_to_end(pw_broker, tmp_path):
         assert st["acks_forged"] == 2, st  # the monitor's acks were not refused
         # otlink write: a refusal shows the node's signed answer, never the key
         w = subprocess.run([OTLINK, "write", "--site", "demo-plant", "--node", "demo-press-01",
-                            "--point", "6", "--port", str(pw_broker.port), "--user", USER,
+                            "--point", "6", "--port", str(auth_broker.port), "--user", USER,
                             "--insecure-plaintext-auth", "--counter-file",
                             str(tmp_path / "w.ctr"), "0.1"],
                            env=dict(env, OTLINK_CMD_KEY=CMD_KEY), capture_output=True,
