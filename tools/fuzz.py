@@ -6,7 +6,8 @@ Surfaces (the generator of each is in the file named; all seeded, no hypothesis)
   whole poller on a simulated line with noise between frames;
 - noise on a real pty: the poller against pymodbus through the fault-injecting relay
   (tools/fuzz_pty.py);
-- MQTT from a hostile broker into the real uplink, both builds (tools/fuzz_mqtt.py);
+- MQTT from a hostile broker into the real uplink and publisher, both builds
+  (tools/fuzz_mqtt.py): an in-session stream the node must survive, then session killers;
 - CBOR (and JSON) into the host decoder and the monitor's row path (tools/fuzz_cbor.py);
 - JSON and garbage on the cmd topic: parse() and the command task, both builds
   (tests/firmware/test_fuzz_cmd.py);
@@ -36,8 +37,10 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "host_tools"))
 
 # full-run counts (--scale 1)
-COUNTS = {"modbus_core": 1_000_000, "modbus_poller": 60_000, "modbus_pty": 1500,
-          "mqtt": 2000, "cbor": 1_000_000, "cmd": 1_000_000, "console": 300_000}
+# (mqtt: sessions, each with an in-session stream of fuzz_mqtt.STREAM packets on average:
+# the cases are the packets, about 10^6; modbus_pty: relay cycles, ~4,100 frames)
+COUNTS = {"modbus_core": 1_000_000, "modbus_poller": 1_000_000, "modbus_pty": 1500,
+          "mqtt": 2000, "cbor": 1_000_000, "cmd": 1_000_000, "console": 1_000_000}
 
 
 def fw(stem: str, env: dict, build: str, timeout: float = 7200) -> tuple[dict, str, int]:
@@ -72,19 +75,20 @@ def fw(stem: str, env: dict, build: str, timeout: float = 7200) -> tuple[dict, s
 def surface_modbus(n_core: int, n_poll: int, seed: int, builds) -> list[dict]:
     rows = []
     for b in builds:
-        got, out, rc = fw("test_fuzz_modbus", {"FUZZ_MODBUS_N": n_core,
-                                               "FUZZ_MODBUS_POLL_N": n_poll,
-                                               "FUZZ_SEED": seed}, b)
+        env = {"FUZZ_MODBUS_N": n_core, "FUZZ_MODBUS_POLL_N": n_poll, "FUZZ_SEED": seed}
+        got, out, rc = fw("test_fuzz_modbus", dict(env, MPTEST_ONLY="test_core_"), b)
         c = got.get("FUZZ_MODBUS_CORE", {})
-        p = got.get("FUZZ_MODBUS_POLL", {})
         rows.append(_row(f"Modbus frames, core ({b}-bit)", c.get("frames"), rc, out, {
             "accepted": c.get("accepted"), "refused": c.get("errors"),
             "outcomes": c.get("codes"), "heap_delta": c.get("heap_delta"),
             "seconds": got["_seconds"]}))
+        got, out, rc = fw("test_fuzz_modbus", dict(env, MPTEST_ONLY="test_whole_poller_"), b)
+        p = got.get("FUZZ_MODBUS_POLL", {})
         rows.append(_row(f"Modbus frames, whole poller + noise ({b}-bit)", p.get("requests"),
                          rc, out, {"noise_bytes": p.get("noise"), "values": p.get("values"),
                                    "error_readings": p.get("errors"),
-                                   "heap_delta": p.get("heap_delta")}))
+                                   "heap_delta": p.get("heap_delta"),
+                                   "seconds": got["_seconds"]}))
     return rows
 
 
@@ -115,7 +119,13 @@ def surface_mqtt(sessions: int, seed: int, builds) -> list[dict]:
                      "cases": r.get("broker_sent", {}).get("packets"), "ok": not pr,
                      "problems": pr,
                      "detail": {"sessions": r.get("sessions"), "connects": r.get("connects"),
+                                "in_session": r.get("broker_sent", {}).get("in_session"),
+                                "dropped_by_node": r.get("broker_sent", {}).get(
+                                    "dropped_by_node"),
                                 "refused_in": r.get("refused_in"), "cmds_in": r.get("cmds_in"),
+                                "acks_forged": r.get("acks_forged"),
+                                "acks_taken": r.get("acks_taken"),
+                                "data_batches": r.get("batches"),
                                 "heap_delta": r.get("heap_delta"),
                                 "errors": r.get("errors"), "seconds": r.get("seconds")}})
     return rows
@@ -177,7 +187,8 @@ def table(rows: list[dict]) -> str:
         d = r["detail"]
         notes = ", ".join(f"{k} {v}" for k, v in d.items()
                           if k in ("heap_delta", "refused", "payload_errors", "wrong_values",
-                                   "sessions", "noise_bytes", "noisy_frames", "seconds"))
+                                   "sessions", "in_session", "acks_forged", "noise_bytes",
+                                   "noisy_frames", "seconds"))
         out.append(f"{r['surface']:<58}{str(r['cases']):>12}  "
                    f"{'ok' if r['ok'] else 'FAIL':<8} {notes}")
         for p in r["problems"]:

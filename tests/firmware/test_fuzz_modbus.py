@@ -212,7 +212,17 @@ def core(n, seed):
 
 class NoisyLine(SimLine):
     """The simulated line answering with generated frames, and noise bytes on the line
-    between frames (while the poller waits out t3.5 before its request)."""
+    right after them (run on, or a frame of their own when noise follows a cut answer).
+
+    Faster than SimLine for 10^6 frames, judging the same: a look at the clock costs 50 us
+    (SimLine: 5 us; a board's loop takes tens of us, and the busy-poll of the last 1.1 ms
+    before a deadline then takes 22 looks instead of 220), and wait() is a UART FIFO that
+    the poller reads once per slice (the whole slice passes; bytes that arrived meanwhile
+    wait in the FIFO), not a wake-up on the next byte. Every outcome of the poller (ok,
+    timeouts, crc, frame, exceptions, wrong, retries) comes out the same as on SimLine for
+    the same frames; only the number of event-loop turns per frame drops."""
+
+    LOOK_US = 50
 
     def __init__(self, ticks, gen, rtu_view):
         SimLine.__init__(self, ticks, baud=19200, turnaround_us=500)
@@ -221,6 +231,17 @@ class NoisyLine(SimLine):
         self.regs[1] = []
         self.noise = 0
         self.wait_budget = 1 << 29  # long runs: the generated silences add up
+
+    def now_us(self):
+        self.t.advance(self.LOOK_US)
+        return self.t.us
+
+    def wait(self, timeout_ms):
+        self.waits += 1
+        if self.waits > self.wait_budget:
+            raise RuntimeError("the poller waited too long on a silent line")
+        self.t.advance(timeout_ms * 1000)
+        return self._arrived()
 
     def write(self, req, n):
         SimLine.write(self, req, n)
