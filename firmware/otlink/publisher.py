@@ -287,7 +287,11 @@ class Publisher:
             stop = None
             if self._hist is None and self._has_backlog:
                 # single stream still inside the backlog: flag it and split at its end
-                if self._next is None or sdiff(self._next, self._hist_end) <= 0:
+                nxt = self._next
+                if nxt is None:  # after an ack timeout: from the oldest unacknowledged,
+                    for nxt, _b, _r, _n in self.q.peek(1):  # which an ack may have moved
+                        pass  # past the backlog meanwhile
+                if nxt is not None and sdiff(nxt, self._hist_end) <= 0:
                     hist_flag = True
                     stop = self._hist_end
                 else:

@@ -271,6 +271,29 @@ def test_consumer_resend_of_the_backlog_stays_historical():
               [(1, 1, 50), (1, 51, 60), (0, 61, 80)], "resent with the same flags")
 
 
+def test_consumer_ack_past_the_backlog_after_a_resend_goes_on():
+    # The backlog went out, the ack timeout fired (the resend re-flags the backlog), and the
+    # consumer's ack then covered the backlog and more: sending goes on from the first
+    # unacknowledged reading, live. Before the fix the publisher kept waiting for a backlog
+    # that was already acknowledged and sent nothing more, ever (the NATS scale-out stall).
+    p, q, up, clock = make("consumer", ack_timeout_ms=1000)
+    put(q, clock, 16)  # queued before the session
+    p._session_start()
+    put(q, clock, 44, value0=900)  # live
+    drain(p)
+    clock.t += 1001
+    mptest.eq(p.step(), False, "timeout noticed")
+    ack = bytearray(32)
+    n = encode_ack(ack, 1, 60)
+    up.on_ack(ack[:n])
+    mptest.eq(q.depth(), 0, "acknowledged past the backlog")
+    put(q, clock, 10, value0=2000)
+    drain(p)
+    sent = up.data()
+    mptest.eq([(m["f"] & 1, m["s"], m["e"]) for m in sent[-1:]], [(0, 61, 70)],
+              "new readings go out, live")
+
+
 def test_consumer_ack_after_timeout_is_honoured():
     # The consumer's ack arrives just after the ack timeout cleared the in-flight list: it
     # still says the consumer stored everything up to its seq, so the queue advances (before
