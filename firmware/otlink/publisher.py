@@ -289,8 +289,8 @@ class Publisher:
                 # single stream still inside the backlog: flag it and split at its end
                 nxt = self._next
                 if nxt is None:  # after an ack timeout: from the oldest unacknowledged,
-                    for nxt, _b, _r, _n in self.q.peek(1):  # which an ack may have moved
-                        pass  # past the backlog meanwhile
+                    for seq, _b, _r, _n in self.q.peek(1):  # which an ack may have moved
+                        nxt = seq  # past the backlog meanwhile
                 if nxt is not None and sdiff(nxt, self._hist_end) <= 0:
                     hist_flag = True
                     stop = self._hist_end
