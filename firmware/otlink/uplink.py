@@ -668,7 +668,16 @@ class Uplink:
         else:
             # RETAIN set: from the broker's retained store, not sent now (§3.3.1.3)
             self.retained = op & 1 == 1
-            self._dispatch(topic, s.read(sz))
+            # read into the scratch buffer, then one copy for the handler: s.read() would
+            # allocate twice (a bytearray, then bytes), and on a fragmented 64K heap the
+            # second 2 KiB block was not there (MemoryError dropped the session; fuzz)
+            sk = self._skip
+            if sz <= len(sk):
+                s.readinto(sk[0:sz])
+                msg = bytes(sk[0:sz])
+            else:
+                msg = s.read(sz)
+            self._dispatch(topic, msg)
         if qos:
             # PUBACK (QoS 1); QoS 2 is never granted (subscriptions ask for 1) but a PUBREC
             # keeps a broker that sends one in step.
