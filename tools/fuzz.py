@@ -87,6 +87,8 @@ def surface_modbus(n_core: int, n_poll: int, seed: int, builds) -> list[dict]:
         rows.append(_row(f"Modbus frames, whole poller + noise ({b}-bit)", p.get("requests"),
                          rc, out, {"noise_bytes": p.get("noise"), "values": p.get("values"),
                                    "error_readings": p.get("errors"),
+                                   "offline": p.get("offline"), "skipped": p.get("skipped"),
+                                   "retries": p.get("retries"),
                                    "heap_delta": p.get("heap_delta"),
                                    "seconds": got["_seconds"]}))
     return rows
