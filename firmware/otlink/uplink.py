@@ -674,10 +674,18 @@ class Uplink:
             sk = self._skip
             if sz <= len(sk):
                 s.readinto(sk[0:sz])
-                msg = bytes(sk[0:sz])
+                try:
+                    msg = bytes(sk[0:sz])
+                except MemoryError:
+                    # no block of its size in a fragmented heap: refused and counted like
+                    # an oversized message; the session goes on, in step with the broker
+                    msg = None
             else:
                 msg = s.read(sz)
-            self._dispatch(topic, msg)
+            if msg is None:
+                self.refused_in += 1
+            else:
+                self._dispatch(topic, msg)
         if qos:
             # PUBACK (QoS 1); QoS 2 is never granted (subscriptions ask for 1) but a PUBREC
             # keeps a broker that sends one in step.
