@@ -19,7 +19,8 @@ import time
 from hashlib import sha256
 from pathlib import Path
 
-__all__ = ["ACK_KEY_ENV", "ACK_WAIT_S", "Seen", "Track", "ack_key", "sign_ack"]
+__all__ = ["ACK_KEY_ENV", "ACK_WAIT_S", "Seen", "Track", "ack_key", "key_warning",
+           "sign_ack"]
 
 ACK_KEY_ENV = "OTLINK_ACK_KEY"
 
@@ -103,6 +104,18 @@ class Track:
         if i >= 0 and s.ends[i] > self.floor:
             return s.ends[i]
         return self.floor
+
+
+def key_warning(birth: dict, acking: bool, have_key: bool) -> str | None:
+    """What to tell the operator when this consumer's acks will not count at the node that
+    sent this birth (its `sec.ack`, docs/payload.md), None when they will."""
+    want = (birth.get("sec") or {}).get("ack")
+    if not acking or want != "signed" or have_key:
+        return None
+    return (f"node {birth.get('node')} takes only signed acks (mqtt.ack_key): ours are "
+            "unsigned and will be refused, so its queue will not drain; give --ack-key-file "
+            "(or OTLINK_ACK_KEY) with the node's ack key, or --no-ack beside the consumer "
+            "that holds it")
 
 
 def sign_ack(key: bytes, topic: str, ack: bytes) -> bytes:

@@ -39,7 +39,7 @@ from typing import IO
 
 import paho.mqtt.client as mqtt
 
-from otlink_tools.acktrack import ACK_WAIT_S
+from otlink_tools.acktrack import ACK_WAIT_S, ack_key
 from otlink_tools.decode import valid_prefix
 from otlink_tools.monitor import Monitor, check_topic_args
 from otlink_tools.monitor_formats import finite_row, make_row, plural
@@ -292,6 +292,8 @@ def build_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ack-wait", type=float, default=ACK_WAIT_S, metavar="S",
                    help="first contact with a node and boot: wait S seconds for the node's "
                         "resends before the first ack (default 15)")
+    p.add_argument("--ack-key-file", help="sign acks with this key (hex; or set "
+                   "OTLINK_ACK_KEY): the node's mqtt.ack_key (docs/security.md)")
     p.add_argument("--cafile", help="CA certificate to verify the broker (enables TLS)")
     p.add_argument("--cert", help="client certificate (with --key)")
     p.add_argument("--key", help="client private key")
@@ -323,7 +325,8 @@ def run(args) -> int:
                     site=args.site, node=args.node, ack=args.ack, ack_wait=args.ack_wait,
                     cafile=args.cafile, cert=args.cert, key=args.key, user=args.user,
                     password=password, client_id=args.client_id, out_host=args.out_host,
-                    out_port=args.out_port)
+                    out_port=args.out_port,
+                    ack_key=ack_key(getattr(args, "ack_key_file", None)))
         br.start()
     except (ValueError, ConnectionError) as e:
         raise CommandError(str(e)) from None

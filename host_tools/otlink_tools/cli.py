@@ -123,6 +123,7 @@ _COMMANDS = {
     "health": (health.run, health.build_parser),
     "bridge": (bridge.run, bridge.build_parser),
     "write": (write.run, write.build_parser),
+    "key new": (write.cmd_key_new, write.build_key_new),
     "modbus probe": (modbus_probe.run, _argparse_modbus_probe),
     "deploy": (device.cmd_deploy, _argparse_deploy),
     "flash": (device.cmd_flash, _argparse_flash),
@@ -146,6 +147,7 @@ _GROUPS = {
     "node": "run the agent on this machine, or check a node config",
     "modbus": "Modbus RTU tools for commissioning (USB RS-485 adapter)",
     "config": "node configuration on a board",
+    "key": "keys that sign acks and commands",
 }
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import secrets
 import shutil
 import signal
 import tempfile
 from pathlib import Path
 
-from otlink_tools import node
+from otlink_tools import node, write
 from otlink_tools.broker import Broker
 from otlink_tools.errors import CommandError
 
@@ -56,10 +58,11 @@ def demo_sensors() -> list[dict]:
 
 
 def demo_config(meter_port: str, broker_port: int, baud: int = 19200,
-                every_sensor: bool = False) -> dict:
+                every_sensor: bool = False, ack_key: str | None = None) -> dict:
     """Node config for the demo meter (docs/modbus.md, demo map) plus the SHT3x, or with
     every_sensor one local sensor of each kind (demo_sensors; the agent then needs a 384K
-    heap on the Unix port, see Stack)."""
+    heap on the Unix port, see Stack). Consumer acks are signed with ack_key (hex), a fresh
+    random one when not given: the consumer needs cfg["mqtt"]["ack_key"]."""
     def pt(pid, name, addr, typ, unit, table="input", **kw):
         d = {"id": pid, "name": name, "slave": 1, "table": table, "address": addr,
              "type": typ, "order": "ABCD", "unit": unit, "group": "fast"}
@@ -69,7 +72,8 @@ def demo_config(meter_port: str, broker_port: int, baud: int = 19200,
     return {
         "version": 1,
         "node": {"id": "demo-press-01", "site": "demo-plant"},
-        "mqtt": {"host": "127.0.0.1", "port": broker_port, "linger_ms": 200},
+        "mqtt": {"host": "127.0.0.1", "port": broker_port, "linger_ms": 200,
+                 "ack_key": ack_key or secrets.token_hex(32)},
         "serial": {"port": meter_port, "baud": baud, "parity": "N", "stop_bits": 2,
                    "timeout_ms": 200},
         "groups": {"fast": {"interval_ms": 1000}, "slow": {"interval_ms": 2000}},
@@ -127,10 +131,18 @@ class Stack:
         (self.dir / "broker").mkdir(parents=True, exist_ok=True)
         self.broker = Broker(workdir=str(self.dir / "broker")).start()
         self.meter = start_meter(slaves=(1,))
-        cfg = demo_config(self.meter.agent_port, self.broker.port, every_sensor=True)
+        # the node honours only acks signed with this run's key, which the monitor holds
+        self.ack_key_file = self.dir / "ack.key"
+        self.ack_key_file.unlink(missing_ok=True)  # a kept --workdir: a new key each run
+        write.new_key_file(str(self.ack_key_file))
+        cfg = demo_config(self.meter.agent_port, self.broker.port, every_sensor=True,
+                          ack_key=self.ack_key_file.read_text().strip())
         cfg["analytics"] = demo_analytics()  # derived points, events, machine state
         self.config_path = self.dir / "node.json"
-        self.config_path.write_text(json.dumps(cfg, indent=2))
+        self.config_path.unlink(missing_ok=True)
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:  # it holds the ack key: its owner's only
+            f.write(json.dumps(cfg, indent=2))
         self.agent_log = open(self.dir / "agent.log", "wb")
         self.agent = node.start_agent(str(self.config_path), str(self.dir / "state"),
                                       heap=self.heap, log=self.agent_log)
@@ -179,7 +191,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from otlink_tools.cli import main as cli_main
 
         argv = ["monitor", "--host", "127.0.0.1", "--port", str(stack.broker.port),
-                "--format", args.format]
+                "--format", args.format, "--ack-key-file", str(stack.ack_key_file)]
         if args.seconds:
             argv += ["--seconds", str(args.seconds)]
         return cli_main(argv)

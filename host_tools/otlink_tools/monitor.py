@@ -34,7 +34,7 @@ from typing import IO
 
 import paho.mqtt.client as mqtt
 
-from otlink_tools.acktrack import ACK_WAIT_S, Seen, Track, ack_key, sign_ack
+from otlink_tools.acktrack import ACK_WAIT_S, Seen, Track, ack_key, key_warning, sign_ack
 from otlink_tools.decode import PayloadError, decode_message, encode_ack, valid_level, \
     valid_prefix
 from otlink_tools.monitor_formats import FORMATS, WRITERS, LiveTable, format_age, \
@@ -88,7 +88,8 @@ class Monitor:
                  tls_hostname: str | None = None, user: str | None = None,
                  password: str | None = None, client_id: str = "", keepalive: int = 30,
                  fsync: bool = False, live: bool | None = None,
-                 count: int | None = None, ack_wait: float = ACK_WAIT_S) -> None:
+                 count: int | None = None, ack_wait: float = ACK_WAIT_S,
+                 ack_key: bytes | None = None) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"format {fmt!r}: one of {', '.join(FORMATS)}")
         if (cert is None) != (key is None):
@@ -149,7 +150,7 @@ class Monitor:
         self.bad = 0
         self.gaps: list[tuple[str, int, int, int]] = []
         self.acks_sent = 0
-        self.ack_key: bytes | None = None  # signs acks (acktrack.sign_ack) when set
+        self.ack_key = ack_key  # the node's mqtt.ack_key: acks signed (acktrack.sign_ack)
 
     # --- topics -------------------------------------------------------------------------
     def _topic(self, kind: str) -> str:
@@ -330,6 +331,10 @@ class Monitor:
             key = (m.get("site", ""), m.get("node", ""))
             kind = m["kind"]
             if kind == "birth":
+                if key not in self.births:  # once per node
+                    why = key_warning(m, self.ack, self.ack_key is not None)
+                    if why:
+                        self._note(why)
                 self.births[key] = m
                 if not retain and not self.group:
                     # the node connects: its data from its oldest unacknowledged on
@@ -527,8 +532,8 @@ def run(args) -> int:
                       fmt=args.format, out=out, group=args.group, ack=args.ack,
                       cafile=args.cafile, cert=args.cert, key=args.key, user=args.user,
                       password=password, client_id=args.client_id, fsync=args.fsync,
-                      count=args.count, ack_wait=args.ack_wait)
-        mon.ack_key = ack_key(getattr(args, "ack_key_file", None))
+                      count=args.count, ack_wait=args.ack_wait,
+                      ack_key=ack_key(getattr(args, "ack_key_file", None)))
         mon.start()
     except (ValueError, ConnectionError, OSError, ssl.SSLError) as e:
         if args.output:

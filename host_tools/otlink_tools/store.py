@@ -37,7 +37,7 @@ import time
 import cbor2
 import paho.mqtt.client as mqtt
 
-from otlink_tools.acktrack import ACK_WAIT_S, Track, ack_key, sign_ack
+from otlink_tools.acktrack import ACK_WAIT_S, Track, ack_key, key_warning, sign_ack
 from otlink_tools.broker_args import add_broker_args, broker_password, broker_port, refusal, \
     tls_context
 from otlink_tools.decode import PayloadError, apply_scale, decode_message, encode_ack
@@ -99,7 +99,8 @@ class Store:
                  cert: str | None = None, key: str | None = None, user: str | None = None,
                  password: str | None = None, client_id: str = "", keepalive: int = 30,
                  err=None, group_max: int = GROUP_MAX, ack_wait: float = ACK_WAIT_S,
-                 feed=None, quiet_warn: float = QUIET_WARN_S) -> None:
+                 feed=None, quiet_warn: float = QUIET_WARN_S,
+                 ack_key: bytes | None = None) -> None:
         check_topic_args(prefix, site, node, group)
         if feed is not None and not group:
             raise ValueError("--nats needs --group NAME: the durable consumer the sinks share")
@@ -151,7 +152,8 @@ class Store:
         # counters
         self.messages = self.stored = self.duplicates = self.rejected = 0
         self.acks_sent = self.transactions = self.db_retries = 0
-        self.ack_key: bytes | None = None  # signs acks (acktrack.sign_ack) when set
+        self.ack_key = ack_key  # the node's mqtt.ack_key: acks signed (acktrack.sign_ack)
+        self._warned_key: set = set()  # nodes told about: their acks must be signed
         self.db_down = False
 
     # --- MQTT -----------------------------------------------------------------------------
@@ -467,6 +469,11 @@ class Store:
                     # between clearing its in-flight list and resending); say it again
                     resent.add(key)
             elif kind == "birth":
+                if (site, node) not in self._warned_key:  # once per node
+                    self._warned_key.add((site, node))
+                    why = key_warning(m, self.ack, self.ack_key is not None)
+                    if why:
+                        self._note(why)
                 tx.births.append(((site, node, m["boot"], m["fw"], m["config_hash"],
                                    m.get("t"), now),
                                   [(site, node, m["boot"], p["id"], p["name"], p["unit"],
@@ -742,8 +749,8 @@ def run(args) -> int:
                    node=args.node, group=args.group, ack=args.ack, cafile=args.cafile,
                    cert=args.cert, key=args.key, user=args.user, password=password,
                    client_id=args.client_id, ack_wait=args.ack_wait,
-                   feed=_feed(args, password), quiet_warn=args.quiet_warn)
-        st.ack_key = ack_key(getattr(args, "ack_key_file", None))
+                   feed=_feed(args, password), quiet_warn=args.quiet_warn,
+                   ack_key=ack_key(getattr(args, "ack_key_file", None)))
         st.start()
     except (ValueError, ConnectionError, DbRefused) as e:
         raise CommandError(str(e)) from None

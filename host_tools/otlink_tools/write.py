@@ -27,7 +27,8 @@ from pathlib import Path
 
 from otlink_tools.errors import CommandError
 
-__all__ = ["KEY_ENV", "load_key", "sign", "open_reply", "run", "build_parser"]
+__all__ = ["KEY_ENV", "new_key_file", "cmd_key_new", "build_key_new", "load_key", "sign",
+           "open_reply", "run", "build_parser"]
 
 KEY_ENV = "OTLINK_CMD_KEY"
 TAG_HEX = 64
@@ -76,6 +77,35 @@ def load_key(key_file: str | None, env: dict | None = None) -> bytes:
         return parse_hex_key(env[KEY_ENV], f"${KEY_ENV}")
     raise CommandError(f"no command key: give --key-file FILE or set {KEY_ENV} (the node's "
                        "commands.key, hex)")
+
+
+def new_key_file(path: str) -> None:
+    """A fresh 256-bit key as 64 hex digits in a new file only its owner may read (mode
+    600). An existing file is never overwritten: it may be the key a node holds."""
+    import secrets
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise CommandError(f"{path}: exists; a key file is never overwritten (a node may "
+                           "hold that key): choose another name") from None
+    except OSError as e:
+        raise CommandError(f"{path}: cannot create it ({e.strerror})") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+
+
+def cmd_key_new(args) -> int:
+    new_key_file(args.file)
+    print(f"otlink: new key in {args.file} (mode 600; the key is not shown). Give it to the "
+          "node as mqtt.ack_key or commands.key (its config file), and to the consumer "
+          "(--ack-key-file) or operator (--key-file) as this file")
+    return 0
+
+
+def build_key_new(p: argparse.ArgumentParser) -> None:
+    """make a new random key file (ack key, command key)"""
+    p.add_argument("file", help="the key file to create (never overwritten)")
 
 
 def sign(key: bytes, topic: str, body: bytes) -> bytes:

@@ -1,8 +1,9 @@
 # heapsize: 200K 32:56K
 # Consumer acks under mqtt.ack_key: only a signed ack advances the queue; an unsigned,
 # forged, altered or other-topic ack discards nothing and is counted (acks_forged in the
-# state). Without a key the node takes plain acks (and says so: "unsigned_acks"). The birth's
-# security posture and the state's insecure list, from the validated config.
+# state). Consumer-ack mode needs the key: only mqtt.insecure_unsigned_acks lets plain acks
+# in (and says so: "unsigned_acks"). The birth's security posture and the state's insecure
+# list, from the validated config.
 import gc
 
 import mptest
@@ -48,6 +49,8 @@ def make(key=KEY_HEX):
          "replay_rate": 0}
     if key:
         c["ack_key"] = key
+    else:
+        c["insecure_unsigned_acks"] = True
     p = Publisher(q, up, clock, parse_mqtt(c), BIRTH)
     p._session_start()
     for i in range(100):
@@ -100,8 +103,35 @@ def test_signed_ack_advances():
     mptest.eq(p.acks_forged, 0, "nothing refused")
 
 
+def test_consumer_acks_need_the_key_or_the_insecure_flag():
+    from otlink.core.errors import ConfigError
+
+    def errors(**m):
+        c = {"host": "127.0.0.1"}
+        c.update(m)
+        try:
+            parse_mqtt(c)
+        except ConfigError as e:
+            return str(e)
+        return ""
+
+    mptest.true("mqtt.ack_key: missing" in errors(), "default (consumer acks) without a key")
+    mptest.true("insecure_unsigned_acks" in errors(), "the way out is named")
+    mptest.eq(errors(ack_key=KEY_HEX), "", "with the key")
+    mptest.eq(errors(insecure_unsigned_acks=True), "", "unsigned, said out loud")
+    mptest.eq(errors(ack="broker"), "", "broker acks need no key")
+    mptest.true("contradicts" in errors(ack_key=KEY_HEX, insecure_unsigned_acks=True),
+                "key and flag together")
+    mptest.true("only with ack 'consumer'" in errors(ack="broker",
+                                                     insecure_unsigned_acks=True),
+                "the flag in broker mode")
+    mptest.true("must be true or false" in errors(insecure_unsigned_acks="yes"), "a bool")
+    mptest.true(KEY_HEX not in errors(ack_key=KEY_HEX, insecure_unsigned_acks=True),
+                "the key is never echoed")
+
+
 def test_without_key_plain_acks_work():
-    # the control is the key: without it a plain ack advances (what the key stops)
+    # the control is the key: without it (insecure_unsigned_acks) a plain ack advances
     p, q, up = make(key=None)
     up.on_ack(plain(1, 100))
     mptest.eq(q.depth(), 0, "plain ack honoured without ack_key")
@@ -116,12 +146,14 @@ def test_posture_and_insecure_list():
             "sensors": [{"driver": "sht3x", "bus": "i2c0", "group": "g",
                          "points": [{"id": 20, "name": "t", "channel": "temperature"}]}],
             "groups": {"g": {"interval_ms": 1000}}}
+    base["mqtt"]["insecure_unsigned_acks"] = True
     cfg = config.validate(base)
     sec = posture.posture(cfg, "cafe", "f00d")
     mptest.eq((sec["tls"], sec["auth"], sec["plaintext_auth"], sec["cmd"], sec["ack"],
                sec["console_lock"], sec["fw"], sec["cfg"]),
-              (False, "none", False, "off", "unsigned", False, "f00d", "cafe"), "defaults")
+              (False, "none", False, "off", "unsigned", False, "f00d", "cafe"), "unsigned")
     mptest.eq(posture.insecure(cfg), "unsigned_acks", "plain consumer acks named")
+    del base["mqtt"]["insecure_unsigned_acks"]
     base["mqtt"].update({"user": "node1", "password": "Zq8-unique-pw",
                          "insecure_plaintext_auth": True, "ack_key": KEY_HEX})
     cfg = config.validate(base)

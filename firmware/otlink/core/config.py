@@ -291,7 +291,7 @@ def _mqtt(ck, d, node_id, site):
     _keys(ck, d, p, ("host", "port", "client_id", "user", "password", "keepalive_s", "qos",
                      "prefix", "ack", "batch_max", "batch_bytes", "linger_ms", "replay_rate",
                      "state_interval_s", "tls", "backoff_ms", "insecure_plaintext_auth",
-                     "ack_key"))
+                     "ack_key", "insecure_unsigned_acks"))
     tls = _tls(ck, d.get("tls"), "mqtt.tls")
     m = {
         "host": _host(ck, d, p),
@@ -373,8 +373,12 @@ def _secure_mqtt(ck, d, m):
             ck.bad("mqtt.password", "would cross the network in clear over plain TCP: "
                    "configure mqtt.tls, or set mqtt.insecure_plaintext_auth: true (a lab "
                    "only; the birth and state messages report it)")
+    # Consumer acks delete readings: only the consumer holding ack_key may send them, unless
+    # insecure_unsigned_acks says otherwise out loud.
     key = d.get("ack_key")
     m["ack_key"] = None
+    unsigned = _bool(ck, d, "insecure_unsigned_acks", "mqtt", False)
+    m["insecure_unsigned_acks"] = bool(unsigned)
     if key is not None:
         from otlink.core.auth import parse_key
 
@@ -385,6 +389,16 @@ def _secure_mqtt(ck, d, m):
             ck.bad("mqtt.ack_key", str(e))
         if m["ack"] != "consumer":
             ck.bad("mqtt.ack_key", "signs consumer acks: only with ack 'consumer'")
+        if unsigned:
+            ck.bad("mqtt.insecure_unsigned_acks", "contradicts mqtt.ack_key: keep one")
+    elif m["ack"] == "consumer" and unsigned is False:
+        ck.bad("mqtt.ack_key", "missing: a consumer ack makes the node delete readings, so "
+               "only the consumer holding this key may send one (a key of 64 hex digits, "
+               "e.g. otlink key new FILE; the consumer gets --ack-key-file FILE), or set "
+               "mqtt.insecure_unsigned_acks: true (a lab only; the birth and state messages "
+               "report it)")
+    elif unsigned and m["ack"] != "consumer":
+        ck.bad("mqtt.insecure_unsigned_acks", "only with ack 'consumer'")
 
 
 def _groups(ck, d, path="groups"):
