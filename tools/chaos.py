@@ -37,6 +37,7 @@ import json
 import os
 import random
 import re
+import secrets
 import select
 import signal
 import socket
@@ -197,8 +198,9 @@ class Checker(Monitor):
     """The acknowledging consumer of record (the monitor's rule), recording every delivery
     before its deduplication and every row it stored, with arrival times."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, ack_key: str) -> None:
         super().__init__(port=port, fmt="jsonl", out=_Null(), err=_Null(), live=False)
+        self.ack_key = bytes.fromhex(ack_key)  # the node takes signed acks only (the default)
         self.client.reconnect_delay_set(0.1, 1.0)
         self.delivered: dict[tuple[int, int], int] = {}  # (boot, seq) -> deliveries
         self.stored: list[tuple[int, int, int | None, float]] = []  # boot, seq, t_ms, arrival
@@ -242,7 +244,7 @@ class _Null:
 
 # --- the node ------------------------------------------------------------------------------
 
-def node_config(meter_port: str, broker_port: int, interval_ms: int) -> dict:
+def node_config(meter_port: str, broker_port: int, interval_ms: int, ack_key: str) -> dict:
     def pt(pid, name, slave, addr, typ, table="input"):
         return {"id": pid, "name": name, "slave": slave, "table": table, "address": addr,
                 "type": typ, "order": "ABCD", "group": "fast", "deadband": 0}
@@ -250,7 +252,7 @@ def node_config(meter_port: str, broker_port: int, interval_ms: int) -> dict:
     return {
         "version": 1, "node": {"id": "chaos-01", "site": "lab"},
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "linger_ms": 100,
-                 "keepalive_s": 4, "backoff_ms": [100, 1000]},
+                 "keepalive_s": 4, "backoff_ms": [100, 1000], "ack_key": ack_key},
         "serial": {"port": meter_port, "baud": 115200, "parity": "N", "stop_bits": 2,
                    "timeout_ms": 100, "offline_after": 2, "backoff_ms": [200, 1000]},
         "groups": {"fast": {"interval_ms": interval_ms}},
@@ -273,13 +275,14 @@ class Rig:
         self.proxy = Proxy(self.bport)
         self.meter = start_meter(slaves=(1, 2))
         self.config = work / "node.json"
+        ack_key = secrets.token_hex(32)
         self.config.write_text(json.dumps(node_config(self.meter.agent_port, self.proxy.port,
-                                                      interval_ms)))
+                                                      interval_ms, ack_key)))
         self.state = str(work / "state")
         self.log = open(work / "agent.log", "ab")
         self.mpy = snapshot_firmware(work / "firmware")
         self.agent: subprocess.Popen | None = None
-        self.checker = Checker(self.bport).start()
+        self.checker = Checker(self.bport, ack_key).start()
         self.lock = threading.Lock()  # agent start/kill
         self.broker_lock = threading.Lock()
         self.disturbed_until = 0.0  # wall time the last disturbance ended

@@ -12,6 +12,7 @@ there, so the running agent's own needs (about 3 KiB: tasks, MQTT session) are e
 
 import json
 import shutil
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,8 @@ def config(n: int, port: str) -> dict:
     pts = [{"id": i + 1, "name": "point_%d" % i, "slave": 1 + i // 100, "table": "input",
             "address": 2 * (i % 100), "type": "float32", "unit": "V"} for i in range(n)]
     return {"version": 1, "node": {"id": "fit", "site": "lab"},
-            "mqtt": {"host": "127.0.0.1", "port": 9, "batch_bytes": 1024},
+            "mqtt": {"host": "127.0.0.1", "port": 9, "batch_bytes": 1024,
+                     "ack_key": secrets.token_hex(32)},  # nothing connects: any key
             "serial": {"port": port, "baud": 115200},
             "points": pts,
             "sensors": [{"name": "cab", "driver": "sht3x", "bus": "i2c0", "group": "default",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -45,7 +46,7 @@ HEAP = {"64": "256K", "32": "64K"}
 SLOPE_MAX = 64.0  # bytes per minute of the used heap's trend (~0.6 KiB over 10 minutes)
 
 
-def config(meter_port: str, broker_port: int, interval_ms: int) -> dict:
+def config(meter_port: str, broker_port: int, interval_ms: int, ack_key: str) -> dict:
     def pt(pid, slave, addr, typ, table="input"):
         return {"id": pid, "name": f"p{pid}", "slave": slave, "table": table, "address": addr,
                 "type": typ, "order": "ABCD", "group": "fast"}
@@ -57,7 +58,7 @@ def config(meter_port: str, broker_port: int, interval_ms: int) -> dict:
     return {
         "version": 1, "node": {"id": "soak-01", "site": "lab"},
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "linger_ms": 100,
-                 "state_interval_s": 5},
+                 "state_interval_s": 5, "ack_key": ack_key},
         "serial": {"port": meter_port, "baud": 115200, "parity": "N", "stop_bits": 2,
                    "timeout_ms": 200},
         "groups": {"fast": {"interval_ms": interval_ms}},
@@ -83,7 +84,8 @@ def run_build(build: str, minutes: float, interval_ms: int, work: Path) -> dict:
     (work / "broker").mkdir()
     broker = Broker(workdir=str(work / "broker")).start()
     meter = start_meter(slaves=(1, 2))
-    cfg = config(meter.agent_port, broker.port, interval_ms)
+    ack_key = secrets.token_hex(32)  # the node takes signed acks only (the default)
+    cfg = config(meter.agent_port, broker.port, interval_ms, ack_key)
     (work / "node.json").write_text(json.dumps(cfg))
     args = ["--config", str(work / "node.json"), "--state", str(work / "state"),
             "--board", "unix", "--boards", str(paths.BOARDS), "--trace", "heap"]
@@ -99,7 +101,7 @@ def run_build(build: str, minutes: float, interval_ms: int, work: Path) -> dict:
                                       mpy_dir=node.firmware_mpy())
         cmd += ["--trace", "heap"]
     (work / "state").mkdir()
-    checker = Checker(broker.port).start()
+    checker = Checker(broker.port, ack_key).start()
     states: list[tuple[float, int, int]] = []  # t, queue_depth, free_heap
     stop = threading.Event()
 

@@ -49,6 +49,7 @@ def _config(meter_port: str, broker_port: int) -> dict:
     # the sink does not acknowledge: broker acks (the default, consumer acks, would stop the
     # node at its 8 unacknowledged batches); bench_uplink measures consumer acks
     cfg["mqtt"]["ack"] = "broker"
+    del cfg["mqtt"]["ack_key"]  # consumer acks only
     return cfg
 
 

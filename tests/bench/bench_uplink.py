@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -50,7 +51,8 @@ def agent_run(broker: Broker, build: str, tree: Path, heap: str, total: int,
               extra: dict | None = None, ack: bool = False, timeout: float = 120) -> dict:
     """One agent run into a fresh sink; the decoded figures plus the agent's RESULT."""
     node = _node("b" + build)
-    sink = Sink(broker.port, [f"otlink/s1/{node}/#"], ack=ack)
+    key = secrets.token_bytes(32) if ack else None  # consumer acks signed (the default)
+    sink = Sink(broker.port, [f"otlink/s1/{node}/#"], ack=ack, ack_key=key)
     sink.start()
     fd, flash = tempfile.mkstemp(prefix="otlink-bench-nor-")
     os.close(fd)
@@ -58,6 +60,8 @@ def agent_run(broker: Broker, build: str, tree: Path, heap: str, total: int,
     opts = {"port": broker.port, "node": node, "total": total, "queue": "flash",
             "flash": flash, "flash_size": 1 << 20, "capacity": 2048, "until_acked": True,
             "seconds": 60, "connect_fail_limit": 5, **DEFAULTS, **(extra or {})}
+    if key is not None:
+        opts["ack_key"] = key.hex()
     try:
         res = bl.finish_agent(bl.start_agent(opts, heap, build, tree, timeout))
         sink.wait(lambda: sink.data_readings >= total, 5)

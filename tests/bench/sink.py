@@ -22,6 +22,7 @@ import time
 
 import cbor2
 
+from otlink_tools.acktrack import sign_ack
 from otlink_tools.decode import encode_ack
 
 
@@ -74,9 +75,11 @@ def _header(body: bytes) -> tuple[int, int, int]:
 
 class Sink(threading.Thread):
     def __init__(self, port: int, topics: list[str], ack: bool = False, qos: int = 1,
-                 host: str = "127.0.0.1", client_id: str | None = None):
+                 host: str = "127.0.0.1", client_id: str | None = None,
+                 ack_key: bytes | None = None):
         super().__init__(daemon=True)
         self.topics, self.ack, self.qos = topics, ack, qos
+        self.ack_key = ack_key  # the node's mqtt.ack_key: acks signed as the monitor signs
         self.msgs: list[tuple[float, float, str, bytes]] = []  # (monotonic, wall, topic, body)
         self.count = 0
         self.data_readings = 0  # from batch headers (s..e), duplicates included
@@ -112,7 +115,10 @@ class Sink(threading.Thread):
 
     def _send_ack(self, topic: str, boot: int, seq: int, out: list[bytes]) -> None:
         self._pid = self._pid % 65535 + 1
-        body = _str(topic) + struct.pack("!H", self._pid) + encode_ack(boot, seq)
+        ack = encode_ack(boot, seq)
+        if self.ack_key is not None:
+            ack = sign_ack(self.ack_key, topic, ack)
+        body = _str(topic) + struct.pack("!H", self._pid) + ack
         out.append(_packet(0x33, body))  # PUBLISH, QoS 1, retained
 
     def _batch_header(self, topic: str, body: bytes, out: list[bytes]) -> None:

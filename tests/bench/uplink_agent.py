@@ -58,6 +58,11 @@ mqtt = {"host": o.get("host", "127.0.0.1"), "port": o["port"], "ack": o.get("ack
         "backoff_ms": o.get("backoff_ms", [100, 1000])}
 if o.get("tls"):
     mqtt["tls"] = o["tls"]
+if mqtt["ack"] == "consumer":  # signed acks (the default), or said out loud
+    if o.get("ack_key"):
+        mqtt["ack_key"] = o["ack_key"]
+    else:
+        mqtt["insecure_unsigned_acks"] = True
 mqtt = parse_mqtt(mqtt, o.get("node", "n1"), o.get("site", "s1"))  # the schema fills the rest
 node = {"id": o.get("node", "n1"), "site": o.get("site", "s1")}
 points = [{"id": i, "name": "p%d" % i, "unit": "V", "type": "int32" if i % 2 else "float32",

@@ -8,6 +8,9 @@ import sys
 import micropython
 
 
+# the test nodes' ack key (mqtt.ack_key, required with consumer acks): a test value only
+ACK_KEY = "3c9e" + "51a7d20b6f84" * 5
+
 class Fail(Exception):
     pass
 

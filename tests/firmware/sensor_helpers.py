@@ -1,5 +1,6 @@
 # Helpers of the sensor driver tests (tests/firmware/test_<driver>.py): a config validated by
 # the firmware's one schema, a sink that keeps records without allocating, a simulated clock.
+from mptest import ACK_KEY
 from otlink.core import reading
 from otlink.hal.clock import Clock, ticks_add, ticks_diff
 
@@ -10,7 +11,7 @@ def sensor_cfg(sensor, groups=None):
     """The validated, normalized config of one sensor entry (core/config.validate)."""
     from otlink.core import config
 
-    c = {"node": {"id": "n1", "site": "s1"}, "mqtt": {"host": "127.0.0.1"},
+    c = {"node": {"id": "n1", "site": "s1"}, "mqtt": {"host": "127.0.0.1", "ack_key": ACK_KEY},
          "groups": groups or {"default": {"interval_ms": 1000}}, "sensors": [sensor]}
     sensor.setdefault("group", "default")
     return config.validate(c)["sensors"][0]
@@ -21,7 +22,7 @@ def config_errors(sensor):
     from otlink.core import config
 
     sensor.setdefault("group", "default")
-    c = {"node": {"id": "n1", "site": "s1"}, "mqtt": {"host": "127.0.0.1"},
+    c = {"node": {"id": "n1", "site": "s1"}, "mqtt": {"host": "127.0.0.1", "ack_key": ACK_KEY},
          "sensors": [sensor]}
     try:
         config.validate(c, buses={"i2c": ["i2c0"], "onewire": ["ow0"], "adc": ["adc0"],

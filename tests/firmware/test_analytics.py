@@ -9,13 +9,13 @@ import struct
 import sys
 
 from modbus_sim import T0, sim_clock
-from mptest import eq, no_alloc, true
+from mptest import ACK_KEY, eq, no_alloc, true
 
 from otlink.core import config, reading
 
 BASE = {
     "node": {"id": "press-01", "site": "plant1"},
-    "mqtt": {"host": "127.0.0.1"},
+    "mqtt": {"host": "127.0.0.1", "ack_key": ACK_KEY},
     "serial": {"port": "/dev/null"},
     "points": [
         {"id": 1, "name": "current", "slave": 1, "table": "input", "address": 0,

@@ -21,7 +21,7 @@ STRIDE = 3
 READINGS = 1500
 CFG = config.validate({
     "node": {"id": "press-01", "site": "plant1"},
-    "mqtt": {"host": "127.0.0.1"},
+    "mqtt": {"host": "127.0.0.1", "ack_key": mptest.ACK_KEY},
     "serial": {"port": "/dev/null"},
     "points": [
         {"id": 1, "name": "current", "slave": 1, "table": "input", "address": 0,

@@ -23,7 +23,8 @@ def _cfg(n):
         pts.append(p)
     pts.append({"id": 900, "name": "b", "slave": 1, "table": "holding", "address": 1000,
                 "type": "bit", "bit": 3, "deadband": 1})
-    return {"node": {"id": "n-1", "site": "s"}, "mqtt": {"host": "127.0.0.1"},
+    return {"node": {"id": "n-1", "site": "s"},
+            "mqtt": {"host": "127.0.0.1", "ack_key": mptest.ACK_KEY},
             "serial": {"port": "/dev/null"}, "points": pts,
             "sensors": [{"name": "cab", "driver": "sht3x", "bus": "i2c0", "group": "default",
                          "points": [{"id": 70, "name": "t", "channel": "temperature"}]}]}

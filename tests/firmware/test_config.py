@@ -9,7 +9,7 @@ from otlink.core.errors import ConfigError
 def base():
     return {
         "node": {"id": "press-01", "site": "plant1"},
-        "mqtt": {"host": "127.0.0.1", "port": 1883},
+        "mqtt": {"host": "127.0.0.1", "port": 1883, "ack_key": mptest.ACK_KEY},
         "groups": {"slow": {"interval_ms": 2000}},
         "sensors": [{"driver": "sht3x", "bus": "i2c0", "group": "slow",
                      "points": [{"id": 20, "name": "ambient_t", "channel": "temperature"},
@@ -81,6 +81,7 @@ def test_security_rules():
     c = base()
     c["mqtt"]["qos"] = 0
     c["mqtt"]["ack"] = "broker"  # the default is "consumer"
+    del c["mqtt"]["ack_key"]  # consumer acks only
     mptest.eq(err(c)[0], "mqtt.qos", "qos0 with broker ack")
     c = base()
     c["board"] = "esp32"

@@ -17,7 +17,7 @@ BASE = {
     "version": 1,
     "node": {"id": "n1", "site": "s1"},
     "mqtt": {"host": "127.0.0.1", "port": 1883, "user": "u", "password": SECRET,
-             "tls": {"ca_file": "/ca.pem"}},
+             "tls": {"ca_file": "/ca.pem"}, "ack_key": mptest.ACK_KEY},
     "serial": {"port": "/dev/null", "baud": 9600},
     "points": [{"id": 1, "name": "v", "slave": 1, "table": "input", "address": 0,
                 "type": "float32", "order": "ABCD", "unit": "V"}],

@@ -23,7 +23,8 @@ N = int(os.getenv("FUZZ_CONSOLE_N") or "3000")
 SEED = int(os.getenv("FUZZ_SEED") or "1")
 SECRET = "fuzz-s3cret-q7"
 CFG = {"version": 1, "node": {"id": "n1", "site": "s1"},
-       "mqtt": {"host": "127.0.0.1", "port": 1883, "user": "u", "password": SECRET},
+       "mqtt": {"host": "127.0.0.1", "port": 1883, "user": "u", "password": SECRET,
+                "ack_key": mptest.ACK_KEY},
        "serial": {"port": "/dev/null", "baud": 9600},
        "points": [{"id": 1, "name": "v", "slave": 1, "table": "input", "address": 0,
                    "type": "float32", "order": "ABCD", "unit": "V"}]}

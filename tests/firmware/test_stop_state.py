@@ -83,7 +83,7 @@ def make(health=None):
     clock = FakeClock(t=5000)
     q = RamQueue(clock, capacity=32, boot=3, slot=reading.SIZE)
     up = Uplink()
-    cfg = parse_mqtt({"host": "127.0.0.1"})
+    cfg = parse_mqtt({"host": "127.0.0.1", "insecure_unsigned_acks": True})
     p = Publisher(q, up, clock, cfg, BIRTH,
                   state_fn=(lambda: health) if health is not None else None)
     return p, q, up, clock

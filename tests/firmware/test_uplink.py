@@ -42,6 +42,8 @@ class FakeClock:
 def make(rand, **cfg):
     c = {"host": "127.0.0.1", "port": 1, "backoff_ms": [500, 8000]}
     c.update(cfg)
+    if c.get("ack", "consumer") == "consumer":
+        c["ack_key"] = mptest.ACK_KEY
     return uplink.Uplink(parse_mqtt(c), {"id": "node-7", "site": "plant"}, FakeClock(),
                          rand=rand)
 

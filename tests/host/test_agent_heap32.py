@@ -32,6 +32,7 @@ import mp
 from otlink_tools import node, paths
 from otlink_tools.monitor import Monitor
 from otlink_tools.sim_meter import REFERENCE_POINTS
+from ackkey import ACK_KEY, ACK_KEY_HEX
 
 # The target heap of a board without PSRAM (docs/config.md, "How many points fit");
 # OTLINK_HEAP32=56K tries another cap without editing the test.
@@ -45,7 +46,8 @@ _LINE = re.compile(r"otlink: heap (\w+): used (\d+) free (\d+) largest (\d+)")
 def agent_config(meter_port: str, broker_port: int) -> dict:
     return {
         "version": 1, "node": {"id": "heap", "site": "lab"},
-        "mqtt": {"host": "127.0.0.1", "port": broker_port, "linger_ms": 200},
+        "mqtt": {"host": "127.0.0.1", "port": broker_port, "linger_ms": 200,
+                 "ack_key": ACK_KEY_HEX},
         "serial": {"port": meter_port, "baud": 115200, "parity": "N", "stop_bits": 2,
                    "timeout_ms": 200},
         "groups": {"fast": {"interval_ms": 1000}},
@@ -84,7 +86,8 @@ def run_agent(build: str, heap: str, broker, meter, tmp) -> tuple[dict, list, st
     (tmp / "state").mkdir()
     want = {p["id"] for p in REFERENCE_POINTS} | set(SENSOR_IDS)
     out = io.StringIO()
-    mon = Monitor(port=broker.port, fmt="jsonl", out=out, err=io.StringIO()).start()
+    mon = Monitor(port=broker.port, fmt="jsonl", out=out, err=io.StringIO(),
+                  ack_key=ACK_KEY).start()
     logf = open(tmp / "agent.log", "wb")
     proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT)
 

@@ -14,10 +14,11 @@ from otlink_tools import paths
 paths.firmware_import_path()
 from otlink.core import config  # noqa: E402
 from otlink.core.errors import ConfigError  # noqa: E402
+from ackkey import ACK_KEY_HEX  # noqa: E402
 
 BASE = {
     "node": {"id": "press-01", "site": "plant1"},
-    "mqtt": {"host": "127.0.0.1"},
+    "mqtt": {"host": "127.0.0.1", "ack_key": ACK_KEY_HEX},
     "serial": {"port": "/dev/null"},
     "points": [
         {"id": 1, "name": "current", "slave": 1, "table": "input", "address": 0,

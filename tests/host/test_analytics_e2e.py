@@ -14,14 +14,17 @@ import re
 from otlink_tools import node
 from otlink_tools.demo import demo_analytics, demo_config
 from otlink_tools.monitor import Monitor
+from ackkey import ACK_KEY, ACK_KEY_HEX
 
 
 def test_derived_points_and_machine_state_arrive(fresh_broker, demo_meter, tmp_path):
-    cfg = demo_config(demo_meter.agent_port, fresh_broker.port, every_sensor=True)
+    cfg = demo_config(demo_meter.agent_port, fresh_broker.port, every_sensor=True,
+                      ack_key=ACK_KEY_HEX)
     cfg["analytics"] = demo_analytics()
     (tmp_path / "node.json").write_text(json.dumps(cfg))
     out = io.StringIO()
-    mon = Monitor(port=fresh_broker.port, fmt="jsonl", out=out, err=io.StringIO()).start()
+    mon = Monitor(port=fresh_broker.port, fmt="jsonl", out=out, err=io.StringIO(),
+                  ack_key=ACK_KEY).start()
     log = open(tmp_path / "agent.log", "wb")
     agent = node.start_agent(str(tmp_path / "node.json"), str(tmp_path / "state"), heap="448K",
                              log=log)

@@ -20,12 +20,13 @@ from otlink_tools.demo import demo_config
 paths.firmware_import_path()
 from otlink.core import config  # noqa: E402
 from otlink.core.errors import ConfigError  # noqa: E402
+from ackkey import ACK_KEY_HEX  # noqa: E402
 
 BAD_VALUES = [None, True, -1, 70000, 1.5, "", "x", [], [1], [[1]], {}, {"a": 1}, [{}]]
 
 
 def full_config() -> dict:
-    c = demo_config("/dev/ttyUSB0", 1883)
+    c = demo_config("/dev/ttyUSB0", 1883, ack_key=ACK_KEY_HEX)
     c["board"] = "esp32"
     c["wifi"] = {"ssid": "plant", "password": "not-a-default-1"}
     c["mqtt"].update({"user": "node7", "password": "s3cret-pw", "keepalive_s": 30,
@@ -123,7 +124,13 @@ def test_docs_config_example_validates():
     text = (paths.ROOT / "docs" / "config.md").read_text()
     block = re.search(r"## Example\n.*?```json\n(.*?)```", text, re.S)
     assert block, "docs/config.md has no ## Example json block"
-    cfg = config.validate(json.loads(block.group(1)))
+    example = json.loads(block.group(1))
+    # the example names where the node's own key goes; no key is printed to be copied
+    assert example["mqtt"]["ack_key"].startswith("<"), "a key in the docs would be a default"
+    with pytest.raises(ConfigError, match="mqtt.ack_key"):
+        config.validate(example)
+    example["mqtt"]["ack_key"] = ACK_KEY_HEX
+    cfg = config.validate(example)
     assert [p.id for p in cfg["points"]] == [1, 2, 5, 6] and cfg["serial"]["parity"] == "E"
 
 
@@ -176,7 +183,9 @@ def mutate(c: dict, rnd) -> dict:
                 else:
                     d[k] = rnd.choice([v * 1e300, -v, v + 0.5, v * 1e30, rnd.choice(HUGE)])
             else:
-                d[k] = rnd.choice(HUGE + BAD_VALUES)
+                # a copy: the shared BAD_VALUES lists must never be edited by a later
+                # mutation (one put inside itself made the config self-referential)
+                d[k] = copy.deepcopy(rnd.choice(HUGE + BAD_VALUES))
         elif op < 0.75 and isinstance(d, dict):
             del d[k]
         elif op < 0.85 and isinstance(d, dict):
@@ -327,6 +336,7 @@ def test_docs_error_example_is_what_validate_says(tmp_path):
     text = (paths.ROOT / "docs" / "config.md").read_text()
     shown = re.search(r"```\n(otlink: node.json: 3 config errors:.*?)```", text, re.S).group(1)
     c = json.loads(re.search(r"## Example\n.*?```json\n(.*?)```", text, re.S).group(1))
+    c["mqtt"]["ack_key"] = ACK_KEY_HEX  # the example's placeholder, filled in
     c["mqtt"]["prefix"] = "plant/#"
     c["points"][3]["address"] = 40001
     c["points"][1]["type"] = "flaot32"

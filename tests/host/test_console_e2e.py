@@ -36,6 +36,7 @@ class Node:
         cfg = demo_config(meter_port, broker_port)
         cfg["console"] = {"commit_check_s": 5, "pin": PIN}
         cfg["mqtt"]["ack"] = "broker"  # no consumer acks here: the PUBACK advances the queue
+        del cfg["mqtt"]["ack_key"]
         cfg["commands"] = {"key": KEY}
         self.config.write_text(json.dumps(cfg, indent=2))
         self.link = str(tmp / "console")

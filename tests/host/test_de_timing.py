@@ -30,6 +30,7 @@ from mp import run  # noqa: E402
 from relay import Relay  # noqa: E402
 
 from otlink_tools.sim_meter import REFERENCE_POINTS, start_meter  # noqa: E402
+from ackkey import ACK_KEY_HEX  # noqa: E402
 
 SCRIPT = HERE / "de_timing_mp.py"
 BAUD = 19200
@@ -45,7 +46,8 @@ def test_de_drops_after_the_last_stop_bit_and_flash_waits_for_the_answer(tmp_pat
         try:
             cfg = {
                 "version": 1, "board": "unix", "node": {"id": "de", "site": "lab"},
-                "mqtt": {"host": "127.0.0.1", "port": 9},  # nobody there: the uplink retries
+                # nobody there: the uplink retries
+                "mqtt": {"host": "127.0.0.1", "port": 9, "ack_key": ACK_KEY_HEX},
                 "serial": {"port": relay.agent_port, "baud": BAUD, "timeout_ms": 300},
                 "groups": {"fast": {"interval_ms": 0}, "sensor": {"interval_ms": 100}},
                 "points": REFERENCE_POINTS,

@@ -11,6 +11,7 @@ import json
 from otlink_tools import node
 from otlink_tools.demo import demo_config
 from otlink_tools.monitor import Monitor
+from ackkey import ACK_KEY, ACK_KEY_HEX
 
 # point id -> (unit, low, high): the simulated devices' ranges (firmware/otlink/hal/unix/sim_*)
 EXPECT = {
@@ -24,12 +25,14 @@ EXPECT = {
 
 
 def test_one_sensor_of_each_kind_arrives_in_its_unit(fresh_broker, demo_meter, tmp_path):
-    cfg = demo_config(demo_meter.agent_port, fresh_broker.port, every_sensor=True)
+    cfg = demo_config(demo_meter.agent_port, fresh_broker.port, every_sensor=True,
+                      ack_key=ACK_KEY_HEX)
     assert {s["driver"] for s in cfg["sensors"]} == {"sht3x", "bme280", "ds18b20", "loop420",
                                                     "pulse", "digital"}
     (tmp_path / "node.json").write_text(json.dumps(cfg))
     out = io.StringIO()
-    mon = Monitor(port=fresh_broker.port, fmt="jsonl", out=out, err=io.StringIO()).start()
+    mon = Monitor(port=fresh_broker.port, fmt="jsonl", out=out, err=io.StringIO(),
+                  ack_key=ACK_KEY).start()
     log = open(tmp_path / "agent.log", "wb")
     agent = node.start_agent(str(tmp_path / "node.json"), str(tmp_path / "state"), heap="384K",
                              log=log)

@@ -13,12 +13,13 @@ from otlink_tools import node
 from otlink_tools.broker import Broker, free_port
 from otlink_tools.demo import demo_config
 from otlink_tools.monitor import Monitor
+from ackkey import ACK_KEY, ACK_KEY_HEX
 
 
 def test_outage_then_power_cut_loses_nothing_committed(tmp_path, demo_meter):
     meter = demo_meter
     port = free_port()  # the broker starts later, on this port: not a fixture
-    cfg = demo_config(meter.agent_port, port)
+    cfg = demo_config(meter.agent_port, port, ack_key=ACK_KEY_HEX)
     cfg["groups"]["fast"]["interval_ms"] = 100
     cfg["queue"] = {"commit_ms": 200}
     cfg["mqtt"]["backoff_ms"] = [200, 1000]
@@ -34,7 +35,7 @@ def test_outage_then_power_cut_loses_nothing_committed(tmp_path, demo_meter):
         (tmp_path / "b").mkdir()
         broker = Broker(port=port, workdir=str(tmp_path / "b")).start()
         out = io.StringIO()
-        mon = Monitor(port=port, fmt="jsonl", out=out, err=io.StringIO()).start()
+        mon = Monitor(port=port, fmt="jsonl", out=out, err=io.StringIO(), ack_key=ACK_KEY).start()
         agent = node.start_agent(str(tmp_path / "node.json"), state, log=log)
 
         def rows():

@@ -17,6 +17,7 @@ import pytest
 from otlink_tools import node
 from otlink_tools.demo import demo_config
 from otlink_tools.monitor import Monitor
+from ackkey import ACK_KEY, ACK_KEY_HEX
 
 
 @pytest.fixture
@@ -36,10 +37,11 @@ def rows_of(buf: io.StringIO) -> list[dict]:
 
 def test_meter_and_sensor_values_arrive_decoded(stack):
     broker, meter, procs, tmp = stack
-    cfg = demo_config(meter.agent_port, broker.port)
+    cfg = demo_config(meter.agent_port, broker.port, ack_key=ACK_KEY_HEX)
     (tmp / "node.json").write_text(json.dumps(cfg))
     out = io.StringIO()
-    mon = Monitor(port=broker.port, fmt="jsonl", out=out, err=io.StringIO()).start()
+    mon = Monitor(port=broker.port, fmt="jsonl", out=out, err=io.StringIO(),
+                  ack_key=ACK_KEY).start()
     log = open(tmp / "agent.log", "wb")
     procs.append(node.start_agent(str(tmp / "node.json"), str(tmp / "state"), log=log))
     try:
@@ -136,7 +138,7 @@ def test_slave_errors_reach_the_consumer_as_named_codes(stack):
     """A slave exception and a dead slave become per-point error codes that survive the
     queue, the CBOR batch and the decoder, while the other points keep their values."""
     broker, meter, procs, tmp = stack
-    cfg = demo_config(meter.agent_port, broker.port)
+    cfg = demo_config(meter.agent_port, broker.port, ack_key=ACK_KEY_HEX)
     cfg["serial"]["timeout_ms"] = 50
     cfg["mqtt"]["state_interval_s"] = 1
     cfg["points"].append({"id": 9, "name": "ghost", "slave": 7, "table": "input",
@@ -144,7 +146,8 @@ def test_slave_errors_reach_the_consumer_as_named_codes(stack):
     meter.fail(1, 200, 2)  # power factor register: illegal data address
     (tmp / "node.json").write_text(json.dumps(cfg))
     out = io.StringIO()
-    mon = Monitor(port=broker.port, fmt="jsonl", out=out, err=io.StringIO()).start()
+    mon = Monitor(port=broker.port, fmt="jsonl", out=out, err=io.StringIO(),
+                  ack_key=ACK_KEY).start()
     procs.append(node.start_agent(str(tmp / "node.json"), str(tmp / "state"),
                                   log=open(tmp / "agent.log", "wb")))
 

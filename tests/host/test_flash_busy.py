@@ -28,6 +28,7 @@ import pytest
 from otlink_tools import node, paths
 from otlink_tools.monitor import Monitor
 from otlink_tools.sim_meter import REFERENCE_POINTS
+from ackkey import ACK_KEY, ACK_KEY_HEX
 
 RUN_S = 12
 
@@ -36,7 +37,7 @@ def _config(meter_port: str, broker_port: int) -> dict:
     return {
         "version": 1, "node": {"id": "flash", "site": "lab"},
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "linger_ms": 200,
-                 "state_interval_s": 2},
+                 "state_interval_s": 2, "ack_key": ACK_KEY_HEX},
         "serial": {"port": meter_port, "baud": 115200, "parity": "N", "stop_bits": 2,
                    "timeout_ms": 200},
         "groups": {"fast": {"interval_ms": 100}},
@@ -62,7 +63,8 @@ def run_with(timing: str, broker, meter, tmp) -> dict:
     cmd[cmd.index("--boards") + 1] = str(_boards(tmp, timing))
     (tmp / "state").mkdir()
     out = io.StringIO()
-    mon = Monitor(port=broker.port, fmt="jsonl", out=out, err=io.StringIO()).start()
+    mon = Monitor(port=broker.port, fmt="jsonl", out=out, err=io.StringIO(),
+                  ack_key=ACK_KEY).start()
     log = open(tmp / "agent.log", "wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

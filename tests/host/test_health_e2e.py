@@ -19,6 +19,7 @@ from otlink_tools import cli, node
 from otlink_tools.demo import demo_config
 from otlink_tools.modbus_probe import encode
 from otlink_tools.monitor import Monitor
+from ackkey import ACK_KEY, ACK_KEY_HEX
 
 BIG = (1 << 60) + 12345
 SERIAL = b"SN\xff\xfe42\0\0"  # 8 characters, two bytes not UTF-8, NUL padded
@@ -39,7 +40,7 @@ def test_exact_values_late_errors_and_clean_stop(fresh_broker, demo_meter, tmp_p
     nan = struct.unpack(">f", bytes.fromhex("7fc00000"))[0]
     m.set(1, "holding", 320, encode(nan, "float32"))
     m.fail(1, DEAD, 2)
-    cfg = demo_config(m.agent_port, fresh_broker.port)
+    cfg = demo_config(m.agent_port, fresh_broker.port, ack_key=ACK_KEY_HEX)
     cfg["mqtt"]["state_interval_s"] = 1
     cfg["sensors"] = []
 
@@ -55,6 +56,7 @@ def test_exact_values_late_errors_and_clean_stop(fresh_broker, demo_meter, tmp_p
     rows_out = io.StringIO()
     # the acknowledging consumer, there from the start: it gets the one error reading
     first = Monitor(port=fresh_broker.port, fmt="jsonl", out=rows_out, err=io.StringIO(),
+                    ack_key=ACK_KEY,
                     ack_wait=0).start()
     log = open(tmp_path / "agent.log", "wb")
     agent = node.start_agent(str(tmp_path / "node.json"), str(tmp_path / "state"), log=log)

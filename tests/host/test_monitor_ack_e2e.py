@@ -13,11 +13,13 @@ import paho.mqtt.client as mqtt
 
 from otlink_tools.monitor import Monitor
 from uplink_helpers import result, start_agent
+from ackkey import ACK_KEY, ACK_KEY_HEX
 
 
 def agent_opts(port: int, total: int, **more) -> dict:
     o = {"port": port, "total": total, "rate": 200, "ack": "consumer", "until_acked": True,
-         "seconds": 40, "ack_timeout_ms": 3000, "linger_ms": 1000, "capacity": 16384}
+         "ack_key": ACK_KEY_HEX, "seconds": 40, "ack_timeout_ms": 3000, "linger_ms": 1000,
+         "capacity": 16384}
     o.update(more)
     return o
 
@@ -54,7 +56,7 @@ def test_monitor_started_after_the_node_loses_nothing(fresh_broker):
     wait_node_connected(fresh_broker.port)
     time.sleep(1.1)
     mon = Monitor(port=fresh_broker.port, fmt="jsonl", out=io.StringIO(), err=io.StringIO(),
-                  ack=True, ack_wait=wait).start()
+                  ack=True, ack_key=ACK_KEY, ack_wait=wait).start()
     try:
         res = result(agent)
         mon.wait(cond=lambda m: len(written_seqs(m)) >= total, seconds=5)
@@ -75,13 +77,13 @@ def test_monitor_with_retained_ack_acks_at_once(fresh_broker):
     total = 2400
     agent = start_agent(agent_opts(fresh_broker.port, total))
     first = Monitor(port=fresh_broker.port, fmt="jsonl", out=io.StringIO(), err=io.StringIO(),
-                    ack=True, ack_wait=60).start()
+                    ack=True, ack_key=ACK_KEY, ack_wait=60).start()
     time.sleep(1.5)  # subscribed before the node connected: it saw the birth live
     got1 = set(written_seqs(first))
     first.stop()
     assert first.acks_sent >= 1 and got1
     second = Monitor(port=fresh_broker.port, fmt="jsonl", out=io.StringIO(),
-                     err=io.StringIO(), ack=True, ack_wait=60).start()
+                     err=io.StringIO(), ack=True, ack_key=ACK_KEY, ack_wait=60).start()
     try:
         res = result(agent)
         second.wait(cond=lambda m: set(written_seqs(m)) | got1 >= set(range(1, total + 1)),

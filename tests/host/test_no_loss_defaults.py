@@ -24,6 +24,7 @@ import pytest
 from otlink_tools import node
 from otlink_tools.broker import Broker, free_port
 from otlink_tools.demo import demo_config
+from ackkey import ACK_KEY_HEX
 
 OTLINK = str(Path(sys.executable).parent / "otlink")
 
@@ -32,10 +33,13 @@ class Rig:
     def __init__(self, tmp_path: Path, meter) -> None:
         self.dir = tmp_path
         self.port = free_port()
-        cfg = demo_config(meter.agent_port, self.port)
+        cfg = demo_config(meter.agent_port, self.port, ack_key=ACK_KEY_HEX)
         cfg["groups"]["fast"]["interval_ms"] = 100  # 6 points: 60 readings/s
         cfg["queue"] = {"commit_ms": 200}
-        assert set(cfg["mqtt"]) == {"host", "port", "linger_ms"}  # delivery: the defaults
+        # delivery: the defaults (consumer acks, signed with the node's key)
+        assert set(cfg["mqtt"]) == {"host", "port", "linger_ms", "ack_key"}
+        self.key_file = tmp_path / "ack.key"
+        self.key_file.write_text(ACK_KEY_HEX)
         self.config = tmp_path / "node.json"
         self.config.write_text(json.dumps(cfg))
         self.state = str(tmp_path / "state")
@@ -51,7 +55,8 @@ class Rig:
 
     def start_monitor(self) -> None:
         self.mon = subprocess.Popen([OTLINK, "monitor", "--port", str(self.port), "--format",
-                                     "jsonl", "-o", str(self.out)],
+                                     "jsonl", "-o", str(self.out), "--ack-key-file",
+                                     str(self.key_file)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def start_agent(self) -> None:

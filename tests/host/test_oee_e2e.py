@@ -12,16 +12,19 @@ from otlink_tools import cli, node, oee
 from otlink_tools.demo import demo_analytics, demo_config
 from otlink_tools.store import Store
 from otlink_tools.store_db import open_db
+from ackkey import ACK_KEY, ACK_KEY_HEX
 
 
 def test_oee_from_a_stored_node_stream(fresh_broker, demo_meter, tmp_path, capsys):
-    cfg = demo_config(demo_meter.agent_port, fresh_broker.port, every_sensor=True)
+    cfg = demo_config(demo_meter.agent_port, fresh_broker.port, every_sensor=True,
+                      ack_key=ACK_KEY_HEX)
     a = demo_analytics()
     a.pop("vibration")  # not needed here: a smaller, faster agent
     cfg["analytics"] = a
     (tmp_path / "node.json").write_text(json.dumps(cfg))
     path = tmp_path / "hist.db"
-    st = Store(f"sqlite:{path}", port=fresh_broker.port, ack=True, ack_wait=1.0).start()
+    st = Store(f"sqlite:{path}", port=fresh_broker.port, ack=True, ack_wait=1.0,
+               ack_key=ACK_KEY).start()
     log = open(tmp_path / "agent.log", "wb")
     agent = node.start_agent(str(tmp_path / "node.json"), str(tmp_path / "state"), heap="384K",
                              log=log)

@@ -22,13 +22,15 @@ from pathlib import Path
 
 from otlink_tools import node, paths
 from otlink_tools.monitor import Monitor
+from ackkey import ACK_KEY_HEX
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def config(broker_port: int, serial_port: str | None = None) -> dict:
     cfg = {"version": 1, "board": "unix", "node": {"id": "guard", "site": "lab"},
-           "mqtt": {"host": "127.0.0.1", "port": broker_port, "state_interval_s": 1},
+           "mqtt": {"host": "127.0.0.1", "port": broker_port, "state_interval_s": 1,
+                    "ack_key": ACK_KEY_HEX},
            "groups": {"fast": {"interval_ms": 1000}},
            "sensors": [{"name": "cabinet", "driver": "sht3x", "bus": "i2c0", "address": 0x44,
                         "group": "fast",

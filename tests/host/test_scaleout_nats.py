@@ -5,6 +5,7 @@ The stream's leader is SIGKILLed mid-run: every reading lands exactly once."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from otlink_tools.store_db import contiguous_top
 from test_store import ACK_WAIT, Err, agent_opts, assert_all_readings, count, online_node, \
     query, wait_for
 from uplink_helpers import result, start_agent
+from ackkey import ACK_KEY_HEX
 
 _MISSING = "nats-server is not installed (make debs installs Debian nats-server): the NATS " \
     "scale-out tests did not run"
@@ -42,7 +44,8 @@ def _sink(url: str, c: NatsCluster, mqtt_server: str, stream: str, *extra: str):
         [sys.executable, "-m", "otlink_tools.cli", "store", "--db", url, "--nats",
          ",".join(c.urls), "--group", "sinks", "--stream", stream, "--port",
          str(c.server(mqtt_server).mqtt), "--ack-wait", str(ACK_WAIT), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ, OTLINK_ACK_KEY=ACK_KEY_HEX))  # the node's ack key
 
 
 def test_cli_nats_needs_group_and_urls(tmp_path, fresh_broker):

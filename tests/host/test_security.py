@@ -57,7 +57,8 @@ def _leaks(text: str | bytes) -> list[str]:
 
 def _sensor_config(port: int) -> dict:
     return {"node": {"id": "lonely-01", "site": "lab"},
-            "mqtt": {"host": "127.0.0.1", "port": port, "backoff_ms": [200, 1000]},
+            "mqtt": {"host": "127.0.0.1", "port": port, "backoff_ms": [200, 1000],
+                     "ack_key": ACK_KEY},
             "groups": {"slow": {"interval_ms": 1000}},
             "sensors": [{"driver": "sht3x", "bus": "i2c0", "group": "slow",
                          "points": [{"id": 20, "name": "t", "channel": "temperature"}]}]}

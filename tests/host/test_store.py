@@ -17,9 +17,11 @@ import cbor2
 import paho.mqtt.client as mqtt
 import pytest
 
+from otlink_tools.acktrack import sign_ack
 from otlink_tools.store import Store, Track
 from otlink_tools.store_pg import PgServer, pg_bin
 from uplink_helpers import expected_raw, result, start_agent
+from ackkey import ACK_KEY, ACK_KEY_HEX
 
 T0 = 1795000000000
 ACK_WAIT = 2.0  # the agent here resends after 1 s without an ack (a node: 10 s)
@@ -94,6 +96,7 @@ def assert_all_readings(url: str, total: int, backlog: int | None = 0) -> None:
 
 def agent_opts(port: int, total: int, **more) -> dict:
     o = {"port": port, "total": total, "rate": 2000, "ack": "consumer", "until_acked": True,
+         "ack_key": ACK_KEY_HEX,
          "seconds": 45, "ack_timeout_ms": 1000, "capacity": 16384}
     o.update(more)
     return o
@@ -109,7 +112,7 @@ def wait_for(pred, seconds: float) -> bool:
 
 
 def test_every_reading_once_with_units_and_health(fresh_broker, db_url):
-    st = Store(db_url, port=fresh_broker.port, ack=True, ack_wait=ACK_WAIT).start()
+    st = Store(db_url, port=fresh_broker.port, ack=True, ack_key=ACK_KEY, ack_wait=ACK_WAIT).start()
     try:
         res = result(start_agent(agent_opts(fresh_broker.port, 3000, rate=0)))
         st.wait(lambda s: s.stored >= 3000, 10)
@@ -160,7 +163,8 @@ def _sink(db_url: str, port: int, *extra: str) -> subprocess.Popen:
     args = extra or ("--ack", "--ack-wait", str(ACK_WAIT))
     return subprocess.Popen([sys.executable, "-m", "otlink_tools.cli", "store", "--db", db_url,
                              "--port", str(port), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, OTLINK_ACK_KEY=ACK_KEY_HEX))
 
 
 def test_sink_started_after_the_node(fresh_broker, db_url, wait=4.0):
@@ -174,7 +178,7 @@ def test_sink_started_after_the_node(fresh_broker, db_url, wait=4.0):
     agent = start_agent(agent_opts(fresh_broker.port, total, rate=200, ack_timeout_ms=3000,
                                    linger_ms=1000))
     time.sleep(1.1)
-    st = Store(db_url, port=fresh_broker.port, ack=True, ack_wait=wait).start()
+    st = Store(db_url, port=fresh_broker.port, ack=True, ack_key=ACK_KEY, ack_wait=wait).start()
     try:
         res = result(agent)
         st.wait(lambda s: s.stored >= total, 10)
@@ -240,7 +244,7 @@ def test_broker_restart_mid_stream(fresh_broker, tmp_path, sig):
     node resends what was not acknowledged, the table gets all of it once."""
     url = f"sqlite:{tmp_path / 'h.db'}"
     total = 5000
-    st = Store(url, port=fresh_broker.port, ack=True, ack_wait=ACK_WAIT).start()
+    st = Store(url, port=fresh_broker.port, ack=True, ack_key=ACK_KEY, ack_wait=ACK_WAIT).start()
     try:
         agent = start_agent(agent_opts(fresh_broker.port, total))
         assert st.wait(lambda s: s.stored >= 1500, 20)
@@ -260,7 +264,7 @@ def test_postgres_crash_and_restart_mid_stream(fresh_broker, pg):
     keeps the messages, retries, and acknowledges nothing it has not committed."""
     url = _fresh_pg(pg)
     total = 6000
-    st = Store(url, port=fresh_broker.port, ack=True, ack_wait=ACK_WAIT).start()
+    st = Store(url, port=fresh_broker.port, ack=True, ack_key=ACK_KEY, ack_wait=ACK_WAIT).start()
     try:
         agent = start_agent(agent_opts(fresh_broker.port, total))
         assert st.wait(lambda s: s.stored >= 1500, 20)
@@ -281,7 +285,7 @@ def test_sqlite_locked_by_a_reader_then_free(fresh_broker, tmp_path):
     sink retries with the messages kept, then stores everything once."""
     url = f"sqlite:{tmp_path / 'h.db'}"
     total = 3000
-    st = Store(url, port=fresh_broker.port, ack=True, ack_wait=ACK_WAIT).start()
+    st = Store(url, port=fresh_broker.port, ack=True, ack_key=ACK_KEY, ack_wait=ACK_WAIT).start()
     lock = sqlite3.connect(str(tmp_path / "h.db"), isolation_level=None)
     try:
         agent = start_agent(agent_opts(fresh_broker.port, total))
@@ -303,7 +307,7 @@ def test_backlog_replay_and_live(fresh_broker, db_url):
     """A backlog queued while the node was offline is replayed (historical) beside live
     readings: all of it lands, flagged."""
     backlog, live = 3000, 1000
-    st = Store(db_url, port=fresh_broker.port, ack=True, ack_wait=ACK_WAIT).start()
+    st = Store(db_url, port=fresh_broker.port, ack=True, ack_key=ACK_KEY, ack_wait=ACK_WAIT).start()
     try:
         res = result(start_agent(agent_opts(fresh_broker.port, live, backlog=backlog,
                                             rate=500, replay_rate=50)))
@@ -363,7 +367,7 @@ def test_values_split_rejected_batch_kept_and_acked(fresh_broker, db_url):
     kept verbatim in `rejected` and the ack moves past it, so the node is not wedged;
     resends are ignored by the primary key."""
     t = "otlink/plant1/m7/"
-    st = Store(db_url, port=fresh_broker.port, ack=True, ack_wait=ACK_WAIT).start()
+    st = Store(db_url, port=fresh_broker.port, ack=True, ack_key=ACK_KEY, ack_wait=ACK_WAIT).start()
     try:
         good = _data(4, 1, [1, 123456, 2, 230.5, 3, 5000, 4, "SN-1", 1, 3])
         bad = _data(4, 5, [1, 1, 2, {"x": 1}])  # a map is no value: the batch is invalid
@@ -393,7 +397,10 @@ def test_values_split_rejected_batch_kept_and_acked(fresh_broker, db_url):
     rej = query(db_url, "SELECT boot, seq_first, seq_last, error, payload FROM rejected")
     assert len(rej) == 1 and rej[0][:3] == (4, 5, 6) and "unsupported type dict" in rej[0][3]
     assert bytes(rej[0][4]) == bad  # kept byte for byte
-    assert acks == [{"v": 1, "b": 4, "s": 8}]  # past the rejected batch 5..6
+    # past the rejected batch 5..6, signed with the node's key (acktrack.sign_ack)
+    assert [{k: a[k] for k in ("v", "b", "s")} for a in acks] == [{"v": 1, "b": 4, "s": 8}]
+    assert sign_ack(ACK_KEY, t + "ack", cbor2.dumps({"v": 1, "b": 4, "s": 8})) == \
+        cbor2.dumps(acks[0])
     assert st.duplicates == 5  # the resent first batch
     assert query(db_url, "SELECT unit FROM reading_values WHERE seq = 3") == [("Hz",)]
 
@@ -403,8 +410,10 @@ def test_share_group_two_sinks_one_database(fresh_broker, pg):
     every reading once, and the node's queue drains on their acks."""
     url = _fresh_pg(pg)
     total = 4000
-    a = Store(url, port=fresh_broker.port, ack=True, group="hist", ack_wait=ACK_WAIT).start()
-    b = Store(url, port=fresh_broker.port, ack=True, group="hist", ack_wait=ACK_WAIT).start()
+    a = Store(url, port=fresh_broker.port, ack=True, ack_key=ACK_KEY, group="hist",
+              ack_wait=ACK_WAIT).start()
+    b = Store(url, port=fresh_broker.port, ack=True, ack_key=ACK_KEY, group="hist",
+              ack_wait=ACK_WAIT).start()
     try:
         res = result(start_agent(agent_opts(fresh_broker.port, total)))
         wait_for(lambda: count(url) >= total, 10)
@@ -495,7 +504,7 @@ def test_message_the_database_refuses_is_quarantined(fresh_broker, db_url):
             (t + "data", _data(4, 1, [1, 10, 4, "a\x00b"]), False),
             (t + "data", _data(4, 3, [99, 1, 1, 11]), False),
             (t + "data", _data(4, 5, [1, 12]), False)]
-    st = Store(db_url, port=fresh_broker.port, ack=True, ack_wait=0, group_max=64)
+    st = Store(db_url, port=fresh_broker.port, ack=True, ack_key=ACK_KEY, ack_wait=0, group_max=64)
     st.start()
     try:
         _publish(fresh_broker.port, msgs)
@@ -559,7 +568,7 @@ def test_session_start_positions_every_boot(fresh_broker, tmp_path, live):
                           "pts": [[1, "energy", "Wh", "u32", 1, 0, None]]})
     if not live:
         _publish(fresh_broker.port, [(t + "birth", birth5, True)])
-    st = Store(url, port=fresh_broker.port, ack=True, ack_wait=60).start()
+    st = Store(url, port=fresh_broker.port, ack=True, ack_key=ACK_KEY, ack_wait=60).start()
     try:
         msgs = [(t + "birth", birth5, True)] if live else []
         msgs += [(t + "data", _data(4, 100, [1, 7, 1, 1], f=1), False),
@@ -596,7 +605,8 @@ def test_group_position_is_what_the_database_holds(fresh_broker, tmp_path):
     (written straight into the table here, as a member's transaction would)."""
     url = f"sqlite:{tmp_path / 'h.db'}"
     t = "otlink/plant1/m7/"
-    st = Store(url, port=fresh_broker.port, ack=True, group="hist", ack_wait=0).start()
+    st = Store(url, port=fresh_broker.port, ack=True, ack_key=ACK_KEY, group="hist",
+               ack_wait=0).start()
     key = ("plant1", "m7", 4)
     try:
         _publish(fresh_broker.port, [(t + "ack", cbor2.dumps({"v": 1, "b": 4, "s": 0}), True),

@@ -102,7 +102,7 @@ def test_tls_without_ca_is_a_config_error(pki, tls_brokers):
     script.write_text(
         "from otlink.hal.clock import Clock\nfrom otlink.uplink import Uplink\n"
         "from otlink.hal.tls import TlsError\nfrom otlink.core.config import parse_mqtt\n"
-        f"m = parse_mqtt({{'host': '127.0.0.1', 'port': {port}}})\n"
+        f"m = parse_mqtt({{'host': '127.0.0.1', 'port': {port}, 'ack': 'broker'}})\n"
         "m['tls'] = {'ca_file': None}  # past the schema: the TLS layer checks it again\n"
         "try:\n"
         "    Uplink(m, {'id': 'n', 'site': 's'}, Clock())\n"
