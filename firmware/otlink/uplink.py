@@ -695,6 +695,7 @@ class Uplink:
             h[2] = pid >> 8
             h[3] = pid & 0xFF
             s.write(h, 4)
+            s.flush()  # now, not at the next read: an idle node would hold it until its ping
         return None
 
     def _dispatch(self, topic, msg):
