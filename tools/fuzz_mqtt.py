@@ -133,18 +133,7 @@ class Hostile:
         h = _recv(c, 1)
         if not h:
             return None
-        n = 0
-        for i in range(4):
-            b = _recv(c, 1)
-            if not b:
-                return None
-            n |= (b[0] & 0x7F) << (7 * i)
-            if not b[0] & 0x80:
-                break
-        body = _recv(c, n) if n else b""
-        if body is None:
-            return None
-        return h[0], body
+        return _rest(c, h[0])
 
     def _session(self, c: socket.socket, r: random.Random) -> None:
         c.settimeout(1.0)
@@ -311,22 +300,11 @@ class Hostile:
     def _read_rest(self, c: socket.socket, h: int) -> tuple[int, bytes] | None:
         c.settimeout(1.0)
         try:
-            n = 0
-            for i in range(4):
-                b = _recv(c, 1)
-                if not b:
-                    return None
-                n |= (b[0] & 0x7F) << (7 * i)
-                if not b[0] & 0x80:
-                    break
-            body = _recv(c, n) if n else b""
+            return _rest(c, h)
         except OSError:
             return None
         finally:
             c.settimeout(0.002)
-        if body is None:
-            return None
-        return h, body
 
     def _ack(self, r: random.Random) -> tuple[str, bytes]:
         seq = r.choice((r.randrange(1, SEQS + 1), r.randrange(0, 1 << 32), SEQS, 1))
@@ -467,6 +445,20 @@ def _uint(v: int) -> bytes:
     if v < 0x10000:
         return b"\x19" + struct.pack(">H", v)
     return b"\x1a" + struct.pack(">I", v)
+
+
+def _rest(c: socket.socket, h: int) -> tuple[int, bytes] | None:
+    """The packet whose first byte h was read: its remaining length, then its body."""
+    n = 0
+    for i in range(4):
+        b = _recv(c, 1)
+        if not b:
+            return None
+        n |= (b[0] & 0x7F) << (7 * i)
+        if not b[0] & 0x80:
+            break
+    body = _recv(c, n) if n else b""
+    return None if body is None else (h, body)
 
 
 def _recv(c: socket.socket, n: int) -> bytes | None:

@@ -165,6 +165,15 @@ def drain(p, limit=100):
     return n
 
 
+_ACK = bytearray(32)
+
+
+def send_ack(up, boot, seq):
+    """The consumer's ack for (boot, seq), as it arrives from the broker."""
+    n = encode_ack(_ACK, boot, seq)
+    up.on_ack(bytes(_ACK[:n]))
+
+
 # --- tests ------------------------------------------------------------------------------
 def test_batches_of_batch_max_in_order_exact_values():
     p, q, up, clock = make()
@@ -228,17 +237,13 @@ def test_consumer_mode_advances_only_on_consumer_ack():
     put(q, clock, 150)
     mptest.eq(drain(p), 3, "three batches in flight")
     mptest.eq(q.depth(), 150, "PUBACK alone does not advance the queue")
-    ack = bytearray(32)
-    n = encode_ack(ack, 1, 50)
-    up.on_ack(ack[:n])
+    send_ack(up, 1, 50)
     mptest.eq((q.depth(), q.first_seq), (100, 51), "first batch confirmed")
-    n = encode_ack(ack, 2, 150)
-    up.on_ack(ack[:n])
+    send_ack(up, 2, 150)
     mptest.eq(q.depth(), 100, "an ack for another boot is ignored")
     up.on_ack(b"\xa1\x61")
     mptest.eq(p.bad_acks, 1, "bad ack counted")
-    n = encode_ack(ack, 1, 150)
-    up.on_ack(ack[:n])
+    send_ack(up, 1, 150)
     mptest.eq(q.depth(), 0, "all confirmed")
 
 
@@ -285,9 +290,7 @@ def test_consumer_ack_past_the_backlog_after_a_resend_goes_on():
     drain(p)
     clock.t += 1001
     mptest.eq(p.step(), False, "timeout noticed")
-    ack = bytearray(32)
-    n = encode_ack(ack, 1, 60)
-    up.on_ack(ack[:n])
+    send_ack(up, 1, 60)
     mptest.eq(q.depth(), 0, "acknowledged past the backlog")
     put(q, clock, 10, value0=2000)
     drain(p)
@@ -306,21 +309,17 @@ def test_consumer_ack_after_timeout_is_honoured():
     drain(p)
     clock.t += 1001
     mptest.eq(p.step(), False, "timeout noticed")
-    ack = bytearray(32)
-    n = encode_ack(ack, 1, 50)
-    up.on_ack(ack[:n])
+    send_ack(up, 1, 50)
     mptest.eq((q.depth(), q.first_seq, p.acks), (10, 51, 1), "late ack honoured")
     drain(p)
     mptest.eq([m["s"] for m in up.data()][2:], [51], "resent from the first unacked only")
-    n = encode_ack(ack, 1, 60)
-    up.on_ack(ack[:n])
+    send_ack(up, 1, 60)
     mptest.eq(q.depth(), 0, "all confirmed")
     # an ack past the in-flight list, within the queue: the consumer has stored it all
     put(q, clock, 30)
     p.step()  # 61..90 in flight
     put(q, clock, 10)  # 91..100 queued, not sent
-    n = encode_ack(ack, 1, 95)
-    up.on_ack(ack[:n])
+    send_ack(up, 1, 95)
     mptest.eq((q.depth(), q.first_seq, len(p._inflight)), (5, 96, 0), "in-range ack")
     drain(p)
     mptest.eq(up.data()[-1]["s"], 96, "sending goes on from the first unacked")
@@ -331,14 +330,11 @@ def test_consumer_acks_outside_the_queue_ignored_and_counted():
     p._session_start()
     put(q, clock, 60)
     drain(p)
-    ack = bytearray(32)
     for boot, seq in ((1, 61), (1, 500), (2, 30), (1, 0)):  # past the newest, other boot
-        n = encode_ack(ack, boot, seq)
-        up.on_ack(ack[:n])
+        send_ack(up, boot, seq)
     mptest.eq((q.depth(), p.acks, p.stale_acks, p.bad_acks), (60, 0, 4, 0), "ignored")
-    n = encode_ack(ack, 1, 50)
-    up.on_ack(ack[:n])
-    up.on_ack(ack[:n])  # the same ack again (retained, or repeated): below the queue now
+    send_ack(up, 1, 50)
+    send_ack(up, 1, 50)  # the same ack again (retained, or repeated): below the queue now
     mptest.eq((q.depth(), p.acks, p.stale_acks), (10, 1, 5), "repeat counted, harmless")
 
 
