@@ -138,6 +138,9 @@ class Publisher:
             return
         q.ack(seq)
         self.acks += 1
+        nxt = self._next
+        if nxt is not None and sdiff(seq, nxt) >= 0:
+            self._next = None  # the cursor was acknowledged: go on from the first unacked
         fl = self._inflight
         popped = False
         while fl and sdiff(seq, fl[0][0]) >= 0:

@@ -140,10 +140,10 @@ def put(q, clock, n, value0=100, untimed=False):
         clock.t += 1
 
 
-def make(mode="broker", synced=True, capacity=256, **cfg):
+def make(mode="broker", synced=True, capacity=256, first_seq=1, **cfg):
     gc.collect()
     clock = FakeClock(synced)
-    q = RamQueue(clock, capacity=capacity, slot=reading.SIZE)
+    q = RamQueue(clock, capacity=capacity, slot=reading.SIZE, first_seq=first_seq)
     up = FakeUplink()
     c = {"host": "127.0.0.1", "ack": mode, "qos": 1, "batch_max": 50, "linger_ms": 0,
          "replay_rate": 0}
@@ -297,6 +297,39 @@ def test_consumer_ack_past_the_backlog_after_a_resend_goes_on():
     sent = up.data()
     mptest.eq([(m["f"] & 1, m["s"], m["e"]) for m in sent[-1:]], [(0, 61, 70)],
               "new readings go out, live")
+
+
+def _ack_lands_after_the_resend_began(first):
+    # The other order: the timeout fired, the first resent backlog batch went out, and only
+    # then the consumer's ack covering the backlog and the live readings arrived (it re-acks
+    # when the resent duplicates reach it). Before the fix the stream kept its cursor inside
+    # the acknowledged backlog, found nothing there before the backlog's end, and sent
+    # nothing more, ever.
+    p, q, up, clock = make("consumer", ack_timeout_ms=1000, batch_max=10, first_seq=first)
+    put(q, clock, 30)  # queued before the session
+    p._session_start()
+    put(q, clock, 40, value0=900)  # live
+    drain(p)
+    clock.t += 1001
+    mptest.eq(p.step(), False, "timeout noticed")
+    mptest.eq(p.step(), True, "the first backlog batch resent")
+    last = (first + 69) % 0x100000000
+    send_ack(up, 1, last)
+    mptest.eq(q.depth(), 0, "acknowledged past the backlog")
+    put(q, clock, 10, value0=2000)
+    clock.t += 2000
+    drain(p)
+    want = [(0, (first + 70) % 0x100000000, (first + 79) % 0x100000000)]
+    mptest.eq([(m["f"] & 1, m["s"], m["e"]) for m in up.data()[-1:]], want,
+              "new readings go out, live")
+
+
+def test_consumer_ack_past_the_backlog_during_the_resend_goes_on():
+    _ack_lands_after_the_resend_began(1)
+
+
+def test_consumer_ack_past_the_backlog_during_the_resend_across_the_seq_wrap():
+    _ack_lands_after_the_resend_began(0xFFFFFFF0)
 
 
 def test_consumer_ack_after_timeout_is_honoured():
