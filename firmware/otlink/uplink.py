@@ -291,7 +291,8 @@ def _b(s):
 class Uplink:
     """One MQTT session. mqtt_cfg: the validated "mqtt" section (core/config.py, every field
     filled in); node_cfg: {"id", "site"}.
-    on_ack(msg) / on_cmd(msg) are called from inside MQTT reads (keep them short).
+    on_ack(msg) / on_cmd(msg) are called from inside MQTT reads (keep them short); msg is
+    a fresh bytes or bytearray the handler may keep.
     rand: a function returning an int in [0, n) for backoff jitter (random.getrandbits based
     by default)."""
 
@@ -668,24 +669,33 @@ class Uplink:
         else:
             # RETAIN set: from the broker's retained store, not sent now (§3.3.1.3)
             self.retained = op & 1 == 1
-            # read into the scratch buffer, then one copy for the handler: s.read() would
-            # allocate twice (a bytearray, then bytes), and on a fragmented 64K heap the
-            # second 2 KiB block was not there (MemoryError dropped the session; fuzz)
+            # One heap block of its size per message, a fresh object the handler may keep:
+            # s.read() would allocate twice (a bytearray, then bytes), and on a fragmented
+            # 64K heap the second 2 KiB block was not there (MemoryError dropped the
+            # session; fuzz). No block at all: refused and counted like an oversized
+            # message; the session goes on, in step with the broker.
             sk = self._skip
-            if sz <= len(sk):
+            msg = None
+            if sz <= len(sk):  # through the scratch buffer, then one copy
                 s.readinto(sk[0:sz])
                 try:
                     msg = bytes(sk[0:sz])
                 except MemoryError:
-                    # no block of its size in a fragmented heap: refused and counted like
-                    # an oversized message; the session goes on, in step with the broker
-                    msg = None
-            else:
-                msg = s.read(sz)
+                    pass
+            else:  # larger than the scratch buffer (the agent's is batch_bytes + 160)
+                try:
+                    msg = bytearray(sz)
+                except MemoryError:
+                    self._drop_bytes(sz)
+                if msg is not None:
+                    s.readinto(memoryview(msg))
             if msg is None:
                 self.refused_in += 1
             else:
-                self._dispatch(topic, msg)
+                try:
+                    self._dispatch(topic, msg)
+                except MemoryError:  # its handler found no room to keep it: the same
+                    self.refused_in += 1
         if qos:
             # PUBACK (QoS 1); QoS 2 is never granted (subscriptions ask for 1) but a PUBREC
             # keeps a broker that sends one in step.

@@ -44,9 +44,15 @@ def _publish(topic, payload, pid=9):
     return bytes(head) + body + payload
 
 
-def _session(got):
+# the agent's write buffer (app.py: batch_bytes + 160 with the default batch_bytes), smaller
+# than a 2 KiB message, and the Uplink's own default, larger
+AGENT_OUT = 1024 + 160
+
+
+def _session(got, out_size=2048):
     cfg = parse_mqtt({"host": "127.0.0.1", "port": 1883, "ack": "broker"}, "n1", "s1")
-    up = uplink.Uplink(cfg, {"id": "n1", "site": "s1"}, time, on_cmd=got.append)
+    up = uplink.Uplink(cfg, {"id": "n1", "site": "s1"}, time, on_cmd=got.append,
+                       out_size=out_size)
     srv, port = _listener()
     s = up._new_socket()
     s.begin(socket.getaddrinfo("127.0.0.1", port)[0][-1])
@@ -57,9 +63,9 @@ def _session(got):
     return up, srv, peer
 
 
-def test_a_2k_message_costs_one_block_of_its_size():
+def _one_block(out_size):
     got = []
-    up, srv, peer = _session(got)
+    up, srv, peer = _session(got, out_size)
     payload = bytes(range(256)) * 8  # 2048 bytes: max_in, taken in
     msg = _publish(up.t_cmd, payload)
     peer.write(msg)
@@ -76,7 +82,7 @@ def test_a_2k_message_costs_one_block_of_its_size():
     finally:
         gc.enable()
     eq(len(got), 2, "messages handed in")
-    true(type(got[1]) is bytes and got[1] == payload, "the handler gets the payload as bytes")
+    true(got[1] == payload, "the handler gets the payload")
     # one copy (2 KiB + a header) and small objects (2.9 KB on 64-bit); two copies were
     # 4.5 KB (32-bit) and 5.0 KB (64-bit)
     true(used < 2 * 2048, "reading a 2 KiB message allocated %d bytes" % used)
@@ -85,9 +91,17 @@ def test_a_2k_message_costs_one_block_of_its_size():
     up._drop()
 
 
-def test_no_block_for_a_message_refuses_it_and_keeps_the_session():
+def test_a_2k_message_costs_one_block_of_its_size():
+    _one_block(2048)
+
+
+def test_a_2k_message_costs_one_block_with_the_agents_buffer():
+    _one_block(AGENT_OUT)
+
+
+def _no_block(out_size):
     got = []
-    up, srv, peer = _session(got)
+    up, srv, peer = _session(got, out_size)
     big = bytes(range(256)) * 8
     peer.write(_publish(up.t_cmd, big, 5) + _publish(up.t_cmd, b'{"op":"x"}', 6))
     time.sleep_ms(20)
@@ -120,6 +134,14 @@ def test_no_block_for_a_message_refuses_it_and_keeps_the_session():
     peer.close()
     srv.close()
     up._drop()
+
+
+def test_no_block_for_a_message_refuses_it_and_keeps_the_session():
+    _no_block(2048)
+
+
+def test_no_block_with_the_agents_buffer_refuses_it_and_keeps_the_session():
+    _no_block(AGENT_OUT)
 
 
 mptest.main(globals())
