@@ -98,6 +98,6 @@ def insecure(cfg):
     out = []
     if m["password"] is not None and m["tls"] is None:
         out.append("plaintext_auth")
-    if m["ack"] == "consumer" and not m.get("ack_key"):
+    if m.get("insecure_unsigned_acks"):
         out.append("unsigned_acks")
     return ",".join(out)

@@ -17,7 +17,6 @@ import hmac
 import os
 import time
 from hashlib import sha256
-from pathlib import Path
 
 __all__ = ["ACK_KEY_ENV", "ACK_WAIT_S", "Seen", "Track", "ack_key", "key_warning",
            "sign_ack"]
@@ -110,12 +109,18 @@ def key_warning(birth: dict, acking: bool, have_key: bool) -> str | None:
     """What to tell the operator when this consumer's acks will not count at the node that
     sent this birth (its `sec.ack`, docs/payload.md), None when they will."""
     want = (birth.get("sec") or {}).get("ack")
-    if not acking or want != "signed" or have_key:
+    if not acking:
         return None
-    return (f"node {birth.get('node')} takes only signed acks (mqtt.ack_key): ours are "
-            "unsigned and will be refused, so its queue will not drain; give --ack-key-file "
-            "(or OTLINK_ACK_KEY) with the node's ack key, or --no-ack beside the consumer "
-            "that holds it")
+    if want == "signed" and not have_key:
+        return (f"node {birth.get('node')} takes only signed acks (mqtt.ack_key): ours are "
+                "unsigned and will be refused, so its queue will not drain; give "
+                "--ack-key-file (or OTLINK_ACK_KEY) with the node's ack key, or --no-ack "
+                "beside the consumer that holds it")
+    if want == "unsigned" and have_key:
+        return (f"node {birth.get('node')} has no ack key (mqtt.insecure_unsigned_acks) and "
+                "cannot read our signed acks: it refuses them (bad_acks), so its queue will "
+                "not drain; give the node this consumer's key as mqtt.ack_key")
+    return None
 
 
 def sign_ack(key: bytes, topic: str, ack: bytes) -> bytes:
@@ -129,26 +134,15 @@ def sign_ack(key: bytes, topic: str, ack: bytes) -> bytes:
 def ack_key(key_file: str | None, env: dict | None = None) -> bytes | None:
     """The consumer's ack key from a file (hex) or $OTLINK_ACK_KEY; None when neither is
     given. ValueError names the source, never the key."""
+    from otlink_tools.errors import CommandError
+    from otlink_tools.write import parse_hex_key, read_key_file
+
     env = os.environ if env is None else env
-    if key_file:
-        from otlink_tools.write import warn_if_shared
-
-        warn_if_shared(key_file)
-        try:
-            text, where = Path(key_file).read_text(), f"--ack-key-file {key_file}"
-        except (OSError, UnicodeDecodeError) as e:
-            raise ValueError(f"--ack-key-file {key_file}: cannot read it "
-                             f"({getattr(e, 'strerror', None) or type(e).__name__})") from None
-    elif env.get(ACK_KEY_ENV):
-        text, where = env[ACK_KEY_ENV], f"${ACK_KEY_ENV}"
-    else:
-        return None
-    from otlink_tools import paths
-
-    paths.firmware_import_path()
-    from otlink.core.auth import parse_key
-
     try:
-        return parse_key(text.strip())
-    except ValueError as e:
-        raise ValueError(f"{where}: the key {e}") from None
+        if key_file:
+            return read_key_file(key_file, "--ack-key-file")
+        if env.get(ACK_KEY_ENV):
+            return parse_hex_key(env[ACK_KEY_ENV], f"${ACK_KEY_ENV}")
+    except CommandError as e:
+        raise ValueError(str(e)) from None
+    return None

@@ -107,10 +107,15 @@ def _argparse_config_push(p: argparse.ArgumentParser) -> None:
 
 def _argparse_demo(p: argparse.ArgumentParser) -> None:
     """run broker + simulated meter + agent + monitor live"""
-    p.add_argument("--format", default="table", choices=monitor.FORMATS)
+    p.description = ("A private mosquitto, a simulated RS-485 energy meter and local sensors, "
+                     "the agent under MicroPython and the monitor, on this machine; Ctrl-C "
+                     "stops them all.")
+    p.add_argument("--format", default="table", choices=monitor.FORMATS,
+                   help="the monitor's output (default table)")
     p.add_argument("--seconds", type=float, help="stop after this many seconds")
-    p.add_argument("--workdir", help="keep config, logs and flash image here (default: a "
-                   "temporary folder, removed when the demo stops)")
+    p.add_argument("--workdir", help="keep config (node.json), ack key (demo.ack.key), logs "
+                   "and flash image here, replaced at each run (default: a temporary "
+                   "folder, removed when the demo stops)")
 
 
 # --- the command table: every command, in the order `otlink --help` lists them ----------------

@@ -132,7 +132,7 @@ class Stack:
         self.broker = Broker(workdir=str(self.dir / "broker")).start()
         self.meter = start_meter(slaves=(1,))
         # the node honours only acks signed with this run's key, which the monitor holds
-        self.ack_key_file = self.dir / "ack.key"
+        self.ack_key_file = self.dir / "demo.ack.key"  # not ack.key: a user's own may be there
         self.ack_key_file.unlink(missing_ok=True)  # a kept --workdir: a new key each run
         write.new_key_file(str(self.ack_key_file))
         cfg = demo_config(self.meter.agent_port, self.broker.port, every_sensor=True,

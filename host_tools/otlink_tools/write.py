@@ -48,6 +48,28 @@ def parse_hex_key(text: str, where: str) -> bytes:
         raise CommandError(f"{where}: the key {e}") from None
 
 
+def key_file_name(key_file: str) -> str:
+    """How messages name a key file: never a key pasted where its file was wanted."""
+    import re
+
+    if re.fullmatch(r"\s*[0-9A-Fa-f]{32,}\s*", key_file):
+        return "(a key, not a file name: not shown; give the file that holds it)"
+    return key_file
+
+
+def read_key_file(key_file: str, opt: str) -> bytes:
+    """The key in a key file (hex text), checked as the node checks its keys; errors name
+    the option and the file, never the key."""
+    warn_if_shared(key_file)
+    where = f"{opt} {key_file_name(key_file)}"
+    try:
+        text = Path(key_file).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CommandError(f"{where}: cannot read it "
+                           f"({getattr(e, 'strerror', None) or type(e).__name__})") from None
+    return parse_hex_key(text, where)
+
+
 def warn_if_shared(key_file: str) -> None:
     """Say so (on stderr, never the key) when other users may read a key file, as ssh does
     for private keys: whoever reads the command key can move the machine."""
@@ -59,20 +81,14 @@ def warn_if_shared(key_file: str) -> None:
     except OSError:
         return  # the read below names the problem
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        print(f"otlink: warning: {key_file} is accessible to other users "
+        print(f"otlink: warning: {key_file_name(key_file)} is accessible to other users "
               f"(mode {stat.S_IMODE(mode):03o}): chmod 600 it", file=sys.stderr)
 
 
 def load_key(key_file: str | None, env: dict | None = None) -> bytes:
     env = os.environ if env is None else env
     if key_file:
-        warn_if_shared(key_file)
-        try:
-            text = Path(key_file).read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise CommandError(f"--key-file {key_file}: cannot read it "
-                               f"({getattr(e, 'strerror', None) or type(e).__name__})") from None
-        return parse_hex_key(text, f"--key-file {key_file}")
+        return read_key_file(key_file, "--key-file")
     if env.get(KEY_ENV):
         return parse_hex_key(env[KEY_ENV], f"${KEY_ENV}")
     raise CommandError(f"no command key: give --key-file FILE or set {KEY_ENV} (the node's "
@@ -91,8 +107,12 @@ def new_key_file(path: str) -> None:
                            "hold that key): choose another name") from None
     except OSError as e:
         raise CommandError(f"{path}: cannot create it ({e.strerror})") from None
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_hex(32) + "\n")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    except OSError as e:  # a full disk: no empty key file left behind to refuse next time
+        os.unlink(path)
+        raise CommandError(f"{path}: cannot write it ({e.strerror})") from None
 
 
 def cmd_key_new(args) -> int:

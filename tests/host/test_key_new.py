@@ -54,4 +54,6 @@ def test_consumer_without_the_key_is_told():
     assert key_warning(birth, acking=True, have_key=True) is None
     assert key_warning(birth, acking=False, have_key=False) is None  # a --no-ack viewer
     assert key_warning({"node": "n", "sec": {"ack": "unsigned"}}, True, False) is None
+    why = key_warning({"node": "n9", "sec": {"ack": "unsigned"}}, True, True)
+    assert why and "n9" in why and "mqtt.ack_key" in why  # signed acks it cannot read
     assert key_warning({"node": "n"}, True, False) is None  # an older node: no posture

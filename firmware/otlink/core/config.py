@@ -386,15 +386,15 @@ def _secure_mqtt(ck, d, m):
             parse_key(key)
             m["ack_key"] = key
         except ValueError as e:
-            ck.bad("mqtt.ack_key", str(e))
+            ck.bad("mqtt.ack_key", str(e) + " (otlink key new FILE makes one)")
         if m["ack"] != "consumer":
             ck.bad("mqtt.ack_key", "signs consumer acks: only with ack 'consumer'")
         if unsigned:
             ck.bad("mqtt.insecure_unsigned_acks", "contradicts mqtt.ack_key: keep one")
     elif m["ack"] == "consumer" and unsigned is False:
         ck.bad("mqtt.ack_key", "missing: a consumer ack makes the node delete readings, so "
-               "only the consumer holding this key may send one (a key of 64 hex digits, "
-               "e.g. otlink key new FILE; the consumer gets --ack-key-file FILE), or set "
+               "only the consumer holding this key may send one (32 to 128 hex digits: "
+               "otlink key new FILE makes one; the consumer gets --ack-key-file FILE), or set "
                "mqtt.insecure_unsigned_acks: true (a lab only; the birth and state messages "
                "report it)")
     elif unsigned and m["ack"] != "consumer":
@@ -854,12 +854,13 @@ def _commands(ck, d, points):
 
         if key is None:
             ck.bad("commands.key", "is required when commands.writable lists points: "
-                   "commands are signed (otlink write --key-file; docs/security.md)")
+                   "commands are signed (otlink key new FILE makes one; otlink write "
+                   "--key-file FILE; docs/security.md)")
         else:
             try:
                 parse_key(key)
             except ValueError as e:
-                ck.bad("commands.key", str(e))
+                ck.bad("commands.key", str(e) + " (otlink key new FILE makes one)")
                 key = None
     return {"writable": ids, "limits": limits, "key": key}
 
