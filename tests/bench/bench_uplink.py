@@ -345,7 +345,8 @@ def run(ctx: dict) -> list[dict]:
         "rival_is": "QoS1 + broker ack (default, row 1)", "target": ">= 0.5 x rival",
         "met": cons["rate"] >= 0.5 * ag["rate"], "excludes": EXCL,
         "note": f"nothing lost if the broker dies; {ratio(cons['rate'], ag['rate'])} x the "
-                f"default; the sink acks each batch on arrival (it stores in RAM); "
+                f"default; the sink acks each batch on arrival (it stores in RAM), signed "
+                f"with the node's mqtt.ack_key (the default; the node checks each HMAC); "
                 f"{runs_s(cons)}; {lat(cons)}; {cpu(cons)}. Not the consumer (the same sink "
                 f"took {grouped['rate'] / 10:,.0f} msg/s from the grouped rival): mosquitto "
                 f"writes without TCP_NODELAY by default, and its PUBACK plus the forwarded "
