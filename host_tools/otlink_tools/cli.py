@@ -171,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
         if group:
             if group not in groups:
                 gp = sub.add_parser(group, help=_GROUPS[group])
-                groups[group] = gp.add_subparsers(dest=group + "_cmd", required=True)
+                # "required: COMMAND" (not the internal dest name) when it is left out
+                groups[group] = gp.add_subparsers(dest=group + "_cmd", required=True,
+                                                  metavar="COMMAND")
             target = groups[group]
         p = target.add_parser(leaf, help=_help(builder))
         builder(p)

@@ -125,6 +125,10 @@ def cmd_key_new(args) -> int:
 
 def build_key_new(p: argparse.ArgumentParser) -> None:
     """make a new random key file (ack key, command key)"""
+    p.description = ("A new 256-bit key as 64 hex digits in FILE (mode 600; the key is not "
+                     "shown). A node takes it as mqtt.ack_key (its consumer of record then "
+                     "signs acks with --ack-key-file FILE) or as commands.key (the operator "
+                     "signs writes with otlink write --key-file FILE); docs/security.md.")
     p.add_argument("file", help="the key file to create (never overwritten)")
 
 
