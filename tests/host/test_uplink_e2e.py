@@ -248,6 +248,7 @@ def test_subscription_on_a_200_byte_topic(broker, tmp_path):
     topic = prefix + "/s1/n1/cmd"
     assert len(topic) == 200
     cli = _paho(broker.port)
+    pub = None
     try:
         import threading
 
@@ -256,10 +257,13 @@ def test_subscription_on_a_200_byte_topic(broker, tmp_path):
             for k in range(3):
                 cli.publish(topic, json.dumps({"id": "c%d" % k}), qos=1).wait_for_publish(5)
 
-        threading.Thread(target=later, daemon=True).start()
+        pub = threading.Thread(target=later, daemon=True)
+        pub.start()
         res = session(tmp_path, "32", port=broker.port, prefix=prefix, listen_ms=15_000,
                       want_cmds=3)
     finally:
+        if pub is not None:
+            pub.join(10)  # its last PUBACK may come after the node has the message
         cli.loop_stop()
         cli.disconnect()
     assert res["topic_len"] == 200
@@ -273,6 +277,7 @@ def test_oversized_cmd_and_ack_refused_session_kept(broker, tmp_path, size, buil
     # whole (MemoryError at 300 KB: no data batch ever left). It is read and discarded now.
     cli = _paho(broker.port)
     base = "otlink/s1/n1/"
+    pub = None
     try:
         cli.publish(base + "cmd", b"{" + b"x" * size, qos=1, retain=True).wait_for_publish(5)
         import threading
@@ -283,11 +288,14 @@ def test_oversized_cmd_and_ack_refused_session_kept(broker, tmp_path, size, buil
             cli.publish(base + "cmd", b"\x00" * size, qos=0).wait_for_publish(5)
             cli.publish(base + "cmd", b'{"id": "small"}', qos=1).wait_for_publish(5)
 
-        threading.Thread(target=later, daemon=True).start()
+        pub = threading.Thread(target=later, daemon=True)
+        pub.start()
         res = session(tmp_path, build, port=broker.port, publish=10, listen_ms=20_000,
                       want_cmds=1)
         res2 = session(tmp_path, build, port=broker.port, publish=10)  # retained again
     finally:
+        if pub is not None:
+            pub.join(10)  # its last PUBACK may come after the node has the message
         cli.publish(base + "cmd", b"", qos=1, retain=True).wait_for_publish(5)  # clear it
         cli.loop_stop()
         cli.disconnect()
