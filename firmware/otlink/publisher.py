@@ -138,9 +138,10 @@ class Publisher:
             return
         q.ack(seq)
         self.acks += 1
-        nxt = self._next
-        if nxt is not None and sdiff(seq, nxt) >= 0:
-            self._next = None  # the cursor was acknowledged: go on from the first unacked
+        if self._has_backlog and sdiff(seq, self._hist_end) >= 0:
+            # the backlog is stored: what follows is live, wherever the cursor stands (a
+            # cursor below the queue reads from its first reading)
+            self._has_backlog = False
         fl = self._inflight
         popped = False
         while fl and sdiff(seq, fl[0][0]) >= 0:
@@ -290,11 +291,7 @@ class Publisher:
             stop = None
             if self._hist is None and self._has_backlog:
                 # single stream still inside the backlog: flag it and split at its end
-                nxt = self._next
-                if nxt is None:  # after an ack timeout: from the oldest unacknowledged,
-                    for seq, _b, _r, _n in self.q.peek(1):  # which an ack may have moved
-                        nxt = seq  # past the backlog meanwhile
-                if nxt is not None and sdiff(nxt, self._hist_end) <= 0:
+                if self._next is None or sdiff(self._next, self._hist_end) <= 0:
                     hist_flag = True
                     stop = self._hist_end
                 else:
