@@ -510,7 +510,7 @@ class Commands:
             if self.log is not None and not n & (n - 1):  # 1, 2, 4, 8...: a flood logs little
                 self.log("commands: %d refused as unsigned or forged so far (%s)" % (n, why))
         elif len(self._pending) < MAX_PENDING:
-            self._pending.append(msg)  # the uplink's fresh copy (bytes or bytearray)
+            self._pending.append(msg)  # the uplink's fresh copy
             return
         else:
             why = _BUSY

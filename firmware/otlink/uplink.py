@@ -292,7 +292,7 @@ class Uplink:
     """One MQTT session. mqtt_cfg: the validated "mqtt" section (core/config.py, every field
     filled in); node_cfg: {"id", "site"}.
     on_ack(msg) / on_cmd(msg) are called from inside MQTT reads (keep them short); msg is
-    a fresh bytes or bytearray the handler may keep.
+    a fresh bytearray the handler may keep.
     rand: a function returning an int in [0, n) for backoff jitter (random.getrandbits based
     by default)."""
 
@@ -674,21 +674,13 @@ class Uplink:
             # 64K heap the second 2 KiB block was not there (MemoryError dropped the
             # session; fuzz). No block at all: refused and counted like an oversized
             # message; the session goes on, in step with the broker.
-            sk = self._skip
-            msg = None
-            if sz <= len(sk):  # through the scratch buffer, then one copy
-                s.readinto(sk[0:sz])
-                try:
-                    msg = bytes(sk[0:sz])
-                except MemoryError:
-                    pass
-            else:  # larger than the scratch buffer (the agent's is batch_bytes + 160)
-                try:
-                    msg = bytearray(sz)
-                except MemoryError:
-                    self._drop_bytes(sz)
-                if msg is not None:
-                    s.readinto(memoryview(msg))
+            try:
+                msg = bytearray(sz)
+            except MemoryError:
+                msg = None
+                self._drop_bytes(sz)
+            if msg is not None:
+                s.readinto(memoryview(msg))
             if msg is None:
                 self.refused_in += 1
             else:

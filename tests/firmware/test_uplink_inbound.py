@@ -1,7 +1,6 @@
 # heapsize: 160K 32:64K
 # An incoming message the uplink takes in (ack or cmd topic, payload up to max_in) costs one
-# heap block of its size, not two: read into the scratch buffer, then one copy for the
-# handler. Found by the hostile-broker fuzzer (tools/fuzz_mqtt.py): reading a 2 KiB command
+# heap block of its size, not two: read straight into one new bytearray the handler keeps. Found by the hostile-broker fuzzer (tools/fuzz_mqtt.py): reading a 2 KiB command
 # allocated a bytearray and then a bytes copy, and on the 32-bit build's fragmented 64K heap
 # the second 2 KiB block was missing now and then: MemoryError, the session dropped.
 # And when even the one block is missing, the message is refused and counted (like an
@@ -83,7 +82,7 @@ def _one_block(out_size):
         gc.enable()
     eq(len(got), 2, "messages handed in")
     true(got[1] == payload, "the handler gets the payload")
-    # one copy (2 KiB + a header) and small objects (2.9 KB on 64-bit); two copies were
+    # one block (2 KiB + a header) and small objects (2.9 KB on 64-bit); two copies were
     # 4.5 KB (32-bit) and 5.0 KB (64-bit)
     true(used < 2 * 2048, "reading a 2 KiB message allocated %d bytes" % used)
     peer.close()
