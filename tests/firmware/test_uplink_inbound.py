@@ -1,6 +1,7 @@
 # heapsize: 160K 32:64K
 # An incoming message the uplink takes in (ack or cmd topic, payload up to max_in) costs one
-# heap block of its size, not two: read straight into one new bytearray the handler keeps. Found by the hostile-broker fuzzer (tools/fuzz_mqtt.py): reading a 2 KiB command
+# heap block of its size, not two: read straight into one new bytearray the handler keeps.
+# Found by the hostile-broker fuzzer (tools/fuzz_mqtt.py): reading a 2 KiB command
 # allocated a bytearray and then a bytes copy, and on the 32-bit build's fragmented 64K heap
 # the second 2 KiB block was missing now and then: MemoryError, the session dropped.
 # And when even the one block is missing, the message is refused and counted (like an
